@@ -1,0 +1,156 @@
+"""Bot: the one place where reading, indexing, retrieval and answering are wired together.
+
+Every front door (CLI, Slack, Python) calls Bot.ask/stream and renders the same Answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.errors import NewsbotError
+from bot.models import Answer, Turn
+from bot.settings import Settings, load_settings
+from index.article import Article, ReadFailure
+
+log = logging.getLogger(__name__)
+
+
+
+
+class Bot:
+    """Question answering over the articles in one store.
+
+    >>> bot = Bot.open(data_dir="/tmp/newsbot")          # doctest: +SKIP
+    >>> bot.ingest(["samples/articles"])                    # doctest: +SKIP
+    >>> print(bot.ask("What did Qatar say about Hamas's response?").to_markdown())  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: Settings, store: Any, embedder: Any) -> None:
+        from bot.retrieve import Retriever
+        from index.embed import TokenCounter, model_max_tokens, resolve_model_path
+        from index.ingest import ChunkingConfig, Ingestor
+
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.retriever = Retriever(store, embedder)
+        config = ChunkingConfig(
+            chunk_tokens=settings.chunk_tokens,
+            overlap_sentences=settings.chunk_overlap,
+            max_model_tokens=getattr(embedder, "max_tokens", None)
+            or model_max_tokens(resolve_model_path(settings.embedding_model)),
+            model=settings.embedding_model,
+        )
+        self.ingestor = Ingestor(store, embedder, TokenCounter(settings.embedding_model), config)
+        self.ingestor.listeners.append(self.retriever.on_store_change)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, **overrides: Any) -> Bot:
+        """Open the store named by the settings (created when missing) and load the model."""
+        from index.embed import load_embedder
+        from index.store import Store
+
+        if settings is None:
+            settings = load_settings(**overrides)
+        elif overrides:
+            settings = settings.model_copy(update=overrides)
+        store = Store.open(settings)
+        embedder = load_embedder(settings)
+        store.check_identity(embedder.identity)
+        return cls(settings, store, embedder)
+
+    # -- ingesting -----------------------------------------------------------------------------
+    def ingest(
+        self,
+        sources: Iterable[str | Article] | str,
+        *,
+        progress: Any = None,
+    ) -> Any:
+        """Read, chunk, embed and store articles from paths, folders, globs, URLs or feeds.
+
+        Returns an IngestReport (new / updated / unchanged / duplicates / failures / chunks).
+        """
+        if isinstance(sources, str):
+            sources = [sources]
+        items = self._read(list(sources))
+        return self.ingestor.run(items, progress=progress)
+
+    def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:
+        paths = [source for source in sources if isinstance(source, str)]
+        yield from (source for source in sources if isinstance(source, Article))
+        if paths:
+            from index.read import iter_articles
+
+            yield from iter_articles(paths, self.settings)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.store.stats())
+
+    def reset(self) -> None:
+        self.store.reset()
+        self.retriever.on_store_change([], [])
+
+    # -- answering -----------------------------------------------------------------------------
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        k: int | None = None,
+    ) -> Answer:
+        """Answer from the stored articles, citing each claim; refuse when they don't say."""
+        answer: Answer | None = None
+        for item in self.stream(question, history=history, since=since, until=until, k=k):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        k: int | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the answer text as it is produced (str pieces), then the final Answer."""
+        from bot.answer import NOT_FOUND_PREFIX, extractive_answer
+
+        question = question.strip()
+        if not question:
+            raise NewsbotError("the question is empty", hint="ask something about the articles")
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        standalone = question
+        query = self.retriever.understand(standalone, since=since, until=until)
+        passages = self.retriever.search(query, k or self.settings.k)
+        timings["retrieve"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        text, citations, refused = extractive_answer(
+            standalone,
+            passages,
+            max_sentences=self.settings.max_answer_sentences,
+            threshold=self.settings.refusal_threshold,
+        )
+        if refused and not passages:
+            text = NOT_FOUND_PREFIX
+        timings["answer"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - started
+        yield text
+        yield Answer(
+            question=question,
+            standalone_question=standalone,
+            text=text,
+            citations=tuple(citations),
+            refused=refused,
+            timings=timings,
+            filters=dict(query.filters),
+        )

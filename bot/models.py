@@ -1,0 +1,81 @@
+"""The objects every front door receives: Answer and its Citations. Frozen; `to_dict()` for JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One numbered source: `quote` is verbatim `article.body[start:end]` of the cited article."""
+
+    n: int
+    article_id: str
+    title: str
+    source: str
+    url: str
+    published_at: datetime | None
+    quote: str
+    start: int
+    end: int
+    score: float
+    passage: str = ""  # the whole retrieved chunk the quote came from, for "show sources"
+    sources: tuple[str, ...] = ()  # every outlet that ran this story (syndication)
+
+    @property
+    def date(self) -> str:
+        return self.published_at.date().isoformat() if self.published_at else "undated"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["published_at"] = self.published_at.isoformat() if self.published_at else None
+        data["sources"] = list(self.sources)
+        return data
+
+    def to_markdown(self) -> str:
+        title = f"[{self.title}]({self.url})" if self.url else self.title
+        outlet = ", ".join(self.sources) or self.source or "unknown source"
+        return f"[{self.n}] {title} ({outlet}, {self.date})\n    > {self.quote}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The bot's reply. When `refused`, `text` says the articles don't answer and `citations` hold
+    the closest evidence found instead."""
+
+    question: str
+    standalone_question: str
+    text: str
+    citations: tuple[Citation, ...]
+    refused: bool
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    filters: dict[str, Any] = field(default_factory=dict)  # what was understood from the question
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "text": self.text,
+            "refused": self.refused,
+            "citations": [citation.to_dict() for citation in self.citations],
+            "timings": dict(self.timings),
+            "filters": dict(self.filters),
+        }
+
+    def to_markdown(self) -> str:
+        lines = [self.text, ""]
+        if self.citations:
+            lines.append("Closest evidence:" if self.refused else "Sources:")
+            lines += [citation.to_markdown() for citation in self.citations]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation, as the front doors keep it."""
+
+    question: str
+    answer: str
+    standalone_question: str = ""

