@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         default=DEFAULT_MODEL, description="Model name or folder path (sentence-transformers)."
     )
-    embedding_backend: Literal["onnx", "torch"] = "onnx"
+    embedding_backend: Literal["onnx", "torch"] = "torch"  # TODO(lead): onnx once it lands
     embedding_precision: Literal["fp32", "int8"] = "fp32"
     batch_size: int = Field(default=16, ge=1, le=1024)
 
