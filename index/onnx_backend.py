@@ -1,0 +1,607 @@
+"""The ONNX backend: the sentence-transformers model exported once, then run on onnxruntime.
+
+Exporting needs torch and sentence-transformers, and happens once per model (by `newsbot model
+export`, or the first time the backend is used). Embedding needs only onnxruntime, tokenizers and
+numpy, so a process that only asks questions starts without importing torch.
+
+The exported graph takes token ids and the 0/1 attention mask, builds the additive attention mask
+itself (leaving that to transformers traced wrongly for padded rows), and ends with mean pooling and
+L2 normalisation, so it returns the sentence vectors directly.
+
+Cache layout, under `cache_dir` (by default <data_dir>/models):
+
+    <model name>-<12 hex of the source checksum>/
+        model-fp32.onnx  model-fp32.json     the export and its manifest
+        model-int8.onnx  model-int8.json     dynamic int8 quantization of the fp32 export
+    checksums.json                           sha256 of files by (size, mtime), to start fast
+
+The entry's name covers the checksums of the model's files and the export format, so a changed
+model gets a new entry. An export is trusted only when its manifest matches the entry and its own
+sha256; anything else (a truncated, garbled or half-written file, a stale manifest, a file
+onnxruntime cannot load) is rebuilt. Files are written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import EmbeddingError
+from index.embed import EmbeddingIdentity, model_max_tokens, resolve_model_path
+
+if TYPE_CHECKING:
+    import numpy as np
+    from onnxruntime import InferenceSession
+    from tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
+
+# Bump when the exported graph changes (inputs, outputs, pooling): old cache entries are ignored.
+EXPORT_FORMAT = 1
+OPSET = 17
+PRECISIONS = ("fp32", "int8")
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAME = "sentence_embedding"
+# Exports are checked against the model they came from before they are kept.
+MIN_COSINE = {"fp32": 0.9999, "int8": 0.95}
+_CHECK_TEXTS = (
+    "Rates rose.",
+    "The central bank raised interest rates by a quarter point on Tuesday, its third increase "
+    "this year, and said further rises were likely while inflation stays above target.",
+    "Flooding closed roads across the region.",
+)
+# Folders of other runtimes' copies of the model, which do not change what torch loads.
+_SKIPPED_FOLDERS = {"onnx", "openvino", ".git", ".cache"}
+_SOURCE_SUFFIXES = {".json", ".txt", ".safetensors", ".bin", ".model", ".pt", ".pth"}
+_CHECKSUM_MEMO = "checksums.json"
+
+
+# -- checksums ---------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class _ChecksumMemo:
+    """sha256 of files, remembered by (size, mtime_ns, inode): a new process need not re-read them.
+
+    Hashing the 90 MB weights and the 90 MB export costs ~0.15 s, a third of a question's start-up.
+    Any write to a file changes its mtime, so a remembered checksum is only reused for an unchanged
+    file. `None` as the memo's path means: always hash.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._entries: dict[str, list[Any]] = {}
+        self._dirty = False
+        if path is not None and path.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                loaded = json.loads(path.read_text())
+                if isinstance(loaded, dict):
+                    self._entries = loaded
+
+    def sha256(self, path: Path) -> str:
+        stat = path.stat()
+        signature = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        key = str(path.resolve())
+        remembered = self._entries.get(key)
+        if self._path is not None and remembered is not None and remembered[:3] == signature:
+            return str(remembered[3])
+        digest = _sha256(path)
+        self._entries[key] = [*signature, digest]
+        self._dirty = True
+        return digest
+
+    def forget(self, path: Path) -> None:
+        self._entries.pop(str(path.resolve()), None)
+
+    def save(self) -> None:
+        if self._path is None or not self._dirty:
+            return
+        try:
+            _write_atomically(self._path, json.dumps(self._entries, indent=0).encode())
+            self._dirty = False
+        except OSError as exc:  # a read-only cache still works, it only starts slower
+            log.debug("cannot save checksums to %s: %s", self._path, exc)
+
+
+def _source_files(model_path: Path) -> list[Path]:
+    files = []
+    for path in sorted(model_path.rglob("*")):
+        relative = path.relative_to(model_path)
+        if any(part in _SKIPPED_FOLDERS for part in relative.parts[:-1]):
+            continue
+        if path.is_file() and path.suffix in _SOURCE_SUFFIXES:
+            files.append(path)
+    return files
+
+
+def source_checksum(model_path: Path, memo: _ChecksumMemo | None = None) -> str:
+    """One sha256 over the model's files (names and contents) and the export format."""
+    memo = memo or _ChecksumMemo(None)
+    digest = hashlib.sha256(f"newsbot-onnx-export-{EXPORT_FORMAT}\n".encode())
+    files = _source_files(model_path)
+    if not files:
+        raise EmbeddingError(f"no model files found in {model_path}")
+    for path in files:
+        digest.update(f"{path.relative_to(model_path).as_posix()}\0{memo.sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    model: str
+    model_path: Path
+    folder: Path
+    source_sha256: str
+
+    def onnx_path(self, precision: str) -> Path:
+        return self.folder / f"model-{precision}.onnx"
+
+    def manifest_path(self, precision: str) -> Path:
+        return self.folder / f"model-{precision}.json"
+
+
+def _entry(model: str, cache_dir: Path, memo: _ChecksumMemo | None) -> _Entry:
+    model_path = resolve_model_path(model)
+    checksum = source_checksum(model_path, memo)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).name) or "model"
+    return _Entry(model, model_path, cache_dir / f"{name}-{checksum[:12]}", checksum)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def _temporary_path(folder: Path, name: str) -> Iterator[Path]:
+    """A fresh path in `folder` for a tool that writes a file itself; removed unless renamed."""
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+def _publish(temporary: Path, target: Path) -> None:
+    with temporary.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(temporary, 0o644)  # mkstemp makes files private; an export is no secret
+    os.replace(temporary, target)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One exporter per cache entry at a time (two processes starting together export once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: atomic renames still keep every file whole
+        yield
+        return
+    with (folder / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_manifest(entry: _Entry, precision: str) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads(entry.manifest_path(precision).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _problem(entry: _Entry, precision: str, memo: _ChecksumMemo | None) -> str | None:
+    """Why the cached export cannot be used, or None when it is whole and current."""
+    onnx_path = entry.onnx_path(precision)
+    if not onnx_path.is_file():
+        return "not exported yet"
+    manifest = _read_manifest(entry, precision)
+    if manifest is None:
+        return "no readable manifest"
+    expected = {
+        "format": EXPORT_FORMAT,
+        "precision": precision,
+        "source_sha256": entry.source_sha256,
+        "file": onnx_path.name,
+    }
+    for key, value in expected.items():
+        if manifest.get(key) != value:
+            return f"stale manifest ({key} is {manifest.get(key)!r}, expected {value!r})"
+    if onnx_path.stat().st_size != manifest.get("size"):
+        return "file size differs from the manifest (truncated?)"
+    checksum = (memo or _ChecksumMemo(None)).sha256(onnx_path)
+    if checksum != manifest.get("sha256"):
+        return "checksum differs from the manifest (corrupt)"
+    return None
+
+
+def _versions(*packages: str) -> dict[str, str]:
+    versions = {}
+    for package in packages:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    return versions
+
+
+def _write_manifest(
+    entry: _Entry, precision: str, dimension: int, seconds: float, memo: _ChecksumMemo
+) -> None:
+    onnx_path = entry.onnx_path(precision)
+    memo.forget(onnx_path)
+    manifest = {
+        "format": EXPORT_FORMAT,
+        "model": entry.model,
+        "model_path": str(entry.model_path),
+        "source_sha256": entry.source_sha256,
+        "precision": precision,
+        "file": onnx_path.name,
+        "size": onnx_path.stat().st_size,
+        "sha256": memo.sha256(onnx_path),
+        "dimension": dimension,
+        "inputs": list(INPUT_NAMES),
+        "output": OUTPUT_NAME,
+        "opset": OPSET,
+        "export_seconds": round(seconds, 2),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": _versions(
+            "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers"
+        ),
+    }
+    _write_atomically(entry.manifest_path(precision), json.dumps(manifest, indent=2).encode())
+
+
+# -- exporting (the only place torch is imported) ----------------------------------------------
+
+
+def _load_reference(model_path: Path) -> Any:
+    """The sentence-transformers model, checked to be one this export reproduces."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import torch  # noqa: F401
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise EmbeddingError(
+            f"exporting the embedding model to ONNX needs torch and sentence-transformers ({exc})",
+            hint="pip install torch sentence-transformers (needed once, to export), "
+            "or set NEWSBOT_EMBEDDING_BACKEND=torch",
+        ) from exc
+    try:
+        reference = SentenceTransformer(str(model_path), device="cpu")
+    except Exception as exc:
+        raise EmbeddingError(f"cannot load embedding model from {model_path}: {exc}") from exc
+    modules = [type(module).__name__ for module in reference]
+    pooling = reference[1] if len(modules) > 1 else None
+    mode = getattr(pooling, "pooling_mode", None)
+    mean_pooling = mode in ("mean", ("mean",), ["mean"]) or bool(
+        getattr(pooling, "pooling_mode_mean_tokens", False)
+    )
+    transformer = getattr(reference[0], "auto_model", None) or getattr(reference[0], "model", None)
+    bert_like = hasattr(transformer, "embeddings") and hasattr(
+        getattr(transformer, "encoder", None), "layer"
+    )
+    if modules[:2] != ["Transformer", "Pooling"] or not mean_pooling or not bert_like:
+        raise EmbeddingError(
+            f"the ONNX backend supports BERT-style models with mean pooling; {model_path} is "
+            f"{' + '.join(modules)} on {type(transformer).__name__}",
+            hint="set NEWSBOT_EMBEDDING_BACKEND=torch for this model",
+        )
+    return reference
+
+
+def _export_fp32(entry: _Entry, target: Path) -> int:
+    """Export the model's encoder, pooling and normalisation to `target`; return the dimension."""
+    import torch
+
+    reference = _load_reference(entry.model_path)
+    transformer = getattr(reference[0], "auto_model", None) or reference[0].model
+    if hasattr(transformer, "set_attn_implementation"):
+        # The eager path is plain matmul + softmax, which the TorchScript exporter traces exactly.
+        with contextlib.suppress(Exception):
+            transformer.set_attn_implementation("eager")
+    else:
+        transformer.config._attn_implementation = "eager"
+
+    class SentenceEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embeddings = transformer.embeddings
+            self.layers = transformer.encoder.layer
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.embeddings(
+                input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids)
+            )
+            mask = attention_mask.to(hidden.dtype)
+            # (batch, 1, 1, seq): 0 where a token may be attended to, the lowest float where not.
+            additive = (1.0 - mask)[:, None, None, :] * torch.finfo(hidden.dtype).min
+            for layer in self.layers:
+                output = layer(hidden, additive)
+                hidden = output[0] if isinstance(output, tuple) else output
+            weights = mask.unsqueeze(-1)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    encoder = SentenceEncoder().eval()
+    # Two rows of different lengths, so the trace sees padding.
+    example_ids = torch.tensor([[101, 2023, 2003, 102, 0, 0], [101, 2023, 2003, 1037, 3231, 102]])
+    example_mask = (example_ids != 0).to(torch.int64)
+    dynamic_axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        OUTPUT_NAME: {0: "batch"},
+    }
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            encoder,
+            (example_ids, example_mask),
+            str(target),
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    expected = reference.encode(
+        list(_CHECK_TEXTS),
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        batch_size=8,
+        show_progress_bar=False,
+    )
+    _check_export(entry, target, expected, "fp32")
+    return int(expected.shape[1])
+
+
+def _quantize_int8(entry: _Entry, source: Path, target: Path) -> int:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Per-channel signed int8 weights, unsigned int8 activations (optimum's avx512_vnni settings).
+    with _quiet_quantizer():
+        quantize_dynamic(
+            str(source),
+            str(target),
+            per_channel=True,
+            reduce_range=False,
+            weight_type=QuantType.QInt8,
+        )
+    session = _open_session(source, threads=1)
+    expected = _run_checks(entry, session)
+    _check_export(entry, target, expected, "int8")
+    return int(expected.shape[1])
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Keep onnxruntime.quantization's dozens of notes (on the root logger) out of users' logs."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        from_quantizer = f"onnxruntime{os.sep}quantization" in record.pathname
+        return not from_quantizer or record.levelno >= logging.ERROR
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+def _run_checks(entry: _Entry, session: InferenceSession) -> np.ndarray:
+    tokenizer = _load_tokenizer(entry.model_path, model_max_tokens(entry.model_path))
+    encodings = tokenizer.encode_batch(list(_CHECK_TEXTS))
+    return _run_batch(session, [encoding.ids for encoding in encodings])
+
+
+def _check_export(entry: _Entry, path: Path, expected: np.ndarray, precision: str) -> None:
+    import numpy as np
+
+    try:
+        got = _run_checks(entry, _open_session(path, threads=1))
+    except Exception as exc:
+        raise EmbeddingError(
+            f"the {precision} ONNX export of {entry.model} does not run: {exc}"
+        ) from exc
+    cosine = float(np.min(np.sum(got * expected, axis=1)))
+    if cosine < MIN_COSINE[precision]:
+        raise EmbeddingError(
+            f"the {precision} ONNX export of {entry.model} disagrees with the model "
+            f"(cosine {cosine:.5f} < {MIN_COSINE[precision]})",
+            hint="set NEWSBOT_EMBEDDING_BACKEND=torch and report this",
+        )
+
+
+def _build(entry: _Entry, precision: str, fp32_source: Path | None, memo: _ChecksumMemo) -> None:
+    started = time.perf_counter()
+    target = entry.onnx_path(precision)
+    with _temporary_path(entry.folder, target.name) as temporary:
+        if fp32_source is None:
+            dimension = _export_fp32(entry, temporary)
+        else:
+            dimension = _quantize_int8(entry, fp32_source, temporary)
+        _publish(temporary, target)
+    seconds = time.perf_counter() - started
+    _write_manifest(entry, precision, dimension, seconds, memo)
+    log.info("exported %s (%s) to %s in %.1f s", entry.model, precision, target, seconds)
+
+
+def _ensure(entry: _Entry, precision: str, memo: _ChecksumMemo, *, force: bool = False) -> Path:
+    """The path of a whole, current export, built first if needed."""
+    try:
+        if force or _problem(entry, precision, memo) is not None:
+            # int8 is quantized from the fp32 export, which is made (and locked for) first.
+            fp32_source = _ensure(entry, "fp32", memo) if precision == "int8" else None
+            with _locked(entry.folder):
+                # Another process may have finished this export while we waited for the lock.
+                problem = "rebuild requested" if force else _problem(entry, precision, memo)
+                if problem is not None:
+                    log.info("exporting %s (%s) to ONNX: %s", entry.model, precision, problem)
+                    try:
+                        _build(entry, precision, fp32_source, memo)
+                    except EmbeddingError:
+                        raise
+                    except Exception as exc:
+                        raise EmbeddingError(
+                            f"cannot export {entry.model} ({precision}) to ONNX in "
+                            f"{entry.folder}: {exc}",
+                            hint="set NEWSBOT_EMBEDDING_BACKEND=torch to embed without ONNX",
+                        ) from exc
+    finally:
+        memo.save()
+    return entry.onnx_path(precision)
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise EmbeddingError(
+            f"unknown embedding precision {precision!r}",
+            hint="set NEWSBOT_EMBEDDING_PRECISION to fp32 or int8",
+        )
+
+
+def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = False) -> Path:
+    """The ONNX export of `model` at `precision`, built now unless a whole, current one is cached.
+
+    This is what `newsbot model export` runs. Unlike the runner's start-up it re-reads every file
+    to check its checksum. `force` rebuilds even a valid export. Imports torch only when it exports.
+    """
+    _check_precision(precision)
+    entry = _entry(model, cache_dir, None)
+    return _ensure(entry, precision, _ChecksumMemo(None), force=force)
+
+
+def export_manifest(model: str, precision: str, cache_dir: Path) -> dict[str, Any] | None:
+    """The manifest of the cached export (for `newsbot model export` to show), or None."""
+    _check_precision(precision)
+    return _read_manifest(_entry(model, cache_dir, None), precision)
+
+
+# -- running (no torch) ------------------------------------------------------------------------
+
+
+def _open_session(path: Path, threads: int | None = None) -> InferenceSession:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _load_tokenizer(model_path: Path, max_tokens: int) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    path = model_path / "tokenizer.json"
+    if not path.is_file():
+        raise EmbeddingError(f"no tokenizer.json in the model folder {model_path}")
+    tokenizer = Tokenizer.from_file(str(path))
+    # The shipped tokenizer.json pads and truncates at 128; the model is used at max_tokens (256).
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_tokens)
+    return tokenizer
+
+
+def _run_batch(session: InferenceSession, rows: Sequence[Sequence[int]]) -> np.ndarray:
+    import numpy as np
+
+    length = max(len(row) for row in rows)
+    input_ids = np.zeros((len(rows), length), dtype=np.int64)
+    attention_mask = np.zeros((len(rows), length), dtype=np.int64)
+    for index, row in enumerate(rows):
+        input_ids[index, : len(row)] = row
+        attention_mask[index, : len(row)] = 1
+    (vectors,) = session.run(
+        [OUTPUT_NAME], {"input_ids": input_ids, "attention_mask": attention_mask}
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+class OnnxEmbedder:
+    """The model's ONNX export on onnxruntime + tokenizers: same vectors as sentence-transformers.
+
+    Texts are tokenized together, sorted by length and run in batches of similar lengths, so little
+    time goes on padding; rows come back in the order of the texts.
+    """
+
+    def __init__(self, model: str, precision: str, batch_size: int, cache_dir: Path) -> None:
+        _check_precision(precision)
+        memo = _ChecksumMemo(cache_dir / _CHECKSUM_MEMO)
+        entry = _entry(model, cache_dir, memo)
+        self.max_tokens = model_max_tokens(entry.model_path)
+        self.batch_size = batch_size
+        path = _ensure(entry, precision, memo)
+        try:
+            self._session = _open_session(path)
+        except Exception as exc:  # whole by its checksum, yet not loadable: built by a bad run
+            log.warning("onnxruntime cannot load %s (%s); exporting it again", path, exc)
+            path = _ensure(entry, precision, memo, force=True)
+            try:
+                self._session = _open_session(path)
+            except Exception as again:
+                raise EmbeddingError(
+                    f"onnxruntime cannot load the ONNX export {path}: {again}",
+                    hint="set NEWSBOT_EMBEDDING_BACKEND=torch",
+                ) from again
+        self.path = path
+        self._tokenizer = _load_tokenizer(entry.model_path, self.max_tokens)
+        dimension = self._session.get_outputs()[0].shape[1]
+        if not isinstance(dimension, int):
+            dimension = int(_read_manifest(entry, precision)["dimension"])  # type: ignore[index]
+        self.identity = EmbeddingIdentity(model, dimension, "onnx", precision)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        vectors = np.zeros((len(texts), self.identity.dimension), dtype=np.float32)
+        if not texts:
+            return vectors
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda index: len(encodings[index].ids))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            try:
+                vectors[batch] = _run_batch(self._session, [encodings[i].ids for i in batch])
+            except Exception as exc:
+                raise EmbeddingError(f"onnxruntime failed to embed a batch: {exc}") from exc
+        return vectors
