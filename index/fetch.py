@@ -1,0 +1,256 @@
+"""Fetch one http(s) URL safely: bounded time, bounded size, bounded redirects, no internal hosts.
+
+Anyone who can hand newsbot a URL (a Slack user, a feed entry's link) could otherwise make it
+read internal services. So before each hop the host is resolved once, every address it resolves
+to is checked, and the connection is then made to that checked address (the Host header and TLS
+server name stay the original host's), so a DNS answer that changes between check and connect
+cannot slip an internal address through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+from bot.errors import ReadError
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+logger = logging.getLogger(__name__)
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_ACCEPT = (
+    "text/html, application/xhtml+xml, application/rss+xml, application/atom+xml, "
+    "application/xml;q=0.9, application/json;q=0.9, text/plain;q=0.8, */*;q=0.5"
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a URL served. `url` is the address after redirects; `content_type` has no parameters."""
+
+    url: str
+    status: int
+    content_type: str
+    content: bytes
+    encoding: str | None = None  # the charset the server declared, if any
+
+    @property
+    def text(self) -> str:
+        """The body decoded with the declared charset, else UTF-8; undecodable bytes replaced."""
+        encoding = self.encoding or "utf-8"
+        try:
+            return self.content.decode(encoding, errors="replace")
+        except LookupError:  # a charset name Python does not know
+            return self.content.decode("utf-8", errors="replace")
+
+
+@cache
+def user_agent() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"newsbot/{version('newsbot')}"
+    except Exception:  # running from a checkout that was never installed
+        return "newsbot/dev"
+
+
+def fetch(url: str, settings: Settings) -> Fetched:
+    """GET `url` and return its body, or raise ReadError with a one-line message naming the URL.
+
+    Only http and https. `settings.fetch_timeout` bounds the whole fetch, redirects included;
+    redirects are followed by hand, at most `settings.max_redirects`, each hop checked again;
+    the body is streamed and abandoned past `settings.max_download_bytes` (after decompression).
+    Hosts resolving to loopback, private, link-local, multicast, reserved or unspecified
+    addresses are refused unless `settings.allow_private_urls`.
+    """
+    deadline = time.monotonic() + settings.fetch_timeout
+    current = url
+    for hop in range(settings.max_redirects + 1):
+        _check_scheme(current, url)
+        response = _get_once(current, settings, deadline)
+        if isinstance(response, Fetched):
+            return response
+        location = response
+        next_url = urljoin(current, location)
+        logger.debug("%s redirects to %s", current, next_url)
+        if hop == settings.max_redirects:
+            break
+        current = next_url
+    raise ReadError(
+        f"too many redirects fetching {url} (more than {settings.max_redirects})",
+        hint="raise NEWSBOT_MAX_REDIRECTS if the site really needs more",
+    )
+
+
+def _check_scheme(current: str, original: str) -> None:
+    parts = urlsplit(current)
+    if parts.scheme.lower() not in ("http", "https"):
+        via = "" if current == original else f" (redirected from {original})"
+        raise ReadError(f"cannot fetch {current}{via}: only http and https URLs can be read")
+    if not parts.hostname:
+        raise ReadError(f"cannot fetch {current}: the URL has no host")
+
+
+def _get_once(url: str, settings: Settings, deadline: float) -> Fetched | str:
+    """One hop. Returns the Fetched body, or the Location of a redirect."""
+    import httpx as _httpx
+
+    parsed = _httpx.URL(url)
+    host = parsed.host
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    addresses = _resolve(url, host, port, settings)
+
+    last_error: Exception | None = None
+    for address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        target = parsed.copy_with(host=str(address))
+        headers = {
+            "Host": parsed.netloc.decode("ascii"),
+            "User-Agent": user_agent(),
+            "Accept": _ACCEPT,
+        }
+        request_extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
+        timeout = _httpx.Timeout(remaining)
+        try:
+            # A fresh client per hop: pooled connections are keyed by address, and one must
+            # never carry a request for another host name.
+            with (
+                _httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+                client.stream(
+                    "GET", target, headers=headers, extensions=request_extensions
+                ) as response,
+            ):
+                return _read_response(url, response, settings, deadline)
+        except _httpx.ConnectError as exc:
+            last_error = exc
+            logger.debug("cannot connect to %s at %s: %s", url, address, exc)
+            continue
+        except _httpx.TimeoutException:
+            raise ReadError(
+                f"timed out fetching {url} (after {settings.fetch_timeout:g} s)",
+                hint="try again later or raise NEWSBOT_FETCH_TIMEOUT",
+            ) from None
+        except _httpx.HTTPError as exc:
+            raise ReadError(f"cannot fetch {url}: {_describe(exc)}") from None
+    if last_error is None:
+        raise ReadError(
+            f"timed out fetching {url} (after {settings.fetch_timeout:g} s)",
+            hint="try again later or raise NEWSBOT_FETCH_TIMEOUT",
+        )
+    raise ReadError(f"cannot connect to {url}: {_describe(last_error)}")
+
+
+def _read_response(
+    url: str, response: httpx.Response, settings: Settings, deadline: float
+) -> Fetched | str:
+    status = response.status_code
+    if status in _REDIRECT_STATUSES:
+        location = response.headers.get("location")
+        if not location:
+            raise ReadError(f"cannot fetch {url}: HTTP {status} redirect without a Location")
+        return location
+    if status >= 400:
+        reason = response.reason_phrase or ""
+        raise ReadError(f"cannot fetch {url}: HTTP {status} {reason}".rstrip())
+    limit = settings.max_download_bytes
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ReadError(_too_big(url, limit, f"it declares {int(declared)} bytes"))
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ReadError(_too_big(url, limit, "it sent more"))
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise ReadError(
+                f"timed out fetching {url} (after {settings.fetch_timeout:g} s)",
+                hint="try again later or raise NEWSBOT_FETCH_TIMEOUT",
+            )
+    content_type = response.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return Fetched(
+        url=url,
+        status=status,
+        content_type=media_type,
+        content=b"".join(chunks),
+        encoding=response.charset_encoding,
+    )
+
+
+def _too_big(url: str, limit: int, detail: str) -> str:
+    return (
+        f"download from {url} is over the limit of {limit} bytes ({detail}); "
+        "raise NEWSBOT_MAX_DOWNLOAD_BYTES to allow it"
+    )
+
+
+def _resolve(url: str, host: str, port: int, settings: Settings) -> list[IPAddress]:
+    """Every address `host` resolves to, all checked; the order getaddrinfo gave."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ReadError(f"cannot resolve the host of {url} ({host}): {reason}") from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        raw = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone index
+        address = ipaddress.ip_address(raw)
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise ReadError(f"cannot resolve the host of {url} ({host}): no addresses")
+    if not settings.allow_private_urls:
+        for address in addresses:
+            kind = forbidden_kind(address)
+            if kind:
+                raise ReadError(
+                    f"refusing to fetch {url}: {host} resolves to {address}, a {kind} address; "
+                    "set NEWSBOT_ALLOW_PRIVATE_URLS=true to allow it"
+                )
+    return addresses
+
+
+def forbidden_kind(address: IPAddress) -> str | None:
+    """Why `address` must not be fetched by default ("loopback", "private", ...), or None."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address.teredo:
+            embedded = address.teredo[1]
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return forbidden_kind(embedded)
+    checks = (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("non-public", not address.is_global),
+    )
+    for kind, matches in checks:
+        if matches:
+            return kind
+    return None
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

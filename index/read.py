@@ -1,0 +1,1107 @@
+"""Read news articles from files, folders, globs, feeds and URLs into `Article`s.
+
+`iter_articles` is the one entry point: it yields an `Article` per article read and a
+`ReadFailure` per item that could not be read (a file, a JSON line, a feed entry, a URL), and
+goes on with the rest. It never raises for a bad item.
+
+Conventions every reader follows:
+
+- Dates are timezone-aware. A date or time without a zone is taken as UTC. A missing or
+  unreadable date stays None: newsbot never stamps an article with "now".
+- Bodies are the article text exactly as written, apart from line endings (CRLF and CR become LF)
+  and surrounding whitespace: citations quote `body[start:end]`.
+- Ids: a record's own `id`; else `stable_id("url", url)` when the article has a URL; else
+  `stable_id("file", resolved path)`, with `#line` for a JSON Lines record, `#index` for an item
+  of a JSON list and `#entry` for a feed entry (a feed entry without a link uses its guid first).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+import time
+import unicodedata
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from bot.errors import ReadError
+from bot.settings import Settings
+from index.article import Article, ReadFailure, stable_id
+from index.fetch import fetch
+
+logger = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+JSON_SUFFIXES = frozenset({".json"})
+JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom"})
+READABLE_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFIXES | FEED_SUFFIXES
+
+# A feed entry whose text is shorter than this is taken for a teaser, and (when
+# settings.fetch_full_articles) its linked page is fetched for the full article. Real feeds
+# that carry full text carry far more; teasers are a sentence or two.
+SUMMARY_MAX_CHARS = 600
+# Linked pages of one feed fetched at once: enough to hide latency, few enough to be polite.
+FEED_FETCH_WORKERS = 4
+# Header lines (title:, date ...) are looked for only in the first few lines of a text file.
+MAX_HEADER_LINES = 20
+# A first line longer than this is a paragraph, not a title.
+MAX_TITLE_CHARS = 150
+# A title made up from the body is cut to about this many characters.
+DERIVED_TITLE_CHARS = 80
+
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_BINARY_SIGNATURES = (
+    b"%PDF-",
+    b"PK\x03\x04",
+    b"\x89PNG",
+    b"GIF8",
+    b"\xff\xd8\xff",
+    b"\x1f\x8b",
+    b"BZh",
+    b"\xfd7zXZ",
+    b"7z\xbc\xaf",
+    b"\x7fELF",
+)
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27)) + b"\x7f"
+_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
+_UTF16_32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff", b"\xff\xfe", b"\xfe\xff")
+
+# "date 2024-02-07", "date: 2024-02-07T10:00Z", possibly followed by body text on the same line.
+_DATE_LINE = re.compile(
+    r"[ \t]*date[ \t]*:?[ \t]+"
+    r"(?P<date>\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?)?)(?=\s|$)[ \t]*",
+    re.IGNORECASE,
+)
+_HEADER_KEYS = {
+    "title": "title",
+    "headline": "title",
+    "source": "source",
+    "outlet": "source",
+    "publisher": "source",
+    "url": "url",
+    "link": "url",
+    "canonical": "url",
+    "author": "author",
+    "byline": "author",
+    "date": "date",
+    "published": "date",
+    "published_at": "date",
+    "publishedat": "date",
+    "pubdate": "date",
+}
+_HEADER_LINE = re.compile(
+    r"[ \t]*(?P<key>" + "|".join(_HEADER_KEYS) + r")[ \t]*:[ \t]*(?P<value>[^\n]*)",
+    re.IGNORECASE,
+)
+_FRONT_MATTER = re.compile(r"[ \t]*---[ \t]*\n(?P<block>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|$)", re.S)
+_ATX_HEADING = re.compile(r"#{1,6}[ \t]+(?P<title>[^\n]+?)[ \t#]*$")
+_SETEXT_UNDERLINE = re.compile(r"(?:=+|-{3,})[ \t]*$")
+_FINAL_PUNCTUATION = ".!?,;:…"
+_CLOSING_QUOTES = "\"'”’»)]"
+_NAME_DATE = re.compile(r"^(?P<y>\d{4})[-_.]?(?P<m>\d{2})[-_.]?(?P<d>\d{2})(?!\d)")
+_HTML_HINT = re.compile(
+    r"<(?:p|div|br|span|a|strong|em|b|i|h[1-6]|ul|ol|li|img|figure|blockquote|article|section)"
+    r"\b[^>]*>",
+    re.IGNORECASE,
+)
+_FEED_ROOT = re.compile(rb"<(?:[a-z0-9_-]+:)?(?:rss|feed|rdf)[\s>]")
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where content came from: a location for messages, and what ids are derived from."""
+
+    location: str  # the path as given, or the URL
+    id_prefix: str  # "file" or "url"
+    id_key: str  # resolved path or URL
+    url: str = ""  # the URL the content was served from, if any
+
+    @property
+    def name(self) -> str:
+        """The file name (or last URL path segment), for titles and dates made up from it."""
+        if self.url and self.id_prefix != "file":
+            return unquote(urlsplit(self.url).path.rstrip("/").rsplit("/", 1)[-1])
+        return Path(self.location).name
+
+    def item_id(self, suffix: str) -> str:
+        return stable_id(self.id_prefix, f"{self.id_key}#{suffix}")
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def iter_articles(sources: Iterable[str], settings: Settings) -> Iterator[Article | ReadFailure]:
+    """Read every source and yield its articles, or a ReadFailure per item that failed.
+
+    A source is a file, a folder (read recursively; hidden files and files of unknown types
+    are skipped), a glob (`articles/*.json`, `**` allowed), or an http(s) URL of a page, feed,
+    JSON or text file. Folders and globs are read in sorted path order; a file reached twice
+    (e.g. by a folder and a glob) is read once.
+    """
+    seen: set[Path] = set()
+    for source in sources:
+        try:
+            yield from _read_source(source, settings, seen)
+        except Exception as exc:  # a bug or an odd source must not stop the other sources
+            logger.debug("reading %s failed", source, exc_info=True)
+            yield ReadFailure(source, f"cannot read: {_describe(exc)}")
+
+
+def _read_source(
+    source: str, settings: Settings, seen: set[Path]
+) -> Iterator[Article | ReadFailure]:
+    source = source.strip()
+    if not source:
+        yield ReadFailure(source, "empty source name")
+        return
+    if _URL_SCHEME.match(source):
+        scheme = source.split(":", 1)[0].lower()
+        if scheme in ("http", "https"):
+            yield from _read_url(source, settings)
+        else:
+            yield ReadFailure(source, f"cannot read {scheme}: URLs; only http and https URLs")
+        return
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = _walk(path)
+        if not files:
+            logger.info(
+                "%s holds no readable files (%s)", source, ", ".join(sorted(READABLE_SUFFIXES))
+            )
+        for file in files:
+            yield from _read_file_once(file, settings, seen)
+    elif path.exists():
+        yield from _read_file_once(path, settings, seen)
+    elif glob.has_magic(source):
+        matches = sorted(glob.glob(os.path.expanduser(source), recursive=True))
+        if not matches:
+            yield ReadFailure(source, "no files match this pattern")
+        for match in matches:
+            match_path = Path(match)
+            if match_path.is_dir():
+                for file in _walk(match_path):
+                    yield from _read_file_once(file, settings, seen)
+            else:
+                yield from _read_file_once(match_path, settings, seen)
+    else:
+        yield ReadFailure(source, "no such file or folder")
+
+
+def _walk(folder: Path) -> list[Path]:
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in READABLE_SUFFIXES:
+                files.append(Path(dirpath) / name)
+            else:
+                logger.debug("skipping %s: not a type newsbot reads", Path(dirpath) / name)
+    return sorted(files)
+
+
+def _read_file_once(
+    path: Path, settings: Settings, seen: set[Path]
+) -> Iterator[Article | ReadFailure]:
+    resolved = path.resolve()
+    if resolved in seen:
+        return
+    seen.add(resolved)
+    yield from _read_file(path, resolved, settings)
+
+
+def _read_file(path: Path, resolved: Path, settings: Settings) -> Iterator[Article | ReadFailure]:
+    location = str(path)
+    try:
+        if not path.is_file():
+            yield ReadFailure(location, "not a regular file")
+            return
+        size = path.stat().st_size
+        if size > settings.max_file_bytes:
+            yield ReadFailure(
+                location,
+                f"file is {size} bytes, over the limit of {settings.max_file_bytes} bytes; "
+                "raise NEWSBOT_MAX_FILE_BYTES to read it",
+            )
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        yield ReadFailure(location, f"cannot read: {exc.strerror or exc}")
+        return
+    where = _Where(location=location, id_prefix="file", id_key=str(resolved))
+    kind = _kind_from_suffix(path.suffix.lower())
+    yield from _guarded(_read_content(data, where, kind, settings), location)
+
+
+def _read_url(url: str, settings: Settings) -> Iterator[Article | ReadFailure]:
+    try:
+        fetched = fetch(url, settings)
+    except ReadError as exc:
+        yield ReadFailure(url, str(exc))
+        return
+    where = _Where(location=url, id_prefix="url", id_key=fetched.url, url=fetched.url)
+    media = fetched.content_type
+    if media.startswith(("image/", "audio/", "video/", "font/")) or media in (
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+    ):
+        yield ReadFailure(url, f"not an article: the server sent {media}")
+        return
+    kind = _kind_from_content_type(media)
+    yield from _guarded(
+        _read_content(fetched.content, where, kind, settings, charset=fetched.encoding), url
+    )
+
+
+def _guarded(
+    items: Iterator[Article | ReadFailure], location: str
+) -> Iterator[Article | ReadFailure]:
+    """Turn an exception escaping a reader into one ReadFailure for that location."""
+    try:
+        yield from items
+    except ReadError as exc:
+        yield ReadFailure(location, str(exc))
+    except Exception as exc:
+        logger.debug("reading %s failed", location, exc_info=True)
+        yield ReadFailure(location, f"cannot read: {_describe(exc)}")
+
+
+# -- dispatch by content -----------------------------------------------------------------------
+
+
+def _kind_from_suffix(suffix: str) -> str | None:
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    if suffix in HTML_SUFFIXES:
+        return "html"
+    if suffix in JSON_SUFFIXES:
+        return "json"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix in FEED_SUFFIXES:
+        return "feed"
+    return None
+
+
+def _kind_from_content_type(media: str) -> str | None:
+    if media in ("text/html", "application/xhtml+xml"):
+        return "html"
+    if media in ("application/rss+xml", "application/atom+xml", "application/rdf+xml"):
+        return "feed"
+    if media == "application/json" or media.endswith("+json"):
+        return "json"
+    if media in ("application/x-ndjson", "application/jsonl", "application/x-jsonlines"):
+        return "jsonl"
+    if media in ("text/plain", "text/markdown", "text/x-markdown"):
+        return "text"
+    return None
+
+
+def _sniff(data: bytes) -> str:
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<"):
+        return "feed" if _FEED_ROOT.search(head) else "html"
+    if head[:1] in (b"{", b"["):
+        return "json"
+    return "text"
+
+
+def _read_content(
+    data: bytes, where: _Where, kind: str | None, settings: Settings, charset: str | None = None
+) -> Iterator[Article | ReadFailure]:
+    if not data.strip():
+        yield ReadFailure(where.location, "empty file" if not where.url else "empty response")
+        return
+    if _looks_binary(data):
+        yield ReadFailure(where.location, "binary file, not text (is this an article?)")
+        return
+    sniffed = _sniff(data)
+    if sniffed == "feed" and kind != "text":
+        kind = "feed"  # servers often label feeds text/html or text/xml
+    elif kind is None:
+        kind = sniffed
+    if kind == "text":
+        yield _article_from_text(decode_bytes(data, charset), where)
+    elif kind == "html":
+        yield _article_from_html(data, where)
+    elif kind == "json":
+        yield from _read_json(decode_bytes(data, charset), where)
+    elif kind == "jsonl":
+        yield from _read_jsonl(decode_bytes(data, charset), where)
+    else:
+        yield from _read_feed(data, where, settings)
+
+
+# -- bytes to text -----------------------------------------------------------------------------
+
+
+def _looks_binary(data: bytes) -> bool:
+    if data.startswith(_UTF16_32_BOMS):
+        return False
+    if data.startswith(_BINARY_SIGNATURES) or b"\x00" in data:
+        return True
+    sample = data[:65536]
+    control = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return control * 10 > len(sample)
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Bytes to text: a BOM, else UTF-8, else the declared charset, else a detected non-Latin
+    charset, else Windows-1252 (which Latin-1 backs up for its five undefined bytes)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return data.decode("utf-32", errors="replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if charset and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        try:
+            return data.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    detected = _detect_non_latin(data)
+    if detected is not None:
+        return detected
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _detect_non_latin(data: bytes) -> str | None:
+    """Text in a legacy non-Latin charset (Cyrillic, Greek, ...), as detected; else None.
+
+    Detectors often mistake Windows-1252 for its Central European sibling, so a detection is
+    only trusted when it yields letters outside the Latin script.
+    """
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data[:200_000]).best()
+    except Exception:
+        return None
+    if best is None or not best.encoding:
+        return None
+    try:
+        text = data.decode(best.encoding)
+    except (LookupError, UnicodeDecodeError):
+        return None
+    letters = [char for char in text if ord(char) > 0x7F and char.isalpha()]
+    if not letters:
+        return None
+    non_latin = sum(1 for char in letters if "LATIN" not in unicodedata.name(char, ""))
+    return text if non_latin * 2 > len(letters) else None
+
+
+def _normalise(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# -- dates -------------------------------------------------------------------------------------
+
+
+def parse_date(value: object) -> datetime | None:
+    """A timezone-aware datetime from what sources put in date fields, or None.
+
+    Accepts datetimes, dates, epoch seconds (or milliseconds), struct_time (UTC), ISO 8601,
+    RFC 2822 (feeds, e-mail) and other complete dates dateutil reads ("7 February 2024").
+    A value without a zone is taken as UTC. Incomplete dates ("February 2024") give None.
+    """
+    try:
+        parsed = _parse_date(value)
+    except Exception:  # odd input must not cost the article, only its date
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _parse_date(value: object) -> datetime | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, time.struct_time):
+        return datetime(*value[:6], tzinfo=UTC)
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if re.fullmatch(r"\d{9,13}(?:\.\d+)?", text):
+        return _from_epoch(float(text))
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        pass
+    from dateutil import parser
+
+    # Parse twice with different defaults: a part missing from the text (year, month, day)
+    # shows up as a difference, and an incomplete date is no date.
+    first = parser.parse(text, default=datetime(2000, 1, 1))
+    second = parser.parse(text, default=datetime(2001, 2, 2))
+    if first.date() != second.date():
+        return None
+    return first
+
+
+def _from_epoch(seconds: float) -> datetime:
+    if seconds > 1e11:  # milliseconds
+        seconds /= 1000
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+# -- plain text and markdown -------------------------------------------------------------------
+
+
+def read_text(text: str, origin: str, *, url: str = "") -> Article:
+    """An Article from plain text or markdown; raises ReadError when there is no text.
+
+    Recognised at the top, in this order: a `---` front-matter block of `key: value` lines;
+    header lines `title:`, `source:`, `url:`, `author:`, `date:` and the bare form
+    `date YYYY-MM-DD`, which may be followed by body text on the same line; then a title,
+    either a markdown heading or a short first line without final punctuation followed by a
+    blank line. Without a title the file name in `origin` gives one
+    ("2024-02-07-ceasefire-talks.txt" -> "Ceasefire talks"), and a date the file name starts
+    with is used when no header gives one. The body is the rest, preserved exactly (line
+    endings normalised, ends stripped). A date without a zone is taken as UTC.
+    """
+    where = _Where(location=origin, id_prefix="file", id_key=origin, url=url)
+    try:
+        return _article_from_text(text, where)
+    except ReadError as exc:
+        raise ReadError(f"{origin}: {exc}") from None
+
+
+def _article_from_text(text: str, where: _Where) -> Article:
+    text = _normalise(text).lstrip("\ufeff")
+    headers, position = _read_headers(text)
+    title = headers.get("title", "").strip()
+    rest = text[position:]
+    heading, after_heading = _split_title(rest, require_heading=bool(title))
+    if heading and not title:
+        title, rest = heading, after_heading
+    elif heading and heading.casefold() == title.casefold():
+        rest = after_heading  # the same title twice: front matter and a heading
+    body = rest.strip()
+    if not body:
+        raise ReadError("no article text after the header")
+    article_url = headers.get("url", "").strip() or where.url
+    published_at = parse_date(headers["date"]) if headers.get("date") else None
+    if headers.get("date") and published_at is None:
+        logger.warning(
+            "%s: cannot read the date %r; leaving it out", where.location, headers["date"]
+        )
+    if published_at is None and "date" not in headers:
+        published_at = _date_from_name(where.name)
+    if not title:
+        title = _title_from_name(where.name) or _title_from_body(body)
+    if article_url:
+        article_id = stable_id("url", article_url)
+    else:
+        article_id = stable_id(where.id_prefix, where.id_key)
+    return Article(
+        id=article_id,
+        title=title,
+        body=body,
+        source=headers.get("source", "").strip(),
+        url=article_url,
+        author=headers.get("author", "").strip(),
+        published_at=published_at,
+        origin=where.location,
+    )
+
+
+def _read_headers(text: str) -> tuple[dict[str, str], int]:
+    """Header values found at the top, and where the rest of the text starts."""
+    headers: dict[str, str] = {}
+    position = 0
+    front = _FRONT_MATTER.match(text)
+    if front:
+        for line in front.group("block").split("\n"):
+            key, sep, value = line.partition(":")
+            canonical = _HEADER_KEYS.get(key.strip().lower())
+            if sep and canonical and value.strip():
+                headers.setdefault(canonical, value.strip().strip("\"'"))
+        position = front.end()
+    for _ in range(MAX_HEADER_LINES):
+        line_end = text.find("\n", position)
+        line_end = len(text) if line_end == -1 else line_end
+        line = text[position:line_end]
+        if not line.strip():
+            if line_end >= len(text):
+                break
+            if headers:  # a blank line ends a header block
+                break
+            position = line_end + 1
+            continue
+        date_line = _DATE_LINE.match(line)
+        if date_line:
+            headers["date"] = date_line.group("date")
+            if date_line.end() < len(line):  # body text goes on on the same line
+                position += date_line.end()
+                break
+            position = min(line_end + 1, len(text))
+            continue
+        header = _HEADER_LINE.fullmatch(line)
+        if header and header.group("value").strip():
+            canonical = _HEADER_KEYS[header.group("key").lower()]
+            headers.setdefault(canonical, header.group("value").strip())
+            position = min(line_end + 1, len(text))
+            continue
+        break
+    return headers, position
+
+
+def _split_title(text: str, *, require_heading: bool) -> tuple[str, str]:
+    """(title, rest) when `text` opens with a title, else ("", text)."""
+    stripped = text.lstrip()
+    first, newline, after = stripped.partition("\n")
+    first_line = first.strip()
+    if not first_line or len(first_line) > 4 * MAX_TITLE_CHARS:
+        return "", text
+    heading = _ATX_HEADING.fullmatch(first_line)
+    if heading:
+        return heading.group("title").strip(), after
+    second, _, after_second = after.partition("\n")
+    if (
+        len(first_line) <= MAX_TITLE_CHARS
+        and _SETEXT_UNDERLINE.fullmatch(second.strip())
+        and after_second.strip()
+    ):
+        return first_line, after_second
+    if require_heading:
+        return "", text
+    if (
+        newline
+        and len(first_line) <= MAX_TITLE_CHARS
+        and not second.strip()
+        and after.strip()
+        and first_line.rstrip(_CLOSING_QUOTES)[-1:] not in _FINAL_PUNCTUATION
+    ):
+        return first_line, after
+    return "", text
+
+
+def _date_from_name(name: str) -> datetime | None:
+    match = _NAME_DATE.match(name)
+    if not match:
+        return None
+    try:
+        return datetime(int(match["y"]), int(match["m"]), int(match["d"]), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _title_from_name(name: str) -> str:
+    stem = Path(name).stem if Path(name).suffix.lower() in READABLE_SUFFIXES else name
+    match = _NAME_DATE.match(stem)
+    if match and _date_from_name(stem):
+        stem = stem[match.end() :]
+    words = re.sub(r"[-_\s]+", " ", stem).strip()
+    return words[:1].upper() + words[1:]
+
+
+def _title_from_body(body: str) -> str:
+    first = body.strip().split("\n", 1)[0].strip()
+    if len(first) <= DERIVED_TITLE_CHARS:
+        return first
+    cut = first[:DERIVED_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "…"
+
+
+# -- HTML --------------------------------------------------------------------------------------
+
+
+def _article_from_html(data: bytes | str, where: _Where) -> Article:
+    document = _extract_html(data, where.url)
+    if document is None or not (document.text or "").strip():
+        raise ReadError("no article text found in the page")
+    title = (document.title or "").strip()
+    body = _drop_leading_title(_normalise(document.text).strip(), title)
+    if not body:
+        raise ReadError("no article text found in the page")
+    url = (document.url or where.url or "").strip()
+    title = title or _title_from_name(where.name) or _title_from_body(body)
+    published_at = parse_date(document.date) if document.date else None
+    if published_at is None and where.id_prefix == "file":
+        published_at = _date_from_name(where.name)
+    return Article(
+        id=stable_id("url", url) if url else stable_id(where.id_prefix, where.id_key),
+        title=title,
+        body=body,
+        source=(document.sitename or document.hostname or "").strip(),
+        url=url,
+        author=(document.author or "").strip(),
+        published_at=published_at,
+        origin=where.location,
+    )
+
+
+def _extract_html(data: bytes | str, url: str) -> Any:
+    """trafilatura's main text and metadata of a page (a Document), or None."""
+    import trafilatura
+
+    return trafilatura.bare_extraction(
+        data,
+        url=url or None,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        deduplicate=False,
+    )
+
+
+def _drop_leading_title(body: str, title: str) -> str:
+    """trafilatura often keeps the page's <h1> as the body's first line; it is the title."""
+    first, _, rest = body.partition("\n")
+    if title and rest.strip() and first.strip().casefold() == title.casefold():
+        return rest.strip()
+    return body
+
+
+def html_fragment_text(fragment: str) -> str:
+    """The text of an HTML fragment (a feed summary, a JSON body), one paragraph a block."""
+    import lxml.html
+    from lxml import etree
+
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return fragment.strip()
+    blocks = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr"}
+    for element in root.iter("script", "style"):
+        element.drop_tree()
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.tag.lower() in blocks:
+            element.tail = "\n\n" + (element.tail or "")
+    text = root.text_content()
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+# -- JSON and JSON Lines -----------------------------------------------------------------------
+
+_ID_KEYS = ("id", "articleid")
+_TITLE_KEYS = ("title", "headline")
+_BODY_KEYS = (
+    "body",
+    "text",
+    "content",
+    "article",
+    "articlebody",
+    "fulltext",
+    "maintext",
+    "articletext",
+    "bodytext",
+)
+_SUMMARY_KEYS = ("summary", "description", "abstract", "lead")
+_DATE_KEYS = (
+    "publishedat",
+    "published",
+    "date",
+    "pubdate",
+    "datepublished",
+    "publicationdate",
+    "publisheddate",
+    "publishdate",
+    "datetime",
+    "createdat",
+    "created",
+    "timestamp",
+    "time",
+)
+_URL_KEYS = ("url", "link", "canonicalurl", "weburl", "permalink", "href")
+_SOURCE_KEYS = ("source", "outlet", "site", "publisher", "sitename", "sourcename", "publication")
+_AUTHOR_KEYS = ("author", "byline", "authors", "creator", "writer")
+_CONTAINER_KEYS = ("articles", "items", "entries", "results", "data", "docs", "stories", "news")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_-]+", "", name).lower()
+
+
+def _read_json(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # JSON Lines in a .json file
+            yield from _read_jsonl(text, where)
+            return
+        yield ReadFailure(
+            where.location, f"not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno
+        )
+        return
+    records = _records_in(document)
+    if records is None:
+        yield ReadFailure(
+            where.location,
+            "no articles found: expected an object with a body/text/content field, "
+            'a list of them, or {"articles": [...]}',
+        )
+        return
+    if isinstance(document, dict) and records and records[0] is document:
+        yield _guard_record(document, where, None, where.location)
+        return
+    for index, record in enumerate(records):
+        origin = f"{where.location}[{index}]"
+        if not isinstance(record, dict):
+            yield ReadFailure(
+                where.location, f"item {index}: expected an object, found {_json_type(record)}"
+            )
+            continue
+        yield _guard_record(record, where, str(index), origin, item=f"item {index}: ")
+
+
+def _read_jsonl(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield ReadFailure(
+                where.location, f"not valid JSON: {exc.msg} (column {exc.colno})", number
+            )
+            continue
+        except Exception as exc:  # e.g. nesting too deep
+            yield ReadFailure(where.location, f"not valid JSON: {_describe(exc)}", number)
+            continue
+        if not isinstance(record, dict):
+            yield ReadFailure(
+                where.location, f"expected one object a line, found {_json_type(record)}", number
+            )
+            continue
+        result = _guard_record(record, where, str(number), f"{where.location}:{number}")
+        if isinstance(result, ReadFailure):
+            result = replace(result, location=where.location, line=number)
+        yield result
+
+
+def _guard_record(
+    record: dict[str, Any], where: _Where, suffix: str | None, origin: str, item: str = ""
+) -> Article | ReadFailure:
+    try:
+        return _article_from_record(record, where, suffix, origin)
+    except ReadError as exc:
+        return ReadFailure(where.location, item + str(exc))
+    except Exception as exc:
+        logger.debug("reading %s failed", origin, exc_info=True)
+        return ReadFailure(where.location, f"{item}cannot read: {_describe(exc)}")
+
+
+def _records_in(document: Any, depth: int = 0) -> list[Any] | None:
+    if isinstance(document, list):
+        return document
+    if not isinstance(document, dict) or depth > 2:
+        return None
+    keys = {_key(str(name)) for name in document}
+    if keys & set(_BODY_KEYS) and not any(
+        isinstance(document.get(name), list | dict) and _key(str(name)) in _CONTAINER_KEYS
+        for name in document
+    ):
+        return [document]
+    for name, value in document.items():
+        if _key(str(name)) in _CONTAINER_KEYS:
+            found = _records_in(value, depth + 1)
+            if found is not None:
+                return found
+    for value in document.values():  # e.g. {"response": {"results": [...]}}
+        if isinstance(value, dict):
+            found = _records_in(value, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _article_from_record(
+    record: dict[str, Any], where: _Where, suffix: str | None, origin: str
+) -> Article:
+    fields: dict[str, Any] = {}
+    for name, value in record.items():
+        fields.setdefault(_key(str(name)), value)
+
+    def first(keys: tuple[str, ...]) -> Any:
+        for key in keys:
+            value = fields.get(key)
+            if value not in (None, "", [], {}):
+                return value
+        return None
+
+    body = _text_value(first(_BODY_KEYS)) or _text_value(first(_SUMMARY_KEYS))
+    if body is None:
+        raise ReadError(
+            "no article text: expected a body, text, content or article field"
+            if first(_BODY_KEYS) is None
+            else "the article text is not a string"
+        )
+    body = _normalise(body).strip()
+    if not body:
+        raise ReadError("the article text is empty")
+    url = _plain(first(_URL_KEYS))
+    raw_id = fields.get("id") if fields.get("id") not in (None, "") else fields.get("articleid")
+    if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id).strip():
+        article_id = str(raw_id).strip()
+    elif url:
+        article_id = stable_id("url", url)
+    elif suffix is not None:
+        article_id = where.item_id(suffix)
+    else:
+        article_id = stable_id(where.id_prefix, where.id_key)
+    raw_date = first(_DATE_KEYS)
+    published_at = parse_date(raw_date)
+    if raw_date is not None and published_at is None:
+        logger.warning("%s: cannot read the date %r; leaving it out", origin, raw_date)
+    title = _plain(first(_TITLE_KEYS)) or _title_from_body(body)
+    return Article(
+        id=article_id,
+        title=title,
+        body=body,
+        source=_name_value(first(_SOURCE_KEYS)),
+        url=url,
+        author=_name_value(first(_AUTHOR_KEYS)),
+        published_at=published_at,
+        origin=origin,
+    )
+
+
+def _text_value(value: Any) -> str | None:
+    if isinstance(value, list) and value and all(isinstance(part, str) for part in value):
+        value = "\n\n".join(part.strip() for part in value)
+    if isinstance(value, dict):
+        value = value.get("text") or value.get("value") or value.get("content")
+    if not isinstance(value, str):
+        return None
+    if _HTML_HINT.search(value[:2000]):
+        return html_fragment_text(value)
+    return value
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, str):
+        return " ".join(value.split())
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _name_value(value: Any) -> str:
+    """A source or author given as a string, {"name": ...}, or a list of either."""
+    if isinstance(value, dict):
+        return _plain(value.get("name") or value.get("title") or value.get("id"))
+    if isinstance(value, list):
+        names = [_name_value(item) for item in value]
+        return ", ".join(name for name in names if name)
+    return _plain(value)
+
+
+def _json_type(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+# -- RSS and Atom ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    number: int
+    title: str
+    link: str
+    guid: str
+    author: str
+    published_at: datetime | None
+    text: str  # content when the feed carries it, else the summary (as plain text)
+    has_content: bool
+
+
+def _read_feed(data: bytes, where: _Where, settings: Settings) -> Iterator[Article | ReadFailure]:
+    import io
+
+    import feedparser
+
+    headers = {"content-location": where.url} if where.url else None
+    # A stream, never bytes or str: feedparser would open a string that names a file or URL.
+    parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
+    entries = list(parsed.get("entries") or [])
+    if not entries:
+        if parsed.get("bozo") and not parsed.get("version"):
+            reason = _describe(parsed.get("bozo_exception") or ValueError("unreadable"))
+            yield ReadFailure(where.location, f"not a valid RSS or Atom feed: {reason}")
+        elif not parsed.get("version"):
+            yield ReadFailure(where.location, "not an RSS or Atom feed")
+        else:
+            logger.info("%s: the feed has no entries", where.location)
+        return
+    if parsed.get("bozo"):
+        logger.warning(
+            "%s: the feed is not well-formed (%s); reading what can be read",
+            where.location,
+            _describe(parsed.get("bozo_exception") or ValueError("?")),
+        )
+    feed_title = _plain((parsed.get("feed") or {}).get("title"))
+    prepared: list[_Entry | ReadFailure] = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            prepared.append(_prepare_entry(entry, number))
+        except Exception as exc:
+            logger.debug("%s: entry %d failed", where.location, number, exc_info=True)
+            prepared.append(ReadFailure(where.location, f"entry {number}: {_describe(exc)}"))
+
+    def needs_page(item: _Entry | ReadFailure) -> bool:
+        return (
+            isinstance(item, _Entry)
+            and settings.fetch_full_articles
+            and item.link.lower().startswith(("http://", "https://"))
+            and (not item.has_content or len(item.text) < SUMMARY_MAX_CHARS)
+        )
+
+    to_fetch = [item for item in prepared if isinstance(item, _Entry) and needs_page(item)]
+    pages: dict[int, Article | None] = {}
+    if to_fetch:
+        with ThreadPoolExecutor(max_workers=min(FEED_FETCH_WORKERS, len(to_fetch))) as pool:
+            results = pool.map(lambda entry: _fetch_page(entry.link, settings), to_fetch)
+            for entry, page in zip(to_fetch, results, strict=True):
+                pages[entry.number] = page
+    for prepared_entry in prepared:
+        if isinstance(prepared_entry, ReadFailure):
+            yield prepared_entry
+            continue
+        number = prepared_entry.number
+        try:
+            yield _article_from_entry(prepared_entry, pages.get(number), feed_title, where)
+        except ReadError as exc:
+            yield ReadFailure(where.location, f"entry {number}: {exc}")
+        except Exception as exc:
+            yield ReadFailure(where.location, f"entry {number}: {_describe(exc)}")
+
+
+def _prepare_entry(entry: Any, number: int) -> _Entry:
+    contents = [
+        _detail_text(part) for part in (entry.get("content") or []) if isinstance(part, dict)
+    ]
+    content = max(contents, key=len, default="")
+    summary = _detail_text(entry.get("summary_detail")) or _fragment_or_text(entry.get("summary"))
+    published_at = None
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        if entry.get(key):
+            published_at = parse_date(entry.get(key))
+            if published_at:
+                break
+    if published_at is None:
+        for key in ("published", "updated", "created", "dc_date"):
+            if entry.get(key):
+                published_at = parse_date(entry.get(key))
+                if published_at:
+                    break
+    author = _plain(entry.get("author"))
+    if not author and entry.get("authors"):
+        author = _name_value(entry.get("authors"))
+    return _Entry(
+        number=number,
+        title=_plain(entry.get("title")),
+        link=_plain(entry.get("link")),
+        guid=_plain(entry.get("id")),
+        author=author,
+        published_at=published_at,
+        text=_normalise(content or summary).strip(),
+        has_content=bool(content.strip()),
+    )
+
+
+def _detail_text(detail: Any) -> str:
+    if not isinstance(detail, dict):
+        return ""
+    value = detail.get("value")
+    if not isinstance(value, str):
+        return ""
+    kind = str(detail.get("type") or "")
+    return html_fragment_text(value) if "html" in kind else value.strip()
+
+
+def _fragment_or_text(value: Any) -> str:
+    if not isinstance(value, str):
+        return ""
+    return html_fragment_text(value) if _HTML_HINT.search(value) else value.strip()
+
+
+def _fetch_page(link: str, settings: Settings) -> Article | None:
+    """The full article behind a feed entry's link, or None (logged) when it cannot be had."""
+    try:
+        fetched = fetch(link, settings)
+        if _sniff(fetched.content) != "html" and fetched.content_type not in (
+            "text/html",
+            "application/xhtml+xml",
+        ):
+            raise ReadError(f"{link} is not an HTML page ({fetched.content_type or 'unknown'})")
+        where = _Where(location=link, id_prefix="url", id_key=fetched.url, url=fetched.url)
+        return _article_from_html(fetched.content, where)
+    except ReadError as exc:
+        logger.warning("using the feed's summary: %s", exc)
+    except Exception as exc:
+        logger.warning("using the feed's summary: cannot read %s: %s", link, _describe(exc))
+    return None
+
+
+def _article_from_entry(
+    item: _Entry, page: Article | None, feed_title: str, where: _Where
+) -> Article:
+    body = item.text
+    author, published_at = item.author, item.published_at
+    if page is not None and len(page.body) > len(body):
+        body = page.body
+        author = author or page.author
+        published_at = published_at or page.published_at
+    if not body:
+        raise ReadError("no text: the entry has no content or summary, and no page was read")
+    if item.link:
+        article_id = stable_id("url", item.link)
+    elif item.guid:
+        article_id = stable_id(where.id_prefix, f"{where.id_key}#{item.guid}")
+    else:
+        article_id = where.item_id(str(item.number))
+    source = feed_title or (page.source if page else "") or urlsplit(item.link).hostname or ""
+    return Article(
+        id=article_id,
+        title=item.title or (page.title if page else "") or _title_from_body(body),
+        body=body,
+        source=source,
+        url=item.link,
+        author=author,
+        published_at=published_at,
+        origin=item.link or f"{where.location}#{item.number}",
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
