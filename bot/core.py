@@ -19,8 +19,6 @@ from index.article import Article, ReadFailure
 log = logging.getLogger(__name__)
 
 
-
-
 class Bot:
     """Question answering over the articles in one store.
 
@@ -49,19 +47,32 @@ class Bot:
         self.ingestor.listeners.append(self.retriever.on_store_change)
 
     @classmethod
-    def open(cls, settings: Settings | None = None, **overrides: Any) -> Bot:
-        """Open the store named by the settings (created when missing) and load the model."""
+    def open(
+        cls, settings: Settings | None = None, *, check_identity: bool = True, **overrides: Any
+    ) -> Bot:
+        """Open the store named by the settings (created when missing) and load the model.
+
+        `check_identity=False` opens a store built with another embedding model or precision;
+        only `reindex()` should be called on it then.
+        """
         from index.embed import load_embedder
         from index.store import Store
 
         if settings is None:
             settings = load_settings(**overrides)
         elif overrides:
-            settings = settings.model_copy(update=overrides)
+            settings = load_settings(**{**settings.model_dump(), **overrides})
         store = Store.open(settings)
         embedder = load_embedder(settings)
-        store.check_identity(embedder.identity)
+        if check_identity:
+            store.check_identity(embedder.identity)
         return cls(settings, store, embedder)
+
+    def _lock(self) -> Any:
+        from index.lock import exclusive, lock_path
+
+        key = f"{self.settings.chroma_url or self.settings.store_dir}|{self.settings.collection}"
+        return exclusive(lock_path(self.settings.data_dir, key))
 
     # -- ingesting -----------------------------------------------------------------------------
     def ingest(
@@ -76,8 +87,19 @@ class Bot:
         """
         if isinstance(sources, str):
             sources = [sources]
-        items = self._read(list(sources))
-        return self.ingestor.run(items, progress=progress)
+        with self._lock():
+            return self.ingestor.run(self._read(list(sources)), progress=progress)
+
+    def reindex(self, *, progress: Any = None) -> int:
+        """Re-embed every stored chunk with the configured model, backend and precision.
+
+        Use it after changing NEWSBOT_EMBEDDING_PRECISION or the model; the articles' sources
+        are not read again. Returns the number of chunks re-embedded.
+        """
+        with self._lock():
+            count = self.ingestor.reindex(progress=progress)
+        self.retriever.on_store_change([], [])
+        return count
 
     def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:
         paths = [source for source in sources if isinstance(source, str)]
@@ -91,7 +113,9 @@ class Bot:
         return dict(self.store.stats())
 
     def reset(self) -> None:
-        self.store.reset()
+        """Delete every article and chunk of this store."""
+        with self._lock():
+            self.store.reset()
         self.retriever.on_store_change([], [])
 
     # -- answering -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -59,7 +59,7 @@ class ReadFailure:
 class Chunk:
     """A span of an article's body: `article.body[start:end] == text`.
 
-    `embed_text` is what the model sees: the title and date as context, then the text.
+    `header` (title, source, date) is context the model reads before the text; see embed_text.
     """
 
     id: str
@@ -68,5 +68,13 @@ class Chunk:
     start: int
     end: int
     text: str
-    embed_text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    header: str = ""
+
+    @property
+    def embed_text(self) -> str:
+        return embed_text(self.header, self.text)
+
+
+def embed_text(header: str, text: str) -> str:
+    """What the embedding model sees for a chunk."""
+    return f"{header}\n{text}" if header else text

@@ -22,6 +22,11 @@ SPECIAL_TOKENS = 2
 MAX_HEADER_SHARE = 0.25
 
 _PARAGRAPH = re.compile(r"[^\n]+")
+# blingfire treats a title before a name as a sentence end ("Blinken. Dr. | Smith arrived") and
+# misses the end before one ("the group said. Mr. Blinken agreed."); these two patterns mend it.
+_HONORIFIC = r"(?:Mr|Mrs|Ms|Mx|Dr|Prof|Sen|Rep|Gov|Gen|Lt|Col|Sgt|Capt|Rev|Hon|St)\."
+_ENDS_WITH_HONORIFIC = re.compile(r"\b" + _HONORIFIC + r"$")
+_MISSED_END = re.compile(r"(?<=[a-z]{2})[.!?][\"”’)]?(?=\s+" + _HONORIFIC + r"\s+[A-Z])")
 _WORD = re.compile(r"\S+")
 
 
@@ -46,11 +51,25 @@ def split_sentences(text: str) -> list[Span]:
         if not piece.strip():
             continue
         _, offsets = blingfire.text_to_sentences_and_offsets(piece)
+        merged: list[tuple[int, int]] = []
         for start, end in offsets:
-            start, end = _trim(piece, start, end)
-            if end > start:
-                spans.append(Span(line.start() + start, line.start() + end))
+            if merged and _ENDS_WITH_HONORIFIC.search(piece, merged[-1][0], merged[-1][1]):
+                merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        for start, end in merged:
+            for sub_start, sub_end in _split_missed(piece, start, end):
+                sub_start, sub_end = _trim(piece, sub_start, sub_end)
+                if sub_end > sub_start:
+                    spans.append(Span(line.start() + sub_start, line.start() + sub_end))
     return spans
+
+
+def _split_missed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    for match in _MISSED_END.finditer(text, start, end):
+        yield start, match.end()
+        start = match.end()
+    yield start, end
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -156,7 +175,7 @@ def chunk_article(
                 start=start,
                 end=end,
                 text=text,
-                embed_text=f"{header}\n{text}" if header else text,
+                header=header,
             )
         )
     return chunks

@@ -130,9 +130,9 @@ class TorchEmbedder:
             self._model: Any = SentenceTransformer(str(path), device="cpu")
         except Exception as exc:
             raise EmbeddingError(f"cannot load embedding model from {path}: {exc}") from exc
-        self.max_tokens = int(self._model.max_seq_length)
+        self.max_tokens = int(self._model.max_seq_length or model_max_tokens(path))
         self.batch_size = batch_size
-        dimension = int(self._model.get_embedding_dimension())
+        dimension = int(self._model.get_embedding_dimension() or 0)
         self.identity = EmbeddingIdentity(model, dimension, "torch", "fp32")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.article import Article, Chunk, ReadFailure
+from index.article import Article, Chunk, ReadFailure, embed_text
 from index.chunk import chunk_article
 from index.embed import Embedder, TokenCounter
 from index.store import Store
@@ -113,6 +113,7 @@ def chunk_metadata(article: Article, chunk: Chunk, n_chunks: int, sources: list[
         "chunk_end": chunk.end,
         "n_chunks": n_chunks,
         "content_hash": article.content_hash,
+        "context": chunk.header,  # kept so `newsbot reindex` can re-embed without the source
     }
     if article.published_at is not None:
         meta["published_ts"] = int(article.published_at.timestamp())
@@ -267,6 +268,35 @@ class Ingestor:
         report.chunks += len(ids)
         for listener in self.listeners:
             listener(ids, removed)
+
+    def reindex(self, progress: ProgressCallback | None = None, page: int = 512) -> int:
+        """Re-embed every stored chunk with this ingestor's embedder, in place.
+
+        Sources are not re-read: the text the model sees is rebuilt from the stored chunk text
+        and its article's metadata. The collection is marked while this runs, so a store left
+        half-way is refused until a rerun finishes the job.
+        """
+        self.store.set_identity(None, reindexing=True)
+        done = 0
+        ids: list[str] = []
+        texts: list[str] = []
+        for chunk in self.store.iter_chunks():
+            ids.append(chunk.id)
+            texts.append(embed_text(str(chunk.metadata.get("context", "")), chunk.text))
+            if len(ids) >= page:
+                self.store.update_vectors(ids, self.embedder.embed(texts))
+                done += len(ids)
+                ids, texts = [], []
+                if progress:
+                    progress(Progress(done, done))
+        if ids:
+            self.store.update_vectors(ids, self.embedder.embed(texts))
+            done += len(ids)
+        self.store.set_identity(self.embedder.identity, reindexing=False)
+        self.store.written()
+        if progress:
+            progress(Progress(done, done))
+        return done
 
     def _add_sources(
         self,

@@ -106,14 +106,13 @@ class Store:
 
     def _open_collections(self) -> None:
         self._chunks = self._call(
-            lambda: self._client.get_or_create_collection(
-                self.name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-            )
+            self._client.get_or_create_collection,
+            self.name,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
         )
         self._articles = self._call(
-            lambda: self._client.get_or_create_collection(
-                f"{self.name}-articles", embedding_function=None
-            )
+            self._client.get_or_create_collection, f"{self.name}-articles", embedding_function=None
         )
 
     @classmethod
@@ -123,13 +122,15 @@ class Store:
             make_client(settings), settings.collection, where=where, retries=settings.store_retries
         )
 
-    def _call(self, call: Callable[[], T]) -> T:
-        return _with_retries(call, where=self.where, retries=self._retries)
+    def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return _with_retries(
+            lambda: function(*args, **kwargs), where=self.where, retries=self._retries
+        )
 
     # -- identity ------------------------------------------------------------------------------
     @property
     def identity(self) -> EmbeddingIdentity | None:
-        meta = self._call(lambda: self._client.get_collection(self.name).metadata) or {}
+        meta = self._collection_meta()
         if "embedding_model" not in meta:
             return None
         return EmbeddingIdentity(
@@ -145,6 +146,13 @@ class Store:
         The torch and ONNX fp32 backends give the same vectors (cosine 1.0000), so they may
         share a collection; int8 vectors differ (cosine ~0.99) and may not.
         """
+        meta = self._collection_meta()
+        if meta.get("reindexing"):
+            raise StoreError(
+                f"collection {self.name!r} at {self.where} was being re-embedded when that run "
+                "stopped; its vectors are mixed",
+                hint="finish it with `newsbot reindex`",
+            )
         stored = self.identity
         if stored is None:
             if self.count() == 0:
@@ -163,16 +171,17 @@ class Store:
                 "or set NEWSBOT_COLLECTION to another name",
             )
 
+    def _collection_meta(self) -> dict[str, Any]:
+        return dict(self._call(self._client.get_collection, self.name).metadata or {})
+
     def _set_meta(self, updates: dict[str, Any]) -> None:
-        collection = self._call(lambda: self._client.get_collection(self.name))
-        meta = dict(collection.metadata or {})
-        meta.update(updates)
-        self._call(lambda: collection.modify(metadata=meta))
+        collection = self._call(self._client.get_collection, self.name)
+        self._call(collection.modify, metadata={**(collection.metadata or {}), **updates})
 
     @property
     def generation(self) -> int:
         """Bumped on every write, so readers (the lexical index) can tell they are stale."""
-        meta = self._call(lambda: self._client.get_collection(self.name).metadata) or {}
+        meta = self._collection_meta()
         return int(meta.get("generation", 0))
 
     def _bump_generation(self) -> None:
@@ -183,7 +192,7 @@ class Store:
         """Registry records of those articles that are completely stored."""
         found: dict[str, dict[str, Any]] = {}
         for batch in _batches(list(dict.fromkeys(article_ids)), WRITE_BATCH):
-            result = self._call(lambda b=batch: self._articles.get(ids=b, include=["metadatas"]))
+            result = self._call(self._articles.get, ids=batch, include=["metadatas"])
             for article_id, meta in zip(result["ids"], result["metadatas"] or [], strict=False):
                 found[article_id] = dict(meta or {})
         return found
@@ -192,12 +201,8 @@ class Store:
         """content hash -> id of the primary article stored with that body."""
         found: dict[str, str] = {}
         for batch in _batches(list(dict.fromkeys(content_hashes)), WRITE_BATCH):
-            result = self._call(
-                lambda b=batch: self._articles.get(
-                    where={"$and": [{"content_hash": {"$in": b}}, {"duplicate_of": ""}]},
-                    include=["metadatas"],
-                )
-            )
+            where = {"$and": [{"content_hash": {"$in": batch}}, {"duplicate_of": ""}]}
+            result = self._call(self._articles.get, where=where, include=["metadatas"])
             for article_id, meta in zip(result["ids"], result["metadatas"] or [], strict=False):
                 found[str((meta or {})["content_hash"])] = article_id
         return found
@@ -206,24 +211,19 @@ class Store:
         """primary article id -> registry records of the stored copies of its story."""
         found: dict[str, list[dict[str, Any]]] = {}
         for batch in _batches(list(dict.fromkeys(article_ids)), WRITE_BATCH):
-            result = self._call(
-                lambda b=batch: self._articles.get(
-                    where={"duplicate_of": {"$in": b}}, include=["metadatas"]
-                )
-            )
+            where = {"duplicate_of": {"$in": batch}}
+            result = self._call(self._articles.get, where=where, include=["metadatas"])
             for meta in result["metadatas"] or []:
                 found.setdefault(str(meta["duplicate_of"]), []).append(dict(meta))
         return found
 
     def put_articles(self, records: dict[str, dict[str, Any]]) -> None:
-        ids = list(records)
-        for batch in _batches(ids, WRITE_BATCH):
+        for batch in _batches(list(records), WRITE_BATCH):
             self._call(
-                lambda b=batch: self._articles.upsert(
-                    ids=b,
-                    embeddings=[_REGISTRY_VECTOR] * len(b),
-                    metadatas=[records[i] for i in b],
-                )
+                self._articles.upsert,
+                ids=batch,
+                embeddings=[_REGISTRY_VECTOR] * len(batch),
+                metadatas=[records[article_id] for article_id in batch],
             )
 
     # -- chunks --------------------------------------------------------------------------------
@@ -237,30 +237,38 @@ class Store:
         for start in range(0, len(ids), WRITE_BATCH):
             end = start + WRITE_BATCH
             self._call(
-                lambda s=start, e=end: self._chunks.upsert(
-                    ids=list(ids[s:e]),
-                    embeddings=vectors[s:e],
-                    documents=list(texts[s:e]),
-                    metadatas=list(metadatas[s:e]),
-                )
+                self._chunks.upsert,
+                ids=list(ids[start:end]),
+                embeddings=vectors[start:end],
+                documents=list(texts[start:end]),
+                metadatas=list(metadatas[start:end]),
             )
+
+    def update_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        for start in range(0, len(ids), WRITE_BATCH):
+            end = start + WRITE_BATCH
+            self._call(self._chunks.update, ids=list(ids[start:end]), embeddings=vectors[start:end])
+
+    def set_identity(self, identity: EmbeddingIdentity | None, *, reindexing: bool) -> None:
+        """Record the vectors' identity; `reindexing` marks a store half-way through a re-embed."""
+        meta: dict[str, Any] = {"reindexing": reindexing}
+        if identity is not None:
+            meta.update(identity.to_metadata())
+        self._set_meta(meta)
 
     def delete_chunks_from(self, article_id: str, first_position: int) -> None:
         """Delete the article's chunks at positions >= first_position (left over by an update)."""
-        self._call(
-            lambda: self._chunks.delete(
-                where={"$and": [{"article_id": article_id}, {"position": {"$gte": first_position}}]}
-            )
-        )
+        where = {"$and": [{"article_id": article_id}, {"position": {"$gte": first_position}}]}
+        self._call(self._chunks.delete, where=where)
 
     def update_chunk_metadata(self, article_id: str, updates: dict[str, Any]) -> None:
         result = self._call(
-            lambda: self._chunks.get(where={"article_id": article_id}, include=["metadatas"])
+            self._chunks.get, where={"article_id": article_id}, include=["metadatas"]
         )
         if not result["ids"]:
             return
         metadatas = [{**(meta or {}), **updates} for meta in result["metadatas"] or []]
-        self._call(lambda: self._chunks.update(ids=result["ids"], metadatas=metadatas))
+        self._call(self._chunks.update, ids=result["ids"], metadatas=metadatas)
 
     def written(self) -> None:
         """Call after a batch of writes: tells readers in this and other processes to refresh."""
@@ -272,12 +280,11 @@ class Store:
         if k <= 0:
             return []
         result = self._call(
-            lambda: self._chunks.query(
-                query_embeddings=[list(vector)],
-                n_results=k,
-                where=where or None,
-                include=["documents", "metadatas", "distances"],
-            )
+            self._chunks.query,
+            query_embeddings=[list(vector)],
+            n_results=k,
+            where=where or None,
+            include=["documents", "metadatas", "distances"],
         )
         return [
             StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}), score=1.0 - float(dist))
@@ -295,9 +302,7 @@ class Store:
         offset = 0
         while True:
             result = self._call(
-                lambda o=offset: self._chunks.get(
-                    include=["documents", "metadatas"], limit=page, offset=o
-                )
+                self._chunks.get, include=["documents", "metadatas"], limit=page, offset=offset
             )
             if not result["ids"]:
                 return
@@ -308,9 +313,7 @@ class Store:
             offset += len(result["ids"])
 
     def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
-        result = self._call(
-            lambda: self._chunks.get(ids=list(ids), include=["documents", "metadatas"])
-        )
+        result = self._call(self._chunks.get, ids=list(ids), include=["documents", "metadatas"])
         return [
             StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}))
             for i, doc, meta in zip(
@@ -337,7 +340,7 @@ class Store:
     def reset(self) -> None:
         """Delete every chunk and article of this collection (the collection itself stays)."""
         for name in (self.name, f"{self.name}-articles"):
-            self._call(lambda n=name: self._client.delete_collection(n))
+            self._call(self._client.delete_collection, name)
         self._open_collections()
 
 

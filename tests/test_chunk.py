@@ -1,0 +1,131 @@
+"""The chunker: whole sentences, verbatim offsets, within the model's window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from index.article import Article
+from index.chunk import chunk_article, context_header, split_sentences
+from index.embed import TokenCounter
+from tests.conftest import SAMPLE_ARTICLE
+
+
+@pytest.fixture(scope="module")
+def count_tokens() -> TokenCounter:
+    return TokenCounter("all-MiniLM-L6-v2")
+
+
+def sample_article() -> Article:
+    body = SAMPLE_ARTICLE.read_text(encoding="utf-8").removeprefix("date 2024-02-07").strip()
+    return Article(
+        id="sample",
+        title="Ceasefire talks",
+        body=body,
+        source="Prensa Latina",
+        published_at=datetime(2024, 2, 7, tzinfo=UTC),
+    )
+
+
+def test_abbreviations_do_not_split_sentences() -> None:
+    text = (
+        "Qatari Prime Minister Mohammed al Thani spoke with U.S. Secretary of State Antony "
+        "Blinken. Dr. Smith arrived at 3 p.m. on Jan. 5. The talks began."
+    )
+    sentences = [text[s.start : s.end] for s in split_sentences(text)]
+    assert sentences == [
+        "Qatari Prime Minister Mohammed al Thani spoke with U.S. Secretary of State Antony "
+        "Blinken.",
+        "Dr. Smith arrived at 3 p.m. on Jan. 5.",
+        "The talks began.",
+    ]
+
+
+def test_sentences_before_and_after_titles_split_right() -> None:
+    text = '"We approached it in a positive spirit," the group said. Mr. Blinken agreed.'
+    assert [text[s.start : s.end] for s in split_sentences(text)] == [
+        '"We approached it in a positive spirit," the group said.',
+        "Mr. Blinken agreed.",
+    ]
+
+
+def test_line_breaks_end_sentences_and_offsets_are_verbatim() -> None:
+    text = "Headline without a full stop\n\nThe body starts here. It continues “quoted.”\n"
+    spans = split_sentences(text)
+    assert [text[s.start : s.end] for s in spans] == [
+        "Headline without a full stop",
+        "The body starts here.",
+        "It continues “quoted.”",
+    ]
+
+
+def test_chunks_are_verbatim_spans_within_the_model_window(count_tokens: TokenCounter) -> None:
+    article = sample_article()
+    chunks = chunk_article(
+        article,
+        count_tokens=count_tokens,
+        max_model_tokens=256,
+        chunk_tokens=200,
+        overlap_sentences=1,
+    )
+    assert len(chunks) > 1
+    for position, chunk in enumerate(chunks):
+        assert chunk.position == position
+        assert article.body[chunk.start : chunk.end] == chunk.text
+        assert count_tokens(chunk.embed_text) + 2 <= 256
+        assert chunk.embed_text.startswith("Ceasefire talks (Prensa Latina, 2024-02-07")
+    # Every sentence of the article lies whole inside some chunk, so any quote is citable.
+    for span in split_sentences(article.body):
+        assert any(c.start <= span.start and span.end <= c.end for c in chunks)
+    # Neighbours share a sentence of overlap.
+    assert chunks[1].start < chunks[0].end
+
+
+def test_a_huge_sentence_is_cut_at_words_not_silently_truncated(count_tokens) -> None:
+    body = "word " * 3000 + "end."
+    article = Article(id="long", title="Long", body=body.strip())
+    chunks = chunk_article(
+        article,
+        count_tokens=count_tokens,
+        max_model_tokens=256,
+        chunk_tokens=200,
+        overlap_sentences=1,
+    )
+    assert len(chunks) >= 15
+    assert all(count_tokens(c.embed_text) + 2 <= 256 for c in chunks)
+    covered = "".join(c.text + " " for c in chunks).split()
+    assert covered == body.split()
+
+
+def test_long_titles_are_shortened_to_leave_room_for_text(count_tokens) -> None:
+    article = Article(id="t", title="Very long headline " * 60, body="Short body. Two sentences.")
+    (chunk,) = chunk_article(
+        article,
+        count_tokens=count_tokens,
+        max_model_tokens=256,
+        chunk_tokens=200,
+        overlap_sentences=0,
+    )
+    assert chunk.text == "Short body. Two sentences."
+    assert count_tokens(chunk.header) <= 64
+
+
+def test_header_names_title_source_and_both_date_forms() -> None:
+    header = context_header(sample_article())
+    assert header == "Ceasefire talks (Prensa Latina, 2024-02-07, 7 February 2024)"
+    assert context_header(Article(id="x", title="", body="b")) == ""
+
+
+def test_empty_body_gives_no_chunks(count_tokens) -> None:
+    article = Article(id="e", title="Empty", body="   \n ")
+    assert (
+        chunk_article(
+            article,
+            count_tokens=count_tokens,
+            max_model_tokens=256,
+            chunk_tokens=200,
+            overlap_sentences=1,
+        )
+        == []
+    )
