@@ -1,0 +1,160 @@
+"""Ingest with the real model and real Chroma: incremental, idempotent, syndication-aware."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.errors import StoreError
+from index.article import Article
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "Egypt and Qatar are in intensive contact to reach a new ceasefire.",
+    "Hamas delivered its response to an outline drawn up in Paris.",
+    "The Israeli Prime Minister's Office said the details are being evaluated.",
+    "Qatari Prime Minister Mohammed al Thani was upbeat during a press conference.",
+    "U.S. Secretary of State Antony Blinken is on another visit to the region.",
+    "An agreement is possible and, in fact, essential, said the head of US diplomacy.",
+    "The central bank held interest rates steady for a third meeting.",
+    "Shares in chipmakers rose after strong quarterly results.",
+    "The striker scored twice in the second half to win the cup final.",
+    "Heavy rain caused flooding across the coastal region overnight.",
+]
+
+
+def make_articles(count: int, seed: int = 7, sentences: int = 4) -> list[Article]:
+    rng = random.Random(seed)
+    articles = []
+    for number in range(count):
+        body = " ".join(rng.choice(SENTENCES) for _ in range(sentences)) + f" Story {number}."
+        articles.append(
+            Article(
+                id=f"story-{number}",
+                title=f"Story number {number}",
+                body=body,
+                source=rng.choice(["Reuters", "AP", "Kan"]),
+                url=f"https://news.example/{number}",
+                published_at=datetime(2024, 2, 1 + number % 28, tzinfo=UTC),
+            )
+        )
+    return articles
+
+
+def snapshot(bot) -> dict[str, tuple[str, int, int]]:
+    """Every stored chunk: id -> (text, start, end)."""
+    return {
+        chunk.id: (chunk.text, chunk.metadata["chunk_start"], chunk.metadata["chunk_end"])
+        for chunk in bot.store.iter_chunks()
+    }
+
+
+def test_reingest_is_incremental_and_idempotent(make_bot) -> None:
+    bot = make_bot()
+    articles = make_articles(20)
+    first = bot.ingest(articles)
+    assert (first.new, first.unchanged, first.failed) == (20, 0, 0)
+    assert first.chunks == bot.stats()["chunks"] > 0
+    before = snapshot(bot)
+
+    again = bot.ingest(articles)
+    assert (again.new, again.updated, again.unchanged, again.chunks) == (0, 0, 20, 0)
+    assert snapshot(bot) == before
+
+
+def test_an_updated_article_replaces_its_chunks_with_none_left_stale(make_bot) -> None:
+    bot = make_bot(chunk_tokens=40)
+    long = Article(id="a", title="Talks", body=" ".join(SENTENCES), source="Kan")
+    bot.ingest([long])
+    assert bot.stats()["chunks"] > 2
+
+    short = dataclasses.replace(long, body="Talks collapsed on Thursday. Both sides left Cairo.")
+    report = bot.ingest([short])
+    assert report.updated == 1
+    stored = snapshot(bot)
+    assert list(stored) == ["a#0"]
+    assert stored["a#0"][0] == short.body
+    assert bot.stats()["articles"] == 1
+
+
+def test_syndicated_copies_are_stored_once_with_every_source(make_bot) -> None:
+    bot = make_bot()
+    story = Article(id="ap-1", title="Ceasefire talks", body=" ".join(SENTENCES[:4]), source="AP")
+    copy = dataclasses.replace(story, id="kan-1", source="Kan", url="https://kan.example/1")
+    report = bot.ingest([story, copy])
+    assert (report.new, report.duplicates) == (1, 1)
+    chunks = list(bot.store.iter_chunks())
+    assert {c.metadata["article_id"] for c in chunks} == {"ap-1"}
+    assert all(c.metadata["sources"] == ["AP", "Kan"] for c in chunks)
+
+    # A third outlet in a later run is added, and re-running changes nothing.
+    third = dataclasses.replace(story, id="rt-1", source="Reuters")
+    assert bot.ingest([third]).duplicates == 1
+    assert bot.ingest([story, copy, third]).unchanged == 3
+    assert next(iter(bot.store.iter_chunks())).metadata["sources"] == ["AP", "Kan", "Reuters"]
+    answer = bot.ask("Who is in intensive contact to reach a new ceasefire?")
+    assert answer.citations and answer.citations[0].sources == ("AP", "Kan", "Reuters")
+
+
+def test_dates_are_stored_for_range_filters(make_bot) -> None:
+    bot = make_bot()
+    dated = Article(
+        id="d", title="Dated", body=SENTENCES[0], published_at=datetime(2024, 2, 7, 12, tzinfo=UTC)
+    )
+    undated = Article(id="u", title="Undated", body=SENTENCES[1])
+    bot.ingest([dated, undated])
+    meta = {c.metadata["article_id"]: c.metadata for c in bot.store.iter_chunks()}
+    assert meta["d"]["published_at"] == "2024-02-07T12:00:00+00:00"
+    assert meta["d"]["published_ts"] == int(datetime(2024, 2, 7, 12, tzinfo=UTC).timestamp())
+    assert meta["u"]["published_at"] == "" and "published_ts" not in meta["u"]
+
+
+def test_a_store_built_with_another_precision_is_refused_until_reindexed(make_bot) -> None:
+    bot = make_bot()
+    bot.ingest(make_articles(3))
+    bot.store.set_identity(
+        dataclasses.replace(bot.embedder.identity, precision="int8"), reindexing=False
+    )
+    with pytest.raises(StoreError, match="int8.*fp32") as caught:
+        make_bot()
+    assert "newsbot reindex" in (caught.value.hint or "")
+
+    stale = make_bot(check_identity=False)
+    assert stale.reindex() == stale.stats()["chunks"]
+    fresh = make_bot()  # opens cleanly now
+    assert fresh.stats()["embedding"]["embedding_precision"] == "fp32"
+    assert fresh.ask("What did Qatar's prime minister do at the press conference?").citations
+
+
+def test_an_interrupted_reindex_is_refused(make_bot) -> None:
+    bot = make_bot()
+    bot.ingest(make_articles(2))
+    bot.store.set_identity(None, reindexing=True)
+    with pytest.raises(StoreError, match="re-embedded when that run stopped") as caught:
+        make_bot()
+    assert "newsbot reindex" in (caught.value.hint or "")
+
+
+def test_chroma_server_store_behaves_like_the_embedded_one(make_bot, chroma_server) -> None:
+    bot = make_bot(chroma_url=chroma_server, collection="server-test")
+    articles = make_articles(5)
+    assert bot.ingest(articles).new == 5
+    assert bot.ingest(articles).unchanged == 5
+    assert bot.stats()["store"] == chroma_server
+    answer = bot.ask("What did Qatar's prime minister do at the press conference?")
+    assert not answer.refused
+    assert any("al Thani" in c.quote for c in answer.citations)
+
+
+def test_an_unreachable_chroma_server_is_a_clear_error(make_bot) -> None:
+    from tests.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(StoreError) as caught:
+        make_bot(chroma_url=url, store_retries=1)
+    assert url in str(caught.value)
+    assert "chroma run" in (caught.value.hint or "")
