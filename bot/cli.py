@@ -1,0 +1,803 @@
+"""The `newsbot` command line: ingest, ask, chat, stats, reset, reindex, model, slack, eval.
+
+Heavy libraries (torch, sentence-transformers, chromadb, langchain) are imported inside the
+commands that need them, so `newsbot --help` and `newsbot ask --help` start instantly.
+A NewsbotError becomes one red line (plus its hint) and exit code 1; `--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+from bot.errors import NewsbotError
+from bot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+    from bot.models import Answer, Citation, Turn
+
+log = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+SPINNER_TEXT = "Looking through the articles..."
+LOADING_TEXT = "Loading the embedding model..."
+EMPTY_STORE_MESSAGE = "nothing indexed yet: run `newsbot ingest PATH`"
+CHAT_PROMPT = "you> "
+_MARKER = re.compile(r"\[\d+\]")
+_DEBUG_KEY = "newsbot.debug"
+
+
+def _examples(*commands: str) -> str:
+    """An epilog of example commands; click's \\b marker keeps them on their own lines."""
+    return "\b\nExamples:\n" + "\n".join(f"  {command}" for command in commands)
+
+
+def _stdout() -> Console:
+    # Made per use: the console must follow whatever sys.stdout is now (tests swap it).
+    return Console()
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+class _NewsbotGroup(TyperGroup):
+    """Turns NewsbotError (and anything unexpected) into one red line and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsbotError as exc:
+            _show_error(str(exc), exc.hint, exc, debug=bool(ctx.meta.get(_DEBUG_KEY)))
+            raise typer.Exit(EXIT_FAILED) from None
+        except KeyboardInterrupt:
+            _stderr().print(Text("interrupted", style="yellow"))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            if _is_cli_signal(exc):
+                raise
+            _show_error(
+                f"unexpected {type(exc).__name__}: {exc}",
+                "this is a bug in newsbot; run again with --debug to see the traceback",
+                exc,
+                debug=bool(ctx.meta.get(_DEBUG_KEY)),
+            )
+            raise typer.Exit(EXIT_FAILED) from None
+
+
+def _is_cli_signal(exc: Exception) -> bool:
+    """Usage errors, Exit and Abort belong to typer/click, which turn them into exit codes."""
+    if isinstance(exc, (typer.Exit, typer.Abort)):
+        return True
+    # Typer vendors click in recent versions: match its exception classes by module.
+    return type(exc).__module__.split(".")[0] in ("click", "typer")
+
+
+def _show_error(message: str, hint: str | None, exc: BaseException, *, debug: bool) -> None:
+    console = _stderr()
+    if debug:
+        console.print(
+            Text("".join(traceback.format_exception(exc)).rstrip(), style="dim"), soft_wrap=True
+        )
+    console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+    if hint:
+        console.print(Text(hint, style="dim"), soft_wrap=True)
+
+
+app = typer.Typer(
+    cls=_NewsbotGroup,
+    name="newsbot",
+    help="Answers questions about news articles, citing the sentences it answers from.",
+    epilog=_examples(
+        "newsbot ingest samples/articles",
+        'newsbot ask "What did Qatar say about Hamas\'s response?"',
+        "newsbot chat",
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+model_app = typer.Typer(
+    help="Manage the embedding model (ONNX export).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    epilog=_examples("newsbot model export --precision int8"),
+)
+app.add_typer(model_app, name="model")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("newsbot")
+        except PackageNotFoundError:
+            from bot import __version__ as number
+        typer.echo(f"newsbot {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and debug logs on errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Answers questions about news articles, citing the sentences it answers from."""
+    ctx.meta[_DEBUG_KEY] = debug
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
+    if debug:
+        for name in ("bot", "index"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+# -- options shared by the commands ------------------------------------------------------------
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder for the store and models [env NEWSBOT_DATA_DIR].",
+        show_default=False,
+    ),
+]
+CollectionOption = Annotated[
+    str | None,
+    typer.Option("--collection", help="Chroma collection [env NEWSBOT_COLLECTION; default news]."),
+]
+ChromaUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--chroma-url", help="Chroma server URL; unset = embedded store [env NEWSBOT_CHROMA_URL]."
+    ),
+]
+LlmOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm",
+        help="provider:model answering with an LLM; unset = extractive [env NEWSBOT_LLM].",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**overrides)
+
+
+@contextmanager
+def _working(message: str) -> Iterator[None]:
+    """A spinner on stderr while something slow runs (nothing at all when not a terminal)."""
+    with _stderr().status(message, spinner="dots"):
+        yield
+
+
+def _require_articles(settings: Settings) -> None:
+    """Fail early, before the model loads, when there is nothing to answer from."""
+    from index.store import Store
+
+    stats = Store.open(settings).stats()
+    if not stats["chunks"]:
+        raise NewsbotError(
+            EMPTY_STORE_MESSAGE,
+            hint=f"the store {stats['store']} (collection {stats['collection']}) holds no "
+            "articles; e.g. newsbot ingest samples/articles",
+        )
+
+
+def _open_bot(settings: Settings) -> Bot:
+    from bot.core import Bot
+
+    with _working(LOADING_TEXT):
+        return Bot.open(settings)
+
+
+# -- ingest ------------------------------------------------------------------------------------
+@app.command(
+    epilog=_examples(
+        "newsbot ingest samples/articles",
+        "newsbot ingest 'news/*.jsonl' https://example.com/feed.xml --json",
+    )
+)
+def ingest(
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Files, folders, globs, URLs or RSS/Atom feeds.", show_default=False),
+    ],
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+) -> None:
+    """Read articles, chunk and embed them, and store them (only what changed)."""
+    from index.ingest import IngestReport, Progress
+
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    bot = _open_bot(settings)
+    err = _stderr()
+    with _progress_bar(err, "Ingesting", enabled=not as_json) as update:
+
+        def on_progress(event: Progress) -> None:
+            if event.failure is not None and not as_json:
+                err.print(Text(f"failed: {event.failure}", style="red"), soft_wrap=True)
+            update(event.articles_done, event.chunks_written)
+
+        report: IngestReport = bot.ingest(sources, progress=on_progress)
+    if as_json:
+        typer.echo(json.dumps({**report.to_dict(), "articles": report.articles}, indent=2))
+    else:
+        _stdout().print(Text(_summary(report, bot.stats())), soft_wrap=True)
+        if report.failed:
+            _stdout().print(
+                Text(
+                    f"{_plural(report.failed, 'item')} failed (listed above); "
+                    "everything else was ingested.",
+                    style="yellow",
+                ),
+                soft_wrap=True,
+            )
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _summary(report: Any, stats: dict[str, Any]) -> str:
+    return (
+        f"{_plural(report.articles, 'article')}: {report.new} new, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.duplicates} duplicates, {report.failed} failed; "
+        f"{_plural(report.chunks, 'chunk')} written in {report.seconds:.1f} s "
+        f"({report.chunks_per_second:.1f} chunks/s) into {stats['store']} "
+        f"(collection {stats['collection']})"
+    )
+
+
+@contextmanager
+def _progress_bar(
+    console: Console, label: str, *, enabled: bool = True
+) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar of unknown length counting articles and chunks; yields update()."""
+    if not enabled:
+        yield lambda articles, chunks: None
+        return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[articles]} articles, {task.fields[chunks]} chunks written"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None, articles=0, chunks=0)
+
+        def update(articles: int, chunks: int) -> None:
+            progress.update(task, articles=articles, chunks=chunks)
+
+        yield update
+
+
+# -- ask ---------------------------------------------------------------------------------------
+def _parse_day(value: str | None, *, end_of_day: bool) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2024-02-07") from None
+    # --until is inclusive: the whole of that day counts.
+    return day + timedelta(days=1, microseconds=-1) if end_of_day else day
+
+
+def _since(value: str | None) -> datetime | None:
+    return _parse_day(value, end_of_day=False)
+
+
+def _until(value: str | None) -> datetime | None:
+    return _parse_day(value, end_of_day=True)
+
+
+SinceOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--since",
+        parser=_since,
+        metavar="YYYY-MM-DD",
+        help="Only articles published on or after this day (UTC).",
+    ),
+]
+UntilOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--until",
+        parser=_until,
+        metavar="YYYY-MM-DD",
+        help="Only articles published on or before this day (UTC).",
+    ),
+]
+KOption = Annotated[
+    int | None,
+    typer.Option("-k", min=1, max=100, help="Passages to retrieve [env NEWSBOT_K; default 6]."),
+]
+
+
+@app.command(
+    epilog=_examples(
+        'newsbot ask "What did Qatar say about Hamas\'s response?"',
+        "newsbot ask --json --since 2024-02-01 -k 10 Who mediates between Hamas and Israel",
+        "newsbot ask --json < questions.txt",
+    )
+)
+def ask(
+    question: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="QUESTION",
+            help="The question (quotes optional). Without one, each line of stdin is a question.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    k: KOption = None,
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+    llm: LlmOption = None,
+) -> None:
+    """Answer a question from the stored articles, with numbered, quoted sources."""
+    if since and until and since > until:
+        raise typer.BadParameter("--since is after --until", param_hint="--since")
+    text = " ".join(question or []).strip()
+    if not text and sys.stdin.isatty():
+        raise typer.BadParameter(
+            "give a question, or pipe questions on stdin", param_hint="QUESTION"
+        )
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
+    _require_articles(settings)
+    bot = _open_bot(settings)
+
+    def answer(one: str, *, lines: bool) -> None:
+        with _working(SPINNER_TEXT):
+            result = bot.ask(one, since=since, until=until, k=k)
+        if as_json:
+            typer.echo(
+                json.dumps(result.to_dict(), ensure_ascii=False, indent=None if lines else 2)
+            )
+            return
+        console = _stdout()
+        if lines:
+            console.print(Text(f"> {one}", style="bold"), soft_wrap=True)
+        render_answer(console, result)
+        if lines:
+            console.print()
+
+    if text:
+        answer(text, lines=False)
+        return
+    asked = 0
+    for line in sys.stdin:
+        if line.strip():
+            answer(line.strip(), lines=True)
+            asked += 1
+    if not asked:
+        raise typer.BadParameter("stdin held no question", param_hint="QUESTION")
+
+
+def render_answer(console: Console, answer: Answer, *, text: bool = True) -> None:
+    """The answer with its [n] markers highlighted, then the numbered sources."""
+    if text:
+        body = Text(answer.text, style="yellow" if answer.refused else "")
+        body.highlight_regex(_MARKER, "bold cyan")
+        console.print(body)
+    if not answer.citations:
+        return
+    console.print()
+    heading = "Closest evidence (not an answer):" if answer.refused else "Sources:"
+    console.print(Text(heading, style="bold"))
+    for citation in answer.citations:
+        console.print(
+            Text.assemble((f"[{citation.n}] ", "bold cyan"), (citation.title or "Untitled", "bold"))
+        )
+        details = [_outlets(citation), citation.date]
+        if citation.url:
+            details.append(citation.url)
+        console.print(Text("    " + " · ".join(details), style="dim"), soft_wrap=True)
+        console.print(Text(f"    “{citation.quote}”", style="italic"))
+
+
+def _outlets(citation: Citation) -> str:
+    return ", ".join(citation.sources) or citation.source or "unknown source"
+
+
+def render_passages(console: Console, answer: Answer | None) -> None:
+    """The whole passage behind each citation, the quoted sentence highlighted."""
+    if answer is None or not answer.citations:
+        console.print(Text("No sources yet: ask a question first.", style="dim"))
+        return
+    for citation in answer.citations:
+        console.print(
+            Text.assemble(
+                (f"[{citation.n}] ", "bold cyan"),
+                (citation.title or "Untitled", "bold"),
+                (f"  {_outlets(citation)} · {citation.date}", "dim"),
+            )
+        )
+        passage = Text(citation.passage or citation.quote)
+        passage.highlight_words([citation.quote], "bold yellow")
+        console.print(passage)
+        if citation.url:
+            console.print(Text(citation.url, style="dim"), soft_wrap=True)
+        console.print()
+
+
+# -- chat --------------------------------------------------------------------------------------
+CHAT_HELP = """Ask a question; follow-ups ("What about Egypt?") use the conversation so far.
+  /sources   the full passages behind the last answer
+  /reset     forget the conversation
+  /help      this help
+  /quit      leave (or Ctrl-D); Ctrl-C cancels an answer in progress"""
+
+
+class ChatSession:
+    """One conversation: the turns so far and the last answer (for /sources)."""
+
+    def __init__(self, bot: Bot, console: Console) -> None:
+        self.bot = bot
+        self.console = console
+        self.history: list[Turn] = []
+        self.last: Answer | None = None
+        self.streaming = bool(bot.settings.llm)
+
+    def handle(self, line: str) -> bool:
+        """Handle one input line; False when the user asked to leave."""
+        line = line.strip()
+        if not line:
+            return True
+        if line.startswith("/"):
+            return self.command(line)
+        try:
+            self.answer(line)
+        except KeyboardInterrupt:
+            self.console.print(Text("(cancelled)", style="dim"))
+        except NewsbotError as exc:
+            self.console.print(Text(f"error: {exc}", style="bold red"), soft_wrap=True)
+            if exc.hint:
+                self.console.print(Text(exc.hint, style="dim"), soft_wrap=True)
+        return True
+
+    def command(self, line: str) -> bool:
+        name = line.split()[0].lower()
+        if name in ("/quit", "/exit", "/q"):
+            return False
+        if name == "/sources":
+            render_passages(self.console, self.last)
+        elif name == "/reset":
+            self.history.clear()
+            self.last = None
+            self.console.print(Text("Conversation forgotten.", style="dim"))
+        elif name in ("/help", "/?"):
+            self.console.print(Text(CHAT_HELP))
+        else:
+            self.console.print(Text(f"unknown command {name}; /help lists them", style="yellow"))
+        return True
+
+    def answer(self, question: str) -> None:
+        from bot.models import Answer, Turn
+
+        result: Answer | None = None
+        streamed = False
+        stream = self.bot.stream(question, history=list(self.history))
+        try:
+            with self.console.status(SPINNER_TEXT, spinner="dots") as status:
+                for item in stream:
+                    if isinstance(item, Answer):
+                        result = item
+                    elif self.streaming and item:
+                        if not streamed:
+                            status.stop()
+                            streamed = True
+                        self.console.print(item, end="", markup=False, highlight=False)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # Ctrl-C: let the answerer clean up (e.g. an LLM request)
+        if result is None:
+            raise NewsbotError("the answerer returned no answer", hint="run again with --debug")
+        if streamed:
+            self.console.print()
+        render_answer(self.console, result, text=not streamed)
+        self.console.print()
+        self.last = result
+        self.history.append(
+            Turn(result.question, result.text, result.standalone_question or result.question)
+        )
+
+
+def _interactive_lines(history_file: Path) -> Iterator[str]:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    history_file.parent.mkdir(parents=True, exist_ok=True)
+    session: PromptSession[str] = PromptSession(history=FileHistory(str(history_file)))
+    while True:
+        try:
+            yield session.prompt(CHAT_PROMPT)
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt clears the line, as in a shell
+        except EOFError:
+            return
+
+
+def _plain_lines() -> Iterator[str]:
+    for line in sys.stdin:
+        yield line.rstrip("\n")
+
+
+@app.command(epilog=_examples("newsbot chat", "newsbot chat --llm openai:gpt-4o-mini"))
+def chat(
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+    llm: LlmOption = None,
+) -> None:
+    """Talk with the bot: follow-up questions, /sources, /reset, /help, /quit (Ctrl-D)."""
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
+    _require_articles(settings)
+    bot = _open_bot(settings)
+    console = _stdout()
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive:
+        stats = bot.stats()
+        console.print(
+            Text(
+                f"newsbot: {_plural(stats['articles'], 'article')} indexed. Ask a question; "
+                "/help for commands, Ctrl-D to leave.",
+                style="dim",
+            )
+        )
+    session = ChatSession(bot, console)
+    lines = (
+        _interactive_lines(settings.data_dir / "chat_history") if interactive else _plain_lines()
+    )
+    for line in lines:
+        if not session.handle(line):
+            break
+
+
+# -- stats, reset ------------------------------------------------------------------------------
+@app.command(epilog=_examples("newsbot stats", "newsbot stats --json"))
+def stats(
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+) -> None:
+    """Show the store: location, collection, articles, chunks, embedding model."""
+    from index.store import Store
+
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    figures = Store.open(settings).stats()
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("store", str(figures["store"]))
+    table.add_row("collection", str(figures["collection"]))
+    table.add_row("articles", str(figures["articles"]))
+    table.add_row("chunks", str(figures["chunks"]))
+    embedding = figures.get("embedding")
+    if embedding:
+        table.add_row(
+            "embedding",
+            f"{embedding['embedding_model']} ({embedding['embedding_dimension']} dimensions, "
+            f"{embedding['embedding_backend']}, {embedding['embedding_precision']})",
+        )
+    else:
+        table.add_row("embedding", "none yet (nothing ingested)")
+    _stdout().print(table)
+
+
+@app.command(epilog=_examples("newsbot reset", "newsbot reset --yes --collection scratch"))
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+) -> None:
+    """Delete every article and chunk of the collection."""
+    from index.store import Store
+
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    store = Store.open(settings)
+    figures = store.stats()
+    where = f"{figures['store']} (collection {figures['collection']})"
+    if not yes and not typer.confirm(
+        f"Delete {_plural(figures['articles'], 'article')} and "
+        f"{_plural(figures['chunks'], 'chunk')} from {where}?",
+        default=False,
+    ):
+        _stdout().print(Text("Nothing deleted.", style="yellow"))
+        raise typer.Exit(EXIT_FAILED)
+    store.reset()
+    _stdout().print(
+        Text(f"Deleted {_plural(figures['articles'], 'article')} from {where}."), soft_wrap=True
+    )
+
+
+# -- reindex, model ----------------------------------------------------------------------------
+@app.command(epilog=_examples("NEWSBOT_EMBEDDING_BACKEND=onnx newsbot reindex"))
+def reindex(
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+) -> None:
+    """Re-embed every stored chunk with the current embedding settings (no re-reading)."""
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    bot = _open_bot(settings)
+    started = time.perf_counter()
+    with _progress_bar(_stderr(), "Re-embedding") as update:
+
+        def on_progress(event: Any) -> None:
+            update(getattr(event, "articles_done", 0), getattr(event, "chunks_written", 0))
+
+        bot.reindex(progress=on_progress)
+    seconds = time.perf_counter() - started
+    figures = bot.stats()
+    embedding = figures.get("embedding") or {}
+    _stdout().print(
+        Text(
+            f"Re-embedded {_plural(figures['chunks'], 'chunk')} with "
+            f"{embedding.get('embedding_model', settings.embedding_model)} "
+            f"({embedding.get('embedding_backend', settings.embedding_backend)}, "
+            f"{embedding.get('embedding_precision', settings.embedding_precision)}) "
+            f"in {seconds:.1f} s."
+        ),
+        soft_wrap=True,
+    )
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    int8 = "int8"
+
+
+@model_app.command("export", epilog=_examples("newsbot model export --precision int8"))
+def model_export(
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            "--precision",
+            help="fp32 or int8 [env NEWSBOT_EMBEDDING_PRECISION; default fp32].",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even a valid export.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Export the embedding model to ONNX (checked against the original) and print its path."""
+    from index.onnx_backend import export_model
+
+    settings = _settings(data_dir=data_dir)
+    chosen = precision.value if precision else settings.embedding_precision
+    with _working(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
+        path = export_model(
+            settings.embedding_model, chosen, settings.data_dir / "models", force=force
+        )
+    typer.echo(str(path))
+
+
+# -- slack, eval -------------------------------------------------------------------------------
+@app.command(
+    epilog=_examples(
+        "NEWSBOT_SLACK_BOT_TOKEN=xoxb-... NEWSBOT_SLACK_APP_TOKEN=xapp-... newsbot slack",
+        "NEWSBOT_SLACK_SIGNING_SECRET=... newsbot slack --http --port 3000",
+    )
+)
+def slack(
+    socket: Annotated[
+        bool,
+        typer.Option(
+            "--socket/--http",
+            help="Socket Mode (needs an app token) or an HTTP server for Events API requests.",
+        ),
+    ] = True,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port of the HTTP server.")
+    ] = 3000,
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+    llm: LlmOption = None,
+) -> None:
+    """Answer questions in Slack (mentions, DMs and /newsbot)."""
+    import bot.slack
+
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
+    newsbot = _open_bot(settings)
+    bot.slack.serve(newsbot, socket=socket, port=port)
+
+
+@app.command(
+    "eval",
+    epilog=_examples(
+        "newsbot eval multihop_dev.jsonl --retriever dense --retriever hybrid --limit 50"
+    ),
+)
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="Questions with expected answers (JSONL).")],
+    retriever: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--retriever", help="dense, lexical or hybrid; repeat to compare (default hybrid)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Evaluate the first N questions.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json-out", help="Also write the full report here.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+    llm: LlmOption = None,
+) -> None:
+    """Measure retrieval and answer quality on a question set."""
+    from bot.evaluate import run_eval
+
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
+    report = run_eval(dataset, settings=settings, retrievers=retriever or ["hybrid"], limit=limit)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    _stdout().print(report if hasattr(report, "__rich__") else Text(str(report)))
+
+
+def main() -> None:
+    """The `newsbot` console script."""
+    app(prog_name="newsbot")
+
+
+if __name__ == "__main__":
+    main()
