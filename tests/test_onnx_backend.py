@@ -1,0 +1,322 @@
+"""The ONNX backend: sentence-transformers' vectors without torch, from a self-checking cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bot.errors import EmbeddingError
+from bot.settings import DEFAULT_MODEL
+
+SENTENCES = [
+    "The central bank raised interest rates by a quarter point on Tuesday.",
+    "Officials said the flooding had closed more than forty roads across the region.",
+    "Shares in the carmaker fell 7% after it cut its forecast for the year.",
+    "Negotiators in Doha reported progress, though no agreement has been signed.",
+    "The minister told reporters that the budget would be balanced by 2027.",
+    "Firefighters brought the blaze under control late on Sunday evening.",
+    "A spokesperson for the company declined to comment on the allegations.",
+    "Voters in three states will decide on the measure in November.",
+    "The striker scored twice in the second half to secure a 3-1 win.",
+    "Researchers found the vaccine reduced hospital admissions by half.",
+]
+WORD_COUNTS = [5, 9, 14, 23, 40, 65, 100, 140, 190, 250, 320, 400]
+
+
+def news_text(words: int, seed: int) -> str:
+    """Deterministic news-like text of exactly `words` words."""
+    rng = random.Random(seed)
+    pool: list[str] = []
+    while len(pool) < words:
+        pool.extend(rng.choice(SENTENCES).split())
+    return " ".join(pool[:words])
+
+
+TEXTS = [news_text(count, seed) for seed, count in enumerate(WORD_COUNTS + WORD_COUNTS[::-1])]
+
+
+def cosines(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    return np.sum(left * right, axis=1)
+
+
+@pytest.fixture(scope="session")
+def reference_vectors() -> np.ndarray:
+    """sentence-transformers on torch, the reference the ONNX backend must reproduce."""
+    from sentence_transformers import SentenceTransformer
+
+    from index.embed import resolve_model_path
+
+    model = SentenceTransformer(str(resolve_model_path(DEFAULT_MODEL)), device="cpu")
+    assert model.max_seq_length == 256
+    return np.asarray(
+        model.encode(TEXTS, batch_size=16, normalize_embeddings=True, show_progress_bar=False)
+    )
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder whose models/ cache holds the fp32 and int8 exports (exported once)."""
+    from index.onnx_backend import export_model
+
+    data = tmp_path_factory.mktemp("onnx-data")
+    for precision in ("fp32", "int8"):
+        export_model(DEFAULT_MODEL, precision, data / "models")
+    return data
+
+
+@pytest.fixture
+def private_cache(data_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the session's export cache that a test may damage."""
+    cache = tmp_path / "models"
+    shutil.copytree(data_dir / "models", cache)
+    return cache
+
+
+def embedder(precision: str, cache: Path, batch_size: int = 16, model: str = DEFAULT_MODEL) -> Any:
+    from index.onnx_backend import OnnxEmbedder
+
+    return OnnxEmbedder(model, precision, batch_size, cache_dir=cache)
+
+
+def entry_folder(cache: Path) -> Path:
+    (folder,) = [path for path in cache.iterdir() if path.is_dir()]
+    return folder
+
+
+def file_state(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_size", [5, 64])
+def test_fp32_vectors_match_sentence_transformers_in_padded_batches(
+    data_dir: Path, reference_vectors: np.ndarray, batch_size: int
+) -> None:
+    onnx = embedder("fp32", data_dir / "models", batch_size=batch_size)
+    counts = [len(encoding.ids) for encoding in onnx._tokenizer.encode_batch(TEXTS)]
+    assert max(counts) == 256 and min(counts) < 16, "texts must span short to truncated"
+    assert sum(count > 128 for count in counts) >= 8, "the shipped 128-token cut must matter"
+
+    vectors = onnx.embed(TEXTS)
+
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert cosines(vectors, reference_vectors).min() >= 0.9999
+    assert onnx.identity.to_metadata() == {
+        "embedding_model": DEFAULT_MODEL,
+        "embedding_dimension": 384,
+        "embedding_backend": "onnx",
+        "embedding_precision": "fp32",
+    }
+    assert onnx.max_tokens == 256
+
+
+@pytest.mark.slow
+def test_a_text_embeds_the_same_alone_or_beside_long_ones(data_dir: Path) -> None:
+    onnx = embedder("fp32", data_dir / "models", batch_size=64)
+    alone = onnx.embed([TEXTS[0]])
+    padded = onnx.embed([TEXTS[0], TEXTS[11], TEXTS[5]])[:1]
+    assert cosines(alone, padded)[0] >= 0.99999
+    assert onnx.embed([]).shape == (0, 384)
+    assert np.isfinite(onnx.embed([""])).all()
+
+
+@pytest.mark.slow
+def test_int8_vectors_stay_close_to_sentence_transformers(
+    data_dir: Path, reference_vectors: np.ndarray
+) -> None:
+    onnx = embedder("int8", data_dir / "models")
+    vectors = onnx.embed(TEXTS)
+    assert onnx.identity.precision == "int8"
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert cosines(vectors, reference_vectors).min() >= 0.97
+    assert (
+        onnx.path.stat().st_size
+        < entry_folder(data_dir / "models").joinpath("model-fp32.onnx").stat().st_size / 3
+    )
+
+
+@pytest.mark.slow
+def test_a_process_that_only_embeds_never_imports_torch(
+    data_dir: Path, reference_vectors: np.ndarray
+) -> None:
+    script = """
+import json, sys
+import index.onnx_backend
+after_import = sorted(m for m in ("onnxruntime", "torch") if m in sys.modules)
+from bot.settings import load_settings
+from index.embed import load_embedder
+embedder = load_embedder(load_settings(data_dir=sys.argv[1], embedding_backend="onnx"))
+vector = embedder.embed([sys.argv[2]])[0]
+heavy = ("torch", "sentence_transformers", "transformers")
+print(json.dumps({
+    "after_import": after_import,
+    "heavy": sorted(m for m in heavy if m in sys.modules),
+    "backend": embedder.identity.backend,
+    "vector": vector.tolist(),
+}))
+"""
+    environment = dict(os.environ)  # NEWSBOT_* were cleared by conftest; its NEWSBOT_CONFIG stays
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir), TEXTS[3]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["after_import"] == [], "importing the backend must stay cheap"
+    assert report["heavy"] == []
+    assert report["backend"] == "onnx"
+    assert float(np.dot(report["vector"], reference_vectors[3])) >= 0.9999
+
+
+@pytest.mark.slow
+def test_a_second_load_reuses_the_export(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import index.onnx_backend as backend
+
+    folder = entry_folder(data_dir / "models")
+    before = {path.name: file_state(path) for path in folder.glob("model-*")}
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("a valid cached export was exported again")
+
+    monkeypatch.setattr(backend, "_build", no_export)
+    for precision in ("fp32", "int8"):
+        embedder(precision, data_dir / "models")
+        backend.export_model(DEFAULT_MODEL, precision, data_dir / "models")
+
+    assert {path.name: file_state(path) for path in folder.glob("model-*")} == before
+
+
+def _truncate(folder: Path) -> str:
+    path = folder / "model-fp32.onnx"
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+    return "fp32"
+
+
+def _garble_keeping_size(folder: Path) -> str:
+    path = folder / "model-int8.onnx"
+    with path.open("r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        handle.write(os.urandom(4096))
+    return "int8"
+
+
+def _unloadable_with_matching_manifest(folder: Path) -> str:
+    import hashlib
+
+    path = folder / "model-int8.onnx"
+    path.write_bytes(b"this is not an onnx model")
+    manifest_path = folder / "model-int8.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["size"] = path.stat().st_size
+    manifest["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    return "int8"
+
+
+def _stale_manifest(folder: Path) -> str:
+    manifest_path = folder / "model-int8.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["source_sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    return "int8"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "damage",
+    [_truncate, _garble_keeping_size, _unloadable_with_matching_manifest, _stale_manifest],
+    ids=["truncated", "garbled", "unloadable", "stale"],
+)
+def test_a_damaged_export_is_rebuilt(
+    private_cache: Path, reference_vectors: np.ndarray, damage: Any
+) -> None:
+    import hashlib
+
+    folder = entry_folder(private_cache)
+    precision = damage(folder)
+    damaged = file_state(folder / f"model-{precision}.onnx")
+
+    onnx = embedder(precision, private_cache)
+
+    assert file_state(onnx.path) != damaged
+    manifest = json.loads((folder / f"model-{precision}.json").read_text())
+    assert manifest["sha256"] == hashlib.sha256(onnx.path.read_bytes()).hexdigest()
+    minimum = 0.9999 if precision == "fp32" else 0.97
+    some = slice(0, None, 4)  # short to truncated, enough to show the rebuilt model is right
+    assert cosines(onnx.embed(TEXTS[some]), reference_vectors[some]).min() >= minimum
+    assert not [path.name for path in folder.iterdir() if path.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_export_command_rechecks_every_byte(private_cache: Path) -> None:
+    """Garbled in place with its timestamp put back: start-up may trust it, the command does not."""
+    from index.onnx_backend import export_model
+
+    path = entry_folder(private_cache) / "model-int8.onnx"
+    stat = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(stat.st_size // 3)
+        handle.write(b"\0" * 1024)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    rebuilt = export_model(DEFAULT_MODEL, "int8", private_cache)
+
+    assert rebuilt == path and path.stat().st_ino != stat.st_ino
+
+
+@pytest.mark.slow
+def test_a_changed_model_gets_its_own_cache_entry(
+    private_cache: Path, tmp_path: Path, reference_vectors: np.ndarray
+) -> None:
+    from index.embed import resolve_model_path
+
+    original = resolve_model_path(DEFAULT_MODEL)
+    changed = tmp_path / "minilm-retrained"
+    for source in original.rglob("*"):
+        if source.is_file():
+            target = changed / source.relative_to(original)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source)
+    # Same weights, one changed file: the checksum, and so the cache entry, must change.
+    (changed / "data_config.json").unlink()
+    (changed / "data_config.json").write_text("[]")
+    old_entry = entry_folder(private_cache)
+
+    onnx = embedder("fp32", private_cache, model=str(changed))
+
+    entries = sorted(path for path in private_cache.iterdir() if path.is_dir())
+    assert len(entries) == 2 and old_entry in entries
+    assert onnx.path.parent != old_entry and onnx.path.parent.name.startswith("minilm-retrained-")
+    assert onnx.identity.model == str(changed)
+    assert cosines(onnx.embed(TEXTS[:4]), reference_vectors[:4]).min() >= 0.9999
+
+
+def test_an_unknown_precision_is_refused(tmp_path: Path) -> None:
+    from index.onnx_backend import OnnxEmbedder, export_model
+
+    with pytest.raises(EmbeddingError, match="precision 'fp16'"):
+        OnnxEmbedder(DEFAULT_MODEL, "fp16", 16, cache_dir=tmp_path)
+    with pytest.raises(EmbeddingError, match="precision"):
+        export_model(DEFAULT_MODEL, "int4", tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_folder_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddingError, match="not a model folder"):
+        embedder("fp32", tmp_path / "cache", model=str(tmp_path))
