@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -54,6 +55,14 @@ class Fetched:
             return self.content.decode(encoding, errors="replace")
         except LookupError:  # a charset name Python does not know
             return self.content.decode("utf-8", errors="replace")
+
+
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context for the process: building one loads the CA bundle (slow)."""
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 @cache
@@ -129,7 +138,12 @@ def _get_once(url: str, settings: Settings, deadline: float) -> Fetched | str:
             # A fresh client per hop: pooled connections are keyed by address, and one must
             # never carry a request for another host name.
             with (
-                _httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+                _httpx.Client(
+                    timeout=timeout,
+                    follow_redirects=False,
+                    trust_env=False,
+                    verify=_ssl_context(),
+                ) as client,
                 client.stream(
                     "GET", target, headers=headers, extensions=request_extensions
                 ) as response,
@@ -241,8 +255,8 @@ def forbidden_kind(address: IPAddress) -> str | None:
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
         ("non-public", not address.is_global),
     )
     for kind, matches in checks:

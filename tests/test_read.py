@@ -110,7 +110,7 @@ def test_markdown_heading_is_the_title(settings, tmp_path):
 def test_markdown_front_matter(settings, tmp_path):
     path = tmp_path / "post.md"
     path.write_text(
-        "---\ntitle: \"Rates held at 5%\"\nsource: Money Weekly\ndate: 2024-01-31\n"
+        '---\ntitle: "Rates held at 5%"\nsource: Money Weekly\ndate: 2024-01-31\n'
         "tags: [economy]\n---\n\n# Rates held at 5%\n\nThe central bank held rates.\n",
         encoding="utf-8",
     )
@@ -259,7 +259,9 @@ PAGE = """<!DOCTYPE html>
   <meta property="article:published_time" content="2024-02-07T14:20:00+03:00">
 </head>
 <body>
-  <header><nav><a href="/">Home</a> | <a href="/world">World</a> | <a href="/sport">Sport</a></nav></header>
+  <header><nav>
+    <a href="/">Home</a> | <a href="/world">World</a> | <a href="/sport">Sport</a>
+  </nav></header>
   <main>
     <article>
       <h1>Qatar says Hamas response is positive</h1>
@@ -467,11 +469,13 @@ RSS = """<?xml version="1.0" encoding="UTF-8"?>
     <pubDate>Tue, 06 Feb 2024 08:15:00 +0000</pubDate>
     <dc:creator>Sam Lee</dc:creator>
     <description>Short teaser.</description>
-    <content:encoded><![CDATA[<p>{long}</p><p>Second paragraph of the ferry story.</p>]]></content:encoded>
+    <content:encoded><![CDATA[<p>{long}</p>
+      <p>Second paragraph of the ferry story.</p>]]></content:encoded>
   </item>
   <item>
     <title>Fish market moves</title>
-    <description>&lt;p&gt;The fish market moves to &lt;b&gt;Pier 4&lt;/b&gt;.&lt;/p&gt;</description>
+    <description>&lt;p&gt;The fish market moves to &lt;b&gt;Pier 4&lt;/b&gt;.&lt;/p&gt;
+    </description>
     <guid isPermaLink="false">fish-42</guid>
   </item>
   <item>
