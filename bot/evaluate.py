@@ -1,0 +1,837 @@
+"""`newsbot eval`: answer quality measured on the datasets in ../shared/eval.
+
+Two formats are recognised from their first line:
+
+- MultiHop questions (`multihop_dev.jsonl`: id, question, answer, question_type, evidence_ids),
+  asked over their corpus (`multihop_corpus.jsonl` beside them, or `corpus=`). The corpus goes into
+  a throwaway store; retrieval is scored at article level, answers by the evidence they cite, by
+  the gold phrase they contain and by when they refuse, citations by whether they are verbatim.
+- RGB questions (`rgb_dev.jsonl`: id, query, answer, positive, negative, positive_wrong,
+  fakeanswer). Each question gets a store of its own few passages, mixed at noise ratios 0, 0.4 and
+  0.8, only noise (should refuse), and counterfactual passages (should not repeat the fake answer).
+
+The metric functions at the top are pure (lists of ids and strings in, numbers out) and are what
+bench/ scripts reuse; `run_eval` wires them to a real Bot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from bot.errors import NewsbotError
+from bot.models import Answer
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+    from index.article import Article
+
+log = logging.getLogger(__name__)
+
+# Ranks are scored at these cut-offs (MultiHop-RAG reports Hits@4/@10 and MRR@10).
+HIT_CUTOFFS = (1, 4, 10)
+MRR_CUTOFF = 10
+# Chunks fetched to find the top MRR_CUTOFF distinct articles (an article may have several chunks).
+RETRIEVAL_DEPTH = 3 * MRR_CUTOFF
+# RGB as in its paper: five passages a question, the noise share of them off-topic.
+RGB_PASSAGES = 5
+RGB_NOISE_RATIOS = (0.0, 0.4, 0.8)
+RGB_SEED = 20240207
+NULL_TYPE = "null_query"
+YES_NO = frozenset({"yes", "no"})
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total) while a run goes on."""
+
+DatasetFormat = Literal["multihop", "rgb"]
+
+
+# -- pure metrics ------------------------------------------------------------------------------
+def distinct(ids: Iterable[str]) -> list[str]:
+    """`ids` in first-seen order without repeats (chunks -> the articles they belong to)."""
+    return list(dict.fromkeys(ids))
+
+
+def hits_at_k(ranked: Sequence[str], evidence: Collection[str], k: int) -> float:
+    """Share of the evidence articles found among the first k distinct ranked articles."""
+    if not evidence:
+        raise ValueError("hits_at_k needs at least one evidence article")
+    return len(set(distinct(ranked)[:k]) & set(evidence)) / len(set(evidence))
+
+
+def any_hit_at_k(ranked: Sequence[str], evidence: Collection[str], k: int) -> bool:
+    """Whether any evidence article is among the first k distinct ranked articles."""
+    return bool(set(distinct(ranked)[:k]) & set(evidence))
+
+
+def reciprocal_rank(ranked: Sequence[str], evidence: Collection[str], k: int = MRR_CUTOFF) -> float:
+    """1 / rank of the first evidence article among the first k distinct ones, else 0."""
+    for rank, article_id in enumerate(distinct(ranked)[:k], start=1):
+        if article_id in evidence:
+            return 1.0 / rank
+    return 0.0
+
+
+def mean(values: Iterable[float | bool]) -> float | None:
+    """Arithmetic mean, or None for no values (a metric that does not apply is not a zero)."""
+    items = [float(value) for value in values]
+    return sum(items) / len(items) if items else None
+
+
+def normalise(text: str) -> str:
+    """Lower case, one space between words: how gold answers are compared with answer text."""
+    return " ".join(text.lower().split())
+
+
+def is_yes_no(gold: str) -> bool:
+    return normalise(gold).rstrip(".!") in YES_NO
+
+
+def contains_phrase(text: str, phrase: str) -> bool:
+    """Whether `phrase` occurs in `text`, ignoring case and runs of whitespace."""
+    wanted = normalise(phrase).rstrip(".")
+    return bool(wanted) and wanted in normalise(text)
+
+
+def yes_no_matches(text: str, gold: str) -> bool:
+    """The first yes/no word of the answer is the gold one (for LLM answerers only)."""
+    found = re.search(r"\b(yes|no)\b", text, flags=re.IGNORECASE)
+    return found is not None and found.group(1).lower() == normalise(gold).rstrip(".!")
+
+
+def rgb_answer_matches(text: str, gold: str | Sequence[Any]) -> bool:
+    """RGB's rule: every part of the gold answer appears; a list part accepts any alternative."""
+    if isinstance(gold, str):
+        return contains_phrase(text, gold)
+    if not gold:
+        return False
+    for part in gold:
+        alternatives = [part] if isinstance(part, str) else list(part)
+        if not any(contains_phrase(text, alternative) for alternative in alternatives):
+            return False
+    return True
+
+
+def quote_is_verbatim(body: str | None, start: int, end: int, quote: str) -> bool:
+    """A citation is verbatim when the cited article's body holds its quote at its offsets."""
+    return body is not None and 0 <= start <= end <= len(body) and body[start:end] == quote
+
+
+_MARKER = re.compile(r"\[\d+\]")
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
+
+
+def answer_sentences(text: str) -> list[str]:
+    """The sentences of an answer, each keeping the [n] markers written right after it.
+
+    A sentence splitter puts "[1]" after a full stop at the start of the next sentence; such
+    leading markers are moved back to the sentence they follow.
+    """
+    from index.chunk import split_sentences
+
+    sentences: list[str] = []
+    for span in split_sentences(text):
+        piece = text[span.start : span.end]
+        leading = _LEADING_MARKERS.match(piece)
+        if leading and sentences:
+            sentences[-1] += leading.group()
+            piece = piece[leading.end() :].strip()
+        if piece:
+            sentences.append(piece)
+    return sentences
+
+
+def cited_sentence_share(text: str) -> float | None:
+    """Share of an answer's sentences that carry at least one [n]; None for an empty answer."""
+    sentences = answer_sentences(text)
+    return mean(bool(_MARKER.search(sentence)) for sentence in sentences)
+
+
+def stratified_subset(rows: Sequence[dict[str, Any]], limit: int, key: str) -> list[dict[str, Any]]:
+    """At most `limit` rows, each value of `key` in proportion to its share (largest remainder),
+    in file order within a value, returned in file order."""
+    if limit >= len(rows):
+        return list(rows)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        groups[str(row.get(key, ""))].append(index)
+    quotas = {name: limit * len(members) / len(rows) for name, members in groups.items()}
+    taken = {name: math.floor(quota) for name, quota in quotas.items()}
+    by_remainder = sorted(groups, key=lambda name: (-(quotas[name] - taken[name]), name))
+    for name in by_remainder[: limit - sum(taken.values())]:
+        taken[name] += 1
+    chosen = sorted(index for name, members in groups.items() for index in members[: taken[name]])
+    return [rows[index] for index in chosen]
+
+
+def mix_passages(
+    positive: Sequence[str],
+    negative: Sequence[str],
+    noise_ratio: float,
+    rng: random.Random,
+    passages: int = RGB_PASSAGES,
+) -> list[tuple[str, bool]]:
+    """RGB's noise setting: `passages` passages of which round(noise_ratio * passages) are
+    negative, drawn with `rng` and shuffled; fewer when a question has fewer. (text, positive?)."""
+    negatives = min(round(noise_ratio * passages), len(negative))
+    positives = min(passages - round(noise_ratio * passages), len(positive))
+    mixed = [(text, True) for text in rng.sample(list(positive), positives)]
+    mixed += [(text, False) for text in rng.sample(list(negative), negatives)]
+    rng.shuffle(mixed)
+    return mixed
+
+
+# -- results -----------------------------------------------------------------------------------
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class RetrievalScores:
+    """Article-level retrieval over the questions that have evidence (not null_query)."""
+
+    questions: int
+    hits_at_1: float | None  # share of a question's evidence in the top k, averaged
+    hits_at_4: float | None
+    hits_at_10: float | None
+    any_at_1: float | None  # share of questions with any evidence in the top k
+    any_at_4: float | None
+    any_at_10: float | None
+    mrr_at_10: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _rounded(asdict(self))
+
+
+@dataclass(frozen=True)
+class AnswerScores:
+    answerable: int  # questions with evidence
+    unanswerable: int  # null_query questions
+    evidence_cited_any: float | None  # answers citing at least one evidence article
+    evidence_cited_share: float | None  # share of the evidence articles cited, averaged
+    accuracy: float | None  # gold phrase in the answer text, over `accuracy_questions`
+    accuracy_questions: int
+    refused_answerable: float | None  # lower is better
+    refused_unanswerable: float | None  # higher is better
+    citations: int
+    citations_verbatim: float | None
+    sentences_cited: float | None  # share of answer sentences carrying a [n]
+    seconds_per_question: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _rounded(asdict(self))
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    """One MultiHop question as the bot handled it (for the JSON report and for debugging)."""
+
+    id: str
+    question_type: str
+    ranked_articles: tuple[str, ...]  # top MRR_CUTOFF distinct articles
+    refused: bool
+    answer: str
+    cited_articles: tuple[str, ...]
+    correct: bool | None  # None when the gold answer is not scored for this answerer
+    verbatim: tuple[bool, ...]  # per citation
+    sentences_cited: float | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _rounded(asdict(self))
+
+
+@dataclass(frozen=True)
+class MultiHopResult:
+    retriever: str
+    retrieval: RetrievalScores
+    retrieval_by_type: dict[str, RetrievalScores]
+    answers: AnswerScores
+    answers_by_type: dict[str, AnswerScores]
+    questions: tuple[QuestionResult, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "retriever": self.retriever,
+            "retrieval": self.retrieval.to_dict(),
+            "retrieval_by_type": {k: v.to_dict() for k, v in self.retrieval_by_type.items()},
+            "answers": self.answers.to_dict(),
+            "answers_by_type": {k: v.to_dict() for k, v in self.answers_by_type.items()},
+            "questions": [question.to_dict() for question in self.questions],
+        }
+
+
+@dataclass(frozen=True)
+class RgbResult:
+    retriever: str
+    questions: int
+    accuracy_by_noise: dict[str, float | None]  # noise ratio ("0.4") -> share answered right
+    rejection_rate: float | None  # only noise given: share refused (higher is better)
+    counterfactual_fake: float | None  # falsified passages: share repeating the fake answer
+    counterfactual_correct: float | None  # ... share still giving the true answer
+    citations_verbatim: float | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _rounded(asdict(self))
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    dataset: str
+    format: DatasetFormat
+    corpus: str | None
+    answerer: str  # "extractive" or the provider:model of the LLM
+    embedding: dict[str, Any]
+    questions: int
+    limit: int | None
+    multihop: tuple[MultiHopResult, ...] = ()
+    rgb: RgbResult | None = None
+    ingest_seconds: float = 0.0
+    seconds: float = 0.0
+    finished_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat())
+
+    def result(self, retriever: str) -> MultiHopResult:
+        for item in self.multihop:
+            if item.retriever == retriever:
+                return item
+        raise KeyError(retriever)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "format": self.format,
+            "corpus": self.corpus,
+            "answerer": self.answerer,
+            "embedding": dict(self.embedding),
+            "questions": self.questions,
+            "limit": self.limit,
+            "multihop": [item.to_dict() for item in self.multihop],
+            "rgb": self.rgb.to_dict() if self.rgb else None,
+            "ingest_seconds": round(self.ingest_seconds, 2),
+            "seconds": round(self.seconds, 2),
+            "finished_at": self.finished_at,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def to_markdown(self) -> str:
+        """The summary tables as Markdown (what docs/benchmarks.md quotes)."""
+        return "\n\n".join(_markdown(title, head, rows) for title, head, rows in summary_rows(self))
+
+
+# -- table rows shared by the CLI (rich) and Markdown ------------------------------------------
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of each summary table."""
+    tables: list[tuple[str, list[str], list[list[str]]]] = []
+    if report.multihop:
+        head = ["retriever", "type", "n", "Hits@1", "Hits@4", "Hits@10", "any@4", "any@10"]
+        head.append("MRR@10")
+        rows = []
+        for item in report.multihop:
+            groups = [("all", item.retrieval), *sorted(item.retrieval_by_type.items())]
+            for name, scores in groups:
+                rows.append(
+                    [item.retriever, name, str(scores.questions)]
+                    + [_fmt(scores.hits_at_1), _fmt(scores.hits_at_4), _fmt(scores.hits_at_10)]
+                    + [_fmt(scores.any_at_4), _fmt(scores.any_at_10), _fmt(scores.mrr_at_10)]
+                )
+        tables.append(("Retrieval (article level)", head, rows))
+        head = ["retriever", "type", "n", "cites evidence", "evidence cited", "accuracy"]
+        head += ["refused (answerable)", "refused (null)", "verbatim", "sentences cited", "s/q"]
+        rows = []
+        for item in report.multihop:
+            for name, a in [("all", item.answers), *sorted(item.answers_by_type.items())]:
+                accuracy = f"{_fmt(a.accuracy)} (n={a.accuracy_questions})"
+                rows.append(
+                    [item.retriever, name, str(a.answerable + a.unanswerable)]
+                    + [_fmt(a.evidence_cited_any), _fmt(a.evidence_cited_share), accuracy]
+                    + [_fmt(a.refused_answerable), _fmt(a.refused_unanswerable)]
+                    + [_fmt(a.citations_verbatim), _fmt(a.sentences_cited)]
+                    + [_fmt(a.seconds_per_question, 2)]
+                )
+        tables.append((f"Answers ({report.answerer})", head, rows))
+    if report.rgb:
+        rgb = report.rgb
+        head = ["retriever", "n"]
+        head += [f"accuracy, noise {ratio}" for ratio in rgb.accuracy_by_noise]
+        head += ["rejects noise-only", "repeats fake", "still correct", "verbatim"]
+        row = [rgb.retriever, str(rgb.questions)]
+        row += [_fmt(value) for value in rgb.accuracy_by_noise.values()]
+        row += [_fmt(rgb.rejection_rate), _fmt(rgb.counterfactual_fake)]
+        row += [_fmt(rgb.counterfactual_correct), _fmt(rgb.citations_verbatim)]
+        tables.append((f"RGB ({report.answerer})", head, [row]))
+    return tables
+
+
+def _markdown(title: str, head: list[str], rows: list[list[str]]) -> str:
+    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def rich_tables(report: EvalReport) -> list[Any]:
+    """The summary as rich Tables, for the CLI to print."""
+    from rich.table import Table
+
+    tables = []
+    for title, head, rows in summary_rows(report):
+        table = Table(title=title, title_justify="left")
+        for index, name in enumerate(head):
+            table.add_column(name, justify="left" if index < 2 else "right")
+        for row in rows:
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+# -- datasets ----------------------------------------------------------------------------------
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise NewsbotError(
+                        f"{path}:{number}: not a JSON line ({exc.msg})",
+                        hint="eval datasets are JSON Lines, one object a line",
+                    ) from None
+                if not isinstance(row, dict):
+                    raise NewsbotError(f"{path}:{number}: expected a JSON object")
+                rows.append(row)
+    except OSError as exc:
+        raise NewsbotError(
+            f"cannot read {path}: {exc.strerror or exc}", hint="check the dataset path"
+        ) from None
+    return rows
+
+
+def detect_format(rows: Sequence[dict[str, Any]], path: Path) -> DatasetFormat:
+    if not rows:
+        raise NewsbotError(f"{path} holds no questions", hint="pass a questions file")
+    first = rows[0]
+    if {"question", "evidence_ids"} <= first.keys():
+        return "multihop"
+    if {"query", "positive", "negative"} <= first.keys():
+        return "rgb"
+    if "body" in first:
+        raise NewsbotError(
+            f"{path} is a corpus of articles, not questions",
+            hint="pass the questions file (e.g. multihop_dev.jsonl); the corpus is found beside it",
+        )
+    raise NewsbotError(
+        f"{path}: unknown dataset format (fields: {', '.join(sorted(first))})",
+        hint="expected MultiHop questions (question, evidence_ids) or RGB (query, positive)",
+    )
+
+
+def find_corpus(questions: Path, corpus: str | Path | None) -> Path:
+    if corpus is not None:
+        path = Path(corpus).expanduser()
+    else:
+        path = questions.parent / "multihop_corpus.jsonl"
+    if not path.is_file():
+        raise NewsbotError(
+            f"no corpus for {questions.name}: {path} does not exist",
+            hint="put multihop_corpus.jsonl beside the questions or pass --corpus FILE",
+        )
+    return path
+
+
+def corpus_articles(rows: Iterable[dict[str, Any]], origin: str = "") -> list[Article]:
+    """Corpus lines as Articles, keeping their ids (the questions' evidence_ids refer to them)."""
+    from index.article import Article
+
+    articles = []
+    for number, row in enumerate(rows, start=1):
+        published = row.get("published_at")
+        try:
+            when = datetime.fromisoformat(published) if published else None
+            if when is not None and when.tzinfo is None:
+                raise ValueError("no UTC offset")
+        except ValueError as exc:
+            raise NewsbotError(
+                f"{origin}:{number}: bad published_at {published!r} ({exc})"
+            ) from None
+        articles.append(
+            Article(
+                id=str(row["id"]),
+                title=str(row.get("title") or ""),
+                body=str(row.get("body") or ""),
+                source=str(row.get("source") or ""),
+                url=str(row.get("url") or ""),
+                author=str(row.get("author") or ""),
+                published_at=when,
+                origin=f"{origin}:{number}",
+            )
+        )
+    return articles
+
+
+# -- running -----------------------------------------------------------------------------------
+@contextmanager
+def throwaway_bot(settings: Settings) -> Iterator[Bot]:
+    """A Bot on an empty store in a temporary folder, deleted afterwards."""
+    from bot.core import Bot
+    from index.embed import load_embedder
+
+    # Load the embedder under the caller's settings first: it is cached per process, so the
+    # throwaway Bot reuses it, and a backend that caches exported models keeps using the
+    # caller's data_dir for them instead of exporting again into the temporary folder.
+    load_embedder(settings)
+    folder = Path(tempfile.mkdtemp(prefix="newsbot-eval-"))
+    try:
+        yield Bot.open(settings.model_copy(update={"data_dir": folder}))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def use_retriever(bot: Bot, mode: str) -> None:
+    """Point the bot's answering path at a retriever of another mode over the same store."""
+    from bot.retrieve import Retriever
+
+    if getattr(bot.retriever, "mode", None) == mode:
+        return
+    retriever = Retriever(bot.store, bot.embedder, mode=mode)  # type: ignore[arg-type]
+    bot.retriever = retriever
+    bot.ingestor.listeners.append(retriever.on_store_change)
+
+
+def ranked_articles(bot: Bot, question: str, depth: int = RETRIEVAL_DEPTH) -> list[str]:
+    """The articles the bot's retriever finds for a question, best first, without repeats."""
+    query = bot.retriever.understand(question)
+    return distinct(passage.article_id for passage in bot.retriever.search(query, depth))
+
+
+def _tick(progress: ProgressCallback | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
+def run_eval(
+    dataset: str | Path,
+    *,
+    settings: Settings,
+    retrievers: Sequence[str] = ("hybrid",),
+    limit: int | None = None,
+    corpus: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    keep_questions: bool = True,
+) -> EvalReport:
+    """Evaluate the bot (as `settings` configure it) on a MultiHop or RGB questions file.
+
+    Each retriever in `retrievers` ("dense", "lexical", "hybrid") is scored on the same store.
+    `limit` takes at most that many questions (MultiHop: stratified by question type).
+    """
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        raise NewsbotError(
+            f"{path} is a folder", hint="pass a questions file, e.g. multihop_dev.jsonl"
+        )
+    if not retrievers:
+        raise NewsbotError("no retriever to evaluate", hint="pass --retriever hybrid (or dense)")
+    if limit is not None and limit < 1:
+        raise NewsbotError(f"limit must be at least 1, not {limit}")
+    rows = read_jsonl(path)
+    kind = detect_format(rows, path)
+    started = time.perf_counter()
+    answerer = settings.llm or "extractive"
+    if kind == "multihop":
+        questions = stratified_subset(rows, limit, "question_type") if limit else rows
+        corpus_path = find_corpus(path, corpus)
+        articles = corpus_articles(read_jsonl(corpus_path), str(corpus_path))
+        with throwaway_bot(settings) as bot:
+            ingest_started = time.perf_counter()
+            _tick(progress, "ingest corpus", 0, len(articles))
+            report = bot.ingest(
+                articles,
+                progress=lambda p: _tick(progress, "ingest corpus", p.articles_done, len(articles)),
+            )
+            if report.failures:
+                raise NewsbotError(
+                    f"{len(report.failures)} corpus articles failed to ingest: {report.failures[0]}"
+                )
+            ingest_seconds = time.perf_counter() - ingest_started
+            results = []
+            for mode in retrievers:
+                use_retriever(bot, mode)
+                results.append(
+                    evaluate_multihop(
+                        bot,
+                        questions,
+                        {a.id: a for a in articles},
+                        retriever=mode,
+                        llm_answerer=settings.llm is not None,
+                        progress=progress,
+                        keep_questions=keep_questions,
+                    )
+                )
+            embedding = _identity(bot)
+        return EvalReport(
+            dataset=str(path),
+            format=kind,
+            corpus=str(corpus_path),
+            answerer=answerer,
+            embedding=embedding,
+            questions=len(questions),
+            limit=limit,
+            multihop=tuple(results),
+            ingest_seconds=ingest_seconds,
+            seconds=time.perf_counter() - started,
+        )
+    questions = rows[:limit] if limit else rows
+    with throwaway_bot(settings) as bot:
+        # Every retriever returns all of a question's five passages at the bot's k, so RGB
+        # measures the answerer; it runs once, with the first retriever asked for.
+        use_retriever(bot, retrievers[0])
+        rgb = evaluate_rgb(bot, questions, retriever=retrievers[0], progress=progress)
+        embedding = _identity(bot)
+    return EvalReport(
+        dataset=str(path),
+        format=kind,
+        corpus=None,
+        answerer=answerer,
+        embedding=embedding,
+        questions=len(questions),
+        limit=limit,
+        rgb=rgb,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _identity(bot: Bot) -> dict[str, Any]:
+    identity = getattr(bot.embedder, "identity", None)
+    return dict(identity.to_metadata()) if identity is not None else {}
+
+
+def evaluate_multihop(
+    bot: Bot,
+    questions: Sequence[dict[str, Any]],
+    articles: dict[str, Article],
+    *,
+    retriever: str,
+    llm_answerer: bool = False,
+    progress: ProgressCallback | None = None,
+    keep_questions: bool = True,
+) -> MultiHopResult:
+    """Ask every question of a store that already holds `articles`; score what comes back."""
+    results = []
+    stage = f"questions ({retriever})"
+    for done, row in enumerate(questions):
+        _tick(progress, stage, done, len(questions))
+        results.append(_ask_multihop(bot, row, articles, llm_answerer))
+    _tick(progress, stage, len(questions), len(questions))
+    by_type: dict[str, list[tuple[dict[str, Any], QuestionResult]]] = defaultdict(list)
+    for row, result in zip(questions, results, strict=True):
+        by_type[result.question_type].append((row, result))
+    pairs = list(zip(questions, results, strict=True))
+    return MultiHopResult(
+        retriever=retriever,
+        retrieval=_retrieval_scores(pairs),
+        retrieval_by_type={
+            name: _retrieval_scores(items)
+            for name, items in sorted(by_type.items())
+            if name != NULL_TYPE
+        },
+        answers=_answer_scores(pairs),
+        answers_by_type={name: _answer_scores(items) for name, items in sorted(by_type.items())},
+        questions=tuple(results) if keep_questions else (),
+    )
+
+
+def _gold_scored(row: dict[str, Any], articles: dict[str, Article], llm_answerer: bool) -> bool:
+    """Whether the gold answer can be checked in the answer text: a phrase the evidence articles
+    contain (an extractive answer can only quote them), or yes/no for an answerer that writes."""
+    gold = str(row.get("answer") or "")
+    if not row.get("evidence_ids") or not gold.strip():
+        return False
+    if is_yes_no(gold):
+        return llm_answerer
+    evidence = [articles[i] for i in row["evidence_ids"] if i in articles]
+    return any(contains_phrase(f"{a.title}\n{a.body}", gold) for a in evidence)
+
+
+def _ask_multihop(
+    bot: Bot, row: dict[str, Any], articles: dict[str, Article], llm_answerer: bool
+) -> QuestionResult:
+    question = str(row["question"])
+    ranked = ranked_articles(bot, question)[:MRR_CUTOFF]
+    started = time.perf_counter()
+    answer = bot.ask(question)
+    seconds = time.perf_counter() - started
+    correct: bool | None = None
+    if _gold_scored(row, articles, llm_answerer):
+        gold = str(row["answer"])
+        if answer.refused:
+            correct = False
+        elif is_yes_no(gold):
+            correct = yes_no_matches(answer.text, gold)
+        else:
+            correct = contains_phrase(answer.text, gold)
+    return QuestionResult(
+        id=str(row.get("id", "")),
+        question_type=str(row.get("question_type") or "unknown"),
+        ranked_articles=tuple(ranked),
+        refused=answer.refused,
+        answer=answer.text,
+        cited_articles=() if answer.refused else cited_articles(answer),
+        correct=correct,
+        verbatim=_verbatim(answer, {key: a.body for key, a in articles.items()}),
+        sentences_cited=None if answer.refused else cited_sentence_share(answer.text),
+        seconds=seconds,
+    )
+
+
+def cited_articles(answer: Answer) -> tuple[str, ...]:
+    return tuple(distinct(citation.article_id for citation in answer.citations))
+
+
+def _verbatim(answer: Answer, bodies: dict[str, str]) -> tuple[bool, ...]:
+    return tuple(
+        quote_is_verbatim(bodies.get(c.article_id), c.start, c.end, c.quote)
+        for c in answer.citations
+    )
+
+
+def _retrieval_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) -> RetrievalScores:
+    scored = [(row["evidence_ids"], result) for row, result in pairs if row.get("evidence_ids")]
+
+    def average(metric: Callable[[Sequence[str], list[str]], float | bool]) -> float | None:
+        return mean(metric(result.ranked_articles, evidence) for evidence, result in scored)
+
+    return RetrievalScores(
+        questions=len(scored),
+        hits_at_1=average(lambda ranked, evidence: hits_at_k(ranked, evidence, 1)),
+        hits_at_4=average(lambda ranked, evidence: hits_at_k(ranked, evidence, 4)),
+        hits_at_10=average(lambda ranked, evidence: hits_at_k(ranked, evidence, 10)),
+        any_at_1=average(lambda ranked, evidence: any_hit_at_k(ranked, evidence, 1)),
+        any_at_4=average(lambda ranked, evidence: any_hit_at_k(ranked, evidence, 4)),
+        any_at_10=average(lambda ranked, evidence: any_hit_at_k(ranked, evidence, 10)),
+        mrr_at_10=average(lambda ranked, evidence: reciprocal_rank(ranked, evidence)),
+    )
+
+
+def _answer_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) -> AnswerScores:
+    answerable = [(set(row["evidence_ids"]), r) for row, r in pairs if row.get("evidence_ids")]
+    unanswerable = [r for row, r in pairs if not row.get("evidence_ids")]
+    results = [r for _, r in pairs]
+    accuracy = [r.correct for r in results if r.correct is not None]
+    verbatim = [flag for r in results for flag in r.verbatim]
+    return AnswerScores(
+        answerable=len(answerable),
+        unanswerable=len(unanswerable),
+        evidence_cited_any=mean(bool(ev & set(r.cited_articles)) for ev, r in answerable),
+        evidence_cited_share=mean(
+            len(ev & set(r.cited_articles)) / len(ev) for ev, r in answerable
+        ),
+        accuracy=mean(accuracy),
+        accuracy_questions=len(accuracy),
+        refused_answerable=mean(r.refused for _, r in answerable),
+        refused_unanswerable=mean(r.refused for r in unanswerable),
+        citations=len(verbatim),
+        citations_verbatim=mean(verbatim),
+        sentences_cited=mean(r.sentences_cited for r in results if r.sentences_cited is not None),
+        seconds_per_question=mean(r.seconds for r in results),
+    )
+
+
+def rgb_articles(question_id: str, passages: Sequence[tuple[str, bool]]) -> list[Article]:
+    """A question's passages as tiny untitled articles of one store."""
+    from index.article import Article
+
+    return [
+        Article(
+            id=f"{question_id}-{'pos' if is_positive else 'neg'}-{index}",
+            title="",
+            body=text,
+            source="RGB",
+            origin=f"{question_id} passage {index}",
+        )
+        for index, (text, is_positive) in enumerate(passages)
+        if text.strip()
+    ]
+
+
+def evaluate_rgb(
+    bot: Bot,
+    questions: Sequence[dict[str, Any]],
+    *,
+    retriever: str,
+    progress: ProgressCallback | None = None,
+    seed: int = RGB_SEED,
+) -> RgbResult:
+    """Ask each RGB question over a store holding only the passages of one setting."""
+    started = time.perf_counter()
+    correct: dict[float, list[bool]] = {ratio: [] for ratio in RGB_NOISE_RATIOS}
+    rejected: list[bool] = []
+    fake: list[bool] = []
+    still_correct: list[bool] = []
+    verbatim: list[bool] = []
+
+    def ask(question_id: str, query: str, passages: list[tuple[str, bool]]) -> Answer:
+        bot.reset()
+        articles = rgb_articles(question_id, passages)
+        bot.ingest(articles)
+        answer = bot.ask(query)
+        verbatim.extend(_verbatim(answer, {a.id: a.body for a in articles}))
+        return answer
+
+    for done, row in enumerate(questions):
+        _tick(progress, "RGB questions", done, len(questions))
+        question_id, query, gold = str(row["id"]), str(row["query"]), row["answer"]
+        positive, negative = list(row.get("positive") or []), list(row.get("negative") or [])
+        for ratio in RGB_NOISE_RATIOS:
+            rng = random.Random(f"{seed}:{question_id}:{ratio}")
+            answer = ask(question_id, query, mix_passages(positive, negative, ratio, rng))
+            correct[ratio].append(not answer.refused and rgb_answer_matches(answer.text, gold))
+        if negative:
+            rng = random.Random(f"{seed}:{question_id}:noise-only")
+            answer = ask(question_id, query, mix_passages([], negative, 1.0, rng))
+            rejected.append(answer.refused)
+        wrong = list(row.get("positive_wrong") or [])
+        if wrong and row.get("fakeanswer"):
+            rng = random.Random(f"{seed}:{question_id}:counterfactual")
+            answer = ask(question_id, query, mix_passages(wrong, [], 0.0, rng))
+            fake.append(not answer.refused and contains_phrase(answer.text, row["fakeanswer"]))
+            still_correct.append(not answer.refused and rgb_answer_matches(answer.text, gold))
+    _tick(progress, "RGB questions", len(questions), len(questions))
+    bot.reset()
+    return RgbResult(
+        retriever=retriever,
+        questions=len(questions),
+        accuracy_by_noise={str(ratio): mean(values) for ratio, values in correct.items()},
+        rejection_rate=mean(rejected),
+        counterfactual_fake=mean(fake),
+        counterfactual_correct=mean(still_correct),
+        citations_verbatim=mean(verbatim),
+        seconds=time.perf_counter() - started,
+    )
