@@ -330,10 +330,8 @@ def _read_content(
         yield ReadFailure(where.location, "binary file, not text (is this an article?)")
         return
     sniffed = _sniff(data)
-    if sniffed == "feed" and kind != "text":
-        kind = "feed"  # servers often label feeds text/html or text/xml
-    elif kind is None:
-        kind = sniffed
+    if kind is None or (kind == "html" and sniffed == "feed"):
+        kind = sniffed  # servers often label feeds text/html
     if kind == "text":
         yield _article_from_text(decode_bytes(data, charset), where)
     elif kind == "html":
@@ -1012,17 +1010,16 @@ def _prepare_entry(entry: Any, number: int) -> _Entry:
     content = max(contents, key=len, default="")
     summary = _detail_text(entry.get("summary_detail")) or _fragment_or_text(entry.get("summary"))
     published_at = None
+    # dict.get: FeedParserDict.get maps "updated" to "published" with a DeprecationWarning.
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        if entry.get(key):
-            published_at = parse_date(entry.get(key))
+        published_at = parse_date(dict.get(entry, key))
+        if published_at:
+            break
+    if published_at is None:
+        for key in ("published", "updated", "created"):
+            published_at = parse_date(dict.get(entry, key))
             if published_at:
                 break
-    if published_at is None:
-        for key in ("published", "updated", "created", "dc_date"):
-            if entry.get(key):
-                published_at = parse_date(entry.get(key))
-                if published_at:
-                    break
     author = _plain(entry.get("author"))
     if not author and entry.get("authors"):
         author = _name_value(entry.get("authors"))
