@@ -117,7 +117,7 @@ def _get_once(url: str, settings: Settings, deadline: float) -> Fetched | str:
     import httpx as _httpx
 
     parsed = _httpx.URL(url)
-    host = parsed.host
+    host = parsed.raw_host.decode("ascii")  # IDNA-encoded, as DNS and TLS want it
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     addresses = _resolve(url, host, port, settings)
 

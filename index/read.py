@@ -512,7 +512,7 @@ def _article_from_text(text: str, where: _Where) -> Article:
     body = rest.strip()
     if not body:
         raise ReadError("no article text after the header")
-    article_url = headers.get("url", "").strip() or where.url
+    article_url = _web_url(headers.get("url")) or where.url
     published_at = parse_date(headers["date"]) if headers.get("date") else None
     if headers.get("date") and published_at is None:
         logger.warning(
@@ -864,7 +864,7 @@ def _article_from_record(
     body = _normalise(body).strip()
     if not body:
         raise ReadError("the article text is empty")
-    url = _plain(first(_URL_KEYS))
+    url = _web_url(first(_URL_KEYS))
     raw_id = fields.get("id") if fields.get("id") not in (None, "") else fields.get("articleid")
     if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id).strip():
         article_id = str(raw_id).strip()
@@ -901,6 +901,17 @@ def _text_value(value: Any) -> str | None:
     if _HTML_HINT.search(value[:2000]):
         return html_fragment_text(value)
     return value
+
+
+def _web_url(value: Any) -> str:
+    """An absolute http(s) URL, or "" (relative links and javascript: links are no URLs)."""
+    url = _plain(value)
+    parts = urlsplit(url) if url else None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        if url:
+            logger.debug("ignoring the link %r: not an absolute http(s) URL", url)
+        return ""
+    return url
 
 
 def _plain(value: Any) -> str:
@@ -1023,10 +1034,13 @@ def _prepare_entry(entry: Any, number: int) -> _Entry:
     author = _plain(entry.get("author"))
     if not author and entry.get("authors"):
         author = _name_value(entry.get("authors"))
+    title = entry.get("title")
+    if isinstance(title, str) and "html" in str((entry.get("title_detail") or {}).get("type")):
+        title = html_fragment_text(title)
     return _Entry(
         number=number,
-        title=_plain(entry.get("title")),
-        link=_plain(entry.get("link")),
+        title=_plain(title),
+        link=_web_url(entry.get("link")),
         guid=_plain(entry.get("id")),
         author=author,
         published_at=published_at,

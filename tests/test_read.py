@@ -554,3 +554,17 @@ def test_summary_only_entry_whose_page_is_refused_keeps_its_summary(settings, tm
     assert comet.body == "A comet is visible to the naked eye this week, astronomers said."
     assert comet.url == "http://127.0.0.1:9/comet"
     assert "NEWSBOT_ALLOW_PRIVATE_URLS" in caplog.text
+
+
+def test_only_absolute_web_links_become_urls(settings, tmp_path):
+    path = tmp_path / "links.jsonl"
+    lines = [
+        {"body": "Script link.", "url": "javascript:alert(1)"},
+        {"body": "Relative link.", "link": "/news/1"},
+        {"body": "Web link.", "url": "https://news.example/1"},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    script, relative, web = articles_of(read_all(settings, path))
+    assert script.url == "" and script.id == stable_id("file", f"{path.resolve()}#1")
+    assert relative.url == "" and relative.id == stable_id("file", f"{path.resolve()}#2")
+    assert web.url == "https://news.example/1"
