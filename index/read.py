@@ -162,7 +162,7 @@ def iter_articles(sources: Iterable[str], settings: Settings) -> Iterator[Articl
 def _read_source(
     source: str, settings: Settings, seen: set[Path]
 ) -> Iterator[Article | ReadFailure]:
-    source = source.strip()
+    source = os.fspath(source).strip() if isinstance(source, os.PathLike) else source.strip()
     if not source:
         yield ReadFailure(source, "empty source name")
         return
