@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -153,12 +154,18 @@ def _main(
 ) -> None:
     """Answers questions about news articles, citing the sentences it answers from."""
     ctx.meta[_DEBUG_KEY] = debug
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
-    )
-    if debug:
-        for name in ("bot", "index"):
-            logging.getLogger(name).setLevel(logging.DEBUG)
+    _configure_logging(debug)
+
+
+def _configure_logging(debug: bool) -> None:
+    root = logging.getLogger()
+    if not root.handlers:  # leave a host's logging alone (e.g. tests running the app in-process)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    for name in ("bot", "index"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.NOTSET)
 
 
 # -- options shared by the commands ------------------------------------------------------------
@@ -214,11 +221,11 @@ def _require_articles(settings: Settings) -> None:
         )
 
 
-def _open_bot(settings: Settings) -> Bot:
+def _open_bot(settings: Settings, *, check_identity: bool = True) -> Bot:
     from bot.core import Bot
 
     with _working(LOADING_TEXT):
-        return Bot.open(settings)
+        return Bot.open(settings, check_identity=check_identity)
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -285,7 +292,11 @@ def _summary(report: Any, stats: dict[str, Any]) -> str:
 
 @contextmanager
 def _progress_bar(
-    console: Console, label: str, *, enabled: bool = True
+    console: Console,
+    label: str,
+    counts: str = "{task.fields[articles]} articles, {task.fields[chunks]} chunks written",
+    *,
+    enabled: bool = True,
 ) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar of unknown length counting articles and chunks; yields update()."""
     if not enabled:
@@ -303,7 +314,7 @@ def _progress_bar(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.fields[articles]} articles, {task.fields[chunks]} chunks written"),
+        TextColumn(counts),
         TimeElapsedColumn(),
         console=console,
         transient=True,
@@ -443,7 +454,9 @@ def render_answer(console: Console, answer: Answer, *, text: bool = True) -> Non
         if citation.url:
             details.append(citation.url)
         console.print(Text("    " + " · ".join(details), style="dim"), soft_wrap=True)
-        console.print(Text(f"    “{citation.quote}”", style="italic"))
+        console.print(
+            Padding(Text(f"“{citation.quote}”", style="italic"), (0, 0, 0, 4), expand=False)
+        )
 
 
 def _outlets(citation: Citation) -> str:
@@ -451,23 +464,30 @@ def _outlets(citation: Citation) -> str:
 
 
 def render_passages(console: Console, answer: Answer | None) -> None:
-    """The whole passage behind each citation, the quoted sentence highlighted."""
+    """The whole passage behind the citations, quoted sentences highlighted; a passage that
+    several citations quote is shown once, under all their numbers."""
     if answer is None or not answer.citations:
         console.print(Text("No sources yet: ask a question first.", style="dim"))
         return
+    groups: dict[tuple[str, str], list[Citation]] = {}
     for citation in answer.citations:
+        key = (citation.article_id, citation.passage or citation.quote)
+        groups.setdefault(key, []).append(citation)
+    for (_, passage_text), citations in groups.items():
+        first = citations[0]
         console.print(
             Text.assemble(
-                (f"[{citation.n}] ", "bold cyan"),
-                (citation.title or "Untitled", "bold"),
-                (f"  {_outlets(citation)} · {citation.date}", "dim"),
-            )
+                ("".join(f"[{c.n}]" for c in citations) + " ", "bold cyan"),
+                (first.title or "Untitled", "bold"),
+                (f"  {_outlets(first)} · {first.date}", "dim"),
+            ),
+            soft_wrap=True,
         )
-        passage = Text(citation.passage or citation.quote)
-        passage.highlight_words([citation.quote], "bold yellow")
+        passage = Text(passage_text)
+        passage.highlight_words([c.quote for c in citations], "bold yellow")
         console.print(passage)
-        if citation.url:
-            console.print(Text(citation.url, style="dim"), soft_wrap=True)
+        if first.url:
+            console.print(Text(first.url, style="dim"), soft_wrap=True)
         console.print()
 
 
@@ -651,8 +671,7 @@ def reset(
     from index.store import Store
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
-    store = Store.open(settings)
-    figures = store.stats()
+    figures = Store.open(settings).stats()
     where = f"{figures['store']} (collection {figures['collection']})"
     if not yes and not typer.confirm(
         f"Delete {_plural(figures['articles'], 'article')} and "
@@ -661,7 +680,8 @@ def reset(
     ):
         _stdout().print(Text("Nothing deleted.", style="yellow"))
         raise typer.Exit(EXIT_FAILED)
-    store.reset()
+    # Through Bot, which waits for a running ingest to finish (its lock) before deleting.
+    _open_bot(settings, check_identity=False).reset()
     _stdout().print(
         Text(f"Deleted {_plural(figures['articles'], 'article')} from {where}."), soft_wrap=True
     )
@@ -676,20 +696,24 @@ def reindex(
 ) -> None:
     """Re-embed every stored chunk with the current embedding settings (no re-reading)."""
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
-    bot = _open_bot(settings)
+    from index.ingest import Progress
+
+    # The store may hold vectors of another model or precision: that is what reindex is for.
+    bot = _open_bot(settings, check_identity=False)
     started = time.perf_counter()
-    with _progress_bar(_stderr(), "Re-embedding") as update:
+    with _progress_bar(
+        _stderr(), "Re-embedding", "{task.fields[chunks]} chunks re-embedded"
+    ) as update:
 
-        def on_progress(event: Any) -> None:
-            update(getattr(event, "articles_done", 0), getattr(event, "chunks_written", 0))
+        def on_progress(event: Progress) -> None:
+            update(event.articles_done, event.chunks_written)
 
-        bot.reindex(progress=on_progress)
+        count = bot.reindex(progress=on_progress)
     seconds = time.perf_counter() - started
-    figures = bot.stats()
-    embedding = figures.get("embedding") or {}
+    embedding = bot.stats().get("embedding") or {}
     _stdout().print(
         Text(
-            f"Re-embedded {_plural(figures['chunks'], 'chunk')} with "
+            f"Re-embedded {_plural(count, 'chunk')} with "
             f"{embedding.get('embedding_model', settings.embedding_model)} "
             f"({embedding.get('embedding_backend', settings.embedding_backend)}, "
             f"{embedding.get('embedding_precision', settings.embedding_precision)}) "
@@ -762,11 +786,17 @@ def slack(
 @app.command(
     "eval",
     epilog=_examples(
-        "newsbot eval multihop_dev.jsonl --retriever dense --retriever hybrid --limit 50"
+        "newsbot eval multihop_dev.jsonl --retriever dense --retriever hybrid --limit 50",
+        "newsbot eval rgb_dev.jsonl --json-out rgb.json",
     ),
 )
 def evaluate(
-    dataset: Annotated[Path, typer.Argument(help="Questions with expected answers (JSONL).")],
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="Questions file: MultiHop (multihop_dev.jsonl) or RGB (rgb_dev.jsonl)."
+        ),
+    ],
     retriever: Annotated[
         list[str] | None,
         typer.Option(
@@ -774,24 +804,62 @@ def evaluate(
         ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Evaluate the first N questions.")
+        int | None,
+        typer.Option("--limit", min=1, help="At most N questions (MultiHop: N across types)."),
+    ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option("--corpus", help="Articles of a MultiHop set (default: beside DATASET)."),
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json-out", help="Also write the full report here.")
     ] = None,
     data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
     llm: LlmOption = None,
 ) -> None:
-    """Measure retrieval and answer quality on a question set."""
-    from bot.evaluate import run_eval
+    """Measure retrieval and answer quality on a question set (in a throwaway store)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
-    report = run_eval(dataset, settings=settings, retrievers=retriever or ["hybrid"], limit=limit)
+    from bot.evaluate import rich_tables, run_eval
+
+    settings = _settings(data_dir=data_dir, llm=llm)
+    with Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_stderr(),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        report = run_eval(
+            dataset,
+            settings=settings,
+            retrievers=retriever or ["hybrid"],
+            limit=limit,
+            corpus=corpus,
+            progress=on_progress,
+        )
     if json_out is not None:
-        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    _stdout().print(report if hasattr(report, "__rich__") else Text(str(report)))
+        json_out.write_text(report.to_json() + "\n", encoding="utf-8")
+    console = _stdout()
+    for table in rich_tables(report):
+        console.print(table)
+    console.print(
+        Text(
+            f"{report.questions} questions, {report.seconds:.0f} s; "
+            f"embedding {report.embedding.get('embedding_backend', '?')} "
+            f"{report.embedding.get('embedding_precision', '')}"
+            + (f"; full report in {json_out}" if json_out else ""),
+            style="dim",
+        )
+    )
 
 
 def main() -> None:
