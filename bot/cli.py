@@ -238,7 +238,11 @@ def _open_bot(settings: Settings, *, check_identity: bool = True) -> Bot:
 def ingest(
     sources: Annotated[
         list[str],
-        typer.Argument(help="Files, folders, globs, URLs or RSS/Atom feeds.", show_default=False),
+        typer.Argument(
+            metavar="SOURCE",
+            help="Files, folders, globs, URLs or RSS/Atom feeds.",
+            show_default=False,
+        ),
     ],
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
