@@ -18,7 +18,9 @@ def count_tokens() -> TokenCounter:
 
 
 def sample_article() -> Article:
-    body = SAMPLE_ARTICLE.read_text(encoding="utf-8").removeprefix("date 2024-02-07").strip()
+    body = (
+        SAMPLE_ARTICLE.read_text(encoding="utf-8").strip().removeprefix("date 2024-02-07").strip()
+    )
     return Article(
         id="sample",
         title="Ceasefire talks",
