@@ -52,6 +52,7 @@ RGB_PASSAGES = 5
 RGB_NOISE_RATIOS = (0.0, 0.4, 0.8)
 RGB_SEED = 20240207
 NULL_TYPE = "null_query"
+RETRIEVER_MODES = ("dense", "lexical", "hybrid")
 YES_NO = frozenset({"yes", "no"})
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -521,7 +522,9 @@ def use_retriever(bot: Bot, mode: str) -> None:
 
     if getattr(bot.retriever, "mode", None) == mode:
         return
-    retriever = Retriever(bot.store, bot.embedder, mode=mode)  # type: ignore[arg-type]
+    # Same tuning as the bot's own retriever; only the mode differs.
+    tuning = {"config": bot.retriever.config} if hasattr(bot.retriever, "config") else {}
+    retriever = Retriever(bot.store, bot.embedder, mode=mode, **tuning)  # type: ignore[arg-type]
     bot.retriever = retriever
     bot.ingestor.listeners.append(retriever.on_store_change)
 
@@ -557,8 +560,12 @@ def run_eval(
         raise NewsbotError(
             f"{path} is a folder", hint="pass a questions file, e.g. multihop_dev.jsonl"
         )
-    if not retrievers:
-        raise NewsbotError("no retriever to evaluate", hint="pass --retriever hybrid (or dense)")
+    unknown = [mode for mode in retrievers if mode not in RETRIEVER_MODES]
+    if unknown or not retrievers:
+        raise NewsbotError(
+            f"unknown retriever {unknown[0]!r}" if unknown else "no retriever to evaluate",
+            hint="pass --retriever dense, lexical or hybrid (repeat to compare)",
+        )
     if limit is not None and limit < 1:
         raise NewsbotError(f"limit must be at least 1, not {limit}")
     rows = read_jsonl(path)

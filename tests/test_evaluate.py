@@ -29,7 +29,7 @@ from bot.evaluate import (
     yes_no_matches,
 )
 
-EVAL = Path("/work/shared/eval")
+EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 
 
 def test_hits_count_distinct_articles_not_chunks() -> None:
