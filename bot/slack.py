@@ -46,6 +46,7 @@ PLACEHOLDER = "Looking through the articles..."
 APOLOGY = "Sorry, something went wrong while answering; the team has been told."
 BUSY = "I'm answering a lot of questions right now; please ask again in a minute."
 NOT_ADMIN = "Sorry, only newsbot admins can add articles from Slack."
+CANNOT_POST = "I can't post here: invite me with `/invite @newsbot`, or ask me in a direct message."
 HELP = "Ask me about the news articles, e.g. `@newsbot What did Qatar say about Hamas's response?`"
 NOT_FOUND_LINE = ":mag: *Not found in the articles.*"
 FEEDBACK_ACTIONS = {"newsbot_feedback_up": "up", "newsbot_feedback_down": "down"}
@@ -73,6 +74,7 @@ _CHANNEL_REF = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _USER_REF = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _SPECIAL_REF = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
 _INGEST = re.compile(r"^\s*ingest\s+(\S+)\s*$", re.IGNORECASE)
+_ASKED = re.compile(r"^<@[UW][A-Z0-9]+> asked: (.*)$", re.DOTALL)
 _TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+")
 
 
@@ -328,7 +330,10 @@ def thread_history(
             bot_id and message.get("bot_id") == bot_id
         )
         text = message.get("text") or ""
-        if from_us:
+        asked = _ASKED.match(text)
+        if from_us and asked:  # the /newsbot command's "<@U1> asked: ..." opens a thread
+            pending = plain_text(asked[1], bot_user_id=bot_user_id) or None
+        elif from_us:
             answer = html.unescape(text).strip()
             if pending and answer and answer not in (PLACEHOLDER, APOLOGY, BUSY, HELP):
                 turns.append(Turn(question=pending, answer=answer))
@@ -464,7 +469,11 @@ class SlackResponder:
         question = plain_text(event.get("text") or "", bot_user_id=context.bot_user_id)
         ingest = _INGEST.match(question)
         if ingest:
-            job = partial(self.ingest, client, channel, thread_ts, user, ingest[1])
+            if not self.may_ingest(user):
+                self.notices.try_submit(self._post, client, channel, thread_ts, NOT_ADMIN)
+                return
+            say = partial(self._post, client, channel, thread_ts)
+            job = partial(self.ingest, say, user, ingest[1])
         else:
             job = partial(
                 self.answer,
@@ -602,7 +611,13 @@ class SlackResponder:
             )
 
     def _post(
-        self, client: WebClient, channel: str, thread_ts: str, text: str, *, quiet: bool = True
+        self,
+        client: WebClient,
+        channel: str,
+        thread_ts: str | None,
+        text: str,
+        *,
+        quiet: bool = True,
     ) -> str | None:
         try:
             response = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
@@ -614,20 +629,23 @@ class SlackResponder:
             return None
 
     # -- ingest command (admins only) ---------------------------------------------------------
-    def ingest(self, client: WebClient, channel: str, thread_ts: str, user: str, url: str) -> None:
-        if user not in self.settings.slack_admins:
+    def may_ingest(self, user: str) -> bool:
+        allowed = user in self.settings.slack_admins
+        if not allowed:
             log.info("Slack ingest by %s refused (not in slack_admins)", user)
-            self._post(client, channel, thread_ts, NOT_ADMIN)
-            return
+        return allowed
+
+    def ingest(self, say: Callable[[str], Any], user: str, url: str) -> None:
+        """Add one web page to the store (the caller checked `may_ingest`); report in `say`."""
         if urlsplit(url).scheme not in ("http", "https"):
             # bot.ingest also reads local paths; from Slack only web pages may be added
-            self._post(client, channel, thread_ts, "I can only add http:// or https:// links.")
+            say("I can only add http:// or https:// links.")
             return
         try:
             report = self.bot.ingest([url])
         except Exception as exc:
             log.error("Slack ingest of %s failed: %s: %s", url, type(exc).__name__, exc)
-            self._post(client, channel, thread_ts, APOLOGY)
+            say(APOLOGY)
             return
         if report.failures:
             reason = escape(report.failures[0].message)
@@ -638,7 +656,63 @@ class SlackResponder:
                 f"{report.unchanged + report.duplicates} already known ({report.chunks} chunks)."
             )
         log.info("Slack ingest of %s by %s: %s", url, user, report.to_dict())
-        self._post(client, channel, thread_ts, _cut(text, MAX_TEXT))
+        say(_cut(text, MAX_TEXT))
+
+    # -- the /newsbot slash command -----------------------------------------------------------
+    def on_command(
+        self, *, command: dict[str, Any], context: Any, client: WebClient, respond: Any
+    ) -> str | None:
+        """Queue the work; return the text only the caller sees (None: nothing to add)."""
+        team, channel = command.get("team_id") or "", command.get("channel_id") or ""
+        if not self._allowed(team, channel, command.get("trigger_id")):
+            return "newsbot is not enabled in this channel."
+        user = command.get("user_id") or ""
+        question = plain_text(command.get("text") or "", bot_user_id=context.bot_user_id)
+        if not question:
+            return HELP
+        ingest = _INGEST.match(question)
+        if ingest:
+            if not self.may_ingest(user):
+                return NOT_ADMIN
+            job = partial(self.ingest, lambda text: respond(text=text), user, ingest[1])
+        else:
+            job = partial(self.answer_command, client, respond, channel, user, question, context)
+        if not self.pool.try_submit(job):
+            log.warning("Slack worker queue full (%d jobs); told the user", self.pool.capacity)
+            return BUSY
+        return None
+
+    def answer_command(
+        self,
+        client: WebClient,
+        respond: Any,
+        channel: str,
+        user: str,
+        question: str,
+        context: Any,
+    ) -> None:
+        """Post the question in the channel (so the answer has a thread), then answer under it."""
+        try:
+            parent = client.chat_postMessage(
+                channel=channel, text=f"<@{user}> asked: {escape(question)}"
+            )["ts"]
+        except Exception as exc:
+            log.info("Slack /newsbot in %s cannot post: %s: %s", channel, type(exc).__name__, exc)
+            try:
+                respond(text=CANNOT_POST)
+            except Exception as again:
+                log.error("Slack /newsbot reply failed: %s: %s", type(again).__name__, again)
+            return
+        self.answer(
+            client,
+            channel,
+            parent,
+            question,
+            asked_ts=parent,
+            follow_up=False,
+            bot_user_id=context.bot_user_id,
+            bot_id=context.bot_id,
+        )
 
     # -- feedback -----------------------------------------------------------------------------
     def _remember(self, channel: str, ts: str, answer: Answer) -> None:
@@ -734,6 +808,16 @@ def register(
     def on_message(ack: Any, body: dict, event: dict, context: Any, client: Any) -> None:
         ack()
         responder.on_event(body=body, event=event, context=context, client=client, direct=True)
+
+    @app.command("/newsbot")
+    def on_command(ack: Any, command: dict, context: Any, client: Any, respond: Any) -> None:
+        text = responder.on_command(
+            command=command, context=context, client=client, respond=respond
+        )
+        if text:
+            ack(text=text)  # seen only by the person who typed the command
+        else:
+            ack()
 
     @app.action(re.compile("^newsbot_feedback_(up|down)$"))
     def on_feedback(ack: Any, body: dict, action: dict, client: Any) -> None:

@@ -10,10 +10,14 @@ every call with its parameters for assertions.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
+import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,8 +45,12 @@ class FakeSlack:
     # method -> seconds to wait before answering (a slow Slack)
     delays: dict[str, float] = field(default_factory=dict)
 
+    # Socket Mode: the acks the app sent back ({"envelope_id": ...}), and the open connections
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)
+
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
+        self._sockets: list[_WebSocketPeer] = []
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -51,7 +59,10 @@ class FakeSlack:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
-                fake._handle(self)
+                if (self.headers.get("Upgrade") or "").lower() == "websocket":
+                    fake._websocket(self)
+                else:
+                    fake._handle(self)
 
             def do_POST(self) -> None:  # noqa: N802
                 fake._handle(self)
@@ -61,7 +72,7 @@ class FakeSlack:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -109,6 +120,29 @@ class FakeSlack:
         with self._lock:
             return [call.method for call in self.calls]
 
+    @property
+    def socket_connections(self) -> int:
+        with self._lock:
+            return len(self._sockets)
+
+    def push_socket_event(self, body: dict[str, Any], *, retry_attempt: int = 0) -> str:
+        """Deliver an Events API payload over Socket Mode as Slack does; returns the envelope id."""
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "payload": body,
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+        }
+        with self._lock:
+            peers = list(self._sockets)
+        assert peers, "no Socket Mode connection is open"
+        for peer in peers:
+            peer.send_text(json.dumps(envelope))
+        return envelope_id
+
     def add_message(self, channel: str, message: dict[str, Any]) -> None:
         """Put a person's message into a thread (as Slack would have it before the event)."""
         thread_ts = message.get("thread_ts") or message["ts"]
@@ -116,6 +150,40 @@ class FakeSlack:
             self.threads.setdefault(channel, {}).setdefault(thread_ts, []).append(dict(message))
 
     # -- the API --------------------------------------------------------------------------------
+    def _websocket(self, request: BaseHTTPRequestHandler) -> None:
+        """A minimal RFC 6455 server for Socket Mode: hello, envelopes out, acks and pings in."""
+        key = request.headers.get("Sec-WebSocket-Key") or ""
+        accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
+        request.connection.sendall(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            ).encode()
+        )
+        peer = _WebSocketPeer(request)
+        with self._lock:
+            self._sockets.append(peer)
+            self._lock.notify_all()
+        peer.send_text(json.dumps({"type": "hello", "num_connections": 1}))
+        try:
+            while True:
+                opcode, payload = peer.receive()
+                if opcode == 0x1:
+                    with self._lock:
+                        self.socket_acks.append(json.loads(payload))
+                        self._lock.notify_all()
+                elif opcode == 0x9:
+                    peer.send(0xA, payload)
+                elif opcode == 0x8:
+                    peer.send(0x8, payload[:2])
+                    break
+        except (ConnectionError, OSError, struct.error):
+            pass
+        finally:
+            with self._lock:
+                self._sockets.remove(peer)
+                self._lock.notify_all()
+
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         url = urlsplit(request.path)
         method = url.path.rstrip("/").rsplit("/", 1)[-1]
@@ -139,7 +207,7 @@ class FakeSlack:
             if method in self.errors:
                 body: dict[str, Any] = {"ok": False, "error": self.errors[method]}
             else:
-                body = self._answer(method, params)
+                body = self._answer(method, {**params, "_token": token})
             self._lock.notify_all()
         data = json.dumps(body).encode()
         request.send_response(200)
@@ -195,8 +263,53 @@ class FakeSlack:
         if method == "reactions.add":
             return {"ok": True}
         if method == "apps.connections.open":
-            return {"ok": False, "error": "not_allowed_token_type"}
+            if not str(params.get("_token", "")).startswith("xapp-"):
+                return {"ok": False, "error": "not_allowed_token_type"}
+            assert self._server
+            port = self._server.server_address[1]
+            return {"ok": True, "url": f"ws://127.0.0.1:{port}/link/?ticket={uuid.uuid4()}"}
         return {"ok": False, "error": "unknown_method"}
+
+
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class _WebSocketPeer:
+    def __init__(self, request: BaseHTTPRequestHandler) -> None:
+        self._reader = request.rfile
+        self._socket = request.connection
+        self._send_lock = threading.Lock()
+
+    def _read(self, size: int) -> bytes:
+        data = self._reader.read(size)
+        if len(data) < size:
+            raise ConnectionError("the client closed the connection")
+        return data
+
+    def receive(self) -> tuple[int, bytes]:
+        first, second = self._read(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._read(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._read(8))
+        mask = self._read(4) if second & 0x80 else b"\0\0\0\0"
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self._read(length)))
+        return first & 0x0F, payload
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x80 | opcode, length)
+        elif length < 1 << 16:
+            header = struct.pack("!BBH", 0x80 | opcode, 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 127, length)
+        with self._send_lock:
+            self._socket.sendall(header + payload)
+
+    def send_text(self, text: str) -> None:
+        self.send(0x1, text.encode("utf-8"))
 
 
 # -- what Slack sends us ------------------------------------------------------------------------
