@@ -64,7 +64,8 @@ EVENT_MEMORY_SIZE = 10_000
 FEEDBACK_MEMORY_SIZE = 1000  # answers kept so a vote can record the citations it voted on
 HISTORY_TURNS = 10  # most recent exchanges of a thread passed as history
 THREAD_FETCH_LIMIT = 200
-NOTICE_QUEUE = 20  # "busy" notices waiting to be sent; beyond that they are dropped (and logged)
+# "busy" notices waiting to be sent (~1 kB each); beyond that they are dropped (and logged)
+NOTICE_WORKERS, NOTICE_QUEUE = 2, 1000
 MAX_REQUEST_BYTES = 1_000_000  # Slack's payloads are a few kB
 HTTP_SOCKET_TIMEOUT = 10.0
 
@@ -433,7 +434,7 @@ class SlackResponder:
         self.bot = bot
         self.settings = settings
         self.pool = executor or WorkerPool(settings.slack_workers, settings.slack_queue)
-        self.notices = WorkerPool(1, NOTICE_QUEUE, name="newsbot-slack-notice")
+        self.notices = WorkerPool(NOTICE_WORKERS, NOTICE_QUEUE, name="newsbot-slack-notice")
         self.update_interval = update_interval
         self.seen = RecentKeys()
         self.feedback_path = Path(settings.data_dir) / FEEDBACK_FILE
