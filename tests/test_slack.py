@@ -649,3 +649,80 @@ def test_streamed_text_updates_the_placeholder_about_once_a_second(
     assert "blocks" not in partial and partial["text"].endswith(" …")
     assert 0 < len(partial["text"]) < len(final["text"]) + 2
     assert final["blocks"][0]["type"] == "section"
+
+
+def command_body(text: str, fake: FakeSlack, *, user: str = "UALICE") -> str:
+    return urlencode(
+        {
+            "token": "legacy-verification-token",
+            "team_id": "T0001",
+            "team_domain": "newsbot-test",
+            "channel_id": "C0GENERAL",
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": "alice",
+            "command": "/newsbot",
+            "text": text,
+            "api_app_id": "A0NEWSBOT",
+            "response_url": f"{fake.api_url}response_url",
+            "trigger_id": "123.456.abc",
+        }
+    )
+
+
+def send_command(h: Harness, text: str, **options: Any) -> Any:
+    from slack_bolt import BoltRequest
+
+    raw = command_body(text, h.slack, **options)
+    headers = signed_headers(raw, SECRET, content_type="application/x-www-form-urlencoded")
+    return h.app.dispatch(BoltRequest(body=raw, headers=headers))
+
+
+@pytest.mark.slow
+def test_the_slash_command_posts_the_question_and_answers_in_its_thread(harness) -> None:
+    h = harness()
+    response = send_command(h, QATAR_QUESTION)
+    assert response.status == 200 and response.body == ""
+    h.settle()
+
+    parent = h.slack.calls_to("chat.postMessage")[0]
+    assert "thread_ts" not in parent.params
+    assert parent.params["text"] == f"<@UALICE> asked: {QATAR_QUESTION}"
+    thread = next(iter(h.slack.threads["C0GENERAL"]))
+    [answer_message] = h.answers("C0GENERAL", thread)
+    assert "[1]" in answer_message["text"]
+
+    # a follow-up mention in that thread sees the slash command's question as history
+    follow_up = event_body("<@UBOT> And Blinken?", thread_ts=thread)
+    h.slack.add_message("C0GENERAL", dict(follow_up["event"]))
+    h.send(follow_up)
+    h.settle()
+    [turn] = h.bot.streams[-1][1]["history"]
+    assert turn.question == QATAR_QUESTION
+
+
+@pytest.mark.slow
+def test_the_slash_command_answers_privately_when_it_cannot_help(harness) -> None:
+    h = harness(slack_admins=["UADMIN"])
+    assert "Ask me about the news articles" in send_command(h, "").body
+    assert send_command(h, "ingest https://news.example/a").body == NOT_ADMIN
+    h.slack.errors["chat.postMessage"] = "not_in_channel"
+    assert send_command(h, QATAR_QUESTION).status == 200
+    h.settle()
+
+    [private] = h.slack.calls_to("response_url")
+    assert "invite me" in private.params["text"]
+    assert h.bot.ingests == [] and h.bot.streams == []
+
+
+def test_the_manifest_subscribes_to_what_the_app_listens_for() -> None:
+    import yaml
+
+    manifest = yaml.safe_load((Path(__file__).parent.parent / "slack_manifest.yml").read_text())
+    settings = manifest["settings"]
+    assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
+    assert settings["interactivity"]["is_enabled"] and settings["socket_mode_enabled"]
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/newsbot"]
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"app_mentions:read", "chat:write", "commands", "im:history"} <= scopes
+    assert {"channels:history", "groups:history", "mpim:history"} <= scopes  # thread history
