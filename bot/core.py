@@ -27,7 +27,10 @@ class Bot:
     >>> print(bot.ask("What did Qatar say about Hamas's response?").to_markdown())  # doctest: +SKIP
     """
 
-    def __init__(self, settings: Settings, store: Any, embedder: Any) -> None:
+    def __init__(
+        self, settings: Settings, store: Any, embedder: Any, *, chat_model: Any = None
+    ) -> None:
+        from bot.answer import Answerer
         from bot.retrieve import Retriever
         from index.embed import TokenCounter, model_max_tokens, resolve_model_path
         from index.ingest import ChunkingConfig, Ingestor
@@ -45,15 +48,23 @@ class Bot:
         )
         self.ingestor = Ingestor(store, embedder, TokenCounter(settings.embedding_model), config)
         self.ingestor.listeners.append(self.retriever.on_store_change)
+        # Extractive unless settings.llm names a chat model or one is passed in.
+        self.answerer = Answerer(settings, chat_model)
 
     @classmethod
     def open(
-        cls, settings: Settings | None = None, *, check_identity: bool = True, **overrides: Any
+        cls,
+        settings: Settings | None = None,
+        *,
+        check_identity: bool = True,
+        chat_model: Any = None,
+        **overrides: Any,
     ) -> Bot:
         """Open the store named by the settings (created when missing) and load the model.
 
         `check_identity=False` opens a store built with another embedding model or precision;
-        only `reindex()` should be called on it then.
+        only `reindex()` should be called on it then. `chat_model` (any LangChain chat model)
+        answers instead of the extractive answerer or the model settings.llm names.
         """
         from index.embed import load_embedder
         from index.store import Store
@@ -66,7 +77,7 @@ class Bot:
         embedder = load_embedder(settings)
         if check_identity:
             store.check_identity(embedder.identity)
-        return cls(settings, store, embedder)
+        return cls(settings, store, embedder, chat_model=chat_model)
 
     def _lock(self) -> Any:
         from index.lock import exclusive, lock_path
@@ -145,36 +156,41 @@ class Bot:
         until: datetime | None = None,
         k: int | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield the answer text as it is produced (str pieces), then the final Answer."""
-        from bot.answer import NOT_FOUND_PREFIX, extractive_answer
+        """Yield the answer text as it is produced (str pieces), then the final Answer.
+
+        A follow-up is first rewritten into a standalone question from `history`; with a chat
+        model the pieces are its tokens (citations already checked), otherwise one piece.
+        """
+        from bot.answer import Draft
 
         question = question.strip()
         if not question:
             raise NewsbotError("the question is empty", hint="ask something about the articles")
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        standalone = question
+        standalone = self.answerer.standalone(question, history)
+        if history:
+            timings["condense"] = time.perf_counter() - started
+        mark = time.perf_counter()
         query = self.retriever.understand(standalone, since=since, until=until)
         passages = self.retriever.search(query, k or self.settings.k)
-        timings["retrieve"] = time.perf_counter() - started
+        timings["retrieve"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        text, citations, refused = extractive_answer(
-            standalone,
-            passages,
-            max_sentences=self.settings.max_answer_sentences,
-            threshold=self.settings.refusal_threshold,
-        )
-        if refused and not passages:
-            text = NOT_FOUND_PREFIX
+        draft: Draft | None = None
+        for item in self.answerer.stream(standalone, passages, query=query):
+            if isinstance(item, Draft):
+                draft = item
+            else:
+                yield item
+        assert draft is not None
         timings["answer"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
-        yield text
         yield Answer(
             question=question,
             standalone_question=standalone,
-            text=text,
-            citations=tuple(citations),
-            refused=refused,
+            text=draft.text,
+            citations=draft.citations,
+            refused=draft.refused,
             timings=timings,
             filters=dict(query.filters),
         )
