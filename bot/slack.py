@@ -798,6 +798,9 @@ def register(
     Listeners only acknowledge and queue; answers are produced in `executor` (by default a
     WorkerPool of settings.slack_workers threads and settings.slack_queue waiting jobs).
     """
+    install_redaction(
+        settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret
+    )
     responder = SlackResponder(bot, settings, executor=executor, update_interval=update_interval)
 
     @app.event("app_mention")

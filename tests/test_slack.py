@@ -248,6 +248,7 @@ class SpyBot:
         self._bot = bot
         self.streams: list[tuple[str, dict[str, Any]]] = []
         self.ingests: list[Any] = []
+        self.answers: list[Answer] = []
         self.fail: Exception | None = None
 
     def __getattr__(self, name: str) -> Any:
@@ -257,7 +258,10 @@ class SpyBot:
         self.streams.append((question, kwargs))
         if self.fail:
             raise self.fail
-        return self._bot.stream(question, **kwargs)
+        for item in self._bot.stream(question, **kwargs):
+            if isinstance(item, Answer):
+                self.answers.append(item)
+            yield item
 
     def ingest(self, sources: Any, **kwargs: Any) -> Any:
         from index.ingest import IngestReport
@@ -461,6 +465,8 @@ def test_a_follow_up_in_the_thread_is_answered_with_the_thread_as_history(harnes
     assert kwargs["history"] == [
         Turn(question=QATAR_QUESTION, answer=first_answer["text"].replace("&amp;", "&"))
     ]
+    # the core used it: the follow-up was rewritten into a question that stands on its own
+    assert h.bot.answers[-1].standalone_question != "And what did Blinken say?"
     placeholder = h.slack.calls_to("chat.postMessage")[-1].params
     assert placeholder["thread_ts"] == thread
     assert len(h.answers("C0GENERAL", thread)) == 2
