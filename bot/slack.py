@@ -69,7 +69,7 @@ NOTICE_WORKERS, NOTICE_QUEUE = 2, 1000
 MAX_REQUEST_BYTES = 1_000_000  # Slack's payloads are a few kB
 HTTP_SOCKET_TIMEOUT = 10.0
 
-_IGNORED_SUBTYPES_OK = frozenset({"thread_broadcast", "file_share"})
+_ANSWERED_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
 _LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|([^>]*))?>")
 _CHANNEL_REF = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _USER_REF = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
@@ -339,7 +339,7 @@ def thread_history(
             if pending and answer and answer not in (PLACEHOLDER, APOLOGY, BUSY, HELP):
                 turns.append(Turn(question=pending, answer=answer))
             pending = None
-        elif message.get("bot_id") or message.get("subtype") not in (None, *_IGNORED_SUBTYPES_OK):
+        elif message.get("bot_id") or message.get("subtype") not in (None, *_ANSWERED_SUBTYPES):
             continue
         else:
             pending = plain_text(text, bot_user_id=bot_user_id) or None
@@ -497,7 +497,7 @@ class SlackResponder:
     def _ignored(self, event: dict[str, Any], context: Any) -> bool:
         if event.get("bot_id") or event.get("bot_profile"):
             return True  # our own messages and other bots'
-        if event.get("subtype") not in (None, *_IGNORED_SUBTYPES_OK):
+        if event.get("subtype") not in (None, *_ANSWERED_SUBTYPES):
             return True  # edits, deletions, joins, bot_message, ...
         if event.get("edited"):
             return True
