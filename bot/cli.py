@@ -473,6 +473,7 @@ def render_passages(console: Console, answer: Answer | None) -> None:
     if answer is None or not answer.citations:
         console.print(Text("No sources yet: ask a question first.", style="dim"))
         return
+    console.print(Text("Passages behind the last answer:", style="bold"))
     groups: dict[tuple[str, str], list[Citation]] = {}
     for citation in answer.citations:
         key = (citation.article_id, citation.passage or citation.quote)
@@ -561,7 +562,8 @@ class ChatSession:
                         if not streamed:
                             status.stop()
                             streamed = True
-                        self.console.print(item, end="", markup=False, highlight=False)
+                        # out(), not print(): a piece is part of a line; don't wrap it alone.
+                        self.console.out(item, end="", highlight=False)
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
@@ -570,6 +572,10 @@ class ChatSession:
             raise NewsbotError("the answerer returned no answer", hint="run again with --debug")
         if streamed:
             self.console.print()
+        standalone = result.standalone_question.strip()
+        if standalone and standalone != result.question.strip():
+            # Show how a follow-up was read, so a surprising answer can be explained.
+            self.console.print(Text(f"(understood as: {standalone})", style="dim"), soft_wrap=True)
         render_answer(self.console, result, text=not streamed)
         self.console.print()
         self.last = result
