@@ -20,7 +20,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +86,7 @@ _NAME = (
     rf"(?:\s+(?:{_NAME_PARTICLES}[\s-]+)?[A-Z][\w'’.-]*){{0,3}}"
 )
 _SAID_NAME = re.compile(
-    rf"\b(?:said|says|added|told|stated|explained|noted|warned|insisted|argued|wrote|continued|"
+    rf"\b(?i:said|says|added|told|stated|explained|noted|warned|insisted|argued|wrote|continued|"
     rf"declared|announced|stressed|according to)\s+(?P<name>{_NAME})"
 )
 _NAME_SAID = re.compile(
@@ -180,7 +180,33 @@ def sentence_pool(passages: Sequence[Passage]) -> Pool:
                 pool.previous.setdefault(sentence.key, previous)
                 pool.following.setdefault(previous.key, sentence)
             previous = sentence
+    _link_adjacent_chunks(pool)
     return pool
+
+
+def _link_adjacent_chunks(pool: Pool) -> None:
+    """Chunks i and i+1 of an article are contiguous: the last sentence of one and the first of
+    the other are neighbours even when the chunks do not overlap."""
+    by_article: dict[str, list[Sentence]] = {}
+    for sentence in pool.sentences:
+        by_article.setdefault(sentence.article_id, []).append(sentence)
+    for sentences in by_article.values():
+        sentences.sort(key=lambda s: s.start)
+        for first, second in zip(sentences, sentences[1:], strict=False):
+            if first.key in pool.following or second.key in pool.previous:
+                continue
+            positions = (
+                first.passage.metadata.get("position"),
+                second.passage.metadata.get("position"),
+            )
+            if None in positions or first.end > second.start:
+                continue
+            if (
+                int(second.passage.metadata["position"]) - int(first.passage.metadata["position"])
+                == 1
+            ):
+                pool.following[first.key] = second
+                pool.previous[second.key] = first
 
 
 def is_statement(text: str) -> bool:
@@ -263,10 +289,16 @@ def speaker_of(pool: Pool, sentence: Sentence) -> Speaker:
                     words |= introduced
                     introducing.append(other)
         return Speaker(frozenset(words), tuple(introducing), 1.0)
+    # A bare quotation: "..., said X" or "X said" in the next sentence, else the one before.
     if after is not None and _SAID_NAME.match(after.text.lstrip("\"“”'’ ,")) is not None:
         named = speaker_name(after.text)
         if named:
             return Speaker(frozenset(terms(named)), (after,), 1.0)
+    bare = sentence.text.lstrip()[:1] in '"“' and speaker_name(sentence.text) is None
+    if bare and before is not None:
+        named = speaker_name(before.text)
+        if named:
+            return Speaker(frozenset(terms(named)), (before,), WEIGHTS.pronoun_speaker)
     linked: tuple[Sentence, ...] = (before,) if before is not None else ()
     if before is not None and _PRONOUN_SAID.search(sentence.text):
         return Speaker(before.words, linked, WEIGHTS.pronoun_speaker)
@@ -635,19 +667,25 @@ def _numbers(group: str) -> list[int]:
 
 
 class CitationChecker:
-    """Rewrites an LLM answer as it streams: an [n] that points at a passage is renumbered in
-    order of first use; any other [n] is dropped with the space before it.
+    """Checks an LLM answer's citations as it streams.
 
+    An [n] that points at a passage becomes a citation of the sentence of that passage which best
+    supports the claim it follows (numbered in order of first use, so two claims citing one
+    passage may quote two sentences of it); any other [n] is dropped with the space before it.
     Text is held back until the first valid citation, so that nothing is shown of an answer that
-    will be replaced by the extractive one; after that, only a possibly unfinished marker is held.
+    will be replaced by the extractive one; after that only a possibly unfinished marker is held.
+    The pieces `feed` and `finish` return add up to `text`.
     """
 
-    def __init__(self, n_passages: int) -> None:
-        self.n_passages = n_passages
-        self.numbering: dict[int, int] = {}  # passage number -> citation number
+    def __init__(self, passages: Sequence[Passage], question: str = "") -> None:
+        self.passages = list(passages)
+        self.question = question
+        self.sentences: list[tuple[Sentence, Passage]] = []  # citation n - 1 -> what it quotes
+        self._number: dict[tuple[str, int, int], int] = {}
         self._pending = ""
         self._out: list[str] = []
         self._released = 0
+        self._claim_start = 0
 
     @property
     def text(self) -> str:
@@ -663,7 +701,7 @@ class CitationChecker:
 
     def finish(self) -> str:
         """The end of the output: returns what is left to show."""
-        self._consume(self._pending)
+        self._consume(self._pending.rstrip())
         self._pending = ""
         return self._release()
 
@@ -680,72 +718,66 @@ class CitationChecker:
         return cut
 
     def _consume(self, text: str) -> None:
+        if not self._out:
+            text = text.lstrip()
         position = 0
         for match in _MARKER.finditer(text):
             self._out.append(text[position : match.start()])
-            valid = [
-                n for n in dict.fromkeys(_numbers(match.group(1))) if 1 <= n <= self.n_passages
-            ]
-            if valid:
+            wanted = dict.fromkeys(_numbers(match.group(1)))
+            valid = [n for n in wanted if 1 <= n <= len(self.passages)]
+            numbers = [self._cite(n) for n in valid]
+            numbers = [n for n in dict.fromkeys(numbers) if n is not None]
+            if numbers:
                 space = match.group(0)[: match.group(0).index("[")]
-                for n in valid:
-                    self.numbering.setdefault(n, len(self.numbering) + 1)
-                self._out.append(space + "".join(f"[{self.numbering[n]}]" for n in valid))
+                self._out.append(space + "".join(f"[{n}]" for n in numbers))
+                self._claim_start = len(self.text)
             position = match.end()
         self._out.append(text[position:])
 
+    def _cite(self, passage_number: int) -> int | None:
+        passage = self.passages[passage_number - 1]
+        claim = _last_sentence(self.text[self._claim_start :])
+        sentence = best_sentence(claim, passage, self.question)
+        if sentence is None:
+            return None
+        if sentence.key not in self._number:
+            self._number[sentence.key] = len(self.sentences) + 1
+            self.sentences.append((sentence, passage))
+        return self._number[sentence.key]
+
     def _release(self) -> str:
-        if not self.numbering:
+        if not self.sentences:
             return ""
         full = self.text
         piece = full[self._released :]
         self._released = len(full)
         return piece
 
-
-_CITED = re.compile(r"((?:\s*\[\d+\])+)")
-
-
-def claims(text: str) -> dict[int, str]:
-    """For each citation number in a checked answer, the text it was written after: the
-    sentence (or the part of it since the previous marker) before the marker."""
-    found: dict[int, str] = {}
-    position = 0
-    for match in _CITED.finditer(text):
-        before = text[position : match.start()]
-        # Only the last sentence before the marker.
-        pieces = re.split(r"(?<=[.!?])\s+", before.strip())
-        claim = pieces[-1] if pieces and pieces[-1] else before
-        if len(claim) < 20 and len(pieces) > 1:
-            claim = " ".join(pieces[-2:])
-        for number in re.findall(r"\[(\d+)\]", match.group(1)):
-            found[int(number)] = (found.get(int(number), "") + " " + claim).strip()
-        position = match.end()
-    return found
+    def citations(self) -> tuple[Citation, ...]:
+        found = []
+        for n, (sentence, passage) in enumerate(self.sentences, start=1):
+            score = passage.dense_score if passage.dense_score is not None else passage.score
+            found.append(citation_for(n, sentence, score))
+        return tuple(found)
 
 
-def check_citations(text: str, n_passages: int) -> CitationChecker:
+def _last_sentence(text: str) -> str:
+    """The claim a marker follows: the last sentence before it (two when the last is short)."""
+    pieces = [p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p]
+    if not pieces:
+        return text
+    claim = pieces[-1]
+    if len(claim) < 20 and len(pieces) > 1:
+        claim = " ".join(pieces[-2:])
+    return claim
+
+
+def check_citations(text: str, passages: Sequence[Passage], question: str = "") -> CitationChecker:
     """Check a whole LLM answer at once (see CitationChecker)."""
-    checker = CitationChecker(n_passages)
+    checker = CitationChecker(passages, question)
     checker.feed(text)
     checker.finish()
     return checker
-
-
-def llm_citations(
-    checker: CitationChecker, passages: Sequence[Passage], question: str
-) -> tuple[Citation, ...]:
-    """One citation per cited passage, quoting the sentence that best supports its claim."""
-    cited = claims(checker.text)
-    citations = []
-    for number, n in sorted(checker.numbering.items(), key=lambda item: item[1]):
-        passage = passages[number - 1]
-        sentence = best_sentence(cited.get(n, ""), passage, question)
-        if sentence is None:
-            continue
-        score = passage.dense_score if passage.dense_score is not None else passage.score
-        citations.append(replace(citation_for(n, sentence, score), passage=passage.text))
-    return tuple(citations)
 
 
 def is_refusal(text: str) -> bool:
@@ -768,7 +800,7 @@ def stream_llm_answer(
     """
     from bot.errors import AnswerError
 
-    checker = CitationChecker(len(passages))
+    checker = CitationChecker(passages, question)
     raw: list[str] = []
     try:
         for chunk in chat_model.stream(messages):
@@ -787,9 +819,8 @@ def stream_llm_answer(
     shown = checker.finish()
     if shown:
         yield shown
-    if checker.numbering:
-        text = checker.text.strip()
-        yield Draft(text, llm_citations(checker, passages, question), False, 1.0)
+    if checker.sentences:
+        yield Draft(checker.text, checker.citations(), False, fallback().confidence)
         return
     said = "".join(raw)
     if is_refusal(said):

@@ -98,7 +98,7 @@ def _placeholders(template: str, where: str) -> set[str]:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise PromptError(
-            f"prompt {where}: {exc}", hint="write literal braces as {{ and }}"
+            f"prompt {where}: unbalanced braces ({exc})", hint="write literal braces as {{ and }}"
         ) from None
     for _, field, spec, conversion in parsed:
         if field is None:
