@@ -512,7 +512,9 @@ class ChatSession:
         self.console = console
         self.history: list[Turn] = []
         self.last: Answer | None = None
-        self.streaming = bool(bot.settings.llm)
+        # Stream when a chat model answers (named by settings.llm or passed to Bot.open).
+        answerer = getattr(bot, "answerer", None)
+        self.streaming = bool(bot.settings.llm) or getattr(answerer, "chat_model", None) is not None
 
     def handle(self, line: str) -> bool:
         """Handle one input line; False when the user asked to leave."""
@@ -551,7 +553,7 @@ class ChatSession:
         from bot.models import Answer, Turn
 
         result: Answer | None = None
-        streamed = False
+        shown: list[str] = []
         stream = self.bot.stream(question, history=list(self.history))
         try:
             with self.console.status(SPINNER_TEXT, spinner="dots") as status:
@@ -559,9 +561,9 @@ class ChatSession:
                     if isinstance(item, Answer):
                         result = item
                     elif self.streaming and item:
-                        if not streamed:
+                        if not shown:
                             status.stop()
-                            streamed = True
+                        shown.append(item)
                         # out(), not print(): a piece is part of a line; don't wrap it alone.
                         self.console.out(item, end="", highlight=False)
         finally:
@@ -570,8 +572,11 @@ class ChatSession:
                 close()  # Ctrl-C: let the answerer clean up (e.g. an LLM request)
         if result is None:
             raise NewsbotError("the answerer returned no answer", hint="run again with --debug")
+        streamed = bool(shown)
         if streamed:
             self.console.print()
+            if "".join(shown).strip() != result.text.strip():
+                streamed = False  # the answer changed after streaming (e.g. a fallback): show it
         standalone = result.standalone_question.strip()
         if standalone and standalone != result.question.strip():
             # Show how a follow-up was read, so a surprising answer can be explained.

@@ -265,3 +265,36 @@ def test_model_export_prints_the_onnx_file(tmp_path: Path) -> None:
     path = Path(result.stdout.strip())
     assert path.suffix == ".onnx" and path.is_file()
     assert path.is_relative_to(tmp_path / "models")
+
+
+@pytest.mark.slow
+def test_chat_streams_a_chat_models_answer_once_then_its_sources(samples_dir: Path) -> None:
+    from io import StringIO
+
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from rich.console import Console
+
+    from bot import Bot
+    from bot.cli import ChatSession
+
+    probe = Bot.open(data_dir=samples_dir)
+    passages = probe.retriever.search(probe.retriever.understand(QATAR_QUESTION), probe.settings.k)
+    n = next(i for i, p in enumerate(passages, 1) if "in general we can say that it was" in p.text)
+    reply = f"Qatar's prime minister said Hamas's comments were positive overall [{n}]."
+    # GenericFakeChatModel streams its reply word by word, as a provider would.
+    model = GenericFakeChatModel(messages=iter([AIMessage(content=reply)]))
+    screen = StringIO()
+    session = ChatSession(Bot.open(data_dir=samples_dir, chat_model=model), Console(file=screen))
+    assert session.streaming
+
+    assert session.handle(QATAR_QUESTION)
+    out = screen.getvalue()
+    text = "Qatar's prime minister said Hamas's comments were positive overall [1]."
+    assert out.count("positive overall") == 1  # streamed, not printed again
+    assert out.index(text) < out.index("Sources:")
+    assert out.split("Sources:")[1].startswith("\n[1] ")
+    assert (
+        session.last is not None and session.last.citations[0].quote in SAMPLE_ARTICLE.read_text()
+    )
+    assert session.history[-1].answer == text
