@@ -785,6 +785,9 @@ def slack(
     port: Annotated[
         int, typer.Option("--port", min=1, max=65535, help="Port of the HTTP server.")
     ] = 3000,
+    host: Annotated[
+        str, typer.Option("--host", help="Address the HTTP server listens on (0.0.0.0: all).")
+    ] = "127.0.0.1",
     data_dir: DataDirOption = None,
     collection: CollectionOption = None,
     chroma_url: ChromaUrlOption = None,
@@ -794,8 +797,9 @@ def slack(
     import bot.slack
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
+    bot.slack.slack_settings(settings, socket=socket)  # missing tokens: fail before the model loads
     newsbot = _open_bot(settings)
-    bot.slack.serve(newsbot, socket=socket, port=port)
+    bot.slack.serve(newsbot, socket=socket, port=port, host=host)
 
 
 @app.command(

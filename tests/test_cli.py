@@ -127,6 +127,13 @@ def test_asking_an_empty_store_says_how_to_fill_it(tmp_path: Path) -> None:
         assert "Sources" not in result.output
 
 
+def test_slack_without_a_token_says_which_one(tmp_path: Path) -> None:
+    unset = {name: None for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")}
+    result = newsbot("slack", "--socket", "--data-dir", tmp_path, env=unset)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: the Slack bot token is not set")
+
+
 # -- with the model ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_ingesting_the_samples_again_reports_them_unchanged(samples_dir: Path) -> None:
