@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -84,10 +85,24 @@ class Settings(BaseSettings):
     slack_app_token: str | None = None
     slack_signing_secret: str | None = None
     slack_workers: int = Field(default=4, ge=1, le=64)
-    slack_queue: int = Field(default=100, ge=1, le=10_000)
-    slack_allowed_teams: list[str] = Field(default_factory=list)
-    slack_allowed_channels: list[str] = Field(default_factory=list)
-    slack_admins: list[str] = Field(default_factory=list)
+    # 200 absorbs a burst of 200 questions (bench/slack_load.py) without telling anyone "busy".
+    slack_queue: int = Field(default=200, ge=1, le=10_000)
+    # Lists: comma-separated in env vars (NEWSBOT_SLACK_ADMINS=U1,U2), arrays in TOML.
+    slack_allowed_teams: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    slack_allowed_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    slack_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("slack_allowed_teams", "slack_allowed_channels", "slack_admins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     @field_validator("chroma_url")
     @classmethod
@@ -134,8 +149,7 @@ def load_settings(**overrides: Any) -> Settings:
             "bad setting: " + "; ".join(problems),
             hint=f"check the environment and {default_config_file()}",
         ) from None
-    except Exception as exc:  # a TOML file that does not parse
-        raise SettingsError(
-            f"cannot read settings file {default_config_file()}: {exc}",
-            hint="fix or remove the file",
-        ) from None
+    except Exception as exc:  # an env value or TOML file that does not parse
+        config = default_config_file()
+        where = f"the settings file {config}" if config.is_file() else "the NEWSBOT_* variables"
+        raise SettingsError(f"cannot read {where}: {exc}", hint="fix the value it names") from None
