@@ -868,6 +868,8 @@ def evaluate(
     if json_out is not None:
         json_out.write_text(report.to_json() + "\n", encoding="utf-8")
     console = _stdout()
+    if not console.is_terminal:  # a file or a pipe: keep whole figures rather than wrap columns
+        console.width = max(console.width, 200)
     for table in rich_tables(report):
         console.print(table)
     console.print(

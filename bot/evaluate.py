@@ -363,15 +363,16 @@ def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str
                     + [_fmt(scores.any_at_4), _fmt(scores.any_at_10), _fmt(scores.mrr_at_10)]
                 )
         tables.append(("Retrieval (article level)", head, rows))
-        head = ["retriever", "type", "n", "cites evidence", "evidence cited", "accuracy"]
-        head += ["refused (answerable)", "refused (null)", "verbatim", "sentences cited", "s/q"]
+        head = ["retriever", "type", "n", "cites evidence", "evidence share", "accuracy"]
+        head += ["accuracy n", "refuses answerable", "refuses null", "verbatim", "[n] per sentence"]
+        head += ["s/question"]
         rows = []
         for item in report.multihop:
             for name, a in [("all", item.answers), *sorted(item.answers_by_type.items())]:
-                accuracy = f"{_fmt(a.accuracy)} (n={a.accuracy_questions})"
                 rows.append(
                     [item.retriever, name, str(a.answerable + a.unanswerable)]
-                    + [_fmt(a.evidence_cited_any), _fmt(a.evidence_cited_share), accuracy]
+                    + [_fmt(a.evidence_cited_any), _fmt(a.evidence_cited_share)]
+                    + [_fmt(a.accuracy), str(a.accuracy_questions)]
                     + [_fmt(a.refused_answerable), _fmt(a.refused_unanswerable)]
                     + [_fmt(a.citations_verbatim), _fmt(a.sentences_cited)]
                     + [_fmt(a.seconds_per_question, 2)]
@@ -381,7 +382,7 @@ def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str
         rgb = report.rgb
         head = ["retriever", "n"]
         head += [f"accuracy, noise {ratio}" for ratio in rgb.accuracy_by_noise]
-        head += ["rejects noise-only", "repeats fake", "still correct", "verbatim"]
+        head += ["refuses noise only", "repeats fake answer", "still correct", "verbatim"]
         row = [rgb.retriever, str(rgb.questions)]
         row += [_fmt(value) for value in rgb.accuracy_by_noise.values()]
         row += [_fmt(rgb.rejection_rate), _fmt(rgb.counterfactual_fake)]
