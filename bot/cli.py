@@ -761,9 +761,7 @@ def model_export(
     settings = _settings(data_dir=data_dir)
     chosen = precision.value if precision else settings.embedding_precision
     with _working(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
-        path = export_model(
-            settings.embedding_model, chosen, settings.data_dir / "models", force=force
-        )
+        path = export_model(settings.embedding_model, chosen, settings.model_cache_dir, force=force)
     typer.echo(str(path))
 
 

@@ -180,6 +180,6 @@ def load_embedder(settings: Settings) -> Embedder:
                     settings.embedding_model,
                     settings.embedding_precision,
                     settings.batch_size,
-                    cache_dir=settings.data_dir / "models",
+                    cache_dir=settings.model_cache_dir,
                 )
         return _embedders[key]

@@ -266,7 +266,8 @@ def test_stats_reindex_and_reset(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_model_export_prints_the_onnx_file(tmp_path: Path) -> None:
+def test_model_export_prints_the_onnx_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NEWSBOT_MODEL_CACHE_DIR", str(tmp_path / "models"))
     result = newsbot("model", "export", "--precision", "fp32", "--data-dir", tmp_path)
     assert result.exit_code == 0, result.output
     path = Path(result.stdout.strip())
