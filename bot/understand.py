@@ -1,0 +1,1005 @@
+"""Question understanding: the dates, outlets and parts a question names. Pure functions.
+
+Nothing here needs a model or a store: dates are read relative to an injected `today`, outlets are
+matched against the source names the caller passes in (the retriever collects them from its
+index), and a question that compares or chains reports is split into parts, one per named outlet
+or date, each with the clause it asks about.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import lru_cache
+from typing import Any, Literal
+
+Relation = Literal["on", "after", "before"]
+Precision = Literal["day", "week", "month", "year"]
+
+# -- dates -------------------------------------------------------------------------------------
+
+_MONTHS = {
+    "january": 1,
+    "jan": 1,
+    "february": 2,
+    "feb": 2,
+    "march": 3,
+    "mar": 3,
+    "april": 4,
+    "apr": 4,
+    "may": 5,
+    "june": 6,
+    "jun": 6,
+    "july": 7,
+    "jul": 7,
+    "august": 8,
+    "aug": 8,
+    "september": 9,
+    "sept": 9,
+    "sep": 9,
+    "october": 10,
+    "oct": 10,
+    "november": 11,
+    "nov": 11,
+    "december": 12,
+    "dec": 12,
+}
+# Month words that are also ordinary English words count only when capitalised.
+_AMBIGUOUS_MONTHS = frozenset({"may", "mar", "jan", "jun", "sep", "dec", "oct", "aug"})
+_WEEKDAYS = {
+    name: index
+    for index, names in enumerate(
+        [
+            ("monday", "mon"),
+            ("tuesday", "tue", "tues"),
+            ("wednesday", "wed"),
+            ("thursday", "thu", "thur", "thurs"),
+            ("friday", "fri"),
+            ("saturday", "sat"),
+            ("sunday", "sun"),
+        ]
+    )
+    for name in names
+}
+_NUMBER_WORDS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "couple of": 2,
+    "few": 3,
+}
+
+_MONTH_RE = (
+    r"(?P<{name}>january|february|march|april|may|june|july|august|september|october|november"
+    r"|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.?"
+)
+_DAY_RE = r"(?P<{name}>[0-3]?\d)(?:st|nd|rd|th)?"
+_YEAR_RE = r"(?P<{name}>(?:19|20)\d\d)"
+_PHASE_RE = (
+    r"(?:(?P<phase>early|mid|late|the\s+(?:start|beginning|middle|end)\s+of|end\s+of"
+    r"|beginning\s+of|start\s+of)[\s-]+)?"
+)
+_COUNT_RE = r"(?P<count>\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple\s+of|few)"
+
+
+def _re(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+# Tried in order; a span already taken by an earlier pattern is skipped.
+_ISO = _re(r"\b(?P<y>(?:19|20)\d\d)[-/](?P<m>[01]?\d)[-/](?P<d>[0-3]?\d)\b")
+_DAY_MONTH = _re(
+    r"\b(?:the\s+)?"
+    + _DAY_RE.format(name="d")
+    + r"\s+(?:of\s+)?"
+    + _MONTH_RE.format(name="m")
+    + r"(?:,?\s+"
+    + _YEAR_RE.format(name="y")
+    + r")?\b"
+)
+_MONTH_DAY = _re(
+    r"\b"
+    + _MONTH_RE.format(name="m")
+    + r"\s+(?:the\s+)?"
+    + _DAY_RE.format(name="d")
+    + r"(?!\d)"
+    + r"(?:,?\s+"
+    + _YEAR_RE.format(name="y")
+    + r")?\b"
+)
+_MONTH_YEAR = _re(
+    r"\b" + _PHASE_RE + _MONTH_RE.format(name="m") + r",?\s+(?:of\s+)?" + _YEAR_RE.format(name="y")
+)
+_MONTH_ALONE = _re(
+    r"\b(?:(?P<prep>in|during|since|until|till|before|after|by|from|through|throughout|of|this"
+    r"|last|next)\s+)?" + _PHASE_RE + _MONTH_RE.format(name="m") + r"\b"
+)
+_YEAR_ALONE = _re(
+    r"\b(?P<prep>in|during|since|until|till|before|after|throughout|from|through|of|for)\s+"
+    + _PHASE_RE
+    + _YEAR_RE.format(name="y")
+    + r"\b(?![-/]\d)"
+)
+_RELATIVE = _re(
+    r"\b(?P<word>the\s+day\s+before\s+yesterday|yesterday|today|tonight|this\s+morning"
+    r"|this\s+afternoon|this\s+evening|last\s+night|(?:the\s+)?(?:last|past|previous)\s+"
+    + _COUNT_RE
+    + r"\s+(?P<unit>days?|weeks?|months?|years?)"
+    r"|(?P<count2>\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple\s+of|few)"
+    r"\s+(?P<unit2>days?|weeks?|months?|years?)\s+ago"
+    r"|(?:the\s+)?(?:last|past|previous)\s+(?P<unit3>week|month|year)"
+    r"|this\s+(?:past\s+)?(?P<unit4>week|month|year)"
+    r"|(?:this|last|past)\s+weekend)\b"
+)
+_WEEKDAY = _re(
+    r"\b(?:(?P<which>last|this|past|on)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday"
+    r"|saturday|sunday)\b"
+)
+_ANCHORED = _re(
+    r"\b(?:(?P<same>the\s+same\s+(?:day|date)|that\s+same\s+day|that\s+day)"
+    r"|(?P<next>the\s+(?:following|next)\s+day|the\s+day\s+after|a\s+day\s+later|the\s+next\s+morning)"
+    r"|(?P<prev>the\s+(?:previous|preceding)\s+day|the\s+day\s+before|a\s+day\s+(?:earlier|before))"
+    r"|(?P<count>\d+|two|three|four|five|six|seven|eight|nine|ten|a|one)\s+(?P<unit>days?|weeks?)"
+    r"\s+(?P<dir>later|earlier|after|before)"
+    r"|the\s+(?P<week>following|next|previous)\s+week)\b"
+)
+_LATEST = _re(
+    r"\b(?:latest|most\s+recent(?:ly)?|newest|last\s+(?:report|article|story|update)"
+    r"|up[\s-]to[\s-]date|currently)\b"
+)
+_AFTER_CUE = _re(r"(?:\b(?:after|since|following|starting|later\s+than)\s+(?:on\s+)?)$")
+_BEFORE_CUE = _re(r"(?:\b(?:before|until|till|by|prior\s+to|up\s+to|earlier\s+than)\s+(?:on\s+)?)$")
+_NEGATED_CUE = _re(r"(?:\b(?:other\s+than|except|not\s+on|apart\s+from)\s+(?:on\s+)?)$")
+_RANGE_JOIN = _re(r"^\s*(?:and|to|until|till|through|-|–)\s*$")
+_RANGE_START = _re(r"\b(?:between|from)\s+(?:the\s+)?$")
+
+
+@dataclass(frozen=True)
+class DateMention:
+    """A date or range named in a question: days first..last (inclusive), local to the articles.
+
+    `relation` says how it limits articles: published on those days, after (from `first` on) or
+    before (up to `last`). Bounds are inclusive because questions often say "after 26 September"
+    of an article published that day.
+    """
+
+    start: int
+    end: int
+    text: str
+    first: date
+    last: date
+    relation: Relation = "on"
+    precision: Precision = "day"
+    anchored: bool = False  # "the following day": relative to another date in the question
+
+    @property
+    def since(self) -> date | None:
+        return None if self.relation == "before" else self.first
+
+    @property
+    def until(self) -> date | None:
+        return None if self.relation == "after" else self.last
+
+    def label(self) -> str:
+        if self.relation == "after":
+            return f"from {self.first.isoformat()}"
+        if self.relation == "before":
+            return f"until {self.last.isoformat()}"
+        if self.first == self.last:
+            return self.first.isoformat()
+        return f"{self.first.isoformat()}..{self.last.isoformat()}"
+
+
+def _month_bounds(year: int, month: int, phase: str | None) -> tuple[date, date]:
+    last_day = calendar.monthrange(year, month)[1]
+    first, last = date(year, month, 1), date(year, month, last_day)
+    phase = " ".join((phase or "").lower().split())
+    if phase in ("early", "the start of", "the beginning of", "start of", "beginning of"):
+        return first, date(year, month, 10)
+    if phase in ("mid", "the middle of"):
+        return date(year, month, 11), date(year, month, 20)
+    if phase in ("late", "the end of", "end of"):
+        return date(year, month, 21), last
+    return first, last
+
+
+def _year_bounds(year: int, phase: str | None) -> tuple[date, date]:
+    phase = " ".join((phase or "").lower().split())
+    if phase in ("early", "the start of", "the beginning of", "start of", "beginning of"):
+        return date(year, 1, 1), date(year, 4, 30)
+    if phase in ("mid", "the middle of"):
+        return date(year, 5, 1), date(year, 8, 31)
+    if phase in ("late", "the end of", "end of"):
+        return date(year, 9, 1), date(year, 12, 31)
+    return date(year, 1, 1), date(year, 12, 31)
+
+
+def _infer_year(
+    month: int,
+    day: int,
+    today: date,
+    year_hint: int | None,
+    known: tuple[date, date] | None,
+) -> int:
+    """The year of a date named without one: the question's other year, else the latest
+    occurrence not after today, preferring one inside the dates the store holds."""
+    if year_hint is not None:
+        return year_hint
+    years = [today.year - back for back in range(0, 30)]
+    possible = [y for y in years if _safe_date(y, month, min(day, 28)) <= today]
+    if known is not None:
+        low, high = known[0] - timedelta(days=31), known[1] + timedelta(days=31)
+        inside = [y for y in possible if low <= _safe_date(y, month, min(day, 28)) <= high]
+        if inside:
+            return inside[0]
+    return possible[0] if possible else today.year
+
+
+def _safe_date(year: int, month: int, day: int) -> date:
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
+
+
+def _count(value: str | None) -> int:
+    if not value:
+        return 1
+    value = " ".join(value.lower().split())
+    return int(value) if value.isdigit() else _NUMBER_WORDS.get(value, 1)
+
+
+def _is_capitalised(text: str) -> bool:
+    return text[:1].isupper()
+
+
+def parse_dates(
+    question: str,
+    *,
+    today: date,
+    known_range: tuple[date, date] | None = None,
+) -> list[DateMention]:
+    """Every date or range the question names, in question order.
+
+    `known_range` (the first and last publication day in the store) decides the year of a date
+    named without one ("on October 18th") when today's year holds no articles.
+    """
+    taken: list[tuple[int, int]] = []
+    found: list[DateMention] = []
+
+    def free(start: int, end: int) -> bool:
+        return all(end <= s or start >= e for s, e in taken)
+
+    def add(match: re.Match[str], first: date, last: date, precision: Precision) -> None:
+        start, end = match.span()
+        taken.append((start, end))
+        found.append(DateMention(start, end, match.group().strip(), first, last, "on", precision))
+
+    explicit_years = [int(m.group(0)) for m in re.finditer(r"\b(?:19|20)\d\d\b", question)]
+
+    def year_near(position: int) -> int | None:
+        best: tuple[int, int] | None = None
+        for m in re.finditer(r"\b(?:19|20)\d\d\b", question):
+            distance = abs(m.start() - position)
+            if best is None or distance < best[0]:
+                best = (distance, int(m.group()))
+        return best[1] if best else None
+
+    for match in _ISO.finditer(question):
+        try:
+            day = date(int(match["y"]), int(match["m"]), int(match["d"]))
+        except ValueError:
+            continue
+        add(match, day, day, "day")
+
+    for pattern in (_DAY_MONTH, _MONTH_DAY):
+        for match in pattern.finditer(question):
+            if not free(*match.span()):
+                continue
+            month_word = match["m"].lower().rstrip(".")
+            if month_word in _AMBIGUOUS_MONTHS and not _is_capitalised(match["m"]):
+                continue
+            day_number = int(match["d"])
+            month = _MONTHS[month_word]
+            year = (
+                int(match["y"])
+                if match["y"]
+                else _infer_year(
+                    month,
+                    day_number,
+                    today,
+                    year_near(match.start()) if explicit_years else None,
+                    known_range,
+                )
+            )
+            try:
+                day = date(year, month, day_number)
+            except ValueError:
+                continue
+            add(match, day, day, "day")
+
+    for match in _MONTH_YEAR.finditer(question):
+        if not free(*match.span()):
+            continue
+        month_word = match["m"].lower().rstrip(".")
+        if month_word in _AMBIGUOUS_MONTHS and not _is_capitalised(match["m"]):
+            continue
+        first, last = _month_bounds(int(match["y"]), _MONTHS[month_word], match["phase"])
+        add(match, first, last, "month")
+
+    for match in _MONTH_ALONE.finditer(question):
+        if not free(*match.span()):
+            continue
+        month_word = match["m"].lower().rstrip(".")
+        # A bare month word needs a preposition or a phase to count as a date ("in November").
+        if not (match["prep"] or match["phase"]):
+            continue
+        if month_word in _AMBIGUOUS_MONTHS and not _is_capitalised(match["m"]):
+            continue
+        if len(month_word) <= 4 and month_word != "may" and not _is_capitalised(match["m"]):
+            continue
+        month = _MONTHS[month_word]
+        prep = (match["prep"] or "").lower()
+        if explicit_years:
+            year = year_near(match.start()) or today.year
+        elif prep == "next":
+            year = today.year if month > today.month else today.year + 1
+        else:
+            year = _infer_year(month, 1, today, None, known_range)
+        first, last = _month_bounds(year, month, match["phase"])
+        # Keep the preposition out of the span so the relation cues below can see it.
+        start = match.start("phase") if match["phase"] else match.start("m")
+        taken.append((start, match.end()))
+        found.append(
+            DateMention(
+                start, match.end(), question[start : match.end()], first, last, "on", "month"
+            )
+        )
+
+    for match in _YEAR_ALONE.finditer(question):
+        start = match.start("phase") if match["phase"] else match.start("y")
+        if not free(start, match.end()):
+            continue
+        first, last = _year_bounds(int(match["y"]), match["phase"])
+        taken.append((start, match.end()))
+        found.append(
+            DateMention(
+                start, match.end(), question[start : match.end()], first, last, "on", "year"
+            )
+        )
+
+    for match in _RELATIVE.finditer(question):
+        if not free(*match.span()):
+            continue
+        word = " ".join(match["word"].lower().split())
+        first, last, precision = _relative(word, match, today)
+        add(match, first, last, precision)
+
+    for match in _WEEKDAY.finditer(question):
+        if not free(*match.span()):
+            continue
+        if not match["which"] and not _is_capitalised(match["wd"]):
+            continue
+        # "Black Friday", "Monday Night Football": part of a name, not a date.
+        after_word = re.match(r"\W{0,2}(\w+)", question[match.end() :])
+        before_word = re.search(r"(\w+)\W{0,2}$", question[: match.start("wd")])
+        if (after_word and _is_capitalised(after_word.group(1))) or (
+            not match["which"] and before_word and _is_capitalised(before_word.group(1))
+        ):
+            continue
+        weekday = _WEEKDAYS[match["wd"].lower()]
+        back = (today.weekday() - weekday) % 7
+        if (match["which"] or "").lower() in ("last", "past") and back == 0:
+            back = 7
+        day = today - timedelta(days=back)
+        add(match, day, day, "day")
+
+    found.sort(key=lambda mention: mention.start)
+
+    # "The following day" and friends: relative to the date named before them.
+    for match in _ANCHORED.finditer(question):
+        if not free(*match.span()):
+            continue
+        anchor = next((m for m in reversed(found) if m.end <= match.start()), None)
+        if anchor is None:
+            anchor = next((m for m in found if m.start >= match.end()), None)
+        if anchor is None:
+            continue
+        first, last = _anchored(match, anchor)
+        taken.append(match.span())
+        found.append(
+            DateMention(
+                match.start(),
+                match.end(),
+                match.group(),
+                first,
+                last,
+                "on",
+                "day" if first == last else "week",
+                anchored=True,
+            )
+        )
+    found.sort(key=lambda mention: mention.start)
+    return _apply_relations(question, found)
+
+
+def _relative(word: str, match: re.Match[str], today: date) -> tuple[date, date, Precision]:
+    if word in ("today", "tonight", "this morning", "this afternoon", "this evening"):
+        return today, today, "day"
+    if word in ("yesterday", "last night"):
+        day = today - timedelta(days=1)
+        return day, day, "day"
+    if word == "the day before yesterday":
+        day = today - timedelta(days=2)
+        return day, day, "day"
+    if word.endswith("weekend"):
+        saturday = today - timedelta(days=(today.weekday() - 5) % 7)
+        if word.startswith("this") and today.weekday() >= 5:
+            saturday = today - timedelta(days=today.weekday() - 5)
+        return saturday, saturday + timedelta(days=1), "day"
+    if match["unit2"]:  # "three days ago"
+        amount, unit = _count(match["count2"]), match["unit2"].lower().rstrip("s")
+        day = _shift(today, -amount, unit)
+        return day, day, "day" if unit == "day" else "week"
+    if match["unit"]:  # "the past 3 days": a window ending today
+        amount, unit = _count(match["count"]), match["unit"].lower().rstrip("s")
+        return _shift(today, -amount, unit), today, "week"
+    if match["unit3"]:  # "last week": the previous calendar week (Monday..Sunday)
+        unit = match["unit3"].lower()
+        if word.startswith("the past") or word.startswith("past"):
+            return _shift(today, -1, unit), today, "week"
+        if unit == "week":
+            monday = today - timedelta(days=today.weekday() + 7)
+            return monday, monday + timedelta(days=6), "week"
+        if unit == "month":
+            last = today.replace(day=1) - timedelta(days=1)
+            return last.replace(day=1), last, "month"
+        return date(today.year - 1, 1, 1), date(today.year - 1, 12, 31), "year"
+    unit = (match["unit4"] or "week").lower()  # "this week": from its start until today
+    if "past" in word:
+        return _shift(today, -1, unit), today, "week"
+    if unit == "week":
+        return today - timedelta(days=today.weekday()), today, "week"
+    if unit == "month":
+        return today.replace(day=1), today, "month"
+    return date(today.year, 1, 1), today, "year"
+
+
+def _shift(day: date, amount: int, unit: str) -> date:
+    if unit == "day":
+        return day + timedelta(days=amount)
+    if unit == "week":
+        return day + timedelta(weeks=amount)
+    months = day.year * 12 + day.month - 1 + (amount if unit == "month" else 12 * amount)
+    year, month = divmod(months, 12)
+    return _safe_date(year, month + 1, day.day)
+
+
+def _anchored(match: re.Match[str], anchor: DateMention) -> tuple[date, date]:
+    if match["same"]:
+        return anchor.first, anchor.last
+    if match["next"]:
+        day = anchor.last + timedelta(days=1)
+        return day, day
+    if match["prev"]:
+        day = anchor.first - timedelta(days=1)
+        return day, day
+    if match["week"]:
+        step = -7 if match["week"].lower() == "previous" else 7
+        return anchor.first + timedelta(days=step), anchor.last + timedelta(days=step)
+    amount = _count(match["count"]) * (7 if match["unit"].lower().startswith("week") else 1)
+    if match["dir"].lower() in ("earlier", "before"):
+        day = anchor.first - timedelta(days=amount)
+    else:
+        day = anchor.last + timedelta(days=amount)
+    return day, day
+
+
+def _apply_relations(question: str, mentions: list[DateMention]) -> list[DateMention]:
+    """after/before/between cues; a date the question excludes ("other than ...") is dropped."""
+    result: list[DateMention] = []
+    index = 0
+    while index < len(mentions):
+        mention = mentions[index]
+        before_text = question[max(0, mention.start - 30) : mention.start]
+        following = mentions[index + 1] if index + 1 < len(mentions) else None
+        if _NEGATED_CUE.search(before_text):
+            index += 1
+            continue
+        if (
+            following is not None
+            and _RANGE_JOIN.match(question[mention.end : following.start])
+            and _RANGE_START.search(before_text)
+        ):
+            result.append(
+                DateMention(
+                    mention.start,
+                    following.end,
+                    question[mention.start : following.end],
+                    min(mention.first, following.first),
+                    max(mention.last, following.last),
+                    "on",
+                    mention.precision,
+                )
+            )
+            index += 2
+            continue
+        relation: Relation = "on"
+        if _AFTER_CUE.search(before_text):
+            relation = "after"
+        elif _BEFORE_CUE.search(before_text):
+            relation = "before"
+        if relation != "on":
+            mention = DateMention(
+                mention.start,
+                mention.end,
+                mention.text,
+                mention.first,
+                mention.last,
+                relation,
+                mention.precision,
+                mention.anchored,
+            )
+        result.append(mention)
+        index += 1
+    return result
+
+
+def wants_latest(question: str) -> bool:
+    """The question asks for the newest reports ("latest", "most recent")."""
+    return bool(_LATEST.search(question))
+
+
+# -- outlets -----------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+")
+_SEPARATORS = re.compile(r"\s+[|\-–—:]\s+|:\s+")
+# Words that, alone, are ordinary English: an alias made only of them is not an outlet name.
+_GENERIC = frozenset(
+    """age news times post daily today world business sport sports life style line science media
+    arena blog english independent journal herald mail star sun telegraph mirror express tribune
+    standard report reports review weekly monthly online magazine insider live health lifestyle
+    entertainment arts travel wire hub the a of and""".split()
+)
+_SMALL_WORDS = frozenset({"the", "of", "and", "a", "an", "on", "in", "for", "at", "to", "&"})
+# A lower-case outlet name counts after or before one of these ("according to the verge").
+_OUTLET_CUE_BEFORE = re.compile(
+    r"(?:according\s+to|reported\s+by|published\s+(?:by|in|on)|(?:report|article|story|piece|"
+    r"coverage|reporting|review|post|analysis|reports|articles|stories)\s+(?:from|by|in|on|of)"
+    r"|(?:from|by|in|on)\s+(?:the\s+)?(?:website|site|outlet))\s+(?:the\s+)?$",
+    re.IGNORECASE,
+)
+_OUTLET_CUE_AFTER = re.compile(
+    r"^(?:'s|’s)?\s+(?:report|article|story|piece|coverage|reported|reports|wrote|writes|says|"
+    r"said|published|claims|claimed|notes|noted|review)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class OutletMention:
+    """An outlet named in a question, with the store's spelling(s) it matches."""
+
+    start: int
+    end: int
+    text: str
+    sources: tuple[str, ...]
+
+
+def _tokens(text: str) -> list[tuple[str, int, int, str]]:
+    """(normalised word, start, end, original) for each word of `text`."""
+    return [(m.group().lower(), m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
+
+
+def outlet_aliases(source: str) -> set[tuple[str, ...]]:
+    """Word sequences that name `source`: the full name, the name before a '|' or ' - '
+    subtitle, without a leading 'The', without a trailing 'News' or '.com'."""
+    heads = {source, _SEPARATORS.split(source)[0]}
+    aliases: set[tuple[str, ...]] = set()
+    for head in heads:
+        words = tuple(word for word, _, _, _ in _tokens(head))
+        if not words:
+            continue
+        variants = {words}
+        if words[-1] == "com" and len(words) > 1:
+            variants.add(words[:-1])
+        for variant in list(variants):
+            if variant[0] == "the" and len(variant) > 1:
+                variants.add(variant[1:])
+        for variant in list(variants):
+            if variant[-1] == "news" and len(variant) > 1:
+                variants.add(variant[:-1])
+        for variant in variants:
+            if variant == words:
+                aliases.add(variant)  # the name (before any subtitle) always counts
+            elif not all(word in _GENERIC for word in variant):
+                aliases.add(variant)
+    return aliases
+
+
+@lru_cache(maxsize=16)
+def _alias_table(sources: tuple[str, ...]) -> tuple[dict[str, set[str]], int]:
+    """joined alias ("theverge") -> sources; and the longest alias in words."""
+    table: dict[str, set[str]] = {}
+    longest = 1
+    for source in sources:
+        for alias in outlet_aliases(source):
+            table.setdefault("".join(alias), set()).add(source)
+            longest = max(longest, len(alias))
+    return table, longest
+
+
+def match_outlets(question: str, sources: Iterable[str]) -> list[OutletMention]:
+    """Outlets of `sources` named in the question, longest match first, in question order.
+
+    Fuzzy in spacing, case and form ("The Verge", "Verge", "TechCrunch's", "Tech Crunch",
+    "CBS Sports" for "CBSSports.com"), but a name spelt in lower case counts only next to a
+    cue such as "according to" or "'s report", so "the age of AI" is not The Age.
+    """
+    table, longest = _alias_table(tuple(sorted(set(sources))))
+    if not table:
+        return []
+    words = _tokens(question)
+    mentions: list[OutletMention] = []
+    index = 0
+    while index < len(words):
+        matched: OutletMention | None = None
+        for size in range(min(longest + 1, len(words) - index), 0, -1):
+            span = words[index : index + size]
+            key = "".join(word for word, _, _, _ in span)
+            if key not in table:
+                continue
+            start, end = span[0][1], span[-1][2]
+            if not _credible(question, span, start, end):
+                continue
+            matched = OutletMention(start, end, question[start:end], tuple(sorted(table[key])))
+            break
+        if matched is None:
+            index += 1
+            continue
+        mentions.append(matched)
+        index += len(_tokens(question[matched.start : matched.end])) or 1
+    return mentions
+
+
+def _credible(
+    question: str, span: Sequence[tuple[str, int, int, str]], start: int, end: int
+) -> bool:
+    capitalised = all(
+        original[:1].isupper() or original[:1].isdigit() or word in _SMALL_WORDS
+        for word, _, _, original in span
+    ) and not all(word in _SMALL_WORDS for word, _, _, _ in span)
+    cue = bool(
+        _OUTLET_CUE_BEFORE.search(question[max(0, start - 40) : start])
+        or _OUTLET_CUE_AFTER.match(question[end : end + 30])
+    )
+    if not capitalised:
+        return cue
+    if len(span) == 1 and span[0][0] in _GENERIC | _COMMON_SINGLE:
+        # "Fortune favours ...", "Wired headphones": a lone common word needs a cue, or a
+        # position that is not the start of a sentence.
+        return cue or not _sentence_start(question, start)
+    return True
+
+
+# Single-word outlet names that are also common words.
+_COMMON_SINGLE = frozenset({"fortune", "wired", "time", "vice", "axios", "polygon", "guardian"})
+
+
+def _sentence_start(question: str, start: int) -> bool:
+    before = question[:start].rstrip(" \"'‘“(")
+    return not before or before[-1] in ".!?:;\n"
+
+
+# -- parts -------------------------------------------------------------------------------------
+
+# Where a question moves from one report to another.
+_CLAUSE_BREAK = re.compile(
+    r"\s*(?:[;?]|,\s*(?:and|but|while|whereas|or)\b|,(?!\s*(?:19|20)\d\d\b)|\b(?:while|whereas|compared\s+(?:to|with)"
+    r"|as\s+opposed\s+to|in\s+contrast\s+to|unlike|than|before|after|and\s+(?:the|a|an|that|in|"
+    r"from|by|then|later)\b|versus|vs\.?))\s*",
+    re.IGNORECASE,
+)
+_BOILERPLATE = re.compile(
+    r"\b(?:does|did|do|is|are|was|were|has|have|had|the|a|an|an?\s+article|article|articles|report"
+    r"|reports|reported|reporting|piece|story|stories|news|from|by|in|on|of|according\s+to|"
+    r"published|between|both|and|as|that|which|who|what|after|before|while|also|other|another|"
+    r"first|second|later|earlier|following|previous|subsequent|date|same|'s|’s)\b",
+    re.IGNORECASE,
+)
+# A part whose own clause has fewer content words than this asks with the whole question.
+MIN_PART_WORDS = 3
+
+
+@dataclass(frozen=True)
+class Part:
+    """One report a question asks about: its clause, and the outlet/dates that pin it down."""
+
+    text: str
+    sources: tuple[str, ...] = ()
+    first: date | None = None  # inclusive day range of publication, local to the article
+    last: date | None = None
+    label: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"text": self.text, "label": self.label}
+        if self.sources:
+            data["sources"] = list(self.sources)
+        if self.first is not None:
+            data["since"] = self.first.isoformat()
+        if self.last is not None:
+            data["until"] = self.last.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What a question names: outlets, dates, its parts, and whether it wants the latest.
+
+    `first`/`last` bound the publication dates of the whole question (dates the question ties to
+    a report, or relative ones like "yesterday"); `near_first`/`near_last` are dates it names
+    without saying they are publication dates ("launching on November 16th", "in 2021"): those
+    only boost articles published then.
+    """
+
+    outlets: list[OutletMention] = field(default_factory=list)
+    dates: list[DateMention] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
+    latest: bool = False
+    sources: tuple[str, ...] = ()  # every outlet named, in question order
+    first: date | None = None
+    last: date | None = None
+    near_first: date | None = None
+    near_last: date | None = None
+    publication: tuple[bool, ...] = ()  # per date mention: tied to a report (a filter)
+    facets: list[str] = field(default_factory=list)  # clauses of a long question, each a probe
+
+
+def _clauses(question: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for match in _CLAUSE_BREAK.finditer(question):
+        if match.start() > position:
+            spans.append((position, match.start()))
+        position = match.end()
+    if position < len(question):
+        spans.append((position, len(question)))
+    return spans or [(0, len(question))]
+
+
+_FUNCTION_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers him his how i if in into is it its just me more most my
+    no nor not now of off on once only or other our out over own same she should so some such than
+    that the their them then there these they this those through to too under until up very was we
+    were what when where which while who whom why will with would you your also s""".split()
+)
+
+
+def _content_words(text: str) -> int:
+    words = _WORD.findall(_BOILERPLATE.sub(" ", text))
+    return sum(1 for word in words if word.lower() not in _FUNCTION_WORDS)
+
+
+def _strip_spans(text: str, offset: int, spans: Iterable[tuple[int, int]]) -> str:
+    """`text` (starting at `offset` in the question) without the given question spans."""
+    pieces = []
+    position = 0
+    for start, end in sorted(spans):
+        start, end = start - offset, end - offset
+        if end <= 0 or start >= len(text):
+            continue
+        pieces.append(text[position : max(position, start)])
+        position = max(position, end)
+    pieces.append(text[position:])
+    text = " ".join(" ".join(pieces).split())
+    # Tidy what the removed names leave behind: empty quotes, "by , , and ?".
+    text = re.sub(r"\s*(?:'\s*'|‘\s*’|\"\s*\")\s*", " ", text)
+    text = re.sub(r"(?:^|\s)['’]s\b", " ", text)
+    for _ in range(2):
+        text = re.sub(r"\s+([,;:?.!])", r"\1", text)
+        text = re.sub(r"([,;])(?:\s*[,;])+", r"\1", text)
+        text = re.sub(r"[,;]?\s*\b(?:and|or)\s*(?=[?.!]|$)", "", text)
+        text = re.sub(r"\s*\b(?:by|from|in|on|of|and)\s*([,;?.!])", r"\1", text)
+        text = re.sub(r"[,;]\s*(?=[?.!]|$)", "", text)
+    return " ".join(text.split()).strip(" ,;")
+
+
+_PUBLICATION_CUE = re.compile(
+    r"\b(?:report|reports|reported|reporting|article|articles|story|stories|published|posted|"
+    r"wrote|written|coverage|covered|piece|edition|review|guide)\b",
+    re.IGNORECASE,
+)
+# How many words before a date a cue (or an outlet) makes it a publication date. A full date
+# (day, month and year) counts anywhere after a cue in its clause: "TechCrunch reported on the
+# push for an app store for AI on December 19, 2023".
+PUBLICATION_CUE_WORDS = 6
+_FULL_DATE = re.compile(r"\b(?:19|20)\d\d\b")
+_CUE_AFTER_DATE = re.compile(r"\W*(?:\w+\W+)?(?:" + _PUBLICATION_CUE.pattern + ")", re.IGNORECASE)
+
+
+def _is_publication_date(
+    question: str, mention: DateMention, outlets: Sequence[OutletMention], clause_start: int
+) -> bool:
+    words_before = list(_WORD.finditer(question[: mention.start]))[-PUBLICATION_CUE_WORDS:]
+    window_start = words_before[0].start() if words_before else mention.start
+    if mention.precision == "day" and _FULL_DATE.search(mention.text):
+        window_start = min(window_start, clause_start)
+    if _PUBLICATION_CUE.search(question[window_start : mention.start]):
+        return True
+    # "the November 1, 2023, article", "Wired's 24 November report"
+    if _CUE_AFTER_DATE.match(question[mention.end :]):
+        return True
+    return any(window_start <= o.end <= mention.start for o in outlets)
+
+
+def understand_question(
+    question: str,
+    sources: Iterable[str],
+    *,
+    today: date,
+    known_range: tuple[date, date] | None = None,
+) -> Understanding:
+    """Outlets, dates and parts of a question.
+
+    A question naming two or more reports (outlets or dates in separate places) gets one part per
+    report: the outlet mention with the dates next to it, asking with its own stretch of the
+    question. A question naming one report gets no parts; its outlet and dates apply to the
+    whole question.
+    """
+    outlets = match_outlets(question, sources)
+    dates = [
+        mention
+        for mention in parse_dates(question, today=today, known_range=known_range)
+        # "Business Today" is an outlet, not a date.
+        if not any(o.start < mention.end and mention.start < o.end for o in outlets)
+    ]
+    latest = wants_latest(question)
+    named = tuple(dict.fromkeys(s for mention in outlets for s in mention.sources))
+    publication = _publication_flags(question, dates, outlets)
+    clauses = _clauses(question)
+
+    def clause_of(position: int) -> int:
+        for number, (start, end) in enumerate(clauses):
+            if start <= position < end:
+                return number
+        return len(clauses) - 1
+
+    # Attach each date to the nearest outlet mention in its clause (before or after it), or to
+    # the last outlet named in the clause before ("the report from The Roar on the All Blacks'
+    # mindset, published on October 26").
+    dates_of: dict[int, list[DateMention]] = {i: [] for i in range(len(outlets))}
+    loose_dates: list[DateMention] = []
+    for mention in dates:
+        same = [
+            (abs(o.start - mention.start), i)
+            for i, o in enumerate(outlets)
+            if clause_of(o.start) == clause_of(mention.start)
+        ]
+        if same:
+            dates_of[min(same)[1]].append(mention)
+            continue
+        earlier = [i for i, o in enumerate(outlets) if o.end <= mention.start]
+        if (
+            earlier
+            and clause_of(mention.start) - clause_of(outlets[earlier[-1]].start) == 1
+            and not dates_of[earlier[-1]]
+        ):
+            dates_of[earlier[-1]].append(mention)
+        else:
+            loose_dates.append(mention)
+
+    hard = [m for m, flag in zip(dates, publication, strict=True) if flag]
+    soft = [m for m, flag in zip(dates, publication, strict=True) if not flag]
+    first, last = _combine(hard)
+    near_first, near_last = _combine(soft)
+    anchors: list[tuple[int, tuple[str, ...], list[DateMention]]] = [
+        (outlet.start, outlet.sources, dates_of[i]) for i, outlet in enumerate(outlets)
+    ]
+    # "TechCrunch reported A on November 6, and then B on December 15": with one outlet named,
+    # a date of its own is another report of that outlet.
+    only_outlet = {o.sources for o in outlets}
+    loose_sources = next(iter(only_outlet)) if len(only_outlet) == 1 else ()
+    anchors += [(mention.start, loose_sources, [mention]) for mention in loose_dates]
+    anchors.sort(key=lambda anchor: anchor[0])
+    names_and_dates = [(o.start, o.end) for o in outlets] + [(d.start, d.end) for d in dates]
+    facets = _facets(question, clauses, names_and_dates)
+    parts: list[Part] = []
+    if len(anchors) >= 2:
+        anchor_clauses = [clause_of(position) for position, _, _ in anchors]
+        whole = _strip_spans(question, 0, names_and_dates)
+        for index, (_, part_sources, part_dates) in enumerate(anchors):
+            # The part asks with its own stretch of the question: from its clause up to the
+            # clause of the next report named.
+            first_clause = anchor_clauses[index]
+            later = [c for c in anchor_clauses[index + 1 :] if c > first_clause]
+            end_clause = later[0] if later else len(clauses)
+            start, end = clauses[first_clause][0], clauses[end_clause - 1][1]
+            text = _strip_spans(question[start:end], start, names_and_dates)
+            if _content_words(text) < MIN_PART_WORDS:
+                text = whole
+            # Only dates tied to the report limit the part; "launching on November 16th" does not.
+            pinned = [d for d in part_dates if publication[dates.index(d)]]
+            part_first, part_last = _combine(pinned)
+            label_bits = [*part_sources[:1]]
+            if len(part_sources) > 1:
+                label_bits[0] += f" (+{len(part_sources) - 1})"
+            label_bits += [d.label() for d in pinned]
+            parts.append(Part(text, part_sources, part_first, part_last, ", ".join(label_bits)))
+    return Understanding(
+        outlets,
+        dates,
+        parts,
+        latest,
+        named,
+        first,
+        last,
+        near_first,
+        near_last,
+        tuple(publication),
+        facets,
+    )
+
+
+# A clause asks about something of its own when it has at least this many content words.
+MIN_FACET_WORDS = 3
+
+
+def _facets(
+    question: str, clauses: Sequence[tuple[int, int]], names_and_dates: Sequence[tuple[int, int]]
+) -> list[str]:
+    """The clauses of a long question that each ask about something ("who was portrayed as
+    ...", "is accused of ..."): multi-hop questions chain one fact per report. Fewer than two
+    gives none."""
+    facets: list[str] = []
+    pending = ""
+    for start, end in clauses:
+        text = _strip_spans(question[start:end], start, names_and_dates)
+        text = f"{pending} {text}".strip() if pending else text
+        if _content_words(text) >= MIN_FACET_WORDS:
+            facets.append(text)
+            pending = ""
+        else:
+            pending = text
+    if pending and facets:
+        facets[-1] = f"{facets[-1]} {pending}"
+    return facets if len(facets) >= 2 else []
+
+
+def _publication_flags(
+    question: str, dates: Sequence[DateMention], outlets: Sequence[OutletMention]
+) -> list[bool]:
+    """Which dates limit publication: relative ones ("yesterday") and ones tied to a report or
+    an outlet; the others name when something happened."""
+    flags: list[bool] = []
+    clauses = _clauses(question)
+    for mention in dates:
+        clause_start = max((start for start, _ in clauses if start <= mention.start), default=0)
+        relative = bool(_RELATIVE.fullmatch(mention.text) or _WEEKDAY.fullmatch(mention.text))
+        if mention.anchored:
+            anchor = [i for i, m in enumerate(dates) if m.end <= mention.start and not m.anchored]
+            flags.append(flags[anchor[-1]] if anchor else False)
+        else:
+            flags.append(relative or _is_publication_date(question, mention, outlets, clause_start))
+    return flags
+
+
+def _combine(mentions: Sequence[DateMention]) -> tuple[date | None, date | None]:
+    """One inclusive range covering the mentions (None bounds stay open)."""
+    if not mentions:
+        return None, None
+    firsts = [m.since for m in mentions]
+    lasts = [m.until for m in mentions]
+    first = None if any(f is None for f in firsts) else min(f for f in firsts if f is not None)
+    last = None if any(u is None for u in lasts) else max(u for u in lasts if u is not None)
+    return first, last

@@ -1,0 +1,412 @@
+"""Retrieval: the lexical index and fusion (pure), then hybrid search on the real model and Chroma:
+rare names, date filters, outlets and multi-part questions, near-duplicates, and the lexical index
+following ingests in this and other processes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime
+
+import pytest
+
+from bot.retrieve import (
+    LexicalIndex,
+    Query,
+    RetrievalConfig,
+    Retriever,
+    Scope,
+    query_terms,
+    reciprocal_rank_fusion,
+    stem,
+    terms,
+)
+from index.article import Article
+from index.store import StoredChunk
+
+# -- pure: text analysis, BM25, fusion -----------------------------------------------------------
+
+
+def test_name_forms_and_plurals_meet() -> None:
+    assert stem("qatari") == stem("qatar")
+    assert stem("negotiations") == stem("negotiation") == stem("negotiating")
+    assert stem("egyptian") == stem("egypt")
+    assert terms("Hamas's response") == terms("Hamas response")
+    assert terms("The talks were about the ceasefire") == ["talk", "ceasefir"]
+
+
+def test_question_words_about_reports_are_not_searched_for() -> None:
+    assert query_terms("What does the article from Wired report about chargers?") == [
+        stem("wired"),
+        stem("chargers"),
+    ]
+
+
+def test_reciprocal_rank_fusion_rewards_agreement() -> None:
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], k=60)
+    assert [item for item, _ in fused] == ["b", "a", "c"]
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def chunk(
+    chunk_id: str, text: str, *, source: str = "Wire", day: str = "2023-11-24"
+) -> StoredChunk:
+    published = datetime.fromisoformat(f"{day}T12:00:00+00:00")
+    return StoredChunk(
+        id=chunk_id,
+        text=text,
+        metadata={
+            "article_id": chunk_id.split("#")[0],
+            "title": "",
+            "source": source,
+            "published_at": published.isoformat(),
+            "published_ts": int(published.timestamp()),
+        },
+    )
+
+
+def test_bm25_ranks_by_rare_terms_and_follows_removals() -> None:
+    index = LexicalIndex()
+    index.add(chunk("a#0", "Qatar said talks on the ceasefire were positive."))
+    index.add(chunk("b#0", "The ceasefire talks stalled on Tuesday."))
+    index.add(chunk("c#0", "A football match ended in a draw."))
+    hits = index.search(terms("What did the Qatari mediators say about the ceasefire?"), 10)
+    assert [chunk_id for chunk_id, _ in hits] == ["a#0", "b#0"]
+
+    index.remove("a#0")
+    hits = index.search(terms("Qatari ceasefire"), 10)
+    assert [chunk_id for chunk_id, _ in hits] == ["b#0"]
+    assert "a#0" not in index and len(index) == 2
+
+    # Re-adding a chunk id replaces its text.
+    index.add(chunk("b#0", "A new draw in football."))
+    assert index.search(terms("ceasefire"), 10) == []
+
+
+def test_bm25_filters_by_outlet_and_local_day() -> None:
+    index = LexicalIndex()
+    index.add(chunk("verge#0", "Power banks on sale", source="The Verge", day="2023-11-24"))
+    index.add(chunk("wired#0", "Power banks on sale", source="Wired", day="2023-11-25"))
+    index.add(chunk("age#0", "Power banks on sale", source="The Age", day="2023-11-25"))
+    words = terms("power banks")
+
+    def found(scope: Scope) -> set[str]:
+        return {chunk_id for chunk_id, _ in index.search(words, 10, index.mask(scope))}
+
+    assert found(Scope(sources=("Wired",))) == {"wired#0"}
+    assert found(Scope(first=date(2023, 11, 25), last=date(2023, 11, 25))) == {"wired#0", "age#0"}
+    assert found(Scope(sources=("The Verge",), first=date(2023, 11, 25))) == set()
+    assert sorted(index.sources()) == ["The Age", "The Verge", "Wired"]
+    assert index.day_range() == (date(2023, 11, 24), date(2023, 11, 25))
+
+
+def test_many_removals_compact_the_index_and_keep_it_right() -> None:
+    index = LexicalIndex()
+    for n in range(3000):
+        index.add(chunk(f"x{n}#0", f"filler text number {n} about apples"))
+    index.add(chunk("keep#0", "the one about pears"))
+    for n in range(3000):
+        index.remove(f"x{n}#0")
+    assert len(index) == 1
+    assert [chunk_id for chunk_id, _ in index.search(terms("pears"), 5)] == ["keep#0"]
+    assert index.search(terms("apples"), 5) == []
+
+
+# -- real model, real Chroma ---------------------------------------------------------------------
+
+
+def article(
+    article_id: str, title: str, body: str, *, source: str = "Wire", day: str = "2023-11-24"
+) -> Article:
+    return Article(
+        id=article_id,
+        title=title,
+        body=body,
+        source=source,
+        url=f"https://example.com/{article_id}",
+        published_at=datetime.fromisoformat(f"{day}T10:00:00+00:00"),
+    )
+
+
+REFEREE_ARTICLES = [
+    article(
+        "derby",
+        "Derby ends level after late penalty",
+        "The derby ended 1-1 after a late penalty. The referee was booed by both sets of fans. "
+        "Supporters said the officiating had been poor all season.",
+        day="2023-10-01",
+    ),
+    article(
+        "cup",
+        "Cup tie decided by VAR",
+        "A cup tie was decided by a VAR review in stoppage time. The referee consulted the "
+        "monitor for four minutes before awarding the goal.",
+        day="2023-10-02",
+    ),
+    article(
+        "league",
+        "League leaders held",
+        "The league leaders were held to a goalless draw. Match official Oyelaran-Kowalczyk "
+        "sent off two players in the second half, and the home manager called the decisions "
+        "baffling.",
+        day="2023-10-03",
+    ),
+    article(
+        "referees",
+        "Referees' body defends standards",
+        "The referees' body defended its officials after a weekend of controversial decisions, "
+        "saying standards had improved.",
+        day="2023-10-04",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def referee_bot(tmp_path_factory: pytest.TempPathFactory):
+    from bot import Bot
+
+    bot = Bot.open(data_dir=tmp_path_factory.mktemp("referees"))
+    bot.ingest(REFEREE_ARTICLES)
+    return bot
+
+
+def ranked_articles(bot, question: str, mode: str = "hybrid", k: int = 4, **kwargs) -> list[str]:
+    retriever = Retriever(bot.store, bot.embedder, mode=mode)  # type: ignore[arg-type]
+    return [p.article_id for p in retriever.search(retriever.understand(question, **kwargs), k)]
+
+
+@pytest.mark.slow
+def test_hybrid_finds_an_article_by_a_rare_name(referee_bot) -> None:
+    question = "Which players did Oyelaran-Kowalczyk send off?"
+    assert ranked_articles(referee_bot, question, "lexical")[0] == "league"
+    assert ranked_articles(referee_bot, question, "hybrid")[0] == "league"
+
+
+@pytest.mark.slow
+def test_since_and_until_exclude_articles_outside_the_range(referee_bot) -> None:
+    retriever = referee_bot.retriever
+    query = retriever.understand(
+        "What did the referee do?",
+        since=datetime(2023, 10, 2, tzinfo=UTC),
+        until=datetime(2023, 10, 3, 23, 59, tzinfo=UTC),
+    )
+    found = {p.article_id for p in retriever.search(query, 4)}
+    assert found == {"cup", "league"}
+    assert query.filters["since"].startswith("2023-10-02")
+
+
+@pytest.mark.slow
+def test_a_date_named_in_the_question_ranks_that_days_reports_first(referee_bot) -> None:
+    first = ranked_articles(
+        referee_bot, "What did the report published on 4 October 2023 say about referees?"
+    )
+    assert first[0] == "referees"
+    # Not a filter: the other articles still fill the remaining places.
+    assert len(first) == 4
+
+
+@pytest.mark.slow
+def test_what_was_understood_is_in_the_filters(referee_bot) -> None:
+    query = referee_bot.retriever.understand(
+        "What did the Wire report on 2023-10-03?", today=date(2024, 1, 1)
+    )
+    assert query.filters["sources"] == ["Wire"]
+    assert query.filters["since"] == query.filters["until"] == "2023-10-03"
+
+
+BLACK_FRIDAY = [
+    article(
+        "verge-deals",
+        "The best Black Friday deals on chargers",
+        "Universal travel adapters are a smart buy this Black Friday. A 10,000mAh power bank "
+        "keeps a phone going for two days.",
+        source="The Verge",
+        day="2023-11-24",
+    ),
+    article(
+        "wired-deals",
+        "Wired's Black Friday picks",
+        "We recommend a 10,000mAh power bank for most people. Travel adapters with USB-C ports "
+        "are also discounted.",
+        source="Wired",
+        day="2023-11-25",
+    ),
+    article(
+        "verge-laptops",
+        "Laptop deals for Black Friday",
+        "MacBook Air prices dropped by 200 dollars on Black Friday.",
+        source="The Verge",
+        day="2023-11-24",
+    ),
+    article(
+        "tc-deals",
+        "Power banks and chargers on sale",
+        "Power banks and chargers are on sale everywhere this Black Friday, and 10,000mAh models "
+        "are the most popular.",
+        source="TechCrunch",
+        day="2023-11-24",
+    ),
+    article(
+        "age-deals",
+        "Black Friday in Australia",
+        "Australian shoppers bought power banks and travel adapters in record numbers.",
+        source="The Age",
+        day="2023-11-24",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def deals_bot(tmp_path_factory: pytest.TempPathFactory):
+    from bot import Bot
+
+    bot = Bot.open(data_dir=tmp_path_factory.mktemp("deals"))
+    bot.ingest(BLACK_FRIDAY)
+    return bot
+
+
+@pytest.mark.slow
+def test_a_question_comparing_two_outlets_gets_passages_from_both(deals_bot) -> None:
+    retriever = deals_bot.retriever
+    query = retriever.understand(
+        "Does the report from The Verge on 2023-11-24 agree with Wired's the next day about "
+        "10,000mAh power banks?",
+        today=date(2024, 1, 1),
+    )
+    assert [part["label"] for part in query.filters["parts"]] == [
+        "The Verge, 2023-11-24",
+        "Wired, 2023-11-25",
+    ]
+    passages = retriever.search(query, 2)
+    assert {(p.article_id, p.part) for p in passages} == {("verge-deals", 0), ("wired-deals", 1)}
+
+
+@pytest.mark.slow
+def test_an_outlet_named_in_the_question_comes_first(deals_bot) -> None:
+    found = ranked_articles(deals_bot, "According to The Age, what did shoppers buy?", k=3)
+    assert found[0] == "age-deals"
+    found = ranked_articles(deals_bot, "What did TechCrunch say about power banks?", k=3)
+    assert found[0] == "tc-deals"
+
+
+@pytest.mark.slow
+def test_one_chunk_per_article_before_a_second(make_bot) -> None:
+    bot = make_bot(chunk_tokens=32)
+    long_body = " ".join(
+        f"Power bank number {n} holds 10,000mAh and charges a phone twice." for n in range(12)
+    )
+    bot.ingest(
+        [
+            article("long", "Power banks, tested", long_body),
+            article("short", "A power bank review", "This power bank holds 10,000mAh."),
+        ]
+    )
+    passages = bot.retriever.search(bot.retriever.understand("10,000mAh power bank"), 3)
+    assert [p.article_id for p in passages][:2].count("long") == 1
+    assert {p.article_id for p in passages[:2]} == {"long", "short"}
+
+
+@pytest.mark.slow
+def test_near_identical_chunks_are_collapsed(make_bot) -> None:
+    bot = make_bot()
+    body = (
+        "Qatar's prime minister said Hamas's response to the ceasefire proposal was in general "
+        "positive, and that talks would continue in Cairo next week."
+    )
+    bot.ingest(
+        [
+            article("wire-a", "Qatar upbeat on talks", body, source="Wire A"),
+            article(
+                "wire-b",
+                "Qatar upbeat on talks",
+                body.replace("next week", "next week."),
+                source="Wire B",
+            ),
+            article("other", "Weather", "It will rain in Doha tomorrow.", source="Wire C"),
+        ]
+    )
+    passages = bot.retriever.search(bot.retriever.understand("What did Qatar say?"), 3)
+    articles = [p.article_id for p in passages]
+    assert sorted(articles) == sorted({articles[0], "other"})
+    kept = passages[0]
+    assert kept.duplicates == ({"wire-a": "wire-b", "wire-b": "wire-a"}[kept.article_id],)
+
+
+@pytest.mark.slow
+def test_the_lexical_index_follows_ingests_without_a_rebuild(make_bot) -> None:
+    bot = make_bot(chunk_tokens=32)
+    retriever = bot.retriever
+    bot.ingest([article("first", "Talks", "Negotiators met in Cairo on Monday.")])
+    assert ranked_articles_of(retriever, "Cairo negotiators") == ["first"]
+    assert retriever.rebuilds == 1
+
+    bot.ingest([article("second", "Zanzibar", "A ferry to Zanzibar was delayed by storms.")])
+    assert ranked_articles_of(retriever, "Zanzibar ferry")[0] == "second"
+
+    # An update that leaves fewer chunks: the old chunks' words are gone from the index.
+    long_body = " ".join(f"Sentence {n} mentions the pangolin sanctuary." for n in range(10))
+    bot.ingest([article("third", "Sanctuary", long_body)])
+    chunks_before = len(retriever.lexical_index())
+    bot.ingest([article("third", "Sanctuary", "The sanctuary closed.")])
+    assert len(retriever.lexical_index()) < chunks_before
+    lexical = Retriever(bot.store, bot.embedder, mode="lexical")
+    assert lexical.search(Query("pangolin"), 5) == []  # a fresh index agrees
+    only_lexical = retriever.lexical_index().search(terms("pangolin"), 5)
+    assert only_lexical == []
+    assert retriever.rebuilds == 1
+
+
+def ranked_articles_of(retriever: Retriever, question: str) -> list[str]:
+    return [p.article_id for p in retriever.search(retriever.understand(question), 4)]
+
+
+@pytest.mark.slow
+def test_a_write_by_another_process_triggers_a_rebuild(make_bot) -> None:
+    bot = make_bot()
+    bot.retriever.config = RetrievalConfig(check_interval=0.0)
+    bot.ingest([article("first", "Talks", "Negotiators met in Cairo on Monday.")])
+    assert ranked_articles_of(bot.retriever, "Cairo") == ["first"]
+    assert bot.retriever.rebuilds == 1
+
+    other = make_bot()  # another Store and Ingestor on the same path, as another process has
+    assert other.store is not bot.store
+    other.ingest([article("second", "Zanzibar", "A ferry to Zanzibar was delayed by storms.")])
+
+    assert ranked_articles_of(bot.retriever, "Zanzibar ferry")[0] == "second"
+    assert bot.retriever.rebuilds == 2
+
+
+@pytest.mark.slow
+def test_searches_from_many_threads_during_an_ingest(make_bot) -> None:
+    bot = make_bot()
+    bot.ingest(BLACK_FRIDAY)
+    errors: list[BaseException] = []
+    results: list[list[str]] = []
+
+    def ask() -> None:
+        try:
+            for _ in range(3):
+                query = bot.retriever.understand("Which power bank did Wired recommend?")
+                results.append([p.article_id for p in bot.retriever.search(query, 3)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    bot.ingest(REFEREE_ARTICLES)
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(results) == 12 and all(found[0] == "wired-deals" for found in results)
+
+
+@pytest.mark.slow
+def test_as_langchain_is_a_base_retriever(deals_bot) -> None:
+    from langchain_core.retrievers import BaseRetriever
+
+    retriever = deals_bot.retriever.as_langchain(k=2)
+    assert isinstance(retriever, BaseRetriever)
+    documents = retriever.invoke("What did Wired recommend for Black Friday?")
+    assert len(documents) == 2
+    assert documents[0].metadata["source"] == "Wired"
+    assert documents[0].page_content in BLACK_FRIDAY[1].body
