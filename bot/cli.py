@@ -831,6 +831,9 @@ def evaluate(
     json_out: Annotated[
         Path | None, typer.Option("--json-out", help="Also write the full report here.")
     ] = None,
+    retrieval_only: Annotated[
+        bool, typer.Option("--retrieval-only", help="Score retrieval only (quick; MultiHop).")
+    ] = False,
     data_dir: DataDirOption = None,
     llm: LlmOption = None,
 ) -> None:
@@ -862,6 +865,7 @@ def evaluate(
             limit=limit,
             corpus=corpus,
             progress=on_progress,
+            answer=not retrieval_only,
         )
     if json_out is not None:
         json_out.write_text(report.to_json() + "\n", encoding="utf-8")

@@ -267,7 +267,7 @@ class MultiHopResult:
     retriever: str
     retrieval: RetrievalScores
     retrieval_by_type: dict[str, RetrievalScores]
-    answers: AnswerScores
+    answers: AnswerScores | None  # None for a retrieval-only run
     answers_by_type: dict[str, AnswerScores]
     questions: tuple[QuestionResult, ...] = ()
 
@@ -276,7 +276,7 @@ class MultiHopResult:
             "retriever": self.retriever,
             "retrieval": self.retrieval.to_dict(),
             "retrieval_by_type": {k: v.to_dict() for k, v in self.retrieval_by_type.items()},
-            "answers": self.answers.to_dict(),
+            "answers": self.answers.to_dict() if self.answers else None,
             "answers_by_type": {k: v.to_dict() for k, v in self.answers_by_type.items()},
             "questions": [question.to_dict() for question in self.questions],
         }
@@ -368,6 +368,8 @@ def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str
         head += ["s/question"]
         rows = []
         for item in report.multihop:
+            if item.answers is None:
+                continue
             for name, a in [("all", item.answers), *sorted(item.answers_by_type.items())]:
                 rows.append(
                     [item.retriever, name, str(a.answerable + a.unanswerable)]
@@ -377,7 +379,8 @@ def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str
                     + [_fmt(a.citations_verbatim), _fmt(a.sentences_cited)]
                     + [_fmt(a.seconds_per_question, 2)]
                 )
-        tables.append((f"Answers ({report.answerer})", head, rows))
+        if rows:
+            tables.append((f"Answers ({report.answerer})", head, rows))
     if report.rgb:
         rgb = report.rgb
         head = ["retriever", "n"]
@@ -550,11 +553,13 @@ def run_eval(
     corpus: str | Path | None = None,
     progress: ProgressCallback | None = None,
     keep_questions: bool = True,
+    answer: bool = True,
 ) -> EvalReport:
     """Evaluate the bot (as `settings` configure it) on a MultiHop or RGB questions file.
 
     Each retriever in `retrievers` ("dense", "lexical", "hybrid") is scored on the same store.
     `limit` takes at most that many questions (MultiHop: stratified by question type).
+    `answer=False` scores retrieval only (MultiHop), which is quick: no answer is composed.
     """
     path = Path(dataset).expanduser()
     if path.is_dir():
@@ -601,6 +606,7 @@ def run_eval(
                         llm_answerer=settings.llm is not None,
                         progress=progress,
                         keep_questions=keep_questions,
+                        answer=answer,
                     )
                 )
             embedding = _identity(bot)
@@ -615,6 +621,11 @@ def run_eval(
             multihop=tuple(results),
             ingest_seconds=ingest_seconds,
             seconds=time.perf_counter() - started,
+        )
+    if not answer:
+        raise NewsbotError(
+            f"{path.name} is an RGB set, which measures answers only",
+            hint="drop --retrieval-only, or pass a MultiHop questions file",
         )
     questions = rows[:limit] if limit else rows
     with throwaway_bot(settings) as bot:
@@ -650,13 +661,14 @@ def evaluate_multihop(
     llm_answerer: bool = False,
     progress: ProgressCallback | None = None,
     keep_questions: bool = True,
+    answer: bool = True,
 ) -> MultiHopResult:
     """Ask every question of a store that already holds `articles`; score what comes back."""
     results = []
     stage = f"questions ({retriever})"
     for done, row in enumerate(questions):
         _tick(progress, stage, done, len(questions))
-        results.append(_ask_multihop(bot, row, articles, llm_answerer))
+        results.append(_ask_multihop(bot, row, articles, llm_answerer, answer=answer))
     _tick(progress, stage, len(questions), len(questions))
     by_type: dict[str, list[tuple[dict[str, Any], QuestionResult]]] = defaultdict(list)
     for row, result in zip(questions, results, strict=True):
@@ -670,8 +682,10 @@ def evaluate_multihop(
             for name, items in sorted(by_type.items())
             if name != NULL_TYPE
         },
-        answers=_answer_scores(pairs),
-        answers_by_type={name: _answer_scores(items) for name, items in sorted(by_type.items())},
+        answers=_answer_scores(pairs) if answer else None,
+        answers_by_type={name: _answer_scores(items) for name, items in sorted(by_type.items())}
+        if answer
+        else {},
         questions=tuple(results) if keep_questions else (),
     )
 
@@ -689,32 +703,50 @@ def _gold_scored(row: dict[str, Any], articles: dict[str, Article], llm_answerer
 
 
 def _ask_multihop(
-    bot: Bot, row: dict[str, Any], articles: dict[str, Article], llm_answerer: bool
+    bot: Bot,
+    row: dict[str, Any],
+    articles: dict[str, Article],
+    llm_answerer: bool,
+    *,
+    answer: bool = True,
 ) -> QuestionResult:
     question = str(row["question"])
     ranked = ranked_articles(bot, question)[:MRR_CUTOFF]
+    if not answer:
+        return QuestionResult(
+            id=str(row.get("id", "")),
+            question_type=str(row.get("question_type") or "unknown"),
+            ranked_articles=tuple(ranked),
+            refused=False,
+            answer="",
+            cited_articles=(),
+            correct=None,
+            verbatim=(),
+            sentences_cited=None,
+            seconds=0.0,
+        )
     started = time.perf_counter()
-    answer = bot.ask(question)
+    reply = bot.ask(question)
     seconds = time.perf_counter() - started
     correct: bool | None = None
     if _gold_scored(row, articles, llm_answerer):
         gold = str(row["answer"])
-        if answer.refused:
+        if reply.refused:
             correct = False
         elif is_yes_no(gold):
-            correct = yes_no_matches(answer.text, gold)
+            correct = yes_no_matches(reply.text, gold)
         else:
-            correct = contains_phrase(answer.text, gold)
+            correct = contains_phrase(reply.text, gold)
     return QuestionResult(
         id=str(row.get("id", "")),
         question_type=str(row.get("question_type") or "unknown"),
         ranked_articles=tuple(ranked),
-        refused=answer.refused,
-        answer=answer.text,
-        cited_articles=() if answer.refused else cited_articles(answer),
+        refused=reply.refused,
+        answer=reply.text,
+        cited_articles=() if reply.refused else cited_articles(reply),
         correct=correct,
-        verbatim=_verbatim(answer, {key: a.body for key, a in articles.items()}),
-        sentences_cited=None if answer.refused else cited_sentence_share(answer.text),
+        verbatim=_verbatim(reply, {key: a.body for key, a in articles.items()}),
+        sentences_cited=None if reply.refused else cited_sentence_share(reply.text),
         seconds=seconds,
     )
 
