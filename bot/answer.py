@@ -20,8 +20,9 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from bot.models import Citation, Turn
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from bot.prompts import Prompt
     from bot.retrieve import Passage, Query
     from bot.settings import Settings
+    from bot.understand import Part
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ NOT_FOUND_PREFIX = NOT_FOUND  # older name, kept for callers
 CLOSEST_NOTE = " The closest passages are below."
 # Citations returned with a refusal, so the user can see what the bot did find.
 CLOSEST_CITATIONS = 2
+# Passages whose sentences are kept split (about 1 kB each).
+SPLIT_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,10 @@ class Weights:
     name_boost: float = 1.5
     # Another sentence joins the best one when it scores at least this share of it.
     runner_up: float = 0.8
+    # A question in parts gets, per part, its statement and who made it.
+    sentences_per_part: int = 2
+    part_whole: float = 2.0  # weight of the whole question when ranking a part's sentences
+    part_threshold: float = 0.65  # share of the refusal threshold a part's evidence must reach
     # Evidence (for refusal) mixes lexical coverage and retrieval similarity.
     evidence_retrieval: float = 0.4
     # A "what did X say" question with no statement by X anywhere is weaker evidence.
@@ -161,6 +169,20 @@ class Pool:
         ]
 
 
+@lru_cache(maxsize=SPLIT_CACHE)
+def _split(text: str) -> tuple[tuple[int, int, str, frozenset[str]], ...]:
+    """(start, end, sentence, its words) of a passage; popular passages come back often."""
+    return tuple(
+        (
+            span.start,
+            span.end,
+            text[span.start : span.end],
+            frozenset(terms(text[span.start : span.end])),
+        )
+        for span in split_sentences(text)
+    )
+
+
 def sentence_pool(passages: Sequence[Passage]) -> Pool:
     """Split the passages into sentences (offsets into the article body), each kept once, with
     the passage that ranked best; overlapping chunks share sentences."""
@@ -168,12 +190,11 @@ def sentence_pool(passages: Sequence[Passage]) -> Pool:
     seen: dict[tuple[str, int, int], Sentence] = {}
     for rank, passage in enumerate(passages):
         previous: Sentence | None = None
-        for span in split_sentences(passage.text):
-            text = passage.text[span.start : span.end]
-            key = (passage.article_id, passage.start + span.start, passage.start + span.end)
+        for start, end, text, words in _split(passage.text):
+            key = (passage.article_id, passage.start + start, passage.start + end)
             sentence = seen.get(key)
             if sentence is None:
-                sentence = Sentence(passage, rank, key[1], key[2], text, frozenset(terms(text)))
+                sentence = Sentence(passage, rank, key[1], key[2], text, words)
                 seen[key] = sentence
                 pool.sentences.append(sentence)
             if previous is not None:
@@ -618,18 +639,103 @@ def extractive_answer(
     max_sentences: int,
     threshold: float,
     ignore: Iterable[str] = (),
+    parts: Sequence[Part] = (),
 ) -> Draft:
-    """Answer with the sentences that answer the question, or refuse with the closest ones."""
+    """Answer with the sentences that answer the question, or refuse with the closest ones.
+
+    A question in several `parts` (one per report it names) is answered part by part, each from
+    its own passages, side by side; see `parts_answer`.
+    """
     pool = sentence_pool(passages)
-    read = read_question(question, ignore=set(ignore) | outlet_terms(passages))
+    ignored = set(ignore) | outlet_terms(passages)
+    read = read_question(question, ignore=ignored)
     scored = score_sentences(read, pool)
     if not scored:
         return refusal([], 0.0)
     confidence = max(s.evidence for s in scored)
     if confidence < threshold:
         return refusal(scored, confidence)
+    if len(parts) > 1:
+        by_parts = parts_answer(
+            parts, passages, threshold=threshold, ignore=ignored, question=question
+        )
+        if by_parts is not None:
+            return replace(by_parts, confidence=confidence)
     text, citations = render(select(scored, max_sentences, threshold))
     return Draft(text, citations, False, confidence)
+
+
+def part_label(part: Part, number: int) -> str:
+    if part.label:
+        return part.label
+    return ", ".join(part.sources) or f"Part {number}"
+
+
+def parts_answer(
+    parts: Sequence[Part],
+    passages: Sequence[Passage],
+    *,
+    threshold: float,
+    ignore: Iterable[str] = (),
+    question: str = "",
+) -> Draft | None:
+    """One line per part of the question: the best statement of the part's own report, cited,
+    or that the articles don't say. None when no part has evidence of its own.
+
+    A part's sentences are scored against the part's clause and, less, the whole question (the
+    clause alone often lacks the names the question is about). A part counts as missing below a
+    share of the threshold: its clause is shorter than the question, so its evidence is lower.
+    """
+    lines: list[tuple[str, list[tuple[Sentence, float]]]] = []
+    taken: set[tuple[str, int, int]] = set()
+    answered = 0
+    whole = read_question(question, ignore=ignore) if question else None
+    for number, part in enumerate(parts, start=1):
+        label = part_label(part, number)
+        own = [p for p in passages if p.part == number - 1]
+        if not own and part.sources:
+            own = [p for p in passages if p.source in part.sources]
+        chosen: list[tuple[Sentence, float]] = []
+        if own:
+            pool = sentence_pool(own)
+            scored = score_sentences(read_question(part.text, ignore=ignore), pool)
+            if whole is not None and WEIGHTS.part_whole:
+                overall = {s.sentence.key: s for s in score_sentences(whole, pool)}
+                scored = sorted(
+                    (
+                        replace(
+                            s,
+                            score=s.score + WEIGHTS.part_whole * overall[s.sentence.key].score,
+                        )
+                        for s in scored
+                        if s.sentence.key in overall
+                    ),
+                    key=lambda s: (-s.score, s.sentence.rank, s.sentence.start),
+                )
+            scored = [s for s in scored if s.sentence.key not in taken]
+            if scored and scored[0].evidence >= WEIGHTS.part_threshold * threshold:
+                best = scored[0]
+                chosen = [(best.sentence, best.score)]
+                chosen += [(other, best.score) for other in best.linked if other.key not in taken]
+                chosen = _ordered(chosen)[: WEIGHTS.sentences_per_part]
+                taken.update(sentence.key for sentence, _ in chosen)
+                answered += 1
+        lines.append((label, chosen))
+    if answered == 0:
+        return None
+    citations: list[Citation] = []
+    rendered = []
+    for label, chosen in lines:
+        if not chosen:
+            rendered.append(f"{label}: {NOT_FOUND[0].lower()}{NOT_FOUND[1:]}")
+            continue
+        quotes = []
+        for sentence, score in chosen:
+            citation = citation_for(len(citations) + 1, sentence, score)
+            citations.append(citation)
+            quotes.append(f"{citation.quote} [{citation.n}]")
+        rendered.append(f"{label}: " + " ".join(quotes))
+    return Draft("\n".join(rendered), tuple(citations), False, 0.0)
 
 
 # -- LLM answers: checking what the model wrote ------------------------------------------------
@@ -935,12 +1041,15 @@ class Answerer:
             question, history, chat_model=self.chat_model, prompt=self.prompts["condense"]
         )
 
-    def extractive(self, question: str, passages: Sequence[Passage]) -> Draft:
+    def extractive(
+        self, question: str, passages: Sequence[Passage], query: Query | None = None
+    ) -> Draft:
         return extractive_answer(
             question,
             passages,
             max_sentences=self.settings.max_answer_sentences,
             threshold=self.settings.refusal_threshold,
+            parts=query.parts if query is not None else (),
         )
 
     def stream(
@@ -952,7 +1061,7 @@ class Answerer:
         today: date | None = None,
     ) -> Iterator[str | Draft]:
         """Text pieces as they are produced, then the Draft."""
-        draft = self.extractive(question, passages)
+        draft = self.extractive(question, passages, query)
         if self.chat_model is None or draft.refused:
             # Below the calibrated evidence threshold even an LLM would be guessing.
             yield draft.text

@@ -6,6 +6,7 @@ model's word pieces), so offsets are those the store would hold.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -368,3 +369,94 @@ def test_refusal_phrases() -> None:
     assert is_refusal("The articles don't say.")
     assert is_refusal("The articles don’t say. Nothing about that.")
     assert not is_refusal("The articles say Qatar was upbeat [1].")
+
+
+# -- questions in parts (several reports) -------------------------------------------------------
+
+
+def outlet_passages(body: str, source: str, day: int, part: int | None) -> list:
+    article = Article(
+        id=f"{source}-{day}",
+        title=f"{source} deals",
+        body=body,
+        source=source,
+        published_at=datetime(2023, 11, day, 15, tzinfo=UTC),
+    )
+    passages = passages_of(article, similarity=0.55)
+    return [dataclasses.replace(p, part=part) for p in passages]
+
+
+VERGE = (
+    "Black Friday brings discounts on gadgets.\n"
+    "A universal travel adapter is one of the most useful charging gadgets to pack this season.\n"
+    "Headphones are also cheaper."
+)
+WIRED = (
+    "Wired tested dozens of accessories.\n"
+    "A 10,000-mAh power bank keeps a phone charged through a long trip, our reviewers found.\n"
+    "Smart speakers sold out early."
+)
+COMPARISON = (
+    "Between the report from The Verge on 2023-11-24 and the report from Wired on 2023-11-25, "
+    "is there consistency in the focus on charging devices such as travel adapters and power "
+    "banks?"
+)
+
+
+def comparison_parts() -> list:
+    from bot.understand import Part
+
+    return [
+        Part(
+            "useful charging devices travel adapters", ("The Verge",), label="The Verge, 2023-11-24"
+        ),
+        Part("charging devices power banks", ("Wired",), label="Wired, 2023-11-25"),
+    ]
+
+
+def test_each_part_is_answered_from_its_own_report_side_by_side() -> None:
+    passages = outlet_passages(VERGE, "The Verge", 24, 0) + outlet_passages(WIRED, "Wired", 25, 1)
+    draft = extractive_answer(
+        COMPARISON, passages, max_sentences=3, threshold=0.22, parts=comparison_parts()
+    )
+    assert not draft.refused
+    verge, wired = draft.text.splitlines()
+    assert verge.startswith("The Verge, 2023-11-24: A universal travel adapter") and verge.endswith(
+        "[1]"
+    )
+    assert wired.startswith("Wired, 2023-11-25: A 10,000-mAh power bank") and wired.endswith("[2]")
+    first, second = draft.citations
+    assert (first.source, second.source) == ("The Verge", "Wired")
+    assert first.quote in verge and second.quote in wired
+
+
+def test_a_part_without_evidence_is_said_to_be_missing() -> None:
+    from bot.understand import Part
+
+    passages = outlet_passages(VERGE, "The Verge", 24, 0) + outlet_passages(WIRED, "Wired", 25, 1)
+    parts = [*comparison_parts(), Part("charging devices cables", ("Engadget",), label="Engadget")]
+    draft = extractive_answer(COMPARISON, passages, max_sentences=3, threshold=0.22, parts=parts)
+    lines = draft.text.splitlines()
+    assert lines[-1] == "Engadget: the articles don't say."
+    assert len(draft.citations) == 2
+
+
+def test_a_question_about_nothing_in_the_articles_is_refused_even_in_parts() -> None:
+    from bot.understand import Part
+
+    # What retrieval returns for it: the closest reports, only loosely similar.
+    passages = [
+        dataclasses.replace(p, dense_score=0.3)
+        for p in outlet_passages(VERGE, "The Verge", 24, None)
+        + outlet_passages(WIRED, "Wired", 25, None)
+    ]
+    null = (
+        "Based on a Reuters report and a BBC News article about the Cabora Bassa Basin, which "
+        "company starting with T plans infrastructure investment there?"
+    )
+    parts = [
+        Part("Cabora Bassa Basin company", ("Reuters",), label="Reuters"),
+        Part("infrastructure investment basin", ("BBC News",), label="BBC News"),
+    ]
+    draft = extractive_answer(null, passages, max_sentences=3, threshold=0.22, parts=parts)
+    assert draft.refused

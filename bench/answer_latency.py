@@ -1,0 +1,133 @@
+"""How long the extractive answerer takes after retrieval, and what sentence embeddings would add.
+
+    .venv/bin/python bench/answer_latency.py [--questions 200]
+
+The answerer gets k=6 passages of ~200 word pieces (what the store returns at the default
+settings), cut by the real chunker from the ../shared/eval MultiHop corpus grouped into long
+articles, and answers every dev question. It prints p50/p95 of the answer stage, then the cost of
+embedding a handful or all of the candidate sentences with the configured embedder: the figure
+that decided against sentence embeddings at question time (docs/answering.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+ARTICLE_BODIES = 8  # corpus excerpts joined into one long article
+K = 6
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--eval-dir", type=Path, default=EVAL)
+    args = parser.parse_args()
+
+    from bot.answer import _split, extractive_answer, sentence_pool
+    from bot.retrieve import Passage
+    from bot.settings import load_settings
+    from index.article import Article
+    from index.chunk import chunk_article
+    from index.embed import TokenCounter, load_embedder
+
+    settings = load_settings()
+    rows = [json.loads(line) for line in (args.eval_dir / "multihop_corpus.jsonl").open()]
+    questions = [json.loads(line) for line in (args.eval_dir / "multihop_dev.jsonl").open()]
+    questions = questions[: args.questions]
+    count = TokenCounter(settings.embedding_model)
+
+    passages: list[Passage] = []
+    for start in range(0, len(rows), ARTICLE_BODIES):
+        group = rows[start : start + ARTICLE_BODIES]
+        article = Article(
+            id=f"bench-{start}",
+            title=group[0]["title"],
+            body="\n".join(row["body"] for row in group),
+            source=group[0]["source"],
+            published_at=datetime.fromisoformat(group[0]["published_at"]).astimezone(UTC),
+        )
+        for chunk in chunk_article(
+            article,
+            count_tokens=count,
+            max_model_tokens=256,
+            chunk_tokens=settings.chunk_tokens,
+            overlap_sentences=settings.chunk_overlap,
+        ):
+            passages.append(
+                Passage(
+                    chunk.id,
+                    chunk.text,
+                    {
+                        "article_id": article.id,
+                        "title": article.title,
+                        "source": article.source,
+                        "published_at": article.published_at.isoformat(),
+                        "chunk_start": chunk.start,
+                        "chunk_end": chunk.end,
+                        "position": chunk.position,
+                    },
+                    score=0.03,
+                    dense_score=0.5,
+                )
+            )
+
+    def top_k(question: str) -> list[Passage]:
+        words = set(question.lower().split())
+        return sorted(passages, key=lambda p: -len(words & set(p.text.lower().split())))[:K]
+
+    chosen = [(row["question"], top_k(row["question"])) for row in questions]
+    sentences = [len(sentence_pool(found).sentences) for _, found in chosen]
+    for question, found in chosen[:5]:  # warm caches (stemmer, regexes)
+        extractive_answer(question, found, max_sentences=3, threshold=settings.refusal_threshold)
+    print(f"passages per question: {K}, ~{settings.chunk_tokens} word pieces each")
+    print(f"candidate sentences per question: median {statistics.median(sentences):.0f}")
+    for label, cold in (("passages not seen before", True), ("passages split before", False)):
+        seconds = []
+        for question, found in chosen:
+            if cold:
+                _split.cache_clear()
+            started = time.perf_counter()
+            extractive_answer(
+                question, found, max_sentences=3, threshold=settings.refusal_threshold
+            )
+            seconds.append(time.perf_counter() - started)
+        p50, p95 = percentile(seconds, 0.5) * 1000, percentile(seconds, 0.95) * 1000
+        print(
+            f"extractive answer stage, {label}, {len(seconds)} questions: "
+            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+        )
+
+    embedder = load_embedder(settings)
+    sample = [
+        s.text for s in sentence_pool(chosen[0][1]).sentences for _ in range(3)
+    ]  # enough sentences for the largest batch
+    embedder.embed(sample[:2])
+    for size in (1, 5, 30):
+        times = []
+        for _ in range(7):
+            started = time.perf_counter()
+            embedder.embed(sample[:size])
+            times.append(time.perf_counter() - started)
+        print(
+            f"embedding {size:>2} sentences ({settings.embedding_backend}): "
+            f"median {statistics.median(times) * 1000:.1f} ms"
+        )
+    print(f"machine: {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
