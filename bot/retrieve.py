@@ -54,9 +54,10 @@ class RetrievalConfig:
     latest_weight: float = 1.0  # weight of the recency vote when the question asks for the latest
     part_weight: float = 1.0  # weight of each part's list against the whole question's
     part_rounds: int = 1  # turns each part gets before the fused list fills the rest
-    facet_weight: float = 1.0  # weight of each clause's list of a long question (0: off)
+    facet_weight: float = 0.0  # weight of each clause's list of a long question (0: off)
     facet_rounds: int = 0  # turns each clause gets after the parts
     facet_named_only: int = 1  # clauses search only the outlets the question names, if any
+    coverage_weight: float = 0.5  # prefer articles covering question words not yet covered
     duplicate_overlap: float = 0.9  # word-set overlap (Jaccard) above which chunks are one
     check_interval: float = 1.0  # seconds between checks of the store's generation
 
@@ -545,6 +546,16 @@ class LexicalIndex:
         order = candidates[np.argsort(-scores[candidates], kind="stable")]
         return [(str(self._chunk_ids[slot]), float(scores[slot])) for slot in order]
 
+    def term_weights(self, words: Sequence[str]) -> dict[int, float]:
+        """term id -> idf, for the words the index knows."""
+        weights: dict[int, float] = {}
+        for word in words:
+            term_id = self._vocab.get(word)
+            if term_id is not None and self._df[term_id] > 0:
+                df = self._df[term_id]
+                weights[term_id] = math.log(1.0 + (self.live - df + 0.5) / (df + 0.5))
+        return weights
+
     def info(self, chunk_id: str) -> tuple[str, int, float, frozenset[int]] | None:
         """(article id, text hash, published_ts, term ids) of an indexed chunk."""
         slot = self._slot_of.get(chunk_id)
@@ -797,7 +808,9 @@ class Retriever:
             for text in query.facets:
                 facets.append(probe(text, text, vectors.get(text), scope))
 
-        chosen = self._select(parts, whole, k, candidates, index, facets)
+        with self._lock:
+            question_terms = index.term_weights(query_terms(lexical_text))
+        chosen = self._select(parts, whole, k, candidates, index, facets, question_terms)
         self._complete(chosen, candidates, vectors.get(query.text))
         return [self._passage(item, candidates) for item in chosen]
 
@@ -879,6 +892,7 @@ class Retriever:
         candidates: dict[str, _Candidate],
         index: LexicalIndex,
         facets: Sequence[_Ranked] = (),
+        question_terms: dict[int, float] | None = None,
     ) -> list[tuple[str, float, int | None, tuple[str, ...]]]:
         """Take turns between the parts and the whole question, one chunk per article first,
         collapsing near-identical chunks. Returns (chunk id, score, part, duplicate articles)."""
@@ -955,6 +969,8 @@ class Retriever:
             for ranked in facets:
                 if len(chosen) < k:
                     take(ranked, True)
+        if self.config.coverage_weight > 0 and question_terms and len(chosen) < k:
+            merged = self._by_coverage(merged, chosen, k, question_terms, infos)
         for distinct in (True, False):
             while len(chosen) < k and take(merged, distinct):
                 pass
@@ -962,6 +978,44 @@ class Retriever:
             (chunk_id, score, part, tuple(dict.fromkeys(duplicates.get(chunk_id, ()))))
             for chunk_id, score, part in chosen
         ]
+
+    def _by_coverage(
+        self,
+        merged: _Ranked,
+        chosen: Sequence[tuple[str, float, int | None]],
+        k: int,
+        question_terms: dict[int, float],
+        infos: dict[str, tuple[str, int, float, frozenset[int]] | None],
+    ) -> _Ranked:
+        """Reorder the fused list greedily so that each next article also covers words of the
+        question the articles already taken do not: a multi-hop question chains one fact per
+        report, and five reports of the same fact answer only part of it."""
+        total = sum(question_terms.values()) or 1.0
+        covered: set[int] = set()
+        for chunk_id, _, _ in chosen:
+            info = infos.get(chunk_id)
+            if info is not None:
+                covered |= info[3] & question_terms.keys()
+        pool = [chunk_id for chunk_id in merged.ids[: max(3 * k, 30)]]
+        top = max((merged.scores[c] for c in pool), default=1.0) or 1.0
+        order: list[str] = []
+        remaining = list(pool)
+        while remaining:
+            best, best_value = remaining[0], -1.0
+            for chunk_id in remaining:
+                info = infos.get(chunk_id)
+                words = (info[3] & question_terms.keys()) if info is not None else frozenset()
+                gain = sum(question_terms[t] for t in words - covered) / total
+                value = merged.scores[chunk_id] / top + self.config.coverage_weight * gain
+                if value > best_value:
+                    best, best_value = chunk_id, value
+            order.append(best)
+            remaining.remove(best)
+            info = infos.get(best)
+            if info is not None:
+                covered |= info[3] & question_terms.keys()
+        order += merged.ids[len(pool) :]
+        return _Ranked(order, merged.scores)
 
     def _complete(
         self,

@@ -704,7 +704,7 @@ def _sentence_start(question: str, start: int) -> bool:
 
 # Where a question moves from one report to another.
 _CLAUSE_BREAK = re.compile(
-    r"\s*(?:[;?]|,\s*(?:and|but|while|whereas|or)\b|,(?!\s*(?:19|20)\d\d\b)|\b(?:while|whereas|compared\s+(?:to|with)"
+    r"\s*(?:[;?]|,\s*(?:and|but|while|whereas|or)\b|,(?!\s*(?:19|20)\d\d\b)(?!\d)|\b(?:while|whereas|compared\s+(?:to|with)"
     r"|as\s+opposed\s+to|in\s+contrast\s+to|unlike|than|before|after|and\s+(?:the|a|an|that|in|"
     r"from|by|then|later)\b|versus|vs\.?))\s*",
     re.IGNORECASE,
@@ -935,7 +935,11 @@ def understand_question(
             if len(part_sources) > 1:
                 label_bits[0] += f" (+{len(part_sources) - 1})"
             label_bits += [d.label() for d in pinned]
+            if not part_sources and not pinned:
+                continue  # a date of an event, not of a report: nothing to search apart
             parts.append(Part(text, part_sources, part_first, part_last, ", ".join(label_bits)))
+    if len(parts) < 2:
+        parts = []
     return Understanding(
         outlets,
         dates,
