@@ -238,18 +238,21 @@ def _local_day(metadata: dict[str, Any]) -> int:
 
 
 class _Growable:
-    """A numpy array that grows by doubling (slot-indexed columns of the index)."""
+    """A numpy array that grows by doubling along its first axis (slot-indexed columns)."""
 
-    def __init__(self, dtype: Any, fill: Any) -> None:
+    def __init__(self, dtype: Any, fill: Any, width: int | None = None) -> None:
         self.fill = fill
-        self.data = np.full(1024, fill, dtype=dtype)
+        self.data = np.full((1024,) if width is None else (1024, width), fill, dtype=dtype)
 
     def set(self, slot: int, value: Any) -> None:
         if slot >= len(self.data):
-            bigger = np.full(max(slot + 1, 2 * len(self.data)), self.fill, dtype=self.data.dtype)
-            bigger[: len(self.data)] = self.data
-            self.data = bigger
+            self.resize(max(slot + 1, 2 * len(self.data)), len(self.data))
         self.data[slot] = value
+
+    def resize(self, capacity: int, keep: int) -> None:
+        bigger = np.full((capacity, *self.data.shape[1:]), self.fill, dtype=self.data.dtype)
+        bigger[:keep] = self.data[:keep]
+        self.data = bigger
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,8 @@ class LexicalIndex:
         self._day = _Growable(np.int32, -1)
         self._source = _Growable(np.int32, -1)
         self._live = _Growable(np.bool_, False)
+        self._has_vector = _Growable(np.bool_, False)
+        self._vectors: _Growable | None = None  # unit vectors, for dense search within a scope
         self._extra_sources: dict[int, tuple[int, ...]] = {}
         self._source_code: dict[str, int] = {}
         self._source_names: list[str] = []
@@ -418,6 +423,15 @@ class LexicalIndex:
         for c in {code, *extra}:
             self._source_chunks[c] += 1
         self._live.set(slot, True)
+        self._has_vector.set(slot, False)
+        if chunk.vector is not None:
+            vector = np.asarray(chunk.vector, dtype=np.float32)
+            norm = float(np.linalg.norm(vector))
+            if self._vectors is None:
+                self._vectors = _Growable(np.float32, 0.0, width=len(vector))
+            if norm > 0 and len(vector) == self._vectors.data.shape[1]:
+                self._vectors.set(slot, vector / norm)
+                self._has_vector.set(slot, True)
         self._total_length += len(words)
         self.live += 1
 
@@ -452,7 +466,12 @@ class LexicalIndex:
         """Drop dead slots: renumber the live chunks and rebuild the postings from their terms."""
         keep = [slot for slot, chunk_id in enumerate(self._chunk_ids) if chunk_id is not None]
         postings = [(array("i"), array("i")) for _ in self._df]
-        columns = [self._length, self._ts, self._day, self._source, self._live]
+        columns = [self._length, self._ts, self._day, self._source, self._live, self._has_vector]
+        if self._vectors is not None:
+            columns.append(self._vectors)
+        for column in columns:  # a column written only for some slots may be shorter
+            if len(column.data) < len(self._chunk_ids):
+                column.resize(len(self._chunk_ids), len(column.data))
         new_columns = [c.data[keep].copy() for c in columns]
         extra = {}
         for new_slot, slot in enumerate(keep):
@@ -472,8 +491,8 @@ class LexicalIndex:
             chunk_id: slot for slot, chunk_id in enumerate(self._chunk_ids) if chunk_id
         }
         for column, data in zip(columns, new_columns, strict=True):
-            column.data = np.full(max(1024, 2 * len(data)), column.fill, dtype=data.dtype)
-            column.data[: len(data)] = data
+            column.data = data
+            column.resize(max(1024, 2 * len(data)), len(data))
         self._extra_sources = extra
 
     # -- reading -----------------------------------------------------------------------------
@@ -545,6 +564,40 @@ class LexicalIndex:
             candidates = candidates[np.argpartition(-scores[candidates], n - 1)[:n]]
         order = candidates[np.argsort(-scores[candidates], kind="stable")]
         return [(str(self._chunk_ids[slot]), float(scores[slot])) for slot in order]
+
+    def covers_vectors(self, allowed: np.ndarray | None) -> bool:
+        """Every allowed live chunk has its vector here (so dense search can run in memory)."""
+        n = len(self._chunk_ids)
+        mask = self._live.data[:n] if allowed is None else allowed
+        return self._vectors is not None and not bool((mask & ~self._has_vector.data[:n]).any())
+
+    def dense_search(
+        self, vector: np.ndarray, n: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[str, float]]:
+        """Exact cosine search among the allowed chunks: (chunk id, similarity), best first."""
+        size = len(self._chunk_ids)
+        if self._vectors is None or n <= 0:
+            return []
+        mask = self._live.data[:size] if allowed is None else allowed
+        slots = np.flatnonzero(mask & self._has_vector.data[:size])
+        if not len(slots):
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        query = query / (float(np.linalg.norm(query)) or 1.0)
+        scores = self._vectors.data[slots] @ query
+        if len(slots) > n:
+            best = np.argpartition(-scores, n - 1)[:n]
+            slots, scores = slots[best], scores[best]
+        order = np.argsort(-scores, kind="stable")
+        return [(str(self._chunk_ids[slots[i]]), float(scores[i])) for i in order]
+
+    def similarity(self, chunk_id: str, vector: np.ndarray) -> float | None:
+        """Cosine similarity of a chunk's stored vector to `vector` (None: no vector here)."""
+        slot = self._slot_of.get(chunk_id)
+        if slot is None or self._vectors is None or not self._has_vector.data[slot]:
+            return None
+        query = np.asarray(vector, dtype=np.float32)
+        return float(self._vectors.data[slot] @ query / (float(np.linalg.norm(query)) or 1.0))
 
     def term_weights(self, words: Sequence[str]) -> dict[int, float]:
         """term id -> idf, for the words the index knows."""
@@ -656,7 +709,7 @@ class Retriever:
     def _rebuild(self, generation: int) -> None:
         started = time.perf_counter()
         index = LexicalIndex(self.config.bm25_k1, self.config.bm25_b)
-        for chunk in self.store.iter_chunks():
+        for chunk in self.store.iter_chunks(vectors=True):
             index.add(chunk)
         self._index = index
         self._generation = generation
@@ -679,7 +732,7 @@ class Retriever:
             for chunk_id in removed:
                 self._index.remove(chunk_id)
             if written:
-                for chunk in self.store.get_chunks(written):
+                for chunk in self.store.get_chunks(written, vectors=True):
                     self._index.add(chunk)
             if self._generation is not None and generation == self._generation + 1:
                 self._generation = generation
@@ -811,7 +864,7 @@ class Retriever:
         with self._lock:
             question_terms = index.term_weights(query_terms(lexical_text))
         chosen = self._select(parts, whole, k, candidates, index, facets, question_terms)
-        self._complete(chosen, candidates, vectors.get(query.text))
+        self._complete(chosen, candidates, vectors.get(query.text), index)
         return [self._passage(item, candidates) for item in chosen]
 
     def _embed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -831,36 +884,59 @@ class Retriever:
         candidates: dict[str, _Candidate],
         index: LexicalIndex,
     ) -> _Ranked:
-        """Dense and lexical search within a scope, fused."""
+        """Dense and lexical search within a scope, fused.
+
+        The caller's since/until go to Chroma as a `where`; a scope narrowed further by outlets
+        or days (a part, the question's own outlet) is searched exactly in memory, over the
+        vectors the index holds, which is much faster than Chroma's metadata filters.
+        """
         rankings: list[list[str]] = []
         weights: list[float] = []
-        if self.mode != "lexical" and vector is not None:
-            hits = self.store.query(vector.tolist(), pool, where=scope.where())
+        dense = self.mode != "lexical" and vector is not None
+        narrowed = bool(scope.sources or scope.first or scope.last)
+        dense_hits: list[tuple[str, float]] | None = None
+        lexical_hits: list[tuple[str, float]] = []
+        with self._lock:
+            allowed = index.mask(scope)
+            if dense and narrowed and index.covers_vectors(allowed):
+                assert vector is not None
+                dense_hits = index.dense_search(vector, pool, allowed)
+            if self.mode != "dense":
+                lexical_hits = index.search(query_terms(lexical_text), pool, allowed)
+            infos = {
+                chunk_id: index.info(chunk_id)
+                for chunk_id, _ in [*(dense_hits or []), *lexical_hits]
+            }
+        if dense:
+            assert vector is not None
             dense_ids = []
-            for hit in hits:
-                if not scope.admits(hit.metadata):
-                    continue
-                candidate = candidates.setdefault(hit.id, _Candidate(hit.id))
-                candidate.text, candidate.metadata = hit.text, hit.metadata
-                candidate.article_id = str(hit.metadata.get("article_id", ""))
-                if candidate.dense_score is None or hit.score > candidate.dense_score:
-                    candidate.dense_score = hit.score
-                dense_ids.append(hit.id)
+            if dense_hits is None:
+                for hit in self.store.query(vector.tolist(), pool, where=scope.where()):
+                    if not scope.admits(hit.metadata):
+                        continue
+                    candidate = candidates.setdefault(hit.id, _Candidate(hit.id))
+                    candidate.text, candidate.metadata = hit.text, hit.metadata
+                    candidate.article_id = str(hit.metadata.get("article_id", ""))
+                    _raise(candidate, "dense_score", hit.score)
+                    dense_ids.append(hit.id)
+            else:
+                for chunk_id, score in dense_hits:
+                    candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
+                    info = infos.get(chunk_id)
+                    if info is not None:
+                        candidate.article_id = info[0]
+                    _raise(candidate, "dense_score", score)
+                    dense_ids.append(chunk_id)
             rankings.append(dense_ids)
             weights.append(self.config.dense_weight)
         if self.mode != "dense":
-            words = query_terms(lexical_text)
-            with self._lock:
-                hits_lexical = index.search(words, pool, index.mask(scope))
-                infos = {chunk_id: index.info(chunk_id) for chunk_id, _ in hits_lexical}
             lexical_ids = []
-            for chunk_id, score in hits_lexical:
+            for chunk_id, score in lexical_hits:
                 candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
                 info = infos.get(chunk_id)
                 if info is not None:
                     candidate.article_id = info[0]
-                if candidate.lexical_score is None or score > candidate.lexical_score:
-                    candidate.lexical_score = score
+                _raise(candidate, "lexical_score", score)
                 lexical_ids.append(chunk_id)
             rankings.append(lexical_ids)
             weights.append(self.config.lexical_weight)
@@ -1022,6 +1098,7 @@ class Retriever:
         chosen: list[tuple[str, float, int | None, tuple[str, ...]]],
         candidates: dict[str, _Candidate],
         vector: np.ndarray | None,
+        index: LexicalIndex,
     ) -> None:
         """Fetch text and metadata of chosen chunks only the lexical index found; give them a
         dense score too, so every passage can be compared with the question."""
@@ -1034,17 +1111,9 @@ class Retriever:
             candidates[cid] for cid, _, _, _ in chosen if candidates[cid].dense_score is None
         ]
         if unscored and vector is not None and self.mode != "lexical":
-            articles = sorted({c.article_id for c in unscored if c.article_id})
-            wanted = {c.chunk_id for c in unscored}
-            chunks = sum(int((c.metadata or {}).get("n_chunks", 1)) for c in unscored)
-            hits = self.store.query(
-                vector.tolist(),
-                min(max(chunks, len(wanted)), 500),
-                where={"article_id": {"$in": articles}},
-            )
-            for hit in hits:
-                if hit.id in wanted:
-                    candidates[hit.id].dense_score = hit.score
+            with self._lock:
+                for candidate in unscored:
+                    candidate.dense_score = index.similarity(candidate.chunk_id, vector)
 
     def _passage(
         self,
@@ -1068,6 +1137,13 @@ class Retriever:
     def as_langchain(self, k: int) -> Any:
         """This retriever as a LangChain BaseRetriever returning Documents."""
         return _langchain_class()(newsbot_retriever=self, k=k)
+
+
+def _raise(candidate: _Candidate, name: str, score: float) -> None:
+    """Keep the best score a candidate got from any probe."""
+    current = getattr(candidate, name)
+    if current is None or score > current:
+        setattr(candidate, name, score)
 
 
 def _article(

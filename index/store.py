@@ -39,6 +39,7 @@ class StoredChunk:
     text: str
     metadata: dict[str, Any]
     score: float = 0.0  # cosine similarity for dense hits
+    vector: Any = None  # the stored embedding, when asked for (iter_chunks/get_chunks vectors=True)
 
 
 def make_client(settings: Settings) -> Any:
@@ -297,29 +298,20 @@ class Store:
             )
         ]
 
-    def iter_chunks(self, page: int = 5000) -> Iterable[StoredChunk]:
-        """Every chunk (text and metadata, no vectors), page by page."""
+    def iter_chunks(self, page: int = 5000, *, vectors: bool = False) -> Iterable[StoredChunk]:
+        """Every chunk (text and metadata; with its vector if asked), page by page."""
+        include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
         offset = 0
         while True:
-            result = self._call(
-                self._chunks.get, include=["documents", "metadatas"], limit=page, offset=offset
-            )
+            result = self._call(self._chunks.get, include=include, limit=page, offset=offset)
             if not result["ids"]:
                 return
-            for i, doc, meta in zip(
-                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=False
-            ):
-                yield StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}))
+            yield from _stored(result, vectors)
             offset += len(result["ids"])
 
-    def get_chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
-        result = self._call(self._chunks.get, ids=list(ids), include=["documents", "metadatas"])
-        return [
-            StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}))
-            for i, doc, meta in zip(
-                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=False
-            )
-        ]
+    def get_chunks(self, ids: Sequence[str], *, vectors: bool = False) -> list[StoredChunk]:
+        include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
+        return list(_stored(self._call(self._chunks.get, ids=list(ids), include=include), vectors))
 
     def count(self) -> int:
         return int(self._call(self._chunks.count))
@@ -342,6 +334,20 @@ class Store:
         for name in (self.name, f"{self.name}-articles"):
             self._call(self._client.delete_collection, name)
         self._open_collections()
+
+
+def _stored(result: Any, vectors: bool) -> Iterable[StoredChunk]:
+    embeddings = result.get("embeddings") if vectors else None
+    if embeddings is None:
+        embeddings = [None] * len(result["ids"])
+    for i, doc, meta, vector in zip(
+        result["ids"],
+        result["documents"] or [],
+        result["metadatas"] or [],
+        embeddings,
+        strict=False,
+    ):
+        yield StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}), vector=vector)
 
 
 def _batches(items: list[T], size: int) -> Iterable[list[T]]:

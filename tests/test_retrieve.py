@@ -410,3 +410,19 @@ def test_as_langchain_is_a_base_retriever(deals_bot) -> None:
     assert len(documents) == 2
     assert documents[0].metadata["source"] == "Wired"
     assert documents[0].page_content in BLACK_FRIDAY[1].body
+
+
+def test_dense_search_in_memory_respects_the_scope() -> None:
+    import numpy as np
+
+    index = LexicalIndex()
+    for n, (source, direction) in enumerate(
+        [("Wired", [1.0, 0.0]), ("The Verge", [0.9, 0.1]), ("Wired", [0.0, 1.0])]
+    ):
+        stored = chunk(f"c{n}#0", "text", source=source)
+        index.add(StoredChunk(stored.id, stored.text, stored.metadata, vector=np.array(direction)))
+    query = np.array([1.0, 0.0])
+    assert [c for c, _ in index.dense_search(query, 3)] == ["c0#0", "c1#0", "c2#0"]
+    wired = index.mask(Scope(sources=("Wired",)))
+    assert [c for c, _ in index.dense_search(query, 3, wired)] == ["c0#0", "c2#0"]
+    assert index.similarity("c1#0", query) == pytest.approx(0.9 / np.hypot(0.9, 0.1))
