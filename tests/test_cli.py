@@ -251,7 +251,7 @@ def test_stats_reindex_and_reset(tmp_path: Path) -> None:
 
     reindexed = newsbot("reindex", *store)
     assert reindexed.exit_code == 0, reindexed.output
-    assert "Re-embedded 2 chunks with all-MiniLM-L6-v2 (torch, fp32)" in reindexed.stdout
+    assert "Re-embedded 2 chunks with all-MiniLM-L6-v2 (onnx, fp32)" in reindexed.stdout
 
     declined = newsbot("reset", *store, input="n\n")
     assert declined.exit_code == 1
