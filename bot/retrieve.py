@@ -62,6 +62,9 @@ class RetrievalConfig:
     check_interval: float = 1.0  # seconds between checks of the store's generation
 
 
+# A part whose text leaves out at most this share of the question's words is searched with the
+# question's own vector (one embedding less).
+SAME_TEXT_SHARE = 0.2
 # A day named in a question is a day where the article was published; Chroma filters on UTC
 # seconds, so the window is widened by the largest UTC offsets and the day checked exactly after.
 _EARLIEST_OFFSET = timedelta(hours=14)
@@ -609,6 +612,10 @@ class LexicalIndex:
                 weights[term_id] = math.log(1.0 + (self.live - df + 0.5) / (df + 0.5))
         return weights
 
+    def article_of(self, chunk_id: str) -> str | None:
+        slot = self._slot_of.get(chunk_id)
+        return None if slot is None else self._article_ids[slot]
+
     def info(self, chunk_id: str) -> tuple[str, int, float, frozenset[int]] | None:
         """(article id, text hash, published_ts, term ids) of an indexed chunk."""
         slot = self._slot_of.get(chunk_id)
@@ -811,10 +818,20 @@ class Retriever:
         config = self.config
         pool = max(config.pool, 3 * k)
         base = Scope(since=query.since, until=query.until)
-        texts = [query.text, *(part.text for part in query.parts)]
+        # A part asking with (nearly) the whole question reuses the question's vector.
+        question_words = set(terms(query.text))
+        own_text = {
+            part.text: len(question_words - set(terms(part.text)))
+            > SAME_TEXT_SHARE * len(question_words)
+            for part in query.parts
+        }
+        texts = [query.text, *(part.text for part in query.parts if own_text[part.text])]
         if config.facet_weight > 0:
             texts += query.facets
         vectors = self._embed(texts)
+        if query.text in vectors:
+            for part in query.parts:
+                vectors.setdefault(part.text, vectors[query.text])
         candidates: dict[str, _Candidate] = {}
         lexical_text = query.lexical_text if query.lexical_text is not None else query.text
 
@@ -903,8 +920,8 @@ class Retriever:
                 dense_hits = index.dense_search(vector, pool, allowed)
             if self.mode != "dense":
                 lexical_hits = index.search(query_terms(lexical_text), pool, allowed)
-            infos = {
-                chunk_id: index.info(chunk_id)
+            articles = {
+                chunk_id: index.article_of(chunk_id)
                 for chunk_id, _ in [*(dense_hits or []), *lexical_hits]
             }
         if dense:
@@ -922,9 +939,7 @@ class Retriever:
             else:
                 for chunk_id, score in dense_hits:
                     candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
-                    info = infos.get(chunk_id)
-                    if info is not None:
-                        candidate.article_id = info[0]
+                    candidate.article_id = articles.get(chunk_id) or candidate.article_id
                     _raise(candidate, "dense_score", score)
                     dense_ids.append(chunk_id)
             rankings.append(dense_ids)
@@ -933,9 +948,7 @@ class Retriever:
             lexical_ids = []
             for chunk_id, score in lexical_hits:
                 candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
-                info = infos.get(chunk_id)
-                if info is not None:
-                    candidate.article_id = info[0]
+                candidate.article_id = articles.get(chunk_id) or candidate.article_id
                 _raise(candidate, "lexical_score", score)
                 lexical_ids.append(chunk_id)
             rankings.append(lexical_ids)
@@ -972,12 +985,7 @@ class Retriever:
     ) -> list[tuple[str, float, int | None, tuple[str, ...]]]:
         """Take turns between the parts and the whole question, one chunk per article first,
         collapsing near-identical chunks. Returns (chunk id, score, part, duplicate articles)."""
-        with self._lock:
-            infos = {
-                chunk_id: index.info(chunk_id)
-                for ranked in (*parts, *facets, whole)
-                for chunk_id in ranked.ids
-            }
+        infos = _Infos(index, self._lock)
         kept: list[tuple[str, frozenset[int], int]] = []  # chunk id, words, text hash
         duplicates: dict[str, list[str]] = {}
         merged_into: dict[str, str] = {}
@@ -1061,7 +1069,7 @@ class Retriever:
         chosen: Sequence[tuple[str, float, int | None]],
         k: int,
         question_terms: dict[int, float],
-        infos: dict[str, tuple[str, int, float, frozenset[int]] | None],
+        infos: _Infos,
     ) -> _Ranked:
         """Reorder the fused list greedily so that each next article also covers words of the
         question the articles already taken do not: a multi-hop question chains one fact per
@@ -1139,6 +1147,21 @@ class Retriever:
         return _langchain_class()(newsbot_retriever=self, k=k)
 
 
+class _Infos:
+    """index.info() of chunks, looked up when first needed and remembered for one search."""
+
+    def __init__(self, index: LexicalIndex, lock: threading.RLock) -> None:
+        self._index = index
+        self._lock = lock
+        self._known: dict[str, tuple[str, int, float, frozenset[int]] | None] = {}
+
+    def get(self, chunk_id: str) -> tuple[str, int, float, frozenset[int]] | None:
+        if chunk_id not in self._known:
+            with self._lock:
+                self._known[chunk_id] = self._index.info(chunk_id)
+        return self._known[chunk_id]
+
+
 def _raise(candidate: _Candidate, name: str, score: float) -> None:
     """Keep the best score a candidate got from any probe."""
     current = getattr(candidate, name)
@@ -1146,11 +1169,7 @@ def _raise(candidate: _Candidate, name: str, score: float) -> None:
         setattr(candidate, name, score)
 
 
-def _article(
-    chunk_id: str,
-    candidates: dict[str, _Candidate],
-    infos: dict[str, tuple[str, int, float, frozenset[int]] | None],
-) -> str:
+def _article(chunk_id: str, candidates: dict[str, _Candidate], infos: _Infos) -> str:
     candidate = candidates.get(chunk_id)
     if candidate is not None and candidate.article_id:
         return candidate.article_id
