@@ -17,6 +17,16 @@ def count_tokens() -> TokenCounter:
     return TokenCounter("all-MiniLM-L6-v2")
 
 
+def chunks_of(article: Article, count_tokens: TokenCounter, *, overlap: int = 1):
+    return chunk_article(
+        article,
+        count_tokens=count_tokens,
+        max_model_tokens=256,
+        chunk_tokens=200,
+        overlap_sentences=overlap,
+    )
+
+
 def sample_article() -> Article:
     body = (
         SAMPLE_ARTICLE.read_text(encoding="utf-8").strip().removeprefix("date 2024-02-07").strip()
@@ -64,13 +74,7 @@ def test_line_breaks_end_sentences_and_offsets_are_verbatim() -> None:
 
 def test_chunks_are_verbatim_spans_within_the_model_window(count_tokens: TokenCounter) -> None:
     article = sample_article()
-    chunks = chunk_article(
-        article,
-        count_tokens=count_tokens,
-        max_model_tokens=256,
-        chunk_tokens=200,
-        overlap_sentences=1,
-    )
+    chunks = chunks_of(article, count_tokens, overlap=1)
     assert len(chunks) > 1
     for position, chunk in enumerate(chunks):
         assert chunk.position == position
@@ -87,13 +91,7 @@ def test_chunks_are_verbatim_spans_within_the_model_window(count_tokens: TokenCo
 def test_a_huge_sentence_is_cut_at_words_not_silently_truncated(count_tokens) -> None:
     body = "word " * 3000 + "end."
     article = Article(id="long", title="Long", body=body.strip())
-    chunks = chunk_article(
-        article,
-        count_tokens=count_tokens,
-        max_model_tokens=256,
-        chunk_tokens=200,
-        overlap_sentences=1,
-    )
+    chunks = chunks_of(article, count_tokens, overlap=1)
     assert len(chunks) >= 15
     assert all(count_tokens(c.embed_text) + 2 <= 256 for c in chunks)
     covered = "".join(c.text + " " for c in chunks).split()
@@ -102,13 +100,7 @@ def test_a_huge_sentence_is_cut_at_words_not_silently_truncated(count_tokens) ->
 
 def test_long_titles_are_shortened_to_leave_room_for_text(count_tokens) -> None:
     article = Article(id="t", title="Very long headline " * 60, body="Short body. Two sentences.")
-    (chunk,) = chunk_article(
-        article,
-        count_tokens=count_tokens,
-        max_model_tokens=256,
-        chunk_tokens=200,
-        overlap_sentences=0,
-    )
+    (chunk,) = chunks_of(article, count_tokens, overlap=0)
     assert chunk.text == "Short body. Two sentences."
     assert count_tokens(chunk.header) <= 64
 
@@ -121,13 +113,4 @@ def test_header_names_title_source_and_both_date_forms() -> None:
 
 def test_empty_body_gives_no_chunks(count_tokens) -> None:
     article = Article(id="e", title="Empty", body="   \n ")
-    assert (
-        chunk_article(
-            article,
-            count_tokens=count_tokens,
-            max_model_tokens=256,
-            chunk_tokens=200,
-            overlap_sentences=1,
-        )
-        == []
-    )
+    assert chunks_of(article, count_tokens, overlap=1) == []
