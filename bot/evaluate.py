@@ -156,10 +156,15 @@ def answer_sentences(text: str) -> list[str]:
     return sentences
 
 
+# "X: the articles don't say." makes no claim, so it needs no citation.
+_NO_CLAIM = re.compile(r"\barticles (?:don't|do not) say\b", re.IGNORECASE)
+
+
 def cited_sentence_share(text: str) -> float | None:
-    """Share of an answer's sentences that carry at least one [n]; None for an empty answer."""
-    sentences = answer_sentences(text)
-    return mean(bool(_MARKER.search(sentence)) for sentence in sentences)
+    """Share of an answer's claims (sentences, less those saying the articles are silent) that
+    carry at least one [n]; None when there is no claim."""
+    claims = [sentence for sentence in answer_sentences(text) if not _NO_CLAIM.search(sentence)]
+    return mean(bool(_MARKER.search(sentence)) for sentence in claims)
 
 
 def stratified_subset(rows: Sequence[dict[str, Any]], limit: int, key: str) -> list[dict[str, Any]]:

@@ -111,6 +111,10 @@ def test_citation_markers_stay_with_their_sentence() -> None:
     assert cited_sentence_share(text) == pytest.approx(2 / 3)
     assert cited_sentence_share("Both agree [1][2]. It rained [3].") == 1.0
     assert cited_sentence_share("") is None
+    # Saying that the articles are silent on one part is not a claim that needs a source.
+    partial = "Reuters: the articles don't say.\nWired: prices fell [1]."
+    assert cited_sentence_share(partial) == 1.0
+    assert cited_sentence_share("The articles don't say.") is None
 
 
 def test_stratified_subset_keeps_type_shares_and_file_order() -> None:
