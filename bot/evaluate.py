@@ -369,7 +369,7 @@ def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str
                 )
         tables.append(("Retrieval (article level)", head, rows))
         head = ["retriever", "type", "n", "cites evidence", "evidence share", "accuracy"]
-        head += ["accuracy n", "refuses answerable", "refuses null", "verbatim", "[n] per sentence"]
+        head += ["accuracy n", "refuses answerable", "refuses null", "verbatim", "sentences cited"]
         head += ["s/question"]
         rows = []
         for item in report.multihop:
