@@ -185,16 +185,28 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
+KINDS = ["plain", "outlet", "dated", "two reports"]
+
+
 def measure(bot: Any, questions: list[str], rounds: int) -> dict[str, list[float]]:
-    timings: dict[str, list[float]] = {"retrieve": [], "ask": []}
+    """Seconds per question: the old dense-only path (embed + one Chroma query) as a baseline,
+    retrieval (understand + search), and a whole extractive ask; per kind of question too."""
+    timings: dict[str, list[float]] = {"baseline": [], "retrieve": [], "ask": []}
+    timings.update({f"retrieve {kind}": [] for kind in KINDS})
     retriever = bot.retriever
     for question in questions[:4]:  # warm up: model, caches
         bot.ask(question)
     for _ in range(rounds):
-        for question in questions:
+        for number, question in enumerate(questions):
+            started = time.perf_counter()
+            vector = bot.embedder.embed([question])[0]
+            bot.store.query(vector.tolist(), bot.settings.k)
+            timings["baseline"].append(time.perf_counter() - started)
             started = time.perf_counter()
             retriever.search(retriever.understand(question), bot.settings.k)
-            timings["retrieve"].append(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            timings["retrieve"].append(seconds)
+            timings[f"retrieve {KINDS[number % 4]}"].append(seconds)
             started = time.perf_counter()
             bot.ask(question)
             timings["ask"].append(time.perf_counter() - started)
@@ -215,10 +227,17 @@ def main() -> None:
     from bot import Bot
 
     vocabulary = Vocabulary(args.seed)
-    print(f"machine: {os.cpu_count()} cores; k=6; {args.rounds} x 40 questions per size")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"{'chunks':>8} {'fill s':>8} {'index s':>8} "
-        f"{'retrieve p50':>13} {'p95':>7} {'ask p50':>9} {'p95':>7}  (ms)"
+        f"machine: {os.cpu_count()} cores, load average {load:.1f} at start; k=6; "
+        f"{args.rounds} x 40 questions per size (10 plain, 10 naming an outlet, 10 dated, "
+        "10 comparing two reports)"
+    )
+    print("times in ms; baseline = embed + one plain Chroma query (the dense-only retriever)")
+    print(
+        f"{'chunks':>8} {'fill s':>7} {'index s':>8} {'baseline p50':>13} {'p95':>6}"
+        f" {'retrieve p50':>13} {'p95':>6} {'x base':>7} {'ask p50':>8} {'p95':>6}"
+        + "".join(f" {'p95 ' + kind:>16}" for kind in KINDS)
     )
     for size in (int(s) for s in args.sizes.split(",")):
         data_dir = args.data_dir / str(size)
@@ -232,12 +251,14 @@ def main() -> None:
         index_seconds = time.perf_counter() - started
         questions = questions_for(size, args.seed, bot, vocabulary)
         timings = measure(bot, questions, args.rounds)
-        retrieve = [1000 * t for t in timings["retrieve"]]
-        ask = [1000 * t for t in timings["ask"]]
+        ms = {name: [1000 * t for t in values] for name, values in timings.items()}
+        p50 = {name: statistics.median(values) for name, values in ms.items()}
+        p95 = {name: percentile(values, 0.95) for name, values in ms.items()}
         print(
-            f"{size:>8} {fill:>8.1f} {index_seconds:>8.1f} "
-            f"{statistics.median(retrieve):>13.1f} {percentile(retrieve, 0.95):>7.1f} "
-            f"{statistics.median(ask):>9.1f} {percentile(ask, 0.95):>7.1f}"
+            f"{size:>8} {fill:>7.1f} {index_seconds:>8.1f} {p50['baseline']:>13.1f}"
+            f" {p95['baseline']:>6.1f} {p50['retrieve']:>13.1f} {p95['retrieve']:>6.1f}"
+            f" {p50['retrieve'] / p50['baseline']:>7.2f} {p50['ask']:>8.1f} {p95['ask']:>6.1f}"
+            + "".join(f" {p95['retrieve ' + kind]:>16.1f}" for kind in KINDS)
         )
 
 

@@ -9,6 +9,11 @@ only checks the fingerprints). Per question, the passages of `search(query, k)` 
 their distinct articles in order; "share@k" is the share of the question's evidence articles among
 them (MultiHop-RAG's Hits@k), "any@k" whether at least one is, and MRR@10 the reciprocal rank of
 the first evidence article in the top 10. Null questions (no evidence) are left out.
+
+Rows: "baseline" is the dense-only retriever this started from (the k nearest chunks in Chroma);
+dense / lexical / hybrid are this retriever's modes (one chunk per article first, coverage-aware
+fill) on the bare question; "+understood" adds outlets, dates and parts read from the question.
+ms/query is after the first configuration has embedded each question once (vectors are cached).
 """
 
 from __future__ import annotations
@@ -78,7 +83,9 @@ def run_config(
 ) -> tuple[dict[str, dict[str, float]], list[dict]]:
     from bot.retrieve import Query, Retriever
 
-    retriever = Retriever(bot.store, embedder, mode=mode, config=config)
+    retriever = Retriever(
+        bot.store, embedder, mode="dense" if mode == "baseline" else mode, config=config
+    )
     retriever.lexical_index()
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
     details = []
@@ -90,12 +97,18 @@ def run_config(
         ranked = {}
         for k in sorted(set(ks) | {10}):
             started = time.perf_counter()
-            query = (
-                retriever.understand(question["question"], today=TODAY)
-                if understand
-                else Query(question["question"])
-            )
-            ranked[k] = distinct_articles(retriever.search(query, k))
+            if mode == "baseline":
+                # The dense-only retriever this work started from: k nearest chunks in Chroma.
+                vector = embedder.embed([question["question"]])[0]
+                hits = bot.store.query(vector.tolist(), k)
+                ranked[k] = list(dict.fromkeys(str(h.metadata.get("article_id")) for h in hits))
+            else:
+                query = (
+                    retriever.understand(question["question"], today=TODAY)
+                    if understand
+                    else Query(question["question"])
+                )
+                ranked[k] = distinct_articles(retriever.search(query, k))
             seconds.append(time.perf_counter() - started)
         row = score_question(evidence, ranked)
         rows[question["question_type"]].append(row)
@@ -147,7 +160,8 @@ def main() -> None:
     )
     questions = [json.loads(line) for line in args.questions.read_text().splitlines() if line]
     ks = [int(k) for k in args.ks.split(",")]
-    configs = [
+    configs = [("baseline", False)] if args.only in (None, "plain") else []
+    configs += [
         (mode, understand)
         for understand in (False, True)
         for mode in args.modes.split(",")
@@ -157,7 +171,7 @@ def main() -> None:
     kinds = ["all", "inference_query", "comparison_query", "temporal_query"]
     print(f"\n{args.questions.name}: article-level retrieval, null questions left out\n")
     header = f"{'config':<22}{'type':<18}{'n':>4}" + "".join(f"{m:>9}" for m in metrics)
-    print(header + f"{'ms/query':>10}")
+    print(header + f"{'ms/query':>10}")  # question vectors are cached across configurations
     print("-" * (len(header) + 10))
     all_details = {}
     embedder = CachedEmbedder(bot.embedder)

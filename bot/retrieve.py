@@ -5,9 +5,19 @@ reciprocal rank fusion, with the outlets, dates and parts a question names.
 `Query.filters`, which the user sees); `Retriever.search()` returns the passages; `as_langchain()`
 wraps both as a LangChain BaseRetriever.
 
-The lexical index lives in memory. It is built from the store on first use, follows this process's
-ingests through `on_store_change`, and is rebuilt only when `Store.generation` shows that another
-process wrote (checked at most once a second).
+How a search runs: the whole question is searched densely in Chroma (the caller's since/until
+pushed down as a `where` on `published_ts`) and lexically with BM25, fused by reciprocal rank
+fusion. Outlets and publication days the question names rank their articles first; dates of
+events only boost. A question about several reports has parts (bot/understand.py), each searched
+within its own outlet/days; every part gets its best article first, then the fused lists fill the
+remaining places, preferring articles that cover question words not yet covered. One chunk per
+article comes before any second one, and near-identical chunks are collapsed into one passage.
+
+The in-memory index (BM25 postings, dates, outlets and each chunk's vector) is built from the
+store on first use, follows this process's ingests through `on_store_change`, and is rebuilt only
+when `Store.generation` shows that another process wrote (checked at most once a second). Dense
+search within an outlet or day scope runs exactly over its vectors: Chroma's metadata filters cost
+20-70 ms at 10k chunks, a masked matrix product well under 1 ms.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ Mode = Literal["hybrid", "dense", "lexical"]
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    """Knobs of retrieval; the defaults were tuned on ../shared/eval (docs/benchmarks.md)."""
+    """Knobs of retrieval; defaults tuned on ../shared/eval with bench/retrieval_eval.py."""
 
     rrf_k: int = 60  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
     dense_weight: float = 1.0
@@ -51,20 +61,14 @@ class RetrievalConfig:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     near_weight: float = 1.0  # weight of the "published near a date the question names" vote
-    latest_weight: float = 1.0  # weight of the recency vote when the question asks for the latest
+    latest_margin: float = 0.1  # "latest": cosine this close to the best counts as a tie
     part_weight: float = 1.0  # weight of each part's list against the whole question's
     part_rounds: int = 1  # turns each part gets before the fused list fills the rest
-    facet_weight: float = 0.0  # weight of each clause's list of a long question (0: off)
-    facet_rounds: int = 0  # turns each clause gets after the parts
-    facet_named_only: int = 1  # clauses search only the outlets the question names, if any
     coverage_weight: float = 0.5  # prefer articles covering question words not yet covered
     duplicate_overlap: float = 0.9  # word-set overlap (Jaccard) above which chunks are one
     check_interval: float = 1.0  # seconds between checks of the store's generation
 
 
-# A part whose text leaves out at most this share of the question's words is searched with the
-# question's own vector (one embedding less).
-SAME_TEXT_SHARE = 0.2
 # A day named in a question is a day where the article was published; Chroma filters on UTC
 # seconds, so the window is widened by the largest UTC offsets and the day checked exactly after.
 _EARLIEST_OFFSET = timedelta(hours=14)
@@ -127,7 +131,6 @@ class Query:
     parts: list[Part] = field(default_factory=list)
     latest: bool = False
     lexical_text: str | None = None  # the question without its dates, for BM25
-    facets: list[str] = field(default_factory=list)  # clauses of a long question
 
 
 def date_filter(since: datetime | None, until: datetime | None) -> dict[str, Any] | None:
@@ -775,7 +778,6 @@ class Retriever:
             latest=understood.latest,
             parts=list(understood.parts),
             lexical_text=lexical_text,
-            facets=list(understood.facets),
         )
         filters: dict[str, Any] = {}
         if understood.sources:
@@ -818,51 +820,39 @@ class Retriever:
         config = self.config
         pool = max(config.pool, 3 * k)
         base = Scope(since=query.since, until=query.until)
-        # A part asking with (nearly) the whole question reuses the question's vector.
-        question_words = set(terms(query.text))
-        own_text = {
-            part.text: len(question_words - set(terms(part.text)))
-            > SAME_TEXT_SHARE * len(question_words)
-            for part in query.parts
-        }
-        texts = [query.text, *(part.text for part in query.parts if own_text[part.text])]
-        if config.facet_weight > 0:
-            texts += query.facets
-        vectors = self._embed(texts)
-        if query.text in vectors:
-            for part in query.parts:
-                vectors.setdefault(part.text, vectors[query.text])
+        # One embedding per question: a part searches densely with the question's vector within
+        # its own outlet/days, and lexically with its own clause. Embedding each clause as well
+        # costs 15-30 ms a part and found no more evidence on ../shared/eval.
+        question_vector = self._embed([query.text]).get(query.text)
         candidates: dict[str, _Candidate] = {}
         lexical_text = query.lexical_text if query.lexical_text is not None else query.text
 
         def probe(text: str, lexical: str, vector: np.ndarray | None, scope: Scope) -> _Ranked:
             return self._probe(text, lexical, vector, scope, pool, candidates, index)
 
-        whole = probe(query.text, lexical_text, vectors.get(query.text), base)
+        whole = probe(query.text, lexical_text, question_vector, base)
         if query.sources or query.first or query.last:
             pinned = base.narrowed(query.sources, query.first, query.last)
-            whole = _pinned_first(
-                probe(query.text, lexical_text, vectors.get(query.text), pinned), whole
-            )
+            whole = _pinned_first(probe(query.text, lexical_text, question_vector, pinned), whole)
         elif query.near_first or query.near_last:
             near = base.narrowed((), query.near_first, query.near_last)
-            boost = probe(query.text, lexical_text, vectors.get(query.text), near)
+            boost = probe(query.text, lexical_text, question_vector, near)
             whole = _fuse([whole, boost], [1.0, config.near_weight], config.rrf_k)
         if query.latest:
-            whole = self._by_recency(whole, candidates, index)
+            whole = self._by_recency(whole, candidates, index, question_vector)
 
         parts: list[_Ranked] = []
         relaxed: list[str] = []
         for number, part in enumerate(query.parts):
             scope = base.narrowed(part.sources, part.first, part.last)
-            ranked = probe(part.text, part.text, vectors.get(part.text), scope)
+            ranked = probe(part.text, part.text, question_vector, scope)
             if not ranked.ids and (part.first or part.last):
                 # A date off by a day or two must not lose the report: keep the outlet only.
                 relaxed.append(part.label or f"part {number + 1}")
                 ranked = probe(
                     part.text,
                     part.text,
-                    vectors.get(part.text),
+                    question_vector,
                     base.narrowed(part.sources, None, None),
                 )
             ranked.part = number
@@ -870,18 +860,10 @@ class Retriever:
         if relaxed:
             query.filters["relaxed"] = relaxed
 
-        facets: list[_Ranked] = []
-        if config.facet_weight > 0 and query.facets:
-            named = tuple(dict.fromkeys(s for part in query.parts for s in part.sources))
-            named = named or query.sources
-            scope = base.narrowed(named, None, None) if config.facet_named_only else base
-            for text in query.facets:
-                facets.append(probe(text, text, vectors.get(text), scope))
-
         with self._lock:
             question_terms = index.term_weights(query_terms(lexical_text))
-        chosen = self._select(parts, whole, k, candidates, index, facets, question_terms)
-        self._complete(chosen, candidates, vectors.get(query.text), index)
+        chosen = self._select(parts, whole, k, candidates, index, question_terms)
+        self._complete(chosen, candidates, question_vector, index)
         return [self._passage(item, candidates) for item in chosen]
 
     def _embed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -956,9 +938,14 @@ class Retriever:
         return _fuse_ids(rankings, weights, self.config.rrf_k)
 
     def _by_recency(
-        self, ranked: _Ranked, candidates: dict[str, _Candidate], index: LexicalIndex
+        self,
+        ranked: _Ranked,
+        candidates: dict[str, _Candidate],
+        index: LexicalIndex,
+        vector: np.ndarray | None,
     ) -> _Ranked:
-        """Add a recency vote: among the candidates, newer ranks higher."""
+        """For "the latest": chunks as relevant as the best (cosine within `latest_margin`)
+        count as tied and come newest first; the others keep their order after them."""
 
         def published(chunk_id: str) -> float:
             meta = candidates[chunk_id].metadata
@@ -968,10 +955,26 @@ class Retriever:
                 info = index.info(chunk_id)
             return info[2] if info and not math.isnan(info[2]) else float("-inf")
 
-        newest = sorted(ranked.ids, key=published, reverse=True)
-        return _fuse(
-            [ranked, _Ranked(newest, {})], [1.0, self.config.latest_weight], self.config.rrf_k
-        )
+        def relevance(chunk_id: str) -> float:
+            score = candidates[chunk_id].dense_score
+            if score is None and vector is not None:
+                with self._lock:
+                    score = index.similarity(chunk_id, vector)
+            return score if score is not None else float("-inf")
+
+        if vector is None or not ranked.ids:
+            newest = sorted(ranked.ids, key=published, reverse=True)
+            return _fuse([ranked, _Ranked(newest, {})], [1.0, 1.0], self.config.rrf_k)
+        top = ranked.ids[: self.config.pool]
+        best = max(relevance(chunk_id) for chunk_id in top)
+        tied = [c for c in top if relevance(c) >= best - self.config.latest_margin]
+        tied.sort(key=published, reverse=True)
+        rest = [chunk_id for chunk_id in ranked.ids if chunk_id not in set(tied)]
+        scores = dict(ranked.scores)
+        ceiling = max(scores.values(), default=0.0)
+        for place, chunk_id in enumerate(tied):
+            scores[chunk_id] = ceiling + (len(tied) - place) * 1e-6
+        return _Ranked(tied + rest, scores)
 
     def _select(
         self,
@@ -980,7 +983,6 @@ class Retriever:
         k: int,
         candidates: dict[str, _Candidate],
         index: LexicalIndex,
-        facets: Sequence[_Ranked] = (),
         question_terms: dict[int, float] | None = None,
     ) -> list[tuple[str, float, int | None, tuple[str, ...]]]:
         """Take turns between the parts and the whole question, one chunk per article first,
@@ -1014,13 +1016,9 @@ class Retriever:
                 ):
                     best_part[chunk_id] = (rank, ranked.part)
         merged = whole
-        if parts or facets:
-            weights = (
-                [self.config.part_weight] * len(parts)
-                + [self.config.facet_weight] * len(facets)
-                + [1.0]
-            )
-            merged = _fuse([*parts, *facets, whole], weights, self.config.rrf_k)
+        if parts:
+            weights = [self.config.part_weight] * len(parts) + [1.0]
+            merged = _fuse([*parts, whole], weights, self.config.rrf_k)
 
         chosen: list[tuple[str, float, int | None]] = []
         taken_chunks: set[str] = set()
@@ -1049,10 +1047,6 @@ class Retriever:
             for ranked in parts:
                 if len(chosen) < k:
                     take(ranked, True, ranked.part)
-        for _ in range(self.config.facet_rounds):
-            for ranked in facets:
-                if len(chosen) < k:
-                    take(ranked, True)
         if self.config.coverage_weight > 0 and question_terms and len(chosen) < k:
             merged = self._by_coverage(merged, chosen, k, question_terms, infos)
         for distinct in (True, False):

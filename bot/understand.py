@@ -761,7 +761,6 @@ class Understanding:
     near_first: date | None = None
     near_last: date | None = None
     publication: tuple[bool, ...] = ()  # per date mention: tied to a report (a filter)
-    facets: list[str] = field(default_factory=list)  # clauses of a long question, each a probe
 
 
 def _clauses(question: str) -> list[tuple[int, int]]:
@@ -913,7 +912,6 @@ def understand_question(
     anchors += [(mention.start, loose_sources, [mention]) for mention in loose_dates]
     anchors.sort(key=lambda anchor: anchor[0])
     names_and_dates = [(o.start, o.end) for o in outlets] + [(d.start, d.end) for d in dates]
-    facets = _facets(question, clauses, names_and_dates)
     parts: list[Part] = []
     if len(anchors) >= 2:
         anchor_clauses = [clause_of(position) for position, _, _ in anchors]
@@ -951,33 +949,7 @@ def understand_question(
         near_first,
         near_last,
         tuple(publication),
-        facets,
     )
-
-
-# A clause asks about something of its own when it has at least this many content words.
-MIN_FACET_WORDS = 3
-
-
-def _facets(
-    question: str, clauses: Sequence[tuple[int, int]], names_and_dates: Sequence[tuple[int, int]]
-) -> list[str]:
-    """The clauses of a long question that each ask about something ("who was portrayed as
-    ...", "is accused of ..."): multi-hop questions chain one fact per report. Fewer than two
-    gives none."""
-    facets: list[str] = []
-    pending = ""
-    for start, end in clauses:
-        text = _strip_spans(question[start:end], start, names_and_dates)
-        text = f"{pending} {text}".strip() if pending else text
-        if _content_words(text) >= MIN_FACET_WORDS:
-            facets.append(text)
-            pending = ""
-        else:
-            pending = text
-    if pending and facets:
-        facets[-1] = f"{facets[-1]} {pending}"
-    return facets if len(facets) >= 2 else []
 
 
 def _publication_flags(

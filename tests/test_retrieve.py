@@ -426,3 +426,29 @@ def test_dense_search_in_memory_respects_the_scope() -> None:
     wired = index.mask(Scope(sources=("Wired",)))
     assert [c for c, _ in index.dense_search(query, 3, wired)] == ["c0#0", "c2#0"]
     assert index.similarity("c1#0", query) == pytest.approx(0.9 / np.hypot(0.9, 0.1))
+
+
+@pytest.mark.slow
+def test_latest_puts_the_newest_report_first(make_bot) -> None:
+    bot = make_bot()
+    bot.ingest(
+        [
+            article(
+                "talks-1",
+                "Ceasefire talks in Cairo",
+                "Negotiators met in Cairo to discuss a ceasefire and the release of hostages.",
+                day="2024-02-01",
+            ),
+            article(
+                "talks-2",
+                "Ceasefire talks resume",
+                "Ceasefire negotiators met again in Cairo to discuss the hostages.",
+                day="2024-02-07",
+            ),
+            article("weather", "Weather", "Rain is expected in Cairo.", day="2024-02-08"),
+        ]
+    )
+    latest = ranked_articles(bot, "What is the latest on the Cairo ceasefire talks?", k=2)
+    assert latest[0] == "talks-2"
+    query = bot.retriever.understand("the most recent news on the Cairo ceasefire talks")
+    assert query.filters["latest"] is True
