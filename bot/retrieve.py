@@ -66,6 +66,7 @@ class RetrievalConfig:
     part_rounds: int = 1  # turns each part gets before the fused list fills the rest
     coverage_weight: float = 0.5  # prefer articles covering question words not yet covered
     duplicate_overlap: float = 0.9  # word-set overlap (Jaccard) above which chunks are one
+    first_article_chunks: int = 3  # chunks the best article may give a one-part question
     check_interval: float = 1.0  # seconds between checks of the store's generation
 
 
@@ -1022,20 +1023,25 @@ class Retriever:
 
         chosen: list[tuple[str, float, int | None]] = []
         taken_chunks: set[str] = set()
-        taken_articles: set[str] = set()
+        per_article: dict[str, int] = {}  # chunks taken, in order of the articles' first chunk
+        first_article_slots = self.config.first_article_chunks if not parts else 1
 
         def take(ranked: _Ranked, distinct: bool, part: int | None = None) -> bool:
             for chunk_id in ranked.ids:
                 if chunk_id in taken_chunks or representative(chunk_id) != chunk_id:
                     continue
                 article = _article(chunk_id, candidates, infos)
-                if distinct and article in taken_articles:
+                # A long article's best chunk may not hold the sentence that answers: the best
+                # article may give more chunks while they outrank the next article's best.
+                best_article = next(iter(per_article), article)
+                slots = first_article_slots if article == best_article else 1
+                if distinct and per_article.get(article, 0) >= slots:
                     continue
+                per_article[article] = per_article.get(article, 0) + 1
                 info = infos.get(chunk_id)
                 if info is not None:
                     kept.append((chunk_id, info[3], info[1]))
                 taken_chunks.add(chunk_id)
-                taken_articles.add(article)
                 if part is None and chunk_id in best_part:
                     part = best_part[chunk_id][1]
                 chosen.append((chunk_id, merged.scores.get(chunk_id, 0.0), part))
