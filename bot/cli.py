@@ -454,17 +454,13 @@ def render_answer(console: Console, answer: Answer, *, text: bool = True) -> Non
         console.print(
             Text.assemble((f"[{citation.n}] ", "bold cyan"), (citation.title or "Untitled", "bold"))
         )
-        details = [_outlets(citation), citation.date]
+        details = [citation.outlets, citation.date]
         if citation.url:
             details.append(citation.url)
         console.print(Text("    " + " · ".join(details), style="dim"), soft_wrap=True)
         console.print(
             Padding(Text(f"“{citation.quote}”", style="italic"), (0, 0, 0, 4), expand=False)
         )
-
-
-def _outlets(citation: Citation) -> str:
-    return ", ".join(citation.sources) or citation.source or "unknown source"
 
 
 def render_passages(console: Console, answer: Answer | None) -> None:
@@ -484,7 +480,7 @@ def render_passages(console: Console, answer: Answer | None) -> None:
             Text.assemble(
                 ("".join(f"[{c.n}]" for c in citations) + " ", "bold cyan"),
                 (first.title or "Untitled", "bold"),
-                (f"  {_outlets(first)} · {first.date}", "dim"),
+                (f"  {first.outlets} · {first.date}", "dim"),
             ),
             soft_wrap=True,
         )

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime
+from datetime import time as clock
 from typing import Any
 
 from bot.errors import NewsbotError
@@ -17,6 +18,35 @@ from bot.settings import Settings, load_settings
 from index.article import Article, ReadFailure
 
 log = logging.getLogger(__name__)
+
+
+DateLike = datetime | date | str | None
+
+
+def as_datetime(
+    value: DateLike, *, end_of_day: bool = False, name: str = "date"
+) -> datetime | None:
+    """A timezone-aware datetime from a datetime (naive = UTC), a date or an ISO string.
+
+    A bare day means its whole day: its start for `since`, its last moment for `until`.
+    """
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        if isinstance(value, str):
+            try:
+                parsed: datetime | date = (
+                    date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+                )
+            except ValueError:
+                raise NewsbotError(
+                    f"{name} {value!r} is not a date", hint="use YYYY-MM-DD"
+                ) from None
+            return as_datetime(parsed, end_of_day=end_of_day, name=name)
+        moment = datetime.combine(value, clock.max if end_of_day else clock.min)
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
 
 
 class Bot:
@@ -135,8 +165,8 @@ class Bot:
         question: str,
         *,
         history: Sequence[Turn] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: DateLike = None,
+        until: DateLike = None,
         k: int | None = None,
     ) -> Answer:
         """Answer from the stored articles, citing each claim; refuse when they don't say."""
@@ -152,8 +182,8 @@ class Bot:
         question: str,
         *,
         history: Sequence[Turn] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: DateLike = None,
+        until: DateLike = None,
         k: int | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer text as it is produced (str pieces), then the final Answer.
@@ -166,6 +196,8 @@ class Bot:
         question = question.strip()
         if not question:
             raise NewsbotError("the question is empty", hint="ask something about the articles")
+        since = as_datetime(since, name="since")
+        until = as_datetime(until, end_of_day=True, name="until")
         timings: dict[str, float] = {}
         started = time.perf_counter()
         standalone = self.answerer.standalone(question, history)

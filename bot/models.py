@@ -25,6 +25,11 @@ class Citation:
     sources: tuple[str, ...] = ()  # every outlet that ran this story (syndication)
 
     @property
+    def outlets(self) -> str:
+        """Every outlet that ran the quoted story, for display."""
+        return ", ".join(self.sources) or self.source or "source not given"
+
+    @property
     def date(self) -> str:
         return self.published_at.date().isoformat() if self.published_at else "undated"
 
@@ -35,9 +40,9 @@ class Citation:
         return data
 
     def to_markdown(self) -> str:
+        """A list item: `n. [title](url) (outlet, date)` and the quote as a blockquote in it."""
         title = f"[{self.title}]({self.url})" if self.url else self.title
-        outlet = ", ".join(self.sources) or self.source or "unknown source"
-        return f"[{self.n}] {title} ({outlet}, {self.date})\n    > {self.quote}"
+        return f"{self.n}. {title} ({self.outlets}, {self.date})\n\n   > {self.quote}"
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,11 @@ class Answer:
         }
 
     def to_markdown(self) -> str:
-        lines = [self.text, ""]
+        blocks = [self.text]
         if self.citations:
-            lines.append("Closest evidence:" if self.refused else "Sources:")
-            lines += [citation.to_markdown() for citation in self.citations]
-        return "\n".join(lines).rstrip() + "\n"
+            blocks.append("**Closest evidence:**" if self.refused else "**Sources:**")
+            blocks += [citation.to_markdown() for citation in self.citations]
+        return "\n\n".join(blocks) + "\n"
 
 
 @dataclass(frozen=True)

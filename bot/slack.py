@@ -222,7 +222,7 @@ def _link(citation: Citation) -> str:
 
 def citation_text(citation: Citation) -> str:
     """One citation as mrkdwn: number, linked title, outlet(s), date, then the quoted sentence."""
-    outlets = escape(", ".join(citation.sources) or citation.source or "unknown source")
+    outlets = escape(citation.outlets)
     head = f"*[{citation.n}]* {_link(citation)} · {outlets} · {citation.date}\n"
     if len(head) > MAX_TEXT // 2:  # an absurd title must not squeeze the quote out
         head = _cut(head, MAX_TEXT // 2) + "\n"

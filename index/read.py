@@ -177,9 +177,8 @@ def _read_source(
     if path.is_dir():
         files = _walk(path)
         if not files:
-            logger.info(
-                "%s holds no readable files (%s)", source, ", ".join(sorted(READABLE_SUFFIXES))
-            )
+            kinds = ", ".join(sorted(READABLE_SUFFIXES))
+            yield ReadFailure(source, f"no articles here: the folder holds no {kinds} files")
         for file in files:
             yield from _read_file_once(file, settings, seen)
     elif path.exists():
@@ -958,7 +957,10 @@ def _read_feed(data: bytes, where: _Where, settings: Settings) -> Iterator[Artic
 
     import feedparser
 
-    headers = {"content-location": where.url} if where.url else None
+    # Already known to be a feed; without a content type feedparser calls it not well-formed.
+    headers = {"content-type": "application/xml"}
+    if where.url:
+        headers["content-location"] = where.url
     # A stream, never bytes or str: feedparser would open a string that names a file or URL.
     parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
     entries = list(parsed.get("entries") or [])

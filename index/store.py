@@ -59,8 +59,14 @@ def make_client(settings: Settings) -> Any:
             where=settings.chroma_url,
             retries=settings.store_retries,
         )
-    settings.store_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+    try:
+        settings.store_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot use {settings.store_dir} as the store: {exc.strerror or exc}",
+            hint="set NEWSBOT_DATA_DIR (or --data-dir) to a folder you can write to",
+        ) from exc
 
 
 def _is_connection_error(exc: Exception) -> bool:
