@@ -863,7 +863,11 @@ def understand_question(
         # "Business Today" is an outlet, not a date.
         if not any(o.start < mention.end and mention.start < o.end for o in outlets)
     ]
-    latest = wants_latest(question)
+    # "Business Today | Latest Stock Market ..." names an outlet, not a wish for the newest.
+    latest = any(
+        not any(o.start < match.end() and match.start() < o.end for o in outlets)
+        for match in _LATEST.finditer(question)
+    )
     named = tuple(dict.fromkeys(s for mention in outlets for s in mention.sources))
     publication = _publication_flags(question, dates, outlets)
     clauses = _clauses(question)

@@ -238,3 +238,13 @@ def test_a_plain_question_is_left_alone() -> None:
         "What did Qatar say about Hamas's response?", SOURCES, today=TODAY
     )
     assert understood.parts == [] and understood.sources == () and understood.dates == []
+
+
+def test_latest_inside_an_outlet_name_is_not_a_wish_for_the_newest() -> None:
+    from bot.understand import understand_question
+
+    outlet = "Business Today | Latest Stock Market And Economy News India"
+    today = date(2023, 12, 1)
+    question = f"What did {outlet} report about the rupee?"
+    assert not understand_question(question, [outlet], today=today).latest
+    assert understand_question("What is the latest on the rupee?", [outlet], today=today).latest
