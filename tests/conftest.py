@@ -20,6 +20,8 @@ os.environ["NEWSBOT_CONFIG"] = "/nonexistent/newsbot-test-config.toml"
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples" / "articles"
 SAMPLE_ARTICLE = SAMPLES / "2024-02-07-ceasefire-talks.txt"
+# A copy of ../shared/eval kept in the repo: a newcomer's machine has no ../shared.
+EVAL = REPO / "samples" / "eval"
 QATAR_QUESTION = "What did Qatar say about Hamas's response?"
 
 

@@ -28,8 +28,7 @@ from bot.evaluate import (
     stratified_subset,
     yes_no_matches,
 )
-
-EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+from tests.conftest import EVAL
 
 
 def test_hits_count_distinct_articles_not_chunks() -> None:

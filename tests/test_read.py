@@ -11,11 +11,11 @@ import pytest
 from bot.errors import ReadError
 from index.article import Article, ReadFailure, stable_id
 from index.read import iter_articles, parse_date, read_text
+from tests.conftest import EVAL
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "articles" / "2024-02-07-ceasefire-talks.txt"
-MULTIHOP = SHARED / "eval" / "multihop_corpus.jsonl"
+MULTIHOP = EVAL / "multihop_corpus.jsonl"
 
 
 def read_all(settings, *sources: object) -> list[Article | ReadFailure]:
@@ -51,12 +51,6 @@ def test_sample_article_date_line_becomes_published_at_not_body(settings):
     raw = SAMPLE.read_text(encoding="utf-8")
     assert article.body in raw
     assert article.body.endswith(raw.strip()[-40:])
-
-
-def test_sample_in_shared_folder_reads_the_same(settings):
-    shared_sample = SHARED / "articles" / "2024-02-07-ceasefire-talks.txt"
-    article = only_article(settings, shared_sample)
-    assert article.body == only_article(settings, SAMPLE).body
 
 
 def test_date_line_alone_then_title_then_body(settings, tmp_path):

@@ -10,17 +10,17 @@ without writing down why.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.evaluate import EvalReport, run_eval
 from bot.settings import load_settings
+from tests.conftest import EVAL
 
 pytestmark = pytest.mark.slow
 
-EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval"
+
 MULTIHOP_QUESTIONS = (
     40  # stratified by question type: 13 inference, 12 comparison, 9 temporal, 6 null
 )
@@ -67,7 +67,7 @@ def figure(scores: Any, path: str) -> float:
 @pytest.fixture(scope="module")
 def multihop(tmp_path_factory: pytest.TempPathFactory) -> EvalReport:
     questions = EVAL / "multihop_dev.jsonl"
-    assert questions.is_file(), f"the eval data are missing: {EVAL} (../shared/eval)"
+    assert questions.is_file(), f"the bundled eval data are missing: {EVAL}"
     settings = load_settings(data_dir=tmp_path_factory.mktemp("floor"))
     return run_eval(questions, settings=settings, limit=MULTIHOP_QUESTIONS)
 
@@ -75,7 +75,7 @@ def multihop(tmp_path_factory: pytest.TempPathFactory) -> EvalReport:
 @pytest.fixture(scope="module")
 def rgb(tmp_path_factory: pytest.TempPathFactory) -> EvalReport:
     questions = EVAL / "rgb_dev.jsonl"
-    assert questions.is_file(), f"the eval data are missing: {EVAL} (../shared/eval)"
+    assert questions.is_file(), f"the bundled eval data are missing: {EVAL}"
     settings = load_settings(data_dir=tmp_path_factory.mktemp("floor-rgb"))
     return run_eval(questions, settings=settings, limit=RGB_QUESTIONS)
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import QATAR_QUESTION, SAMPLES
+from tests.conftest import EVAL, QATAR_QUESTION, SAMPLES
 
 pytestmark = pytest.mark.slow
 
-# 326 real news excerpts (Sept-Dec 2023), many about Israel and Hamas; CI lays ../shared out
-# beside the checkout.
-CORPUS = SAMPLES.parents[2] / "shared" / "eval" / "multihop_corpus.jsonl"
+# 326 real news excerpts (Sept-Dec 2023), many about Israel and Hamas.
+CORPUS = EVAL / "multihop_corpus.jsonl"
 
 
 def test_the_qatar_answer_survives_a_crowd_of_related_articles(make_bot) -> None:
