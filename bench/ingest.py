@@ -8,8 +8,8 @@ of ~700-character news articles, each built from the excerpts of ../shared/eval'
 (its bodies alone average 36 words, too short to load a model realistically). Printed, all
 measured in this run, each pipeline in a fresh process of its own (so that peak memory is its own):
 
-- raw encode: `SentenceTransformer(path).encode(...)` (default batch size) of exactly the texts
-  newsbot embeds for these articles (chunk text with its title/date header);
+- raw encode: `SentenceTransformer(path).encode(...)`, at newsbot's batch size, of exactly the
+  texts newsbot embeds for these articles (chunk text with its title/date header);
 - newsbot: `Bot.ingest(articles)` into an empty temporary store, once per embedding backend,
   then again over the unchanged articles (re-ingest), and the backend's own `embed()` of the same
   texts (so the pipeline's overhead over its model shows per backend);
@@ -143,10 +143,14 @@ def stage_encode(articles_file: Path) -> dict[str, Any]:
 
     articles = load_articles(articles_file)
     texts = chunk_texts(articles)
+    from bot.settings import load_settings
+
+    # newsbot's batch size: the ratio is then the pipeline's overhead over the model itself.
+    batch_size = load_settings().batch_size
     model = SentenceTransformer(str(resolve_model_path("all-MiniLM-L6-v2")), device="cpu")
     model.encode(texts[:16], normalize_embeddings=True)  # warm up
     started = time.perf_counter()
-    model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+    model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
     seconds = time.perf_counter() - started
     return {"chunks": len(texts), "words": words(articles), "seconds": seconds}
 
