@@ -250,7 +250,7 @@ class Ingestor:
             if int(before) > kept:
                 removed += [f"{article_id}#{i}" for i in range(kept, int(before))]
                 self.store.delete_chunks_from(article_id, kept)
-        self._add_sources(duplicates, chunks_by_article, to_embed)
+        self._add_sources(duplicates, to_embed)
 
         records = {a.id: registry_record(a, fingerprints[a.id], keep[a.id]) for a in to_embed}
         for article, primary in duplicates:
@@ -261,7 +261,7 @@ class Ingestor:
         for article in changed:
             if article.id in stored:
                 report.updated += 1
-            elif article.id in records and records[article.id]["duplicate_of"]:
+            elif records[article.id]["duplicate_of"]:
                 report.duplicates += 1
             else:
                 report.new += 1
@@ -273,8 +273,8 @@ class Ingestor:
         """Re-embed every stored chunk with this ingestor's embedder, in place.
 
         Sources are not re-read: the text the model sees is rebuilt from the stored chunk text
-        and its article's metadata. The collection is marked while this runs, so a store left
-        half-way is refused until a rerun finishes the job.
+        and the context header stored beside it. The collection is marked while this runs, so
+        a store left half-way is refused until a rerun finishes the job.
         """
         self.store.set_identity(None, reindexing=True)
         done = 0
@@ -301,7 +301,6 @@ class Ingestor:
     def _add_sources(
         self,
         duplicates: list[tuple[Article, str]],
-        chunks_by_article: dict[str, list[Chunk]],
         just_written: list[Article],
     ) -> None:
         """Record each copy's outlet on its primary's chunks (written earlier or in this batch)."""
