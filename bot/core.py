@@ -150,6 +150,10 @@ class Bot:
 
             yield from iter_articles(paths, self.settings)
 
+    def warm(self) -> None:
+        """Load what the first question would otherwise wait for (the lexical index)."""
+        self.retriever.lexical_index()
+
     def stats(self) -> dict[str, Any]:
         return dict(self.store.stats())
 

@@ -993,6 +993,8 @@ def serve(bot: Bot, *, socket: bool, port: int = 3000, host: str = "127.0.0.1") 
     """
     settings = slack_settings(bot.settings, socket=socket)
     app = build_app(bot, settings, socket=socket)
+    # Build the lexical index now, not on the first question (about a minute at 100k chunks).
+    bot.warm()
     pool = responder_of(app).pool
     try:
         if socket:
