@@ -157,13 +157,13 @@ def main() -> None:
 
     baseline = results["LangChain (HuggingFaceEmbeddings + Chroma)"]["median_s"]
     print()
-    print("| new process | median s | runs (s) | vs LangChain | imports torch |")
+    print("| new process | median s | runs (s) | speed-up vs LangChain | imports torch |")
     print("|---|---|---|---|---|")
     for name, result in results.items():
         runs = ", ".join(f"{value:.2f}" for value in result["runs_s"])
         ratio = baseline / result["median_s"]
         imported = "yes" if result["torch_imported"] else "no"
-        print(f"| {name} | {result['median_s']:.2f} | {runs} | {ratio:.1f}x faster | {imported} |")
+        print(f"| {name} | {result['median_s']:.2f} | {runs} | {ratio:.2f}x | {imported} |")
     print()
     print("Goals: `newsbot ask` under 1 s (issue 10, onnx); `newsbot --help` imports no torch.")
     if args.json_out:
