@@ -125,9 +125,27 @@ class Store:
     @classmethod
     def open(cls, settings: Settings) -> Store:
         where = settings.chroma_url or str(settings.store_dir)
-        return cls(
-            make_client(settings), settings.collection, where=where, retries=settings.store_retries
-        )
+        if settings.chroma_url:
+            return cls(
+                make_client(settings),
+                settings.collection,
+                where=where,
+                retries=settings.store_retries,
+            )
+        from index.lock import exclusive, lock_path
+
+        # Two processes creating one embedded store at once race in Chroma's schema set-up
+        # ("table collections already exists"); they take turns here.
+        try:
+            lock = lock_path(settings.data_dir, f"open|{where}")
+            lock.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot use {settings.data_dir} as the data folder: {exc.strerror or exc}",
+                hint="set NEWSBOT_DATA_DIR (or --data-dir) to a folder you can write to",
+            ) from exc
+        with exclusive(lock):
+            return cls(make_client(settings), settings.collection, where=where)
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return _with_retries(
