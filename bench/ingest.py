@@ -37,7 +37,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-CORPUS = REPO.parent / "shared" / "eval" / "multihop_corpus.jsonl"
+CORPUS = REPO / "samples" / "eval" / "multihop_corpus.jsonl"  # a copy of ../shared/eval
 SAMPLE_ARTICLE = REPO / "samples" / "articles" / "2024-02-07-ceasefire-talks.txt"
 SEED = 20240207
 ARTICLE_CHARACTERS = 700  # a synthetic article ends at the first excerpt that reaches this
