@@ -42,15 +42,14 @@ def distinct_articles(passages: list[Any]) -> list[str]:
 
 
 def score_question(evidence: set[str], ranked: dict[int, list[str]]) -> dict[str, float]:
+    # The metrics of `newsbot eval` (bot/evaluate.py), so both report the same figures.
+    from bot.evaluate import any_hit_at_k, hits_at_k, reciprocal_rank
+
     row: dict[str, float] = {}
     for k, articles in ranked.items():
-        top = articles[:k]
-        row[f"share@{k}"] = len(evidence & set(top)) / len(evidence)
-        row[f"any@{k}"] = float(bool(evidence & set(top)))
-    ten = ranked.get(10, [])[:10]
-    row["mrr@10"] = next(
-        (1.0 / rank for rank, article in enumerate(ten, start=1) if article in evidence), 0.0
-    )
+        row[f"share@{k}"] = hits_at_k(articles, evidence, k)
+        row[f"any@{k}"] = float(any_hit_at_k(articles, evidence, k))
+    row["mrr@10"] = reciprocal_rank(ranked.get(10, []), evidence, 10)
     return row
 
 

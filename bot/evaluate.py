@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 # Ranks are scored at these cut-offs (MultiHop-RAG reports Hits@4/@10 and MRR@10).
 HIT_CUTOFFS = (1, 4, 10)
 MRR_CUTOFF = 10
-# Chunks fetched to find the top MRR_CUTOFF distinct articles (an article may have several chunks).
-RETRIEVAL_DEPTH = 3 * MRR_CUTOFF
 # RGB as in its paper: five passages a question, the noise share of them off-topic.
 RGB_PASSAGES = 5
 RGB_NOISE_RATIOS = (0.0, 0.4, 0.8)
@@ -254,7 +252,9 @@ class QuestionResult:
 
     id: str
     question_type: str
-    ranked_articles: tuple[str, ...]  # top MRR_CUTOFF distinct articles
+    # k -> the distinct articles of the retriever's top k chunks when asked for k (a retriever
+    # may share out a small k among a question's parts, so top 4 is not the head of top 10).
+    ranked_at_k: dict[int, tuple[str, ...]]
     refused: bool
     answer: str
     cited_articles: tuple[str, ...]
@@ -538,10 +538,11 @@ def use_retriever(bot: Bot, mode: str) -> None:
     bot.ingestor.listeners.append(retriever.on_store_change)
 
 
-def ranked_articles(bot: Bot, question: str, depth: int = RETRIEVAL_DEPTH) -> list[str]:
-    """The articles the bot's retriever finds for a question, best first, without repeats."""
+def ranked_articles(bot: Bot, question: str, k: int) -> list[str]:
+    """The articles of the k passages the bot's retriever finds for a question, best first,
+    without repeats (so at most k of them)."""
     query = bot.retriever.understand(question)
-    return distinct(passage.article_id for passage in bot.retriever.search(query, depth))
+    return distinct(passage.article_id for passage in bot.retriever.search(query, k))
 
 
 def _tick(progress: ProgressCallback | None, stage: str, done: int, total: int) -> None:
@@ -716,12 +717,12 @@ def _ask_multihop(
     answer: bool = True,
 ) -> QuestionResult:
     question = str(row["question"])
-    ranked = ranked_articles(bot, question)[:MRR_CUTOFF]
+    ranked = {k: tuple(ranked_articles(bot, question, k)) for k in (*HIT_CUTOFFS, MRR_CUTOFF)}
     if not answer:
         return QuestionResult(
             id=str(row.get("id", "")),
             question_type=str(row.get("question_type") or "unknown"),
-            ranked_articles=tuple(ranked),
+            ranked_at_k=ranked,
             refused=False,
             answer="",
             cited_articles=(),
@@ -745,7 +746,7 @@ def _ask_multihop(
     return QuestionResult(
         id=str(row.get("id", "")),
         question_type=str(row.get("question_type") or "unknown"),
-        ranked_articles=tuple(ranked),
+        ranked_at_k=ranked,
         refused=reply.refused,
         answer=reply.text,
         cited_articles=() if reply.refused else cited_articles(reply),
@@ -770,18 +771,23 @@ def _verbatim(answer: Answer, bodies: dict[str, str]) -> tuple[bool, ...]:
 def _retrieval_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) -> RetrievalScores:
     scored = [(row["evidence_ids"], result) for row, result in pairs if row.get("evidence_ids")]
 
-    def average(metric: Callable[[Sequence[str], list[str]], float | bool]) -> float | None:
-        return mean(metric(result.ranked_articles, evidence) for evidence, result in scored)
+    def hits(k: int) -> float | None:
+        return mean(hits_at_k(r.ranked_at_k[k], evidence, k) for evidence, r in scored)
+
+    def any_hit(k: int) -> float | None:
+        return mean(any_hit_at_k(r.ranked_at_k[k], evidence, k) for evidence, r in scored)
 
     return RetrievalScores(
         questions=len(scored),
-        hits_at_1=average(lambda ranked, evidence: hits_at_k(ranked, evidence, 1)),
-        hits_at_4=average(lambda ranked, evidence: hits_at_k(ranked, evidence, 4)),
-        hits_at_10=average(lambda ranked, evidence: hits_at_k(ranked, evidence, 10)),
-        any_at_1=average(lambda ranked, evidence: any_hit_at_k(ranked, evidence, 1)),
-        any_at_4=average(lambda ranked, evidence: any_hit_at_k(ranked, evidence, 4)),
-        any_at_10=average(lambda ranked, evidence: any_hit_at_k(ranked, evidence, 10)),
-        mrr_at_10=average(lambda ranked, evidence: reciprocal_rank(ranked, evidence)),
+        hits_at_1=hits(1),
+        hits_at_4=hits(4),
+        hits_at_10=hits(10),
+        any_at_1=any_hit(1),
+        any_at_4=any_hit(4),
+        any_at_10=any_hit(10),
+        mrr_at_10=mean(
+            reciprocal_rank(r.ranked_at_k[MRR_CUTOFF], evidence) for evidence, r in scored
+        ),
     )
 
 
