@@ -920,21 +920,11 @@ class Retriever:
                     _raise(candidate, "dense_score", hit.score)
                     dense_ids.append(hit.id)
             else:
-                for chunk_id, score in dense_hits:
-                    candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
-                    candidate.article_id = articles.get(chunk_id) or candidate.article_id
-                    _raise(candidate, "dense_score", score)
-                    dense_ids.append(chunk_id)
+                dense_ids = _record(dense_hits, "dense_score", candidates, articles)
             rankings.append(dense_ids)
             weights.append(self.config.dense_weight)
         if self.mode != "dense":
-            lexical_ids = []
-            for chunk_id, score in lexical_hits:
-                candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
-                candidate.article_id = articles.get(chunk_id) or candidate.article_id
-                _raise(candidate, "lexical_score", score)
-                lexical_ids.append(chunk_id)
-            rankings.append(lexical_ids)
+            rankings.append(_record(lexical_hits, "lexical_score", candidates, articles))
             weights.append(self.config.lexical_weight)
         return _fuse_ids(rankings, weights, self.config.rrf_k)
 
@@ -1175,6 +1165,20 @@ def _article(chunk_id: str, candidates: dict[str, _Candidate], infos: _Infos) ->
         return candidate.article_id
     info = infos.get(chunk_id)
     return info[0] if info else chunk_id.rsplit("#", 1)[0]
+
+
+def _record(
+    hits: list[tuple[str, float]],
+    field: str,
+    candidates: dict[str, _Candidate],
+    articles: dict[str, str | None],
+) -> list[str]:
+    """Note each in-memory hit's score on its candidate; the hits' ids, best first."""
+    for chunk_id, score in hits:
+        candidate = candidates.setdefault(chunk_id, _Candidate(chunk_id))
+        candidate.article_id = articles.get(chunk_id) or candidate.article_id
+        _raise(candidate, field, score)
+    return [chunk_id for chunk_id, _ in hits]
 
 
 def _fuse_ids(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int) -> _Ranked:
