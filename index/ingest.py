@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +138,25 @@ def registry_record(
     }
 
 
+def rehomed_copies(
+    demoted: dict[str, str],
+    copies: dict[str, list[dict[str, Any]]],
+    rewritten: Collection[str],
+) -> dict[str, dict[str, Any]]:
+    """Registry records for the copies of stories that became copies themselves (`demoted`: old
+    primary -> new primary; `copies`: as `Store.duplicates_of` gives them), pointed at the story
+    now stored, so its outlets list them and its later updates keep them. Articles in
+    `rewritten` get records of their own in this batch and are left alone."""
+    records: dict[str, dict[str, Any]] = {}
+    for old_primary, new_primary in demoted.items():
+        for copy in copies.get(old_primary, []):
+            copy_id = str(copy["article_id"])
+            if copy_id not in rewritten:
+                record = {key: value for key, value in copy.items() if key != "article_id"}
+                records[copy_id] = {**record, "duplicate_of": new_primary}
+    return records
+
+
 def _batched(items: Iterable[Article | ReadFailure], size: int) -> Iterator[list]:
     batch: list[Article | ReadFailure] = []
     for item in items:
@@ -250,11 +269,19 @@ class Ingestor:
             if int(before) > kept:
                 removed += [f"{article_id}#{i}" for i in range(kept, int(before))]
                 self.store.delete_chunks_from(article_id, kept)
-        self._add_sources(duplicates, to_embed)
+        # A stored story that became a copy of another hands its own copies on to that one.
+        demoted = {a.id: p for a, p in duplicates if stored.get(a.id, {}).get("duplicate_of") == ""}
+        moved = rehomed_copies(
+            demoted, self.store.duplicates_of(list(demoted)), {a.id for a in changed}
+        )
+        outlets = [(a.source, p) for a, p in duplicates]
+        outlets += [(r["source"], r["duplicate_of"]) for r in moved.values()]
+        self._add_sources(outlets, to_embed)
 
         records = {a.id: registry_record(a, fingerprints[a.id], keep[a.id]) for a in to_embed}
         for article, primary in duplicates:
             records[article.id] = registry_record(article, fingerprints[article.id], 0, primary)
+        records.update(moved)
         self.store.put_articles(records)
         self.store.written()
 
@@ -300,16 +327,17 @@ class Ingestor:
 
     def _add_sources(
         self,
-        duplicates: list[tuple[Article, str]],
+        outlets: list[tuple[str, str]],
         just_written: list[Article],
     ) -> None:
-        """Record each copy's outlet on its primary's chunks (written earlier or in this batch)."""
-        if not duplicates:
+        """Record each copy's outlet (outlet, primary id) on its primary's chunks (written
+        earlier or in this batch)."""
+        if not outlets:
             return
         written = {a.id: a for a in just_written}
         by_primary: dict[str, list[str]] = {}
-        for article, primary in duplicates:
-            by_primary.setdefault(primary, []).append(article.source)
+        for outlet, primary in outlets:
+            by_primary.setdefault(primary, []).append(outlet)
         for primary, new_sources in by_primary.items():
             chunks = self.store.get_chunks([f"{primary}#0"])
             current = chunks[0].metadata.get("sources", []) if chunks else []

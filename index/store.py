@@ -233,13 +233,15 @@ class Store:
         return found
 
     def duplicates_of(self, article_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """primary article id -> registry records of the stored copies of its story."""
+        """primary article id -> registry records of the stored copies of its story, each with
+        the copy's own id under "article_id"."""
         found: dict[str, list[dict[str, Any]]] = {}
         for batch in _batches(list(dict.fromkeys(article_ids)), WRITE_BATCH):
             where = {"duplicate_of": {"$in": batch}}
             result = self._call(self._articles.get, where=where, include=["metadatas"])
-            for meta in result["metadatas"] or []:
-                found.setdefault(str(meta["duplicate_of"]), []).append(dict(meta))
+            for copy_id, meta in zip(result["ids"], result["metadatas"] or [], strict=False):
+                record = {**(meta or {}), "article_id": copy_id}
+                found.setdefault(str(record["duplicate_of"]), []).append(record)
         return found
 
     def put_articles(self, records: dict[str, dict[str, Any]]) -> None:

@@ -100,6 +100,31 @@ def test_syndicated_copies_are_stored_once_with_every_source(make_bot) -> None:
     assert answer.citations and answer.citations[0].sources == ("AP", "Kan", "Reuters")
 
 
+def test_a_corrected_story_keeps_every_outlet_when_a_copy_is_read_first(make_bot) -> None:
+    """Every outlet republishes a correction and a copy is read before the stored story: the copy
+    becomes the stored one, the old primary a copy of it, and no outlet is lost, then or later."""
+    bot = make_bot()
+    story = Article(id="ap-1", title="Ceasefire talks", body=" ".join(SENTENCES[:4]), source="AP")
+    copy = dataclasses.replace(story, id="kan-1", source="Kan", url="https://kan.example/1")
+    third = dataclasses.replace(story, id="rt-1", source="Reuters")
+    bot.ingest([story, copy, third])
+
+    corrected = story.body + " Talks resume in Cairo on Monday."
+    report = bot.ingest(
+        [dataclasses.replace(copy, body=corrected), dataclasses.replace(story, body=corrected)]
+    )
+    assert report.updated == 2
+    [chunk] = bot.store.iter_chunks()
+    assert chunk.metadata["article_id"] == "kan-1"
+    assert sorted(chunk.metadata["sources"]) == ["AP", "Kan", "Reuters"]
+
+    # The copies left behind now belong to the stored story: its next update keeps them.
+    again = dataclasses.replace(copy, body=corrected + " Both delegations confirmed it.")
+    assert bot.ingest([again]).updated == 1
+    [chunk] = bot.store.iter_chunks()
+    assert sorted(chunk.metadata["sources"]) == ["AP", "Kan", "Reuters"]
+
+
 def test_dates_are_stored_for_range_filters(make_bot) -> None:
     bot = make_bot()
     dated = Article(
