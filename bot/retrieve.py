@@ -67,6 +67,7 @@ class RetrievalConfig:
     coverage_weight: float = 0.5  # prefer articles covering question words not yet covered
     duplicate_overlap: float = 0.9  # word-set overlap (Jaccard) above which chunks are one
     first_article_chunks: int = 3  # chunks the best article may give a one-part question
+    dated_part_votes: int = 1  # articles of a part pinned to publication days that vote in fusion
     check_interval: float = 1.0  # seconds between checks of the store's generation
 
 
@@ -672,6 +673,7 @@ class _Ranked:
     ids: list[str]
     scores: dict[str, float]
     part: int | None = None
+    votes: int | None = None  # how many of the first ids count when lists are fused (None: all)
 
 
 # -- the retriever -----------------------------------------------------------------------------
@@ -856,6 +858,11 @@ class Retriever:
                     question_vector,
                     base.narrowed(part.sources, None, None),
                 )
+            elif part.first is not None and part.last is not None:
+                # "The Verge's report on 2023-11-24": after its best article, the list holds
+                # whatever else the outlet published those days, which says nothing about the
+                # question; those must not crowd out the whole question's list.
+                ranked.votes = config.dated_part_votes
             ranked.part = number
             parts.append(ranked)
         if relaxed:
@@ -1008,8 +1015,13 @@ class Retriever:
                     best_part[chunk_id] = (rank, ranked.part)
         merged = whole
         if parts:
-            weights = [self.config.part_weight] * len(parts) + [1.0]
-            merged = _fuse([*parts, whole], weights, self.config.rrf_k)
+            # The parts vote as one list, each chunk at its best rank in any part: two parts
+            # about the same outlet ("TechCrunch's first article ..., its second ...") must not
+            # vote twice for that outlet's articles and crowd out the other parts' and the whole
+            # question's.
+            merged = _fuse(
+                [_interleave(parts), whole], [self.config.part_weight, 1.0], self.config.rrf_k
+            )
 
         chosen: list[tuple[str, float, int | None]] = []
         taken_chunks: set[str] = set()
@@ -1189,6 +1201,22 @@ def _fuse_ids(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: in
 def _fuse(lists: Sequence[_Ranked], weights: Sequence[float], k: int) -> _Ranked:
     fused = _fuse_ids([ranked.ids for ranked in lists], weights, k)
     return fused
+
+
+def _interleave(lists: Sequence[_Ranked]) -> _Ranked:
+    """One list from several: each id at its best rank in any of them (ties: ids more lists
+    found first, then the earlier list's), counting each list's first `votes` ids only."""
+    best: dict[str, tuple[int, int, int]] = {}  # id -> (rank, -lists found in, first list)
+    for number, ranked in enumerate(lists):
+        ids = ranked.ids if ranked.votes is None else ranked.ids[: ranked.votes]
+        for rank, chunk_id in enumerate(ids):
+            known = best.get(chunk_id)
+            if known is None:
+                best[chunk_id] = (rank, -1, number)
+            else:
+                best[chunk_id] = (min(rank, known[0]), known[1] - 1, known[2])
+    ids = sorted(best, key=best.__getitem__)
+    return _Ranked(ids, {chunk_id: 1.0 / (1 + place) for place, chunk_id in enumerate(ids)})
 
 
 def _pinned_first(pinned: _Ranked, rest: _Ranked) -> _Ranked:
