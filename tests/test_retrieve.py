@@ -452,3 +452,141 @@ def test_latest_puts_the_newest_report_first(make_bot) -> None:
     assert latest[0] == "talks-2"
     query = bot.retriever.understand("the most recent news on the Cairo ceasefire talks")
     assert query.filters["latest"] is True
+
+
+# A question that names one outlet twice ("TechCrunch's first article ..., its second ...") and
+# another once; six TechCrunch reports share its words.
+TRIAL = [
+    article(
+        "tc-ellison",
+        "Ellison testifies",
+        "Caroline Ellison told the jury that Sam Bankman-Fried directed her to take billions in "
+        "customer funds to repay Alameda's lenders.",
+        source="TechCrunch",
+        day="2023-10-11",
+    ),
+    article(
+        "tc-greed",
+        "Prosecutors close",
+        "Prosecutors said Sam Bankman-Fried committed fraud for personal gain, wealth and power.",
+        source="TechCrunch",
+        day="2023-11-02",
+    ),
+    article(
+        "tc-verdict",
+        "FTX verdict",
+        "A jury found Sam Bankman-Fried guilty on seven counts of fraud and conspiracy.",
+        source="TechCrunch",
+        day="2023-11-03",
+    ),
+    article(
+        "tc-binance",
+        "Binance settles",
+        "Binance agreed to pay billions to settle charges; its founder stepped down.",
+        source="TechCrunch",
+        day="2023-11-21",
+    ),
+    article(
+        "tc-crypto",
+        "Crypto funds",
+        "Crypto funds saw customer withdrawals as FTX collapsed and lenders took losses.",
+        source="TechCrunch",
+        day="2023-10-20",
+    ),
+    article(
+        "tc-tokens",
+        "FTT tokens",
+        "FTX's own token lost most of its value in days, and Alameda's lenders were repaid late.",
+        source="TechCrunch",
+        day="2023-10-25",
+    ),
+    article(
+        "verge-growth",
+        "SBF on the stand",
+        "Sam Bankman-Fried said he struggled to manage the rapid growth of FTX and Alameda "
+        "Research.",
+        source="The Verge",
+        day="2023-10-28",
+    ),
+    article(
+        "verge-judge",
+        "The judge asks",
+        "Only after the judge asked did Bankman-Fried admit he knew about the $8 billion hole in "
+        "FTX's accounts.",
+        source="The Verge",
+        day="2023-10-31",
+    ),
+    article(
+        "verge-phone",
+        "A phone review",
+        "The new phone has a brighter screen and a bigger battery.",
+        source="The Verge",
+        day="2023-10-30",
+    ),
+]
+
+
+@pytest.mark.slow
+def test_an_outlet_named_twice_leaves_room_for_the_other_outlets_reports(make_bot) -> None:
+    bot = make_bot()
+    bot.ingest(TRIAL)
+    query = bot.retriever.understand(
+        "Does TechCrunch's first article say Caroline Ellison took customer funds on Sam "
+        "Bankman-Fried's instruction, while The Verge reports he struggled to manage FTX, and "
+        "TechCrunch's second article says he acted for personal gain?",
+        today=date(2024, 1, 1),
+    )
+    assert [part["label"] for part in query.filters["parts"]] == [
+        "TechCrunch",
+        "The Verge",
+        "TechCrunch",
+    ]
+    found = [p.article_id for p in bot.retriever.search(query, 5)]
+    # Both Verge reports on the trial, not a fourth and fifth TechCrunch one.
+    assert {"tc-ellison", "tc-greed", "verge-growth", "verge-judge"} <= set(found)
+
+
+@pytest.mark.slow
+def test_a_report_pinned_to_a_day_does_not_bring_that_days_other_reports(make_bot) -> None:
+    bot = make_bot()
+    other_deals = [
+        article(
+            "verge-tv",
+            "TV deals",
+            "OLED televisions are cheaper than ever this Black Friday.",
+            source="The Verge",
+            day="2023-11-24",
+        ),
+        article(
+            "verge-games",
+            "Game deals",
+            "Console games are half price this Black Friday weekend.",
+            source="The Verge",
+            day="2023-11-24",
+        ),
+        article(
+            "wired-shoes",
+            "Running shoe deals",
+            "Running shoes are discounted this Black Friday.",
+            source="Wired",
+            day="2023-11-25",
+        ),
+        article(
+            "age-chargers",
+            "Chargers in Australia",
+            "Australian shoppers bought 10,000mAh power banks and universal travel adapters in "
+            "record numbers.",
+            source="The Age",
+            day="2023-11-20",
+        ),
+    ]
+    bot.ingest([a for a in BLACK_FRIDAY if a.id in ("verge-deals", "wired-deals")] + other_deals)
+    query = bot.retriever.understand(
+        "Does the report from The Verge on 2023-11-24 agree with Wired's the next day about "
+        "10,000mAh power banks and travel adapters?",
+        today=date(2024, 1, 1),
+    )
+    found = [p.article_id for p in bot.retriever.search(query, 3)]
+    assert set(found[:2]) == {"verge-deals", "wired-deals"}
+    # The Age's report on the same chargers, not what else The Verge and Wired sold those days.
+    assert found[2] == "age-chargers"
