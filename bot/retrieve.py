@@ -9,8 +9,9 @@ How a search runs: the whole question is searched densely in Chroma (the caller'
 pushed down as a `where` on `published_ts`) and lexically with BM25, fused by reciprocal rank
 fusion. Outlets and publication days the question names rank their articles first; dates of
 events only boost. A question about several reports has parts (bot/understand.py), each searched
-within its own outlet/days; every part gets its best article first, then the fused lists fill the
-remaining places, preferring articles that cover question words not yet covered. One chunk per
+within its own outlet/days; every part gets its best article first, then the parts (as one list,
+each chunk at its best rank in any part) fused with the whole question's list fill the remaining
+places, preferring articles that cover question words not yet covered. One chunk per
 article comes before any second one, and near-identical chunks are collapsed into one passage.
 
 The in-memory index (BM25 postings, dates, outlets and each chunk's vector) is built from the
