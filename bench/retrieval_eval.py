@@ -3,6 +3,7 @@
     .venv/bin/python bench/retrieval_eval.py                 # dense / lexical / hybrid, plain and
                                                               # with question understanding
     .venv/bin/python bench/retrieval_eval.py --questions ../shared/eval/multihop_heldout.jsonl
+    .venv/bin/python bench/retrieval_eval.py --only understood --modes hybrid --folds
 
 The corpus is ingested with the real model into --data-dir (kept between runs, so a second run
 only checks the fingerprints). Per question, the passages of `search(query, k)` are reduced to
@@ -39,6 +40,12 @@ TODAY = date(2024, 1, 1)
 
 def distinct_articles(passages: list[Any]) -> list[str]:
     return list(dict.fromkeys(p.article_id for p in passages))
+
+
+def question_number(question_id: str) -> int:
+    """The number in an id such as "mh-q042" (folds split on it)."""
+    digits = "".join(c for c in question_id if c.isdigit())
+    return int(digits) if digits else 0
 
 
 def score_question(evidence: set[str], ranked: dict[int, list[str]]) -> dict[str, float]:
@@ -132,6 +139,12 @@ def main() -> None:
     parser.add_argument("--only", choices=["plain", "understood"], default=None)
     parser.add_argument("--details", type=Path, help="write per-question results (JSON Lines)")
     parser.add_argument(
+        "--folds",
+        action="store_true",
+        help="also print each configuration on even- and odd-numbered questions (tune on one "
+        "half, check on the other)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], help="override a RetrievalConfig knob: NAME=VALUE"
     )
     args = parser.parse_args()
@@ -189,6 +202,12 @@ def main() -> None:
             if kind == "all":
                 line += f"{row['ms']:>10.1f}"
             print(line)
+        if args.folds:
+            for fold, parity in (("even ids", 0), ("odd ids", 1)):
+                rows = [d for d in details if question_number(d["id"]) % 2 == parity]
+                line = f"{'':<22}{fold:<18}{len(rows):>4}"
+                line += "".join(f"{statistics.fmean(r[m] for r in rows):>9.3f}" for m in metrics)
+                print(line)
     if args.details:
         with args.details.open("w") as out:
             for name, details in all_details.items():
