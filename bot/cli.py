@@ -682,7 +682,8 @@ def reset(
     from index.store import Store
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
-    figures = Store.open(settings).stats()
+    store = Store.open(settings)
+    figures = store.stats()
     where = f"{figures['store']} (collection {figures['collection']})"
     if not yes and not typer.confirm(
         f"Delete {_plural(figures['articles'], 'article')} and "
@@ -691,8 +692,14 @@ def reset(
     ):
         _stdout().print(Text("Nothing deleted.", style="yellow"))
         raise typer.Exit(EXIT_FAILED)
-    # Through Bot, which waits for a running ingest to finish (its lock) before deleting.
-    _open_bot(settings, check_identity=False).reset()
+    from bot.core import store_lock
+
+    # Deleting needs no model: only the store and the lock a running ingest holds.
+    def waiting() -> None:
+        _stderr().print("Waiting for a running ingest on this store to finish…")
+
+    with store_lock(settings, on_wait=waiting):
+        store.reset()
     _stdout().print(
         Text(f"Deleted {_plural(figures['articles'], 'article')} from {where}."), soft_wrap=True
     )

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from datetime import time as clock
 from typing import Any
@@ -47,6 +48,17 @@ def as_datetime(
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment
+
+
+def store_lock(
+    settings: Settings, on_wait: Callable[[], None] | None = None
+) -> AbstractContextManager[None]:
+    """The lock that ingest, reindex and reset hold on one store (index/lock.py): a context
+    manager that waits for the current holder, calling `on_wait` first. Needs no model."""
+    from index.lock import exclusive, lock_path
+
+    key = f"{settings.chroma_url or settings.store_dir}|{settings.collection}"
+    return exclusive(lock_path(settings.data_dir, key), on_wait)
 
 
 class Bot:
@@ -109,11 +121,8 @@ class Bot:
             store.check_identity(embedder.identity)
         return cls(settings, store, embedder, chat_model=chat_model)
 
-    def _lock(self) -> Any:
-        from index.lock import exclusive, lock_path
-
-        key = f"{self.settings.chroma_url or self.settings.store_dir}|{self.settings.collection}"
-        return exclusive(lock_path(self.settings.data_dir, key))
+    def _lock(self) -> AbstractContextManager[None]:
+        return store_lock(self.settings)
 
     # -- ingesting -----------------------------------------------------------------------------
     def ingest(

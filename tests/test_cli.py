@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -263,6 +264,58 @@ def test_stats_reindex_and_reset(tmp_path: Path) -> None:
     stats = json.loads(newsbot("stats", "--json", *store).stdout)
     assert (stats["articles"], stats["chunks"]) == (0, 0)
     assert "nothing indexed yet" in newsbot("ask", "Harbour?", *store).stderr
+
+
+@pytest.mark.slow
+def test_reset_waits_for_a_running_ingest_and_never_loads_the_model(tmp_path: Path) -> None:
+    """`newsbot stats` and `newsbot reset` open only the store: no model, onnxruntime or torch
+    (1-8 s each). Reset still takes its turn after an ingest that holds the store's lock."""
+    from bot.core import store_lock
+    from bot.settings import load_settings
+    from index.store import Store
+
+    store = ["--data-dir", str(tmp_path / "store")]
+    data = write_jsonl(tmp_path / "data.jsonl", [json.dumps(HARBOUR), json.dumps(LIBRARY)])
+    assert newsbot("ingest", data, *store).exit_code == 0
+    script = (
+        "import sys\n"
+        "from bot.cli import main\n"
+        f"for command in (['stats'], ['reset', '--yes'], ['stats', '--json']):\n"
+        f"    sys.argv = ['newsbot', *command, *{store!r}]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as exit:\n"
+        "        assert not exit.code, (command, exit.code)\n"
+        "heavy = ['torch', 'sentence_transformers', 'transformers', 'onnxruntime', 'tokenizers']\n"
+        "print('HEAVY:', [name for name in heavy if name in sys.modules])\n"
+    )
+    settings = load_settings(data_dir=tmp_path / "store")
+    with store_lock(settings):  # an ingest is writing
+        process = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        # A reset that waits without saying so would wait here forever: stop it after 2 minutes.
+        watchdog = threading.Timer(120, process.kill)
+        watchdog.start()
+        seen = []
+        for line in process.stderr:  # until it says it waits (or exits without saying so)
+            seen.append(line)
+            if "Waiting for a running ingest on this store to finish" in line:
+                break
+        else:
+            pytest.fail(f"reset did not say it waits for the lock: {''.join(seen)[-2000:]}")
+        assert Store.open(settings).stats()["articles"] == 2  # nothing deleted while it waits
+    out, err = process.communicate(timeout=120)
+    watchdog.cancel()
+    assert process.returncode == 0, err
+    assert "Deleted 2 articles" in out
+    assert json.loads(out[out.index("{") : out.rindex("}") + 1])["articles"] == 0
+    assert "HEAVY: []" in out
 
 
 @pytest.mark.slow
