@@ -10,8 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.fake_slack import FakeSlack
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Tests never read the developer's own config file.
@@ -60,6 +64,35 @@ def sample_bot(tmp_path_factory: pytest.TempPathFactory):
     report = bot.ingest([str(SAMPLES)])
     assert report.failed == 0, report.failures
     return bot
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    """A fake Slack Web API on 127.0.0.1 (tests/fake_slack.py), stopped after the test."""
+    from tests.fake_slack import FakeSlack
+
+    with FakeSlack() as slack:
+        yield slack
+
+
+@pytest.fixture
+def slack_config(tmp_path: Path, fake_slack: FakeSlack):
+    """make(**overrides) -> Settings of a Slack app with the test credentials that talks to
+    `fake_slack`."""
+    from bot.settings import load_settings
+    from tests.fake_slack import APP_TOKEN, SECRET, TOKEN
+
+    def make(**overrides: Any):
+        return load_settings(
+            data_dir=tmp_path / "data",
+            slack_bot_token=TOKEN,
+            slack_app_token=APP_TOKEN,
+            slack_signing_secret=SECRET,
+            slack_api_url=fake_slack.api_url,
+            **overrides,
+        )
+
+    return make
 
 
 def free_port() -> int:

@@ -24,6 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+# The test app's credentials: tests check that they never show up in logs or in Slack.
+TOKEN = "xoxb-1111-2222-newsbotTESTtoken0123456789"
+APP_TOKEN = "xapp-1-A0NEWSBOT-3333-newsbotTESTapptoken"
+SECRET = "8f14e45fceea167a5a36dedd4bea2543newsbot"
+
 
 @dataclass
 class Call:
@@ -102,6 +107,10 @@ class FakeSlack:
         with self._lock:
             thread = self.threads.get(channel, {}).get(thread_ts, [])
             return [dict(m) for m in thread if m.get("bot_id") == self.bot_id]
+
+    def answers(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The bot's finished answers in a thread (its messages with Block Kit blocks)."""
+        return [m for m in self.replies_in(channel, thread_ts) if m.get("blocks")]
 
     def wait_for(self, condition: Callable[[], Any], timeout: float = 60.0) -> Any:
         """Wait until `condition()` is truthy (re-checked on every call received); return it."""
@@ -312,6 +321,12 @@ class _WebSocketPeer:
         self.send(0x1, text.encode("utf-8"))
 
 
+def quoted(context_text: str) -> str:
+    """The quoted sentence of a citation as the bot rendered it in a context block, unescaped."""
+    quote = context_text.split("“", 1)[1].rsplit("”", 1)[0]
+    return quote.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 # -- what Slack sends us ------------------------------------------------------------------------
 _event_ids = itertools.count(1)
 _message_ts = itertools.count(1)
@@ -374,13 +389,13 @@ def signed_headers(
     timestamp: int | None = None,
     retry_num: int | None = None,
     content_type: str = "application/json",
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """The headers Slack sends: a v0 HMAC-SHA256 signature over `v0:{timestamp}:{body}`."""
     from slack_sdk.signature import SignatureVerifier
 
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(signing_secret).generate_signature(timestamp=stamp, body=body)
-    headers = {
+    headers: dict[str, Any] = {
         "content-type": content_type,
         "x-slack-request-timestamp": stamp,
         "x-slack-signature": str(signature),

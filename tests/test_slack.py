@@ -40,18 +40,17 @@ from bot.slack import (
     thread_history,
 )
 from tests.conftest import QATAR_QUESTION, SAMPLE_ARTICLE
-from tests.fake_slack import FakeSlack, event_body, signed_headers
+from tests.fake_slack import (
+    APP_TOKEN,
+    SECRET,
+    TOKEN,
+    FakeSlack,
+    event_body,
+    quoted,
+    signed_headers,
+)
 
-TOKEN = "xoxb-1111-2222-newsbotTESTtoken0123456789"
-APP_TOKEN = "xapp-1-A0NEWSBOT-3333-newsbotTESTapptoken"
-SECRET = "8f14e45fceea167a5a36dedd4bea2543newsbot"
 ARTICLE_TEXT = SAMPLE_ARTICLE.read_text(encoding="utf-8")
-
-
-def quoted(context_text: str) -> str:
-    """The quoted sentence of a rendered citation, unescaped."""
-    quote = context_text.split("“", 1)[1].rsplit("”", 1)[0]
-    return quote.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 # -- rendering (pure) ----------------------------------------------------------------------------
@@ -270,26 +269,6 @@ class SpyBot:
         return IngestReport(new=1, chunks=3)
 
 
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as slack:
-        yield slack
-
-
-@pytest.fixture
-def slack_config(tmp_path: Path, fake_slack: FakeSlack):
-    def make(**overrides: Any):
-        return load_settings(
-            data_dir=tmp_path / "data",
-            slack_bot_token=TOKEN,
-            slack_signing_secret=SECRET,
-            slack_api_url=fake_slack.api_url,
-            **overrides,
-        )
-
-    return make
-
-
 class Harness:
     def __init__(self, app: Any, pool: WorkerPool, slack: FakeSlack, bot: SpyBot) -> None:
         self.app, self.pool, self.slack, self.bot = app, pool, slack, bot
@@ -306,10 +285,6 @@ class Harness:
     def settle(self) -> None:
         assert self.pool.wait_idle(timeout=120)
         assert self.app._newsbot_responder.notices.wait_idle(timeout=30)
-
-    def answers(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
-        """The bot's finished answers in a thread (messages with Block Kit blocks)."""
-        return [m for m in self.slack.replies_in(channel, thread_ts) if m.get("blocks")]
 
     def texts(self, channel: str, thread_ts: str) -> list[str]:
         return [m["text"] for m in self.slack.replies_in(channel, thread_ts)]
@@ -343,7 +318,7 @@ def test_a_mention_gets_a_threaded_answer_with_citation_blocks(harness) -> None:
 
     placeholder = h.slack.calls_to("chat.postMessage")[0].params
     assert placeholder["thread_ts"] == ts and placeholder["text"] == PLACEHOLDER
-    [reply] = h.answers("C0GENERAL", ts)
+    [reply] = h.slack.answers("C0GENERAL", ts)
     assert "[1]" in reply["blocks"][0]["text"]["text"]
     contexts = [b["elements"][0]["text"] for b in reply["blocks"] if b["type"] == "context"]
     assert contexts and all("Ceasefire talks" in text and "2024-02-07" in text for text in contexts)
@@ -363,7 +338,7 @@ def test_direct_messages_are_answered_and_channel_chatter_is_not(harness) -> Non
     assert h.send(dm).status == 200 and h.send(chatter).status == 200
     h.settle()
 
-    assert len(h.answers("D0ALICE", dm["event"]["ts"])) == 1
+    assert len(h.slack.answers("D0ALICE", dm["event"]["ts"])) == 1
     assert [q for q, _ in h.bot.streams] == [QATAR_QUESTION]
 
 
@@ -438,7 +413,7 @@ def test_a_retried_event_is_answered_once(harness) -> None:
     assert h.send(twin).status == 200
     h.settle()
 
-    assert len(h.answers("C0GENERAL", body["event"]["ts"])) == 1
+    assert len(h.slack.answers("C0GENERAL", body["event"]["ts"])) == 1
     assert len(h.slack.calls_to("chat.postMessage")) == 1
     assert len(h.bot.streams) == 1
 
@@ -451,7 +426,7 @@ def test_a_follow_up_in_the_thread_is_answered_with_the_thread_as_history(harnes
     h.slack.add_message("C0GENERAL", dict(first["event"]))
     h.send(first)
     h.settle()
-    [first_answer] = h.answers("C0GENERAL", thread)
+    [first_answer] = h.slack.answers("C0GENERAL", thread)
 
     follow_up = event_body("<@UBOT> And what did Blinken say?", thread_ts=thread)
     h.slack.add_message("C0GENERAL", dict(follow_up["event"]))
@@ -469,7 +444,7 @@ def test_a_follow_up_in_the_thread_is_answered_with_the_thread_as_history(harnes
     assert h.bot.answers[-1].standalone_question != "And what did Blinken say?"
     placeholder = h.slack.calls_to("chat.postMessage")[-1].params
     assert placeholder["thread_ts"] == thread
-    assert len(h.answers("C0GENERAL", thread)) == 2
+    assert len(h.slack.answers("C0GENERAL", thread)) == 2
 
 
 @pytest.mark.slow
@@ -536,7 +511,7 @@ def test_feedback_buttons_append_the_vote_to_a_jsonl_file(harness, slack_config)
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
     h.send(body)
     h.settle()
-    [reply] = h.answers("C0GENERAL", body["event"]["ts"])
+    [reply] = h.slack.answers("C0GENERAL", body["event"]["ts"])
 
     for action_id, user in [("newsbot_feedback_up", "UALICE"), ("newsbot_feedback_down", "UBOB")]:
         payload = action_body(action_id, reply, channel="C0GENERAL", user=user)
@@ -614,7 +589,7 @@ def test_a_full_queue_answers_busy_instead_of_growing(sample_bot, fake_slack, sl
     pool.shutdown()
 
     assert [h.texts("C0GENERAL", b["event"]["ts"]) for b in bodies[2:]] == [[BUSY], [BUSY]]
-    assert [len(h.answers("C0GENERAL", b["event"]["ts"])) for b in bodies[:2]] == [1, 1]
+    assert [len(h.slack.answers("C0GENERAL", b["event"]["ts"])) for b in bodies[:2]] == [1, 1]
 
 
 @pytest.mark.slow
@@ -695,7 +670,7 @@ def test_the_slash_command_posts_the_question_and_answers_in_its_thread(harness)
     assert "thread_ts" not in parent.params
     assert parent.params["text"] == f"<@UALICE> asked: {QATAR_QUESTION}"
     thread = next(iter(h.slack.threads["C0GENERAL"]))
-    [answer_message] = h.answers("C0GENERAL", thread)
+    [answer_message] = h.slack.answers("C0GENERAL", thread)
     assert "[1]" in answer_message["text"]
 
     # a follow-up mention in that thread sees the slash command's question as history

@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from bot.errors import SettingsError
-from bot.settings import load_settings
 from bot.slack import (
     PLACEHOLDER,
     SlackHTTPServer,
@@ -33,38 +32,18 @@ from bot.slack import (
     serve,
     socket_mode_handler,
 )
-from tests.conftest import QATAR_QUESTION, free_port
-from tests.fake_slack import FakeSlack, event_body, signed_headers
-from tests.test_slack import APP_TOKEN, ARTICLE_TEXT, SECRET, TOKEN, quoted
+from tests.conftest import QATAR_QUESTION, SAMPLE_ARTICLE, free_port
+from tests.fake_slack import APP_TOKEN, SECRET, TOKEN, event_body, quoted, signed_headers
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as slack:
-        yield slack
+ARTICLE_TEXT = SAMPLE_ARTICLE.read_text(encoding="utf-8")
 
 
 @pytest.fixture
-def settings_for(tmp_path: Path, fake_slack: FakeSlack):
-    def make(**overrides: Any):
-        return load_settings(
-            data_dir=tmp_path / "data",
-            slack_bot_token=TOKEN,
-            slack_app_token=APP_TOKEN,
-            slack_signing_secret=SECRET,
-            slack_api_url=fake_slack.api_url,
-            **overrides,
-        )
-
-    return make
-
-
-@pytest.fixture
-def server(sample_bot, settings_for) -> Iterator[SlackHTTPServer]:
+def server(sample_bot, slack_config) -> Iterator[SlackHTTPServer]:
     """build_app + make_server on 127.0.0.1, as serve(socket=False) runs them."""
-    app = build_app(sample_bot, settings_for())
+    app = build_app(sample_bot, slack_config())
     httpd = make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -95,10 +74,6 @@ def port_of(httpd: SlackHTTPServer) -> int:
     return int(httpd.server_address[1])
 
 
-def answers(slack: FakeSlack, channel: str, thread_ts: str) -> list[dict[str, Any]]:
-    return [m for m in slack.replies_in(channel, thread_ts) if m.get("blocks")]
-
-
 def test_a_mention_over_http_is_answered_in_its_thread(server, fake_slack) -> None:
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
     ts = body["event"]["ts"]
@@ -106,7 +81,7 @@ def test_a_mention_over_http_is_answered_in_its_thread(server, fake_slack) -> No
     status, _ = send(port_of(server), body)
 
     assert status == 200
-    [reply] = fake_slack.wait_for(lambda: answers(fake_slack, "C0GENERAL", ts))
+    [reply] = fake_slack.wait_for(lambda: fake_slack.answers("C0GENERAL", ts))
     placeholder = fake_slack.calls_to("chat.postMessage")[0].params
     assert (placeholder["thread_ts"], placeholder["text"]) == (ts, PLACEHOLDER)
     contexts = [b["elements"][0]["text"] for b in reply["blocks"] if b["type"] == "context"]
@@ -149,9 +124,9 @@ def test_a_retried_delivery_over_http_is_answered_once(server, fake_slack) -> No
     statuses = [send(port_of(server), body, retry_num=n)[0] for n in (None, 1, 2)]
 
     assert statuses == [200, 200, 200]
-    fake_slack.wait_for(lambda: answers(fake_slack, "C0GENERAL", ts))
+    fake_slack.wait_for(lambda: fake_slack.answers("C0GENERAL", ts))
     assert responder_of(server.app).pool.wait_idle(30)
-    assert len(answers(fake_slack, "C0GENERAL", ts)) == 1
+    assert len(fake_slack.answers("C0GENERAL", ts)) == 1
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
 
 
@@ -191,9 +166,9 @@ def test_a_burst_of_events_is_acked_and_each_answered_exactly_once(server, fake_
 
 
 def test_socket_mode_acks_each_envelope_and_answers_once(
-    sample_bot, settings_for, fake_slack
+    sample_bot, slack_config, fake_slack
 ) -> None:
-    settings = settings_for()
+    settings = slack_config()
     app = build_app(sample_bot, settings, socket=True, executor=WorkerPool(2, 10))
     handler = socket_mode_handler(app, settings)
     handler.connect()
@@ -206,9 +181,9 @@ def test_socket_mode_acks_each_envelope_and_answers_once(
         fake_slack.wait_for(lambda: len(fake_slack.socket_acks) >= 2)
         assert {ack["envelope_id"] for ack in fake_slack.socket_acks} == {first, again}
         ts = body["event"]["ts"]
-        fake_slack.wait_for(lambda: answers(fake_slack, "C0SOCKET", ts))
+        fake_slack.wait_for(lambda: fake_slack.answers("C0SOCKET", ts))
         assert responder_of(app).pool.wait_idle(30)
-        assert len(answers(fake_slack, "C0SOCKET", ts)) == 1
+        assert len(fake_slack.answers("C0SOCKET", ts)) == 1
         opened = fake_slack.calls_to("apps.connections.open")
         assert opened and opened[0].token == APP_TOKEN
     finally:
@@ -249,7 +224,7 @@ def test_newsbot_slack_http_serves_signed_events(tmp_path: Path, fake_slack) -> 
                 time.sleep(0.2)
         body = event_body("<@UBOT> What did Qatar say?")  # an empty store: a refusal
         assert send(port, body)[0] == 200
-        [reply] = fake_slack.wait_for(lambda: answers(fake_slack, "C0GENERAL", body["event"]["ts"]))
+        [reply] = fake_slack.wait_for(lambda: fake_slack.answers("C0GENERAL", body["event"]["ts"]))
         assert "Not found in the articles" in reply["blocks"][0]["text"]["text"]
     finally:
         process.send_signal(signal.SIGINT)
