@@ -150,26 +150,20 @@ def test_read_text_public_function():
 # -- encodings, empty, binary, size ------------------------------------------------------------
 
 
-def test_cp1252_bytes_decode_to_the_right_characters(settings, tmp_path):
-    path = tmp_path / "legacy.txt"
-    path.write_bytes("Café owner’s “big” résumé — naïve.\n".encode("cp1252"))
-    article = only_article(settings, path)
-    assert article.body == "Café owner’s “big” résumé — naïve."
-
-
-def test_utf8_bom_and_utf16_are_read(settings, tmp_path):
-    bom = tmp_path / "bom.txt"
-    bom.write_bytes("\ufeffdate 2024-02-07 Zürich talks resumed.".encode())
-    assert only_article(settings, bom).body == "Zürich talks resumed."
-    utf16 = tmp_path / "utf16.txt"
-    utf16.write_bytes("Αθήνα: talks resumed.".encode("utf-16"))
-    assert only_article(settings, utf16).body == "Αθήνα: talks resumed."
-
-
-def test_cyrillic_legacy_encoding_is_detected(settings, tmp_path):
-    path = tmp_path / "ru.txt"
-    text = "Переговоры о прекращении огня продолжаются в Каире, сообщили источники."
-    path.write_bytes(text.encode("cp1251"))
+@pytest.mark.parametrize(
+    ("text", "encoding", "before"),
+    [
+        ("Café owner’s “big” résumé — naïve.", "cp1252", ""),
+        ("Zürich talks resumed.", "utf-8", "\ufeffdate 2024-02-07 "),  # a BOM, then a date line
+        ("Αθήνα: talks resumed.", "utf-16", ""),
+        ("Переговоры о прекращении огня продолжаются в Каире, сообщили источники.", "cp1251", ""),
+    ],
+)
+def test_encodings_are_detected_and_decode_to_the_right_characters(
+    settings, tmp_path, text, encoding, before
+):
+    path = tmp_path / "story.txt"
+    path.write_bytes((before + text).encode(encoding))
     assert only_article(settings, path).body == text
 
 
