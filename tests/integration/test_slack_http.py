@@ -32,7 +32,7 @@ from bot.slack import (
     serve,
     socket_mode_handler,
 )
-from tests.conftest import QATAR_QUESTION, SAMPLE_ARTICLE, free_port
+from tests.conftest import QATAR_QUESTION, SAMPLE_ARTICLE, free_port, stop, wait_until_listening
 from tests.fake_slack import APP_TOKEN, SECRET, TOKEN, event_body, quoted, signed_headers
 
 pytestmark = pytest.mark.slow
@@ -214,24 +214,13 @@ def test_newsbot_slack_http_serves_signed_events(tmp_path: Path, fake_slack) -> 
     log = open(tmp_path / "newsbot.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "newsbot.log").read_text()[-3000:]
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_until_listening(process, port, tmp_path / "newsbot.log", seconds=120)
         body = event_body("<@UBOT> What did Qatar say?")  # an empty store: a refusal
         assert send(port, body)[0] == 200
         [reply] = fake_slack.wait_for(lambda: fake_slack.answers("C0GENERAL", body["event"]["ts"]))
         assert "Not found in the articles" in reply["blocks"][0]["text"]["text"]
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, signal.SIGINT, seconds=30)
         log.close()
     output = (tmp_path / "newsbot.log").read_text()
     assert process.returncode == 0, output[-3000:]  # Ctrl-C is a normal way to stop it
