@@ -32,8 +32,10 @@ QATAR_QUESTION = "What did Qatar say about Hamas's response?"
 
 @pytest.fixture(autouse=True)
 def _clean_newsbot_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see no NEWSBOT_* setting and no Slack token of the developer's (newsbot reads
+    Slack's own SLACK_BOT_TOKEN, SLACK_APP_TOKEN and SLACK_SIGNING_SECRET too)."""
     for name in list(os.environ):
-        if name.startswith("NEWSBOT_") and name != "NEWSBOT_CONFIG":
+        if name.startswith(("NEWSBOT_", "SLACK_")) and name != "NEWSBOT_CONFIG":
             monkeypatch.delenv(name)
 
 
