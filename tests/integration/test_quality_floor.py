@@ -27,12 +27,17 @@ RGB_QUESTIONS = 10
 MARGIN = 0.05  # absolute, on shares: a few of the subset's 34 answerable questions
 
 # Set on 2026-11-25 from `newsbot eval` (onnx fp32, hybrid, extractive answerer; torch gives the
-# same figures) on the dev sets: "full" is the 200-question run in docs/benchmarks.md, "subset"
-# is this test's 40 questions. floor = min(full, subset) - margin, rounded down.
+# same figures) on the dev sets (Hits@10 raised the same day, when parts began to vote as one
+# list): "full" is the 200-question run in docs/benchmarks.md, "subset" is this test's 40
+# questions. floor = min(full, subset) - margin, rounded down.
 # metric path -> (floor, source). Higher is better for all of these.
 MULTIHOP_FLOORS: dict[str, tuple[float, str]] = {
-    "retrieval.hits_at_4": (0.80, "full 0.859, subset 0.855, minus 0.05"),
-    "retrieval.hits_at_10": (0.87, "full 0.940, subset 0.922, minus 0.05"),
+    "retrieval.hits_at_4": (
+        0.80,
+        "full 0.859, subset 0.855 when set; kept, not lowered, when parts began to vote as one "
+        "list (subset 0.836, full unchanged)",
+    ),
+    "retrieval.hits_at_10": (0.89, "full 0.955, subset 0.946, minus 0.05"),
     "retrieval.any_at_4": (0.94, "full 0.994, subset 1.000, minus 0.05"),
     "retrieval.mrr_at_10": (0.88, "full 0.936, subset 0.966, minus 0.05"),
     "answers.evidence_cited_any": (0.94, "full 0.994, subset 1.000, minus 0.05"),
