@@ -1,0 +1,153 @@
+"""The overlapped ingest pipeline ends where one-batch-at-a-time ingest ends, and fails cleanly."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import index.ingest
+from bot.errors import EmbeddingError, StoreError
+from index.article import Article, ReadFailure
+from tests.integration.test_ingest import SENTENCES, make_articles
+
+pytestmark = pytest.mark.slow
+
+
+def store_state(bot) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every chunk (text and metadata) and every registry record."""
+    chunks = {chunk.id: (chunk.text, chunk.metadata) for chunk in bot.store.iter_chunks()}
+    article_ids = [str(meta["article_id"]) for _, meta in chunks.values()]
+    article_ids += [f"story-{n}" for n in range(40)] + ["ap-1", "kan-1", "rt-1", "x"]
+    return chunks, bot.store.articles(article_ids)
+
+
+def story_items() -> list[Article | ReadFailure]:
+    """Updates, syndicated copies and a correction read from a copy first, spread over batches."""
+    story = Article(id="ap-1", title="Ceasefire talks", body=" ".join(SENTENCES[:4]), source="AP")
+    copy = dataclasses.replace(story, id="kan-1", source="Kan", url="https://kan.example/1")
+    third = dataclasses.replace(story, id="rt-1", source="Reuters")
+    corrected = story.body + " Talks resume in Cairo on Monday."
+    long = Article(id="x", title="Long", body=" ".join(SENTENCES * 2), source="Kan")
+    short = dataclasses.replace(long, body="Talks collapsed on Thursday. Both sides left Cairo.")
+    filler = make_articles(12)
+    return [
+        story,
+        long,
+        filler[0],
+        copy,
+        ReadFailure("feed.xml", "not a feed"),
+        filler[1],
+        third,
+        filler[2],
+        filler[3],
+        short,  # the same id as `long`, fewer chunks: none of long's may stay
+        dataclasses.replace(copy, body=corrected),  # the copy now holds the story
+        dataclasses.replace(story, body=corrected),  # and the old primary is its copy
+        *filler[4:8],
+        dataclasses.replace(filler[1], body=filler[1].body + " Updated later."),
+        *filler[8:],
+    ]
+
+
+def test_a_run_ends_as_its_batches_ingested_one_at_a_time(make_bot, tmp_path, monkeypatch):
+    items = story_items()
+    monkeypatch.setattr(index.ingest, "ARTICLE_BATCH", 2)
+    one_at_a_time = make_bot(data_dir=tmp_path / "serial", chunk_tokens=40)
+    for start in range(0, len(items), 2):
+        one_at_a_time.ingestor.run(items[start : start + 2])
+
+    bot = make_bot(data_dir=tmp_path / "overlapped", chunk_tokens=40)
+    write = bot.store.upsert_chunks
+
+    def slow_write(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.05)  # so the reader plans batches while earlier ones are still unwritten
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(bot.store, "upsert_chunks", slow_write)
+    events: list[index.ingest.Progress] = []
+    report = bot.ingestor.run(items, progress=events.append)
+
+    assert store_state(bot) == store_state(one_at_a_time)
+    assert [str(failure) for failure in report.failures] == ["feed.xml: not a feed"]
+    assert report.articles == len(items) - 1
+    assert (report.updated, report.duplicates) == (4, 2)  # x, kan-1, ap-1, story-1; kan-1, rt-1
+    done = [event.articles_done for event in events if event.failure is None]
+    assert done == sorted(done) and done[-1] == report.articles
+    assert [str(e.failure) for e in events if e.failure] == ["feed.xml: not a feed"]
+
+
+class FailingEmbedder:
+    """The real embedder, failing from its `fail_at`-th call on."""
+
+    def __init__(self, embedder: Any, fail_at: int) -> None:
+        self._embedder = embedder
+        self.identity = embedder.identity
+        self.max_tokens = embedder.max_tokens
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def embed(self, texts: Any) -> Any:
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise EmbeddingError("the model failed (test)")
+        return self._embedder.embed(texts)
+
+
+def test_a_failing_model_stops_the_run_and_a_rerun_finishes_it(make_bot, monkeypatch) -> None:
+    monkeypatch.setattr(index.ingest, "ARTICLE_BATCH", 4)
+    monkeypatch.setattr(index.ingest, "EMBED_WINDOW", 1)  # one batch per model call
+    articles = make_articles(40)
+    bot = make_bot()
+    threads_before = threading.active_count()
+    bot.ingestor.embedder = FailingEmbedder(bot.embedder, fail_at=3)
+    with pytest.raises(EmbeddingError, match="the model failed"):
+        bot.ingest(articles)
+    assert threading.active_count() == threads_before  # no stage left running
+    # The batches embedded before the failure were written whole; nothing else was.
+    assert bot.stats()["articles"] == 8
+    assert {c.metadata["article_id"] for c in bot.store.iter_chunks()} == {
+        f"story-{n}" for n in range(8)
+    }
+
+    bot.ingestor.embedder = bot.embedder
+    report = bot.ingest(articles)
+    assert (report.new, report.unchanged) == (32, 8)
+    assert bot.stats()["articles"] == 40
+
+
+def test_a_failing_store_write_is_the_error_the_run_raises(make_bot, monkeypatch) -> None:
+    monkeypatch.setattr(index.ingest, "ARTICLE_BATCH", 4)
+    bot = make_bot()
+    put = bot.store.put_articles
+    calls = []
+
+    def failing_put(records: dict[str, Any]) -> None:
+        calls.append(len(records))
+        if len(calls) == 2:
+            raise StoreError("disk full (test)")
+        put(records)
+
+    monkeypatch.setattr(bot.store, "put_articles", failing_put)
+    threads_before = threading.active_count()
+    with pytest.raises(StoreError, match="disk full"):
+        bot.ingest(make_articles(40))
+    assert threading.active_count() == threads_before
+    assert bot.stats()["articles"] == 4  # the first batch; the second's chunks have no record
+
+
+def test_a_reader_that_fails_part_way_keeps_what_came_before(make_bot, monkeypatch) -> None:
+    monkeypatch.setattr(index.ingest, "ARTICLE_BATCH", 4)
+    bot = make_bot()
+    articles = make_articles(10)
+
+    def items():
+        yield from articles
+        raise RuntimeError("the feed went away (test)")
+
+    with pytest.raises(RuntimeError, match="the feed went away"):
+        bot.ingestor.run(items())
+    assert bot.stats()["articles"] == 8  # whole batches before the failure, as before
