@@ -14,9 +14,11 @@ each chunk at its best rank in any part) fused with the whole question's list fi
 places, preferring articles that cover question words not yet covered. One chunk per
 article comes before any second one, and near-identical chunks are collapsed into one passage.
 
-The in-memory index (BM25 postings, dates, outlets and each chunk's vector) is built from the
-store on first use, follows this process's ingests through `on_store_change`, and is rebuilt only
-when `Store.generation` shows that another process wrote (checked at most once a second). Dense
+The in-memory index (BM25 postings, dates, outlets and each chunk's vector) is loaded on first
+use from its snapshot on disk (bot/lexical_cache.py) when that matches the store, else built from
+the store (and the snapshot written); it follows this process's ingests through
+`on_store_change`, and is reloaded only when `Store.version` shows that another process wrote
+(checked at most once a second). Dense
 search within an outlet or day scope runs exactly over its vectors: Chroma's metadata filters cost
 20-70 ms at 10k chunks, a masked matrix product well under 1 ms.
 """
@@ -32,7 +34,7 @@ import time
 import unicodedata
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableSequence, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -40,9 +42,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from bot import lexical_cache
+from bot.lexical_cache import StoreState
 from bot.understand import Part, understand_question
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from index.embed import Embedder
     from index.store import Store, StoredChunk
 
@@ -365,11 +371,12 @@ class LexicalIndex:
         self._slot_of: dict[str, int] = {}
         self._chunk_ids: list[str | None] = []
         self._article_ids: list[str] = []
-        self._doc_terms: list[tuple[array, array] | None] = []  # term ids, counts
+        # term ids, counts (lists, or bot/lexical_cache.RaggedPairs when loaded from a snapshot)
+        self._doc_terms: MutableSequence[tuple[array, array] | None] = []
         self._text_hash: list[int] = []
         self._vocab: dict[str, int] = {}
         self._df: list[int] = []
-        self._postings: list[tuple[array, array]] = []  # term id -> (slots, counts)
+        self._postings: MutableSequence[tuple[array, array]] = []  # term id -> (slots, counts)
         self._length = _Growable(np.float32, 0.0)
         self._ts = _Growable(np.float64, np.nan)
         self._day = _Growable(np.int32, -1)
@@ -690,21 +697,26 @@ class Retriever:
         *,
         mode: Mode = "hybrid",
         config: RetrievalConfig | None = None,
+        snapshot: Path | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.mode = mode
         self.config = config or RetrievalConfig()
+        self.snapshot = snapshot  # where the index is saved between processes (None: nowhere)
         self._lock = threading.RLock()
         self._index: LexicalIndex | None = None
-        self._generation: int | None = None
+        self._version: tuple[str, int] | None = None  # the store version the index reflects
+        self._saved: StoreState | None = None  # the state the snapshot file holds, if known
         self._stale = False
         self._checked_at = 0.0
-        self.rebuilds = 0  # full rebuilds of the lexical index (tests and stats read it)
+        self.rebuilds = 0  # times the whole index was replaced: built, or loaded from a snapshot
+        self.builds = 0  # of which built from the store
+        self.snapshot_loads = 0  # of which loaded from the snapshot
 
     # -- the lexical index, kept in step with the store ----------------------------------------
     def lexical_index(self) -> LexicalIndex:
-        """The lexical index, built on first use and rebuilt when another process wrote."""
+        """The lexical index: loaded or built on first use, reloaded when another process wrote."""
         with self._lock:
             now = time.monotonic()
             if (
@@ -713,25 +725,83 @@ class Retriever:
                 and now - self._checked_at < self.config.check_interval
             ):
                 return self._index
-            generation = self.store.generation
+            version = self.store.version
             self._checked_at = now
-            if self._index is None or self._stale or generation != self._generation:
-                self._rebuild(generation)
+            stale = self._index is None or self._stale or version != self._version
+            if stale and not self._load_snapshot(version):
+                self._rebuild(version)
             assert self._index is not None
             return self._index
 
-    def _rebuild(self, generation: int) -> None:
+    def _state(self, version: tuple[str, int]) -> StoreState:
+        return StoreState(version[0], version[1], self.store.count())
+
+    def _load_snapshot(self, version: tuple[str, int]) -> bool:
+        if self.snapshot is None:
+            return False
+        state = self._state(version)
+        index = lexical_cache.load(
+            self.snapshot, state, k1=self.config.bm25_k1, b=self.config.bm25_b
+        )
+        if index is None:
+            return False
+        self._replace(index, version)
+        self._saved = state
+        self.snapshot_loads += 1
+        return True
+
+    def _rebuild(self, version: tuple[str, int]) -> None:
         started = time.perf_counter()
         index = LexicalIndex(self.config.bm25_k1, self.config.bm25_b)
         for chunk in self.store.iter_chunks(vectors=True):
             index.add(chunk)
-        self._index = index
-        self._generation = generation
-        self._stale = False
-        self.rebuilds += 1
+        self._replace(index, version)
+        self.builds += 1
         log.info(
             "lexical index built: %d chunks in %.2fs", len(index), time.perf_counter() - started
         )
+        self._save()
+
+    def _replace(self, index: LexicalIndex, version: tuple[str, int]) -> None:
+        self._index = index
+        self._version = version
+        self._stale = False
+        self.rebuilds += 1
+
+    def _save(self) -> None:
+        """Write the snapshot if the index is exactly what the store holds now."""
+        if self.snapshot is None or self._index is None or self._stale:
+            return
+        version = self.store.version
+        state = self._state(version)
+        if version != self._version or state.chunks != len(self._index):
+            log.info("index snapshot not written: the store changed while it was read")
+            return
+        if state != self._saved and lexical_cache.save(self._index, state, self.snapshot):
+            self._saved = state
+
+    def persist(self) -> None:
+        """Bring the index up to date and write its snapshot (after ingest, reindex, reset), so
+        that the next process to ask loads it instead of building it."""
+        if self.snapshot is None:
+            return
+        with self._lock:
+            self._checked_at = 0.0
+            self.lexical_index()
+            self._save()
+
+    def preload(self) -> None:
+        """Load the snapshot if it matches the store, so that an ingest can update the index
+        in place (then `persist`) instead of building it all again afterwards."""
+        with self._lock:
+            if self._index is None and self.snapshot is not None:
+                self._load_snapshot(self.store.version)
+
+    def forget(self) -> None:
+        """The store changed in a way `on_store_change` cannot follow (every vector re-embedded):
+        the next use builds the index again."""
+        with self._lock:
+            self._stale = True
 
     def on_store_change(self, written: list[str], removed: list[str]) -> None:
         """Called after ingest writes or deletes chunks: apply them to the in-memory index.
@@ -742,14 +812,17 @@ class Retriever:
         with self._lock:
             if self._index is None:
                 return  # built from the store on first use, which will include these
-            generation = self.store.generation
+            version = self.store.version
             for chunk_id in removed:
                 self._index.remove(chunk_id)
             if written:
                 for chunk in self.store.get_chunks(written, vectors=True):
                     self._index.add(chunk)
-            if self._generation is not None and generation == self._generation + 1:
-                self._generation = generation
+            if self._version is not None and version == (
+                self._version[0],
+                self._version[1] + 1,
+            ):
+                self._version = version
             else:
                 self._stale = True
             self._checked_at = time.monotonic()

@@ -209,6 +209,14 @@ class Store:
         meta = self._collection_meta()
         return int(meta.get("generation", 0))
 
+    @property
+    def version(self) -> tuple[str, int]:
+        """(chunk collection id, generation), read in one call. The id is new after a reset,
+        which starts the generation again from 0, so together they say whether a copy of the
+        chunks (the in-memory index or its snapshot on disk) is still what the store holds."""
+        collection = self._call(self._client.get_collection, self.name)
+        return str(collection.id), int((collection.metadata or {}).get("generation", 0))
+
     def _bump_generation(self) -> None:
         self._set_meta({"generation": self.generation + 1})
 
