@@ -208,24 +208,30 @@ def _working(message: str) -> Iterator[None]:
         yield
 
 
-def _require_articles(settings: Settings) -> None:
-    """Fail early, before the model loads, when there is nothing to answer from."""
-    from index.store import Store
-
-    stats = Store.open(settings).stats()
-    if not stats["chunks"]:
+def _require_articles(store: Any) -> None:
+    """Fail when there is nothing to answer from (before the identity check: an empty store
+    takes the model of whatever ingests first)."""
+    if not store.count():
         raise NewsbotError(
             EMPTY_STORE_MESSAGE,
-            hint=f"the store {stats['store']} (collection {stats['collection']}) holds no "
+            hint=f"the store {store.where} (collection {store.name}) holds no "
             "articles; e.g. newsbot ingest samples/articles",
         )
 
 
-def _open_bot(settings: Settings, *, check_identity: bool = True) -> Bot:
+def _open_bot(
+    settings: Settings, *, check_identity: bool = True, require_articles: bool = False
+) -> Bot:
     from bot.core import Bot
 
     with _working(LOADING_TEXT):
-        return Bot.open(settings, check_identity=check_identity)
+        # The store and the model load side by side in Bot.open; the checks come after.
+        bot = Bot.open(settings, check_identity=False)
+    if require_articles:
+        _require_articles(bot.store)
+    if check_identity:
+        bot.store.check_identity(bot.embedder.identity)
+    return bot
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -409,8 +415,7 @@ def ask(
             "give a question, or pipe questions on stdin", param_hint="QUESTION"
         )
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
-    _require_articles(settings)
-    bot = _open_bot(settings)
+    bot = _open_bot(settings, require_articles=True)
 
     def answer(one: str, *, lines: bool) -> None:
         with _working(SPINNER_TEXT):
@@ -614,8 +619,7 @@ def chat(
 ) -> None:
     """Talk with the bot: follow-up questions, /sources, /reset, /help, /quit (Ctrl-D)."""
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
-    _require_articles(settings)
-    bot = _open_bot(settings)
+    bot = _open_bot(settings, require_articles=True)
     console = _stdout()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:

@@ -6,11 +6,13 @@ Every front door (CLI, Slack, Python) calls Bot.ask/stream and renders the same 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from datetime import time as clock
+from pathlib import Path
 from typing import Any
 
 from bot.errors import NewsbotError
@@ -61,6 +63,38 @@ def store_lock(
     return exclusive(lock_path(settings.data_dir, key), on_wait)
 
 
+def index_snapshot_path(settings: Settings) -> Path:
+    """Where the retriever keeps its index between processes (bot/lexical_cache.py)."""
+    from bot.lexical_cache import snapshot_path
+
+    where = settings.chroma_url or str(settings.store_dir)
+    return snapshot_path(settings.data_dir, where, settings.collection)
+
+
+class _Background(threading.Thread):
+    """Runs one call in a thread; result() waits and returns its value or raises its error."""
+
+    def __init__(self, call: Callable[..., Any], *args: Any) -> None:
+        super().__init__(name=f"newsbot-{getattr(call, '__name__', 'call')}", daemon=True)
+        self._call = call
+        self._args = args
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._call(*self._args)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class Bot:
     """Question answering over the articles in one store.
 
@@ -74,24 +108,34 @@ class Bot:
     ) -> None:
         from bot.answer import Answerer
         from bot.retrieve import Retriever
-        from index.embed import TokenCounter, model_max_tokens, resolve_model_path
-        from index.ingest import ChunkingConfig, Ingestor
 
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.retriever = Retriever(store, embedder)
-        config = ChunkingConfig(
-            chunk_tokens=settings.chunk_tokens,
-            overlap_sentences=settings.chunk_overlap,
-            max_model_tokens=getattr(embedder, "max_tokens", None)
-            or model_max_tokens(resolve_model_path(settings.embedding_model)),
-            model=settings.embedding_model,
-        )
-        self.ingestor = Ingestor(store, embedder, TokenCounter(settings.embedding_model), config)
-        self.ingestor.listeners.append(self.retriever.on_store_change)
+        self.retriever = Retriever(store, embedder, snapshot=index_snapshot_path(settings))
+        self._ingestor: Any = None
         # Extractive unless settings.llm names a chat model or one is passed in.
         self.answerer = Answerer(settings, chat_model)
+
+    @property
+    def ingestor(self) -> Any:
+        """The Ingestor, made on first use: a process that only asks needs no token counter."""
+        if self._ingestor is None:
+            from index.embed import TokenCounter, model_max_tokens, resolve_model_path
+            from index.ingest import ChunkingConfig, Ingestor
+
+            settings = self.settings
+            config = ChunkingConfig(
+                chunk_tokens=settings.chunk_tokens,
+                overlap_sentences=settings.chunk_overlap,
+                max_model_tokens=getattr(self.embedder, "max_tokens", None)
+                or model_max_tokens(resolve_model_path(settings.embedding_model)),
+                model=settings.embedding_model,
+            )
+            counter = TokenCounter(settings.embedding_model)
+            self._ingestor = Ingestor(self.store, self.embedder, counter, config)
+            self._ingestor.listeners.append(self.retriever.on_store_change)
+        return self._ingestor
 
     @classmethod
     def open(
@@ -115,8 +159,18 @@ class Bot:
             settings = load_settings(**overrides)
         elif overrides:
             settings = load_settings(**{**settings.model_dump(), **overrides})
-        store = Store.open(settings)
-        embedder = load_embedder(settings)
+        # Importing chromadb and opening the store (~0.5 s, nearly all Python) runs in a thread
+        # beside loading the model, which onnxruntime does partly outside the GIL. numpy is
+        # imported first: both import it, and two threads importing it at once can break it.
+        import numpy  # noqa: F401
+
+        opening = _Background(Store.open, settings)
+        try:
+            embedder = load_embedder(settings)
+        except BaseException:
+            opening.result()  # a store error is reported first, as when they ran in turn
+            raise
+        store = opening.result()
         if check_identity:
             store.check_identity(embedder.identity)
         return cls(settings, store, embedder, chat_model=chat_model)
@@ -138,7 +192,10 @@ class Bot:
         if isinstance(sources, str):
             sources = [sources]
         with self._lock():
-            return self.ingestor.run(self._read(list(sources)), progress=progress)
+            self.retriever.preload()  # then the ingest updates the index instead of a rebuild
+            report = self.ingestor.run(self._read(list(sources)), progress=progress)
+            self.retriever.persist()  # the next process to ask loads it
+            return report
 
     def reindex(self, *, progress: Any = None) -> int:
         """Re-embed every stored chunk with the configured model, backend and precision.
@@ -148,7 +205,8 @@ class Bot:
         """
         with self._lock():
             count = self.ingestor.reindex(progress=progress)
-        self.retriever.on_store_change([], [])
+            self.retriever.forget()  # every vector changed
+            self.retriever.persist()
         return count
 
     def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:
@@ -170,7 +228,8 @@ class Bot:
         """Delete every article and chunk of this store."""
         with self._lock():
             self.store.reset()
-        self.retriever.on_store_change([], [])
+            self.retriever.on_store_change([], [])
+            self.retriever.persist()
 
     # -- answering -----------------------------------------------------------------------------
     def ask(

@@ -1,0 +1,193 @@
+"""The retriever's index snapshot with the real model and real Chroma: a new Bot loads it instead
+of building, finds the same passages, never answers from a stale one, and shrugs off a broken one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.core import index_snapshot_path
+from bot.retrieve import Retriever
+from tests.conftest import EVAL, QATAR_QUESTION, SAMPLES
+
+pytestmark = pytest.mark.slow
+
+CORPUS = EVAL / "multihop_corpus.jsonl"
+QUESTIONS = [
+    QATAR_QUESTION,
+    "What did The Age report about Taylor Swift?",
+    "What happened in the week of 2023-10-09?",
+    "Which outlets covered the hostages?",
+]
+ZANZIBAR = {
+    "id": "zanzibar-ferry",
+    "title": "Ferry to Zanzibar delayed",
+    "body": "The ferry to Zanzibar was delayed by storms on Tuesday. Passengers waited in the "
+    "harbour for nine hours before the crossing was called off.",
+    "source": "Coast Daily",
+    "published_at": "2024-03-05T08:00:00+00:00",
+    "url": "https://example.com/zanzibar",
+}
+
+
+def corpus_file(tmp_path: Path, count: int = 40) -> Path:
+    lines = CORPUS.read_text(encoding="utf-8").splitlines()[:count]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def zanzibar_file(tmp_path: Path) -> Path:
+    path = tmp_path / "zanzibar.jsonl"
+    path.write_text(json.dumps(ZANZIBAR) + "\n", encoding="utf-8")
+    return path
+
+
+def passages(retriever: Retriever, question: str) -> list[tuple[str, str, float | None]]:
+    found = retriever.search(retriever.understand(question), 6)
+    return [(p.chunk_id, p.text, p.lexical_score) for p in found]
+
+
+@pytest.fixture
+def filled(make_bot, tmp_path: Path):
+    bot = make_bot()
+    report = bot.ingest([str(SAMPLES), str(corpus_file(tmp_path))])
+    assert report.failed == 0
+    return bot
+
+
+def test_ingest_writes_the_snapshot_and_a_new_bot_loads_it_with_the_same_results(
+    filled, make_bot
+) -> None:
+    assert index_snapshot_path(filled.settings).is_file()
+    bot = make_bot()  # a new process would do the same
+    index = bot.retriever.lexical_index()
+    assert (bot.retriever.snapshot_loads, bot.retriever.builds) == (1, 0)
+    assert len(index) == bot.store.count()
+
+    fresh = Retriever(bot.store, bot.embedder)  # no snapshot: built from the store
+    for question in QUESTIONS:
+        assert passages(bot.retriever, question) == passages(fresh, question), question
+    assert fresh.builds == 1
+    assert (
+        bot.ask(QATAR_QUESTION).to_dict()["citations"]
+        == filled.ask(QATAR_QUESTION).to_dict()["citations"]
+    )
+
+
+def test_a_write_that_bypassed_the_snapshot_is_seen_by_the_next_bot(
+    filled, make_bot, tmp_path: Path
+) -> None:
+    """Another writer (here a bare Ingestor, as an older newsbot would) leaves the snapshot
+    behind the store: the next Bot notices, builds from the store and answers from it."""
+    writer = make_bot()
+    writer.ingestor.run(iter(writer._read([str(zanzibar_file(tmp_path))])))
+
+    bot = make_bot()
+    answer = bot.ask("Why was the ferry to Zanzibar delayed?")
+    assert not answer.refused
+    assert answer.citations[0].article_id == "zanzibar-ferry"
+    assert (bot.retriever.snapshot_loads, bot.retriever.builds) == (0, 1)
+    # ... and wrote a snapshot the next one uses.
+    again = make_bot()
+    again.retriever.lexical_index()
+    assert (again.retriever.snapshot_loads, again.retriever.builds) == (1, 0)
+
+
+def test_a_reset_and_refill_to_the_same_generation_is_not_mistaken_for_the_old_store(
+    filled, make_bot, tmp_path: Path
+) -> None:
+    before = filled.store.version
+    other = make_bot()
+    other.store.reset()  # a new collection: its generation starts again from 0
+    other.ingestor.run(iter(other._read([str(zanzibar_file(tmp_path))])))
+    while other.store.version[1] < before[1]:
+        other.store.written()
+    assert other.store.version[1] == before[1] and other.store.version[0] != before[0]
+
+    bot = make_bot()
+    assert len(bot.retriever.lexical_index()) == bot.store.count()
+    assert bot.retriever.snapshot_loads == 0
+    answer = bot.ask(QATAR_QUESTION)
+    assert all(c.article_id == "zanzibar-ferry" for c in answer.citations)
+
+
+def test_a_corrupt_snapshot_is_rebuilt_without_error(filled, make_bot) -> None:
+    path = index_snapshot_path(filled.settings)
+    expected = filled.ask(QATAR_QUESTION).to_dict()["citations"]
+    for content in (b"", path.read_bytes()[:1000], b"PK\x03\x04" + os.urandom(4000)):
+        path.write_bytes(content)
+        bot = make_bot()
+        assert bot.ask(QATAR_QUESTION).to_dict()["citations"] == expected
+        assert (bot.retriever.snapshot_loads, bot.retriever.builds) == (0, 1)
+    again = make_bot()  # the rebuilt snapshot is whole again
+    again.retriever.lexical_index()
+    assert again.retriever.snapshot_loads == 1
+
+
+def test_reindex_and_reset_leave_a_snapshot_of_what_the_store_holds(filled, make_bot) -> None:
+    assert filled.reindex() == filled.store.count()
+    bot = make_bot()
+    bot.retriever.lexical_index()
+    assert bot.retriever.snapshot_loads == 1
+
+    filled.reset()
+    bot = make_bot()
+    assert len(bot.retriever.lexical_index()) == 0
+    assert bot.retriever.snapshot_loads == 1
+    assert bot.ask(QATAR_QUESTION).refused
+
+
+# Runs the console entry point as `newsbot ...` would, then reports on stderr what it imported.
+PROBE = """
+import sys
+from bot.cli import main
+sys.argv = ["newsbot", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+heavy = [m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules]
+print("PROBE", code, ",".join(heavy) or "-", file=sys.stderr)
+"""
+
+
+def newsbot(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NEWSBOT_")}
+    environment["NEWSBOT_CONFIG"] = os.environ["NEWSBOT_CONFIG"]
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, "--debug", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+
+
+def test_newsbot_ask_in_new_processes_uses_the_snapshot_sees_new_articles_and_no_torch(
+    filled, tmp_path: Path
+) -> None:
+    data_dir = filled.settings.data_dir
+    asked = newsbot("ask", QATAR_QUESTION, "--json", "--data-dir", data_dir)
+    assert "PROBE 0 -" in asked.stderr, asked.stderr[-3000:]
+    assert "index snapshot loaded" in asked.stderr
+    assert "lexical index built" not in asked.stderr
+    assert "in general we can say that it was positive" in json.loads(asked.stdout)["text"]
+
+    ingested = newsbot("ingest", zanzibar_file(tmp_path), "--data-dir", data_dir)
+    assert "PROBE 0" in ingested.stderr, ingested.stderr[-3000:]
+    asked = newsbot(
+        "ask", "Why was the ferry to Zanzibar delayed?", "--json", "--data-dir", data_dir
+    )
+    assert "PROBE 0 -" in asked.stderr, asked.stderr[-3000:]
+    assert "index snapshot loaded" in asked.stderr
+    citations = json.loads(asked.stdout)["citations"]
+    assert citations[0]["article_id"] == "zanzibar-ferry"
