@@ -523,6 +523,9 @@ def _open_session(path: Path, threads: int | None = None) -> InferenceSession:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
+    # Idle intra-op threads sleep instead of spinning: spinning burnt ~30% more CPU for the same
+    # ingest, CPU that ingest's reading and writing threads (and other processes) need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     return onnxruntime.InferenceSession(
         str(path), sess_options=options, providers=["CPUExecutionProvider"]
