@@ -2,8 +2,8 @@
 
 A chunk is a run of whole sentences of the article body, so that `body[start:end] == text` and every
 sentence a citation quotes lies inside one chunk. Chunks are bounded in word pieces so that the
-embedding model never cuts them off silently; the text the model sees starts with the title, source
-and date, which is how "the report from The Verge on 2023-11-24" finds its article.
+embedding model never cuts them off silently; the text the model sees starts with the title and
+source, which is how "the report from The Verge" finds its article.
 """
 
 from __future__ import annotations
@@ -98,21 +98,21 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+# Bump when context_header changes what the model reads: stored chunks are then re-embedded.
+HEADER_FORMAT = 2
+
+
 def context_header(article: Article) -> str:
-    """The line the model reads before the chunk text: title, then source and date."""
-    details = [part for part in (article.source, _date_words(article)) if part]
+    """The line the model reads before the chunk text: title, then source.
+
+    No date (format 1 had it in two forms): question understanding filters and orders by the
+    stored date, and the date cost 6% of the text embedded without raising retrieval
+    (docs/benchmarks.md, "Ingest").
+    """
     header = article.title.strip()
-    if details:
-        header = f"{header} ({', '.join(details)})" if header else ", ".join(details)
+    if article.source:
+        header = f"{header} ({article.source})" if header else article.source
     return header
-
-
-def _date_words(article: Article) -> str:
-    if article.published_at is None:
-        return ""
-    # Both forms: ISO for "2023-11-24" in questions, words for "24 November 2023".
-    when = article.published_at
-    return f"{when.date().isoformat()}, {when.day} {when.strftime('%B %Y')}"
 
 
 def _fit_header(header: str, budget: int, count_tokens: CountTokens) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from index.article import Article, Chunk, ReadFailure, embed_text
-from index.chunk import chunk_article
+from index.chunk import HEADER_FORMAT, chunk_article
 from index.embed import Embedder, TokenCounter
 from index.store import Store
 
@@ -46,7 +46,10 @@ class ChunkingConfig:
     model: str
 
     def key(self) -> str:
-        return f"{self.model}|{self.max_model_tokens}|{self.chunk_tokens}|{self.overlap_sentences}"
+        return (
+            f"{self.model}|{self.max_model_tokens}|{self.chunk_tokens}|{self.overlap_sentences}"
+            f"|header{HEADER_FORMAT}"
+        )
 
 
 @dataclass

@@ -151,3 +151,14 @@ def test_a_reader_that_fails_part_way_keeps_what_came_before(make_bot, monkeypat
     with pytest.raises(RuntimeError, match="the feed went away"):
         bot.ingestor.run(items())
     assert bot.stats()["articles"] == 8  # whole batches before the failure, as before
+
+
+def test_a_store_chunked_with_another_header_is_re_embedded(make_bot, monkeypatch) -> None:
+    bot = make_bot()
+    articles = make_articles(5)
+    monkeypatch.setattr(index.ingest, "HEADER_FORMAT", 1)  # as an older newsbot wrote it
+    assert bot.ingest(articles).new == 5
+    monkeypatch.undo()
+    report = bot.ingest(articles)
+    assert (report.updated, report.unchanged) == (5, 0)
+    assert bot.ingest(articles).unchanged == 5
