@@ -209,9 +209,11 @@ def _working(message: str) -> Iterator[None]:
         yield
 
 
-def _require_articles(store: Any) -> None:
-    """Fail when there is nothing to answer from (before the identity check: an empty store
-    takes the model of whatever ingests first)."""
+def _require_articles(settings: Settings) -> None:
+    """Fail early, before the model loads, when there is nothing to answer from."""
+    from index.store import Store
+
+    store = Store.open(settings)  # Bot.open then finds chromadb imported and the client open
     if not store.count():
         raise NewsbotError(
             EMPTY_STORE_MESSAGE,
@@ -240,19 +242,11 @@ def _no_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _open_bot(
-    settings: Settings, *, check_identity: bool = True, require_articles: bool = False
-) -> Bot:
+def _open_bot(settings: Settings, *, check_identity: bool = True) -> Bot:
     from bot.core import Bot
 
     with _working(LOADING_TEXT), _no_collection():
-        # The store and the model load side by side in Bot.open; the checks come after.
-        bot = Bot.open(settings, check_identity=False)
-    if require_articles:
-        _require_articles(bot.store)
-    if check_identity:
-        bot.store.check_identity(bot.embedder.identity)
-    return bot
+        return Bot.open(settings, check_identity=check_identity)
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -436,7 +430,9 @@ def ask(
             "give a question, or pipe questions on stdin", param_hint="QUESTION"
         )
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
-    bot = _open_bot(settings, require_articles=True)
+    with _no_collection():
+        _require_articles(settings)
+    bot = _open_bot(settings)
 
     def answer(one: str, *, lines: bool) -> None:
         with _working(SPINNER_TEXT):
@@ -640,7 +636,9 @@ def chat(
 ) -> None:
     """Talk with the bot: follow-up questions, /sources, /reset, /help, /quit (Ctrl-D)."""
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
-    bot = _open_bot(settings, require_articles=True)
+    with _no_collection():
+        _require_articles(settings)
+    bot = _open_bot(settings)
     console = _stdout()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:

@@ -6,7 +6,6 @@ Every front door (CLI, Slack, Python) calls Bot.ask/stream and renders the same 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -69,30 +68,6 @@ def index_snapshot_path(settings: Settings) -> Path:
 
     where = settings.chroma_url or str(settings.store_dir)
     return snapshot_path(settings.data_dir, where, settings.collection)
-
-
-class _Background(threading.Thread):
-    """Runs one call in a thread; result() waits and returns its value or raises its error."""
-
-    def __init__(self, call: Callable[..., Any], *args: Any) -> None:
-        super().__init__(name=f"newsbot-{getattr(call, '__name__', 'call')}", daemon=True)
-        self._call = call
-        self._args = args
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._value = self._call(*self._args)
-        except BaseException as exc:
-            self._error = exc
-
-    def result(self) -> Any:
-        self.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 class Bot:
@@ -159,18 +134,10 @@ class Bot:
             settings = load_settings(**overrides)
         elif overrides:
             settings = load_settings(**{**settings.model_dump(), **overrides})
-        # Importing chromadb and opening the store (~0.5 s, nearly all Python) runs in a thread
-        # beside loading the model, which onnxruntime does partly outside the GIL. numpy is
-        # imported first: both import it, and two threads importing it at once can break it.
-        import numpy  # noqa: F401
-
-        opening = _Background(Store.open, settings)
-        try:
-            embedder = load_embedder(settings)
-        except BaseException:
-            opening.result()  # a store error is reported first, as when they ran in turn
-            raise
-        store = opening.result()
+        # One after the other: opening the store in a thread beside the model was tried and
+        # gained nothing measurable, as both hold the GIL most of the time (docs/benchmarks.md).
+        store = Store.open(settings)
+        embedder = load_embedder(settings)
         if check_identity:
             store.check_identity(embedder.identity)
         return cls(settings, store, embedder, chat_model=chat_model)
