@@ -23,8 +23,8 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
+import uuid
 from array import array
 from collections import Counter
 from collections.abc import Iterator, MutableSequence
@@ -256,13 +256,16 @@ def save(index: LexicalIndex, state: StoreState, path: Path) -> bool:
         arrays["vectors"] = _column(index._vectors, size)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        # A name of its own per writer; created like any file (the umask applies), which
+        # mkstemp's owner-only mode would not be for a data dir shared by several users.
+        temporary = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(handle, "wb") as stream:
                 np.savez(stream, allow_pickle=False, **arrays)
             os.replace(temporary, path)
         except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
             raise
     except OSError as exc:
         log.info("cannot write the index snapshot %s: %s", path, exc)

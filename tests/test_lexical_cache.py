@@ -4,6 +4,7 @@ that was saved, keeps working as ingests change it, and a damaged file is refuse
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
 from datetime import date
 from pathlib import Path
@@ -223,3 +224,30 @@ def test_an_index_with_fields_the_format_does_not_know_is_not_written(
     assert not lexical_cache.save(index, state_of(index), tmp_path / "index.npz")
     assert not (tmp_path / "index.npz").exists()
     assert "new_column" in caplog.text
+
+
+def test_writers_racing_never_leave_a_reader_half_a_snapshot(tmp_path: Path) -> None:
+    index = build(chunks(200))
+    path = tmp_path / "index.npz"
+    assert lexical_cache.save(index, state_of(index), path)
+    expected = answers(index)
+    failures: list[object] = []
+
+    def write() -> None:
+        for _ in range(15):
+            if not lexical_cache.save(index, state_of(index), path):
+                failures.append("save failed")
+
+    def read() -> None:
+        for _ in range(15):
+            loaded = lexical_cache.load(path, state_of(index), k1=1.2, b=0.75)
+            if loaded is None or answers(loaded) != expected:
+                failures.append("bad read")
+
+    threads = [threading.Thread(target=job) for job in (write, write, read, read)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert [p.name for p in tmp_path.iterdir()] == ["index.npz"]  # no temporary files left
