@@ -1,19 +1,26 @@
 """Cold start: `newsbot ask` as a new process, from start to printed answer, vs plain LangChain.
 
-    .venv/bin/python bench/cold_start.py [--articles 1000] [--repeats 3] [--backend ...]
-                                         [--json-out FILE]
+    .venv/bin/python bench/cold_start.py [--articles 1000] [--repeats 5] [--backend ...]
+                                         [--big-chunks 10000] [--stores DIR] [--json-out FILE]
 
 A store of the same seeded ~700-character articles as bench/ingest.py is built first (once per
-embedding backend, not timed). Then, each timed as a whole new process (median of --repeats):
+embedding backend, not timed; `--stores DIR` keeps the stores there and reuses them on the next
+run). Then, each timed as a whole new process (median of --repeats, rounds interleaved):
 
 - `newsbot ask "<question>" --data-dir <store>`, per backend (NEWSBOT_EMBEDDING_BACKEND/PRECISION);
+- the same on a store of --big-chunks chunks (onnx fp32; 0 skips it). Its chunks are real
+  chunks of synthetic articles, but its vectors are the 1,000-article store's, reused in turn:
+  embedding 10,000 chunks would take minutes, and no timing here depends on the vectors' values;
 - a plain LangChain script: HuggingFaceEmbeddings(model folder) + Chroma(persist_directory) +
   similarity_search(k=4), printing the passages (the same store content, built by
   Chroma.from_documents after RecursiveCharacterTextSplitter 1000/200);
-- `newsbot --help`.
+- `newsbot --help` and `python -c pass` (the interpreter's own start).
 
 It also reports whether each newsbot process imported torch (checked in a separate run of the
-same command through a wrapper, so that the timed runs are the plain console script).
+same command through a wrapper, so that the timed runs are the plain console script), and where
+the time of an onnx `newsbot ask` goes, measured inside fresh processes: once the way it runs
+(the index loaded from its snapshot) and once with every piece in turn (chromadb's import, the
+store, the model, the index built from the store, as before the snapshot).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from ingest import BACKENDS, available_backends, machine, synthetic_articles, ve
 
 QUESTION = "What did Qatar say about Hamas's response?"
 NEWSBOT = Path(sys.executable).parent / "newsbot"
+LANGCHAIN_NAME = "LangChain (HuggingFaceEmbeddings + Chroma)"
 
 LANGCHAIN_BUILD = """
 import json, sys
@@ -78,6 +86,94 @@ except SystemExit:
 print("TORCH_IMPORTED=" + str("torch" in sys.modules), file=sys.stderr)
 """
 
+# Where the time of `newsbot ask` goes, in a fresh process. "as run": the steps of the CLI's ask
+# (as the console script: no garbage collection while opening, the index from its snapshot).
+# "in turn": each piece alone, as before the snapshot: the index built from the store.
+BREAKDOWN = """
+import io, json, sys, time
+started = time.perf_counter()
+phases = {}
+def lap(name, mark=[started]):
+    now = time.perf_counter()
+    phases[name] = now - mark[0]
+    mark[0] = now
+mode, data_dir, question = sys.argv[1:4]
+from bot import cli
+lap("import bot.cli (typer, rich, settings)")
+from rich.console import Console
+from bot.core import Bot
+from bot.settings import load_settings
+settings = load_settings(data_dir=data_dir)
+if mode == "as run":
+    cli._console_script = True
+    with cli._no_collection():
+        cli._require_articles(settings)
+    lap("import chromadb, open the store, count its chunks")
+    with cli._no_collection():
+        newsbot = Bot.open(settings)
+    lap("Bot.open: the model, the retrieval and answering modules")
+else:
+    import numpy, chromadb
+    lap("import chromadb")
+    from index.store import Store
+    from index.embed import load_embedder
+    store = Store.open(settings)
+    lap("open the store")
+    embedder = load_embedder(settings)
+    lap("load the model (onnxruntime session, tokenizer)")
+    newsbot = Bot(settings, store, embedder)
+    newsbot.retriever.snapshot = None
+    lap("Bot(): retrieval and answering modules")
+    newsbot.store.count()
+    newsbot.store.check_identity(newsbot.embedder.identity)
+    lap("checks (store not empty, model identity)")
+newsbot.retriever.lexical_index()
+loaded = newsbot.retriever.snapshot_loads
+lap("index: " + ("loaded from the snapshot" if loaded else "built from the store"))
+answer = newsbot.ask(question)
+lap("answer (embed, search, compose)")
+cli.render_answer(Console(file=io.StringIO()), answer)
+lap("render")
+phases["total in process"] = time.perf_counter() - started
+print(json.dumps(phases))
+"""
+
+# Fills a store with `count` chunks of synthetic articles whose vectors are taken, in turn, from
+# an existing store (see the module docstring); then writes its index snapshot as an ingest does.
+BIG_STORE = """
+import sys
+import numpy as np
+from bot.core import Bot
+from bot.settings import load_settings
+from index.read import iter_articles
+from index.store import Store
+
+source_dir, target_dir, articles_file = sys.argv[1:4]
+count = int(sys.argv[4])
+source = Store.open(load_settings(data_dir=source_dir))
+vectors = np.asarray([c.vector for c in source.iter_chunks(vectors=True)], dtype=np.float32)
+
+class ReusedVectors:
+    def __init__(self, embedder):
+        self.identity = embedder.identity
+        self.max_tokens = embedder.max_tokens
+        self.used = 0
+    def embed(self, texts):
+        rows = np.arange(self.used, self.used + len(texts)) % len(vectors)
+        self.used += len(texts)
+        return vectors[rows]
+
+settings = load_settings(data_dir=target_dir)
+real = Bot.open(settings)
+bot = Bot(settings, real.store, ReusedVectors(real.embedder))
+articles = [a for a in iter_articles([articles_file], settings) if hasattr(a, "body")]
+for start in range(0, len(articles), 500):
+    if bot.store.count() >= count:
+        break
+    bot.ingest(articles[start : start + 500])
+print(bot.store.count())
+"""
+
 
 def environment(backend: str | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("NEWSBOT_")}
@@ -97,13 +193,21 @@ def run(command: list[str], env: dict[str, str]) -> tuple[float, str, str]:
     return seconds, done.stdout, done.stderr
 
 
-def timed(command: list[str], env: dict[str, str], repeats: int) -> dict[str, Any]:
-    runs = [run(command, env) for _ in range(repeats)]
-    seconds = [item[0] for item in runs]
+def timed_rounds(
+    commands: dict[str, tuple[list[str], dict[str, str]]], repeats: int
+) -> dict[str, dict[str, Any]]:
+    """Each command `repeats` times, rounds interleaved so that a load change hits all alike."""
+    runs: dict[str, list[tuple[float, str, str]]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, (command, env) in commands.items():
+            runs[name].append(run(command, env))
     return {
-        "median_s": statistics.median(seconds),
-        "runs_s": seconds,
-        "output": runs[-1][1].strip()[:300],
+        name: {
+            "median_s": statistics.median(item[0] for item in items),
+            "runs_s": [item[0] for item in items],
+            "output": items[-1][1].strip()[:300],
+        }
+        for name, items in runs.items()
     }
 
 
@@ -112,51 +216,110 @@ def torch_imported(arguments: list[str], env: dict[str, str]) -> bool:
     return "TORCH_IMPORTED=True" in stderr
 
 
+def breakdown(data_dir: Path, repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds of each phase, per mode, over `repeats` fresh processes of each."""
+    env = environment("onnx-fp32")
+    samples: dict[str, list[dict[str, float]]] = {"as run": [], "in turn": []}
+    for _ in range(repeats):
+        for mode, found in samples.items():
+            command = [sys.executable, "-c", BREAKDOWN, mode, str(data_dir), QUESTION]
+            found.append(json.loads(run(command, env)[1].strip().splitlines()[-1]))
+    return {
+        mode: {name: statistics.median(item[name] for item in found) for name in found[0]}
+        for mode, found in samples.items()
+    }
+
+
+def build_store(data_dir: Path, articles_file: Path, env: dict[str, str]) -> None:
+    if (data_dir / "chroma").is_dir():
+        print(f"reusing {data_dir}", flush=True)
+        return
+    print(f"building {data_dir.name} ...", flush=True)
+    run([str(NEWSBOT), "ingest", str(articles_file), "--data-dir", str(data_dir)], env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backend", action="append", choices=list(BACKENDS))
+    parser.add_argument(
+        "--big-chunks", type=int, default=10_000, help="chunks of the big store (0: none)"
+    )
+    parser.add_argument("--stores", type=Path, help="keep the stores here and reuse them")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     backends = args.backend or available_backends()
-    results: dict[str, Any] = {}
     started_at = machine()
     print(f"{started_at}; {args.articles} articles; median of {args.repeats}", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="bench-cold-") as folder:
-        articles_file = Path(folder) / "articles.jsonl"
-        rows = synthetic_articles(args.articles)
-        articles_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as scratch:
+        folder = args.stores or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        articles_file = folder / f"articles-{args.articles}.jsonl"
+        if not articles_file.is_file():
+            rows = synthetic_articles(args.articles)
+            articles_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
-        help_command = [str(NEWSBOT), "--help"]
-        results["newsbot --help"] = timed(help_command, environment(), args.repeats)
-        results["newsbot --help"]["torch_imported"] = torch_imported(["--help"], environment())
-
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            "python -c pass": ([sys.executable, "-c", "pass"], environment()),
+            "newsbot --help": ([str(NEWSBOT), "--help"], environment()),
+        }
+        probes: dict[str, tuple[list[str], dict[str, str]]] = {
+            "newsbot --help": (["--help"], environment())
+        }
         for backend in backends:
-            data_dir = Path(folder) / f"newsbot-{backend}"
-            print(f"building the {backend} store ...", flush=True)
+            data_dir = folder / f"newsbot-{backend}-{args.articles}"
             env = environment(backend)
-            run([str(NEWSBOT), "ingest", str(articles_file), "--data-dir", str(data_dir)], env)
+            build_store(data_dir, articles_file, env)
             arguments = ["ask", QUESTION, "--data-dir", str(data_dir)]
             run([str(NEWSBOT), *arguments], env)  # once untimed: first-use caches, page cache
-            print(f"timing newsbot ask ({backend}) ...", flush=True)
-            result = timed([str(NEWSBOT), *arguments], env, args.repeats)
-            result["torch_imported"] = torch_imported(arguments, env)
-            results[f"newsbot ask ({backend})"] = result
+            name = f"newsbot ask ({backend})"
+            commands[name] = ([str(NEWSBOT), *arguments], env)
+            probes[name] = (arguments, env)
+
+        fp32_dir = folder / f"newsbot-onnx-fp32-{args.articles}"
+        big_dir = folder / f"newsbot-onnx-fp32-{args.big_chunks}-chunks"
+        if args.big_chunks and "onnx-fp32" in backends:
+            env = environment("onnx-fp32")
+            if not (big_dir / "chroma").is_dir():
+                print(f"building the {args.big_chunks}-chunk store ...", flush=True)
+                big_articles = folder / f"articles-{args.big_chunks}.jsonl"
+                rows = synthetic_articles(args.big_chunks)
+                big_articles.write_text("".join(json.dumps(row) + "\n" for row in rows))
+                command = [sys.executable, "-c", BIG_STORE, str(fp32_dir), str(big_dir)]
+                run([*command, str(big_articles), str(args.big_chunks)], env)
+            arguments = ["ask", QUESTION, "--data-dir", str(big_dir)]
+            run([str(NEWSBOT), *arguments], env)
+            name = f"newsbot ask (onnx-fp32, {args.big_chunks:,} chunks)"
+            commands[name] = ([str(NEWSBOT), *arguments], env)
+            probes[name] = (arguments, env)
 
         print("building the LangChain store ...", flush=True)
-        chroma_dir = Path(folder) / "langchain"
+        chroma_dir = folder / f"langchain-{args.articles}"
         env = environment()
-        run([sys.executable, "-c", LANGCHAIN_BUILD, str(articles_file), str(chroma_dir)], env)
+        if not chroma_dir.is_dir():
+            run([sys.executable, "-c", LANGCHAIN_BUILD, str(articles_file), str(chroma_dir)], env)
         ask = [sys.executable, "-c", LANGCHAIN_ASK, str(chroma_dir), QUESTION]
         run(ask, env)
-        print("timing LangChain ...", flush=True)
-        results["LangChain (HuggingFaceEmbeddings + Chroma)"] = timed(ask, env, args.repeats)
-        results["LangChain (HuggingFaceEmbeddings + Chroma)"]["torch_imported"] = True
+        commands[LANGCHAIN_NAME] = (ask, env)
 
-    baseline = results["LangChain (HuggingFaceEmbeddings + Chroma)"]["median_s"]
-    print()
+        print(f"timing {len(commands)} commands x {args.repeats} ...", flush=True)
+        results = timed_rounds(commands, args.repeats)
+        for name, (arguments, env) in probes.items():
+            results[name]["torch_imported"] = torch_imported(arguments, env)
+        results[LANGCHAIN_NAME]["torch_imported"] = True
+        results["python -c pass"]["torch_imported"] = False
+
+        phases: dict[str, Any] = {}
+        if "onnx-fp32" in backends:
+            print("measuring where the time goes ...", flush=True)
+            phases[f"{args.articles} articles"] = breakdown(fp32_dir, args.repeats)
+            if args.big_chunks:
+                phases[f"{args.big_chunks:,} chunks"] = breakdown(big_dir, args.repeats)
+
+    baseline = results[LANGCHAIN_NAME]["median_s"]
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}\n")
     print("| new process | median s | runs (s) | speed-up vs LangChain | imports torch |")
     print("|---|---|---|---|---|")
     for name, result in results.items():
@@ -164,10 +327,26 @@ def main() -> None:
         ratio = baseline / result["median_s"]
         imported = "yes" if result["torch_imported"] else "no"
         print(f"| {name} | {result['median_s']:.2f} | {runs} | {ratio:.2f}x | {imported} |")
+    for store, modes in phases.items():
+        print(f"\nWhere an onnx fp32 `newsbot ask` spends its time ({store}, median s):\n")
+        print("| as run | s | in turn | s |")
+        print("|---|---|---|---|")
+        rows = [list(modes["as run"].items()), list(modes["in turn"].items())]
+        for number in range(max(len(rows[0]), len(rows[1]))):
+            cells = []
+            for side in rows:
+                name, value = side[number] if number < len(side) else ("", None)
+                cells += [name, "" if value is None else f"{value:.3f}"]
+            print("| " + " | ".join(cells) + " |")
     print()
     print("Goals: `newsbot ask` under 1 s (issue 10, onnx); `newsbot --help` imports no torch.")
     if args.json_out:
-        payload = {"machine": started_at, "versions": versions(), "results": results}
+        payload = {
+            "machine": started_at,
+            "versions": versions(),
+            "results": results,
+            "phases": phases,
+        }
         args.json_out.write_text(json.dumps(payload, indent=2) + "\n")
 
 
