@@ -87,7 +87,8 @@ print("TORCH_IMPORTED=" + str("torch" in sys.modules), file=sys.stderr)
 """
 
 # Where the time of `newsbot ask` goes, in a fresh process. "as run": the steps of the CLI's ask
-# (as the console script: no garbage collection while opening, the index from its snapshot).
+# as the console script takes them (bot/cli.py: _console_start, no garbage collection while
+# opening, the index from its snapshot).
 # "in turn": each piece alone, as before the snapshot: the index built from the store.
 BREAKDOWN = """
 import io, json, sys, time
@@ -105,7 +106,7 @@ from bot.core import Bot
 from bot.settings import load_settings
 settings = load_settings(data_dir=data_dir)
 if mode == "as run":
-    cli._console_script = True
+    cli._console_start()  # what the newsbot console script does first
     with cli._no_collection():
         cli._require_articles(settings)
     lap("import chromadb, open the store, count its chunks")
