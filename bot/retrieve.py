@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from index.embed import Embedder
-    from index.store import Store, StoredChunk
+    from index.store import Store, StoredChunk, StoreVersion
 
 log = logging.getLogger(__name__)
 
@@ -706,7 +706,7 @@ class Retriever:
         self.snapshot = snapshot  # where the index is saved between processes (None: nowhere)
         self._lock = threading.RLock()
         self._index: LexicalIndex | None = None
-        self._version: tuple[str, int] | None = None  # the store version the index reflects
+        self._version: StoreVersion | None = None  # the store version the index reflects
         self._saved: StoreState | None = None  # the state the snapshot file holds, if known
         self._stale = False
         self._checked_at = 0.0
@@ -733,11 +733,11 @@ class Retriever:
             assert self._index is not None
             return self._index
 
-    def _state(self, version: tuple[str, int]) -> StoreState:
-        return StoreState(version[0], version[1], self.store.count())
+    def _state(self, version: StoreVersion) -> StoreState:
+        return StoreState(version.collection_id, version.generation, self.store.count())
 
-    def _load_snapshot(self, version: tuple[str, int]) -> bool:
-        if self.snapshot is None:
+    def _load_snapshot(self, version: StoreVersion) -> bool:
+        if self.snapshot is None or not version.settled:
             return False
         state = self._state(version)
         index = lexical_cache.load(
@@ -750,7 +750,7 @@ class Retriever:
         self.snapshot_loads += 1
         return True
 
-    def _rebuild(self, version: tuple[str, int]) -> None:
+    def _rebuild(self, version: StoreVersion) -> None:
         started = time.perf_counter()
         index = LexicalIndex(self.config.bm25_k1, self.config.bm25_b)
         for chunk in self.store.iter_chunks(vectors=True):
@@ -762,7 +762,7 @@ class Retriever:
         )
         self._save()
 
-    def _replace(self, index: LexicalIndex, version: tuple[str, int]) -> None:
+    def _replace(self, index: LexicalIndex, version: StoreVersion) -> None:
         self._index = index
         self._version = version
         self._stale = False
@@ -774,7 +774,7 @@ class Retriever:
             return
         version = self.store.version
         state = self._state(version)
-        if version != self._version or state.chunks != len(self._index):
+        if not version.settled or version != self._version or state.chunks != len(self._index):
             log.info("index snapshot not written: the store changed while it was read")
             return
         if state != self._saved and lexical_cache.save(self._index, state, self.snapshot):
@@ -819,8 +819,9 @@ class Retriever:
                 for chunk in self.store.get_chunks(written, vectors=True):
                     self._index.add(chunk)
             if self._version is not None and version == (
-                self._version[0],
-                self._version[1] + 1,
+                self._version.collection_id,
+                self._version.generation + 1,
+                True,
             ):
                 self._version = version
             else:

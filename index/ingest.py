@@ -546,6 +546,7 @@ class Ingestor:
         """Chunks first, then leftovers and outlets, then the registry: the crash-safe order."""
         removed: list[str] = []
         with self._store_lock:
+            self.store.writing()  # a snapshot taken now, or after a crash here, is not trusted
             if batch.ids:
                 self.store.upsert_chunks(batch.ids, batch.texts, batch.vectors, batch.metadatas)
             for article_id, (kept, before) in batch.leftovers.items():

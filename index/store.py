@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlparse
 
 from bot.errors import StoreError
@@ -31,6 +31,12 @@ T = TypeVar("T")
 WRITE_BATCH = 1000
 # Registry records need a vector; one constant dimension keeps Chroma's index happy.
 _REGISTRY_VECTOR = [1.0]
+
+
+class StoreVersion(NamedTuple):
+    collection_id: str
+    generation: int  # bumped by every completed batch of writes
+    settled: bool  # no batch of writes is under way or was left half-done
 
 
 @dataclass(frozen=True)
@@ -210,15 +216,20 @@ class Store:
         return int(meta.get("generation", 0))
 
     @property
-    def version(self) -> tuple[str, int]:
-        """(chunk collection id, generation), read in one call. The id is new after a reset,
-        which starts the generation again from 0, so together they say whether a copy of the
-        chunks (the in-memory index or its snapshot on disk) is still what the store holds."""
+    def version(self) -> StoreVersion:
+        """The store's version, read in one call. The collection id is new after a reset, which
+        starts the generation again from 0, so together they say whether a copy of the chunks
+        (the in-memory index or its snapshot on disk) is still what the store holds. `settled`
+        is False while a batch is being written, and stays False if its writer died half-way
+        (until the next batch completes): no snapshot may be taken of, or trusted for, that."""
         collection = self._call(self._client.get_collection, self.name)
-        return str(collection.id), int((collection.metadata or {}).get("generation", 0))
+        meta = collection.metadata or {}
+        return StoreVersion(
+            str(collection.id), int(meta.get("generation", 0)), not meta.get("writing", False)
+        )
 
     def _bump_generation(self) -> None:
-        self._set_meta({"generation": self.generation + 1})
+        self._set_meta({"generation": self.generation + 1, "writing": False})
 
     # -- articles ------------------------------------------------------------------------------
     def articles(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -304,6 +315,10 @@ class Store:
             return
         metadatas = [{**(meta or {}), **updates} for meta in result["metadatas"] or []]
         self._call(self._chunks.update, ids=result["ids"], metadatas=metadatas)
+
+    def writing(self) -> None:
+        """Call before a batch of writes: marks the store unsettled until `written`."""
+        self._set_meta({"writing": True})
 
     def written(self) -> None:
         """Call after a batch of writes: tells readers in this and other processes to refresh."""

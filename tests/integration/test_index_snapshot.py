@@ -118,6 +118,29 @@ def test_a_reset_and_refill_to_the_same_generation_is_not_mistaken_for_the_old_s
     assert all(c.article_id == "zanzibar-ferry" for c in answer.citations)
 
 
+def test_a_writer_that_died_half_way_leaves_no_snapshot_trusted(filled, make_bot) -> None:
+    """A writer killed between its chunk writes and the generation bump leaves a store that
+    holds new text under the old generation and chunk count: no snapshot may stand for it."""
+    writer = make_bot()
+    chunk = writer.store.get_chunks([next(iter(writer.store.iter_chunks())).id], vectors=True)[0]
+    rewritten = chunk.text + " Zanzibar harbour reopened."
+    writer.store.writing()
+    writer.store.upsert_chunks([chunk.id], [rewritten], chunk.vector[None, :], [chunk.metadata])
+    # ... and the writer dies here.
+
+    for _ in range(2):  # the first rebuild must not have saved a snapshot of the half-write
+        bot = make_bot()
+        found = passages(bot.retriever, "When was Zanzibar harbour reopened?")
+        assert (chunk.id, rewritten) in [(i, text) for i, text, lexical in found if lexical]
+        assert (bot.retriever.snapshot_loads, bot.retriever.builds) == (0, 1)
+
+    writer.store.written()  # the next completed batch settles the store
+    make_bot().retriever.lexical_index()
+    again = make_bot()
+    again.retriever.lexical_index()
+    assert (again.retriever.snapshot_loads, again.retriever.builds) == (1, 0)
+
+
 def test_a_corrupt_snapshot_is_rebuilt_without_error(filled, make_bot) -> None:
     path = index_snapshot_path(filled.settings)
     expected = filled.ask(QATAR_QUESTION).to_dict()["citations"]
