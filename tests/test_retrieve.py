@@ -160,13 +160,18 @@ REFEREE_ARTICLES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def referee_bot(tmp_path_factory: pytest.TempPathFactory):
+def bot_holding(tmp_path_factory: pytest.TempPathFactory, name: str, articles: list):
+    """A bot over a store of its own holding just these articles."""
     from bot import Bot
 
-    bot = Bot.open(data_dir=tmp_path_factory.mktemp("referees"))
-    bot.ingest(REFEREE_ARTICLES)
+    bot = Bot.open(data_dir=tmp_path_factory.mktemp(name))
+    bot.ingest(articles)
     return bot
+
+
+@pytest.fixture(scope="module")
+def referee_bot(tmp_path_factory: pytest.TempPathFactory):
+    return bot_holding(tmp_path_factory, "referees", REFEREE_ARTICLES)
 
 
 def ranked_articles(bot, question: str, mode: str = "hybrid", k: int = 4, **kwargs) -> list[str]:
@@ -257,11 +262,7 @@ BLACK_FRIDAY = [
 
 @pytest.fixture(scope="module")
 def deals_bot(tmp_path_factory: pytest.TempPathFactory):
-    from bot import Bot
-
-    bot = Bot.open(data_dir=tmp_path_factory.mktemp("deals"))
-    bot.ingest(BLACK_FRIDAY)
-    return bot
+    return bot_holding(tmp_path_factory, "deals", BLACK_FRIDAY)
 
 
 @pytest.mark.slow

@@ -68,20 +68,21 @@ def figure(scores: Any, path: str) -> float:
     return float(value)
 
 
+def evaluate(tmp_path_factory: pytest.TempPathFactory, name: str, limit: int) -> EvalReport:
+    questions = EVAL / name
+    assert questions.is_file(), f"the bundled eval data are missing: {EVAL}"
+    settings = load_settings(data_dir=tmp_path_factory.mktemp(questions.stem))
+    return run_eval(questions, settings=settings, limit=limit)
+
+
 @pytest.fixture(scope="module")
 def multihop(tmp_path_factory: pytest.TempPathFactory) -> EvalReport:
-    questions = EVAL / "multihop_dev.jsonl"
-    assert questions.is_file(), f"the bundled eval data are missing: {EVAL}"
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("floor"))
-    return run_eval(questions, settings=settings, limit=MULTIHOP_QUESTIONS)
+    return evaluate(tmp_path_factory, "multihop_dev.jsonl", MULTIHOP_QUESTIONS)
 
 
 @pytest.fixture(scope="module")
 def rgb(tmp_path_factory: pytest.TempPathFactory) -> EvalReport:
-    questions = EVAL / "rgb_dev.jsonl"
-    assert questions.is_file(), f"the bundled eval data are missing: {EVAL}"
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("floor-rgb"))
-    return run_eval(questions, settings=settings, limit=RGB_QUESTIONS)
+    return evaluate(tmp_path_factory, "rgb_dev.jsonl", RGB_QUESTIONS)
 
 
 def test_subset_is_the_stratified_forty(multihop: EvalReport) -> None:
