@@ -710,9 +710,13 @@ class Retriever:
         self._saved: StoreState | None = None  # the state the snapshot file holds, if known
         self._stale = False
         self._checked_at = 0.0
-        self.rebuilds = 0  # times the whole index was replaced: built, or loaded from a snapshot
-        self.builds = 0  # of which built from the store
-        self.snapshot_loads = 0  # of which loaded from the snapshot
+        self.builds = 0  # times the whole index was built from the store
+        self.snapshot_loads = 0  # times it was loaded from the snapshot instead
+
+    @property
+    def rebuilds(self) -> int:
+        """Times the whole index was replaced: built, or loaded from the snapshot."""
+        return self.builds + self.snapshot_loads
 
     # -- the lexical index, kept in step with the store ----------------------------------------
     def lexical_index(self) -> LexicalIndex:
@@ -766,7 +770,6 @@ class Retriever:
         self._index = index
         self._version = version
         self._stale = False
-        self.rebuilds += 1
 
     def _save(self) -> None:
         """Write the snapshot if the index is exactly what the store holds now."""
