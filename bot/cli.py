@@ -242,11 +242,16 @@ def _no_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _open_bot(settings: Settings, *, check_identity: bool = True) -> Bot:
+def _open_bot(
+    settings: Settings, *, check_identity: bool = True, require_articles: bool = False
+) -> Bot:
     from bot.core import Bot
 
-    with _working(LOADING_TEXT), _no_collection():
-        return Bot.open(settings, check_identity=check_identity)
+    with _no_collection():
+        if require_articles:
+            _require_articles(settings)
+        with _working(LOADING_TEXT):
+            return Bot.open(settings, check_identity=check_identity)
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -430,9 +435,7 @@ def ask(
             "give a question, or pipe questions on stdin", param_hint="QUESTION"
         )
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
-    with _no_collection():
-        _require_articles(settings)
-    bot = _open_bot(settings)
+    bot = _open_bot(settings, require_articles=True)
 
     def answer(one: str, *, lines: bool) -> None:
         with _working(SPINNER_TEXT):
@@ -636,9 +639,7 @@ def chat(
 ) -> None:
     """Talk with the bot: follow-up questions, /sources, /reset, /help, /quit (Ctrl-D)."""
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
-    with _no_collection():
-        _require_articles(settings)
-    bot = _open_bot(settings)
+    bot = _open_bot(settings, require_articles=True)
     console = _stdout()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
