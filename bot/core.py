@@ -134,8 +134,8 @@ class Bot:
             settings = load_settings(**overrides)
         elif overrides:
             settings = load_settings(**{**settings.model_dump(), **overrides})
-        # One after the other: opening the store in a thread beside the model was tried and
-        # gained nothing measurable, as both hold the GIL most of the time (docs/benchmarks.md).
+        # Chroma is opened when first needed: a question answered from the index snapshot, whose
+        # store has a version file (index/store.py), never imports chromadb.
         store = Store.open(settings)
         embedder = load_embedder(settings)
         if check_identity:
@@ -162,6 +162,7 @@ class Bot:
             self.retriever.preload()  # then the ingest updates the index instead of a rebuild
             report = self.ingestor.run(self._read(list(sources)), progress=progress)
             self.retriever.persist()  # the next process to ask loads it
+            self.store.publish()  # ... and checks that it is current without opening Chroma
             return report
 
     def reindex(self, *, progress: Any = None) -> int:
@@ -174,6 +175,7 @@ class Bot:
             count = self.ingestor.reindex(progress=progress)
             self.retriever.forget()  # every vector changed
             self.retriever.persist()
+            self.store.publish()
         return count
 
     def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:

@@ -7,7 +7,9 @@ loads in milliseconds instead.
 The format is one uncompressed .npz of flat numeric arrays plus one JSON entry for the strings
 (chunk, article and term names); it never holds pickled objects and is read with
 `allow_pickle=False`. Postings and each chunk's terms are stored as ragged arrays and turned
-into the index's per-term arrays only when a search touches them.
+into the index's per-term arrays only when a search touches them. Each chunk's text and metadata
+are kept too (UTF-8 and JSON bytes, decoded when a passage is shown), so that a question can be
+answered from the snapshot alone, without opening Chroma.
 
 A snapshot records the store state it reflects: the chunk collection's id (new after a reset),
 its generation (bumped by every write batch, index/store.py) and its chunk count. It is used
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: chunk texts and metadata
 # The LexicalIndex attributes a snapshot holds; an index with others is not written (see save).
 _FIELDS = frozenset(
     {
@@ -49,6 +51,7 @@ _FIELDS = frozenset(
         "_chunk_ids",
         "_article_ids",
         "_doc_terms",
+        "_documents",
         "_text_hash",
         "_vocab",
         "_df",
@@ -164,6 +167,80 @@ class RaggedPairs(MutableSequence[Any]):
         return (self[i] for i in range(len(self._items)))
 
 
+class RaggedDocuments(MutableSequence[Any]):
+    """A list of (text, metadata) pairs kept as UTF-8 and JSON bytes with offsets, decoded the
+    first time an item is read (a question reads the few it shows); `dead` rows read as None."""
+
+    def __init__(
+        self, offsets: np.ndarray, texts: np.ndarray, metas: np.ndarray, dead: np.ndarray
+    ) -> None:
+        self._offsets = offsets  # (n + 1, 2): text and metadata offsets
+        self._texts = texts
+        self._metas = metas
+        self._items: list[Any] = [None] * (len(offsets) - 1)
+        self._made = dead.copy()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self._items)
+        if index < len(self._made) and not self._made[index]:
+            self._made[index] = True
+            (text_start, meta_start), (text_end, meta_end) = self._offsets[index : index + 2]
+            self._items[index] = (
+                self._texts[text_start:text_end].tobytes().decode(),
+                json.loads(self._metas[meta_start:meta_end].tobytes()),
+            )
+        return self._items[index]
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, slice):
+            raise TypeError("RaggedDocuments does not support slice assignment")
+        if index < 0:
+            index += len(self._items)
+        if index < len(self._made):
+            self._made[index] = True  # the stored bytes must not overwrite `value`
+        self._items[index] = value
+
+    def __delitem__(self, index: Any) -> None:
+        raise TypeError("RaggedDocuments items cannot be deleted")
+
+    def insert(self, index: int, value: Any) -> None:
+        if index != len(self._items):
+            raise TypeError("RaggedDocuments only appends")
+        self._items.append(value)  # past the stored rows, so never decoded over
+
+
+def _documents(items: MutableSequence[Any], count: int) -> tuple[np.ndarray, ...]:
+    """Offsets, text bytes and metadata bytes of a list of (text, metadata) pairs (None: empty)."""
+    offsets = np.zeros((count + 1, 2), dtype=np.int64)
+    texts: list[bytes] = []
+    metas: list[bytes] = []
+    for position in range(count):
+        item = items[position]
+        text, meta = (b"", b"") if item is None else (item[0].encode(), _json(item[1]))
+        texts.append(text)
+        metas.append(meta)
+        offsets[position + 1] = (len(text), len(meta))
+    return (
+        np.cumsum(offsets, axis=0),
+        np.frombuffer(b"".join(texts), dtype=np.uint8),
+        np.frombuffer(b"".join(metas), dtype=np.uint8),
+    )
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _ragged(items: MutableSequence[Any], count: int) -> tuple[np.ndarray, ...]:
     """Offsets and the two flat arrays of a list of (array, array) pairs (None: empty)."""
     lengths = np.zeros(count + 1, dtype=np.int64)
@@ -209,6 +286,7 @@ def save(index: LexicalIndex, state: StoreState, path: Path) -> bool:
     live = _column(index._live, size)
     post_offsets, post_slots, post_counts = _ragged(index._postings, len(index._postings))
     doc_offsets, doc_terms, doc_counts = _ragged(index._doc_terms, size)
+    document_offsets, document_texts, document_metas = _documents(index._documents, size)
     extra_slots = sorted(index._extra_sources)
     extra_lengths = [len(index._extra_sources[slot]) for slot in extra_slots]
     codes = list(index._source_chunks)
@@ -238,6 +316,9 @@ def save(index: LexicalIndex, state: StoreState, path: Path) -> bool:
         "doc_offsets": doc_offsets,
         "doc_terms": doc_terms,
         "doc_counts": doc_counts,
+        "document_offsets": document_offsets,
+        "document_texts": document_texts,
+        "document_metas": document_metas,
         "length": _column(index._length, size),
         "ts": _column(index._ts, size),
         "day": _column(index._day, size),
@@ -338,6 +419,9 @@ def _from_arrays(
     index._doc_terms = RaggedPairs(
         arrays["doc_offsets"], arrays["doc_terms"], arrays["doc_counts"], dead=~live
     )
+    index._documents = RaggedDocuments(
+        arrays["document_offsets"], arrays["document_texts"], arrays["document_metas"], ~live
+    )
     capacity = max(1024, size)
     for name, column in (
         ("length", index._length),
@@ -413,6 +497,14 @@ def _check(
         require(int(offsets[-1]) == len(first) == len(second), f"{prefix} lengths")
         require(first.dtype == np.int32 and second.dtype == np.int32, f"{prefix} types")
         require(not len(first) or (int(first.min()) >= 0 and int(first.max()) < bound), prefix)
+    offsets = arrays["document_offsets"]
+    require(offsets.shape == (size + 1, 2) and not offsets[0].any(), "document offsets")
+    require(bool((np.diff(offsets, axis=0) >= 0).all()), "document offsets")
+    require(
+        (int(offsets[-1, 0]), int(offsets[-1, 1]))
+        == (len(arrays["document_texts"]), len(arrays["document_metas"])),
+        "document lengths",
+    )
     source = arrays["source"]
     require(not size or (int(source.min()) >= -1 and int(source.max()) < sources), "outlets")
     extra = arrays["extra_codes"]

@@ -525,7 +525,7 @@ class Ingestor:
                     report.failures.append(failure)
                     if progress:
                         progress(Progress(done, report.chunks, failure=failure))
-                removed = self._commit(batch) if batch.records else []
+                changed, removed = self._commit(batch) if batch.records else ([], [])
                 pipeline.release(batch)
                 report.new += batch.new
                 report.updated += batch.updated
@@ -534,7 +534,7 @@ class Ingestor:
                 report.chunks += len(batch.ids)
                 if batch.records:
                     for listener in self.listeners:
-                        listener(batch.ids, removed)
+                        listener(changed, removed)
                 done += batch.articles
                 report.seconds = time.perf_counter() - started
                 if progress:
@@ -542,8 +542,9 @@ class Ingestor:
         except BaseException as exc:
             pipeline.fail(exc)
 
-    def _commit(self, batch: _Batch) -> list[str]:
-        """Chunks first, then leftovers and outlets, then the registry: the crash-safe order."""
+    def _commit(self, batch: _Batch) -> tuple[list[str], list[str]]:
+        """Chunks first, then leftovers and outlets, then the registry: the crash-safe order.
+        Returns the ids of the chunks written or changed, and of those deleted."""
         removed: list[str] = []
         with self._store_lock:
             self.store.writing()  # a snapshot taken now, or after a crash here, is not trusted
@@ -552,10 +553,10 @@ class Ingestor:
             for article_id, (kept, before) in batch.leftovers.items():
                 removed += [f"{article_id}#{i}" for i in range(kept, before)]
                 self.store.delete_chunks_from(article_id, kept)
-            self._add_sources(batch.outlets, batch.written)
+            changed = self._add_sources(batch.outlets, batch.written)
             self.store.put_articles(batch.records)
             self.store.written()
-        return removed
+        return list(dict.fromkeys([*batch.ids, *changed])), removed
 
     def reindex(self, progress: ProgressCallback | None = None, page: int = 512) -> int:
         """Re-embed every stored chunk with this ingestor's embedder, in place.
@@ -590,11 +591,12 @@ class Ingestor:
         self,
         outlets: list[tuple[str, str]],
         just_written: list[Article],
-    ) -> None:
+    ) -> list[str]:
         """Record each copy's outlet (outlet, primary id) on its primary's chunks (written
-        earlier or in this batch)."""
+        earlier or in this batch); returns the ids of the chunks changed."""
+        changed: list[str] = []
         if not outlets:
-            return
+            return changed
         written = {a.id: a for a in just_written}
         by_primary: dict[str, list[str]] = {}
         for outlet, primary in outlets:
@@ -606,7 +608,8 @@ class Ingestor:
                 current = [written[primary].source]
             merged = _unique([*current, *new_sources])
             if merged != current:
-                self.store.update_chunk_metadata(primary, {"sources": merged})
+                changed += self.store.update_chunk_metadata(primary, {"sources": merged})
+        return changed
 
 
 def _unique(values: Iterable[str]) -> list[str]:

@@ -5,14 +5,27 @@ Two collections: `<name>` holds one record per chunk (vector, verbatim text, art
 only after the article's chunks are in place. That order is what makes ingest crash-safe: an
 article is "done" only when its registry record says so, and redoing a half-done article
 overwrites the same deterministic chunk ids.
+
+An embedded store also keeps a *version file* beside Chroma's own files (`newsbot-<name>.json`):
+the chunk collection's id, generation, chunk count and metadata, as of the last completed write.
+It lets a process that only asks (`newsbot ask`) check that the on-disk retrieval index is
+current without importing chromadb (0.45 s of a 1 s start), so the client is opened only when
+something needs it. The file is removed before any change to the store and written again only
+by `publish()`, which the writers call when they finish, holding the store's ingest lock: a
+write that stops half-way leaves no file, and readers then ask Chroma. A Chroma server has no
+such file (other machines may write to it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlparse
 
@@ -31,6 +44,7 @@ T = TypeVar("T")
 WRITE_BATCH = 1000
 # Registry records need a vector; one constant dimension keeps Chroma's index happy.
 _REGISTRY_VECTOR = [1.0]
+VERSION_FILE_FORMAT = 1
 
 
 class StoreVersion(NamedTuple):
@@ -106,57 +120,173 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
 
 
 class Store:
-    """Chunks and articles in Chroma. Takes a ready client, so tests pass real local ones."""
+    """Chunks and articles in Chroma. Takes a ready client (tests pass real local ones), or a
+    `connect` function that makes one on first use."""
 
     def __init__(
-        self, client: Any, name: str, *, where: str = "embedded store", retries: int = 0
+        self,
+        client: Any,
+        name: str,
+        *,
+        where: str = "embedded store",
+        retries: int = 0,
+        connect: Callable[[], Any] | None = None,
+        version_file: Path | None = None,
     ) -> None:
         self._client = client
+        self._connect = connect
         self.name = name
         self.where = where
         self._retries = retries
-        self._open_collections()
+        self.version_file = version_file  # None: no version file (a Chroma server)
+        self._collections: tuple[Any, Any] | None = None
+        if client is not None:
+            self._open_collections()
 
     def _open_collections(self) -> None:
-        self._chunks = self._call(
-            self._client.get_or_create_collection,
+        chunks = self._call(
+            self.client.get_or_create_collection,
             self.name,
             embedding_function=None,
             configuration={"hnsw": {"space": "cosine"}},
         )
-        self._articles = self._call(
-            self._client.get_or_create_collection, f"{self.name}-articles", embedding_function=None
+        articles = self._call(
+            self.client.get_or_create_collection, f"{self.name}-articles", embedding_function=None
         )
+        self._collections = (chunks, articles)
+
+    @property
+    def client(self) -> Any:
+        """The Chroma client, made (chromadb imported, collections opened) on first use."""
+        if self._client is None:
+            assert self._connect is not None
+            self._client = self._connect()
+            if self._collections is None:
+                self._open_collections()
+        return self._client
+
+    @property
+    def _chunks(self) -> Any:
+        return self._opened()[0]
+
+    @property
+    def _articles(self) -> Any:
+        return self._opened()[1]
+
+    def _opened(self) -> tuple[Any, Any]:
+        if self._client is None:
+            self.client  # noqa: B018 - connecting opens the collections
+        if self._collections is None:
+            self._open_collections()
+        assert self._collections is not None
+        return self._collections
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
+        """The store the settings name. Nothing is opened yet: the client is made on first use."""
         where = settings.chroma_url or str(settings.store_dir)
         if settings.chroma_url:
             return cls(
-                make_client(settings),
+                None,
                 settings.collection,
                 where=where,
                 retries=settings.store_retries,
+                connect=lambda: make_client(settings),
             )
         from index.lock import exclusive, lock_path
 
-        # Two processes creating one embedded store at once race in Chroma's schema set-up
-        # ("table collections already exists"); they take turns here.
-        try:
-            lock = lock_path(settings.data_dir, f"open|{where}")
-            lock.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot use {settings.data_dir} as the data folder: {exc.strerror or exc}",
-                hint="set NEWSBOT_DATA_DIR (or --data-dir) to a folder you can write to",
-            ) from exc
-        with exclusive(lock):
-            return cls(make_client(settings), settings.collection, where=where)
+        def connect() -> Any:
+            # Two processes creating one embedded store at once race in Chroma's schema set-up
+            # ("table collections already exists"); they take turns here.
+            try:
+                lock = lock_path(settings.data_dir, f"open|{where}")
+                lock.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot use {settings.data_dir} as the data folder: {exc.strerror or exc}",
+                    hint="set NEWSBOT_DATA_DIR (or --data-dir) to a folder you can write to",
+                ) from exc
+            with exclusive(lock):
+                client = make_client(settings)
+                store._client = client
+                store._open_collections()  # created now, under the lock, if missing
+                return client
+
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in settings.collection)
+        store = cls(
+            None,
+            settings.collection,
+            where=where,
+            connect=connect,
+            version_file=settings.store_dir / f"newsbot-{safe}.json",
+        )
+        return store
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return _with_retries(
             lambda: function(*args, **kwargs), where=self.where, retries=self._retries
         )
+
+    # -- the version file ----------------------------------------------------------------------
+    def _recorded(self) -> dict[str, Any] | None:
+        """The version file's contents, or None (no file, unreadable, or not this format)."""
+        if self.version_file is None:
+            return None
+        try:
+            recorded = json.loads(self.version_file.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.debug("version file %s unreadable: %s", self.version_file, exc)
+            return None
+        fields = ("collection_id", "generation", "chunks", "metadata")
+        if (
+            not isinstance(recorded, dict)
+            or recorded.get("format") != VERSION_FILE_FORMAT
+            or recorded.get("collection") != self.name
+            or any(field not in recorded for field in fields)
+        ):
+            return None
+        return recorded
+
+    def _unpublish(self) -> None:
+        """Before any change: readers must ask Chroma until `publish` says the store is settled."""
+        if self.version_file is None:
+            return
+        try:
+            self.version_file.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot remove {self.version_file} before writing to the store: "
+                f"{exc.strerror or exc}",
+                hint="check the permissions of the store folder",
+            ) from exc
+
+    def publish(self) -> None:
+        """Record the store's version for readers that do not open Chroma. Call it when a run
+        of writes has finished, holding the ingest lock (bot/core.py does)."""
+        if self.version_file is None:
+            return
+        collection = self._call(self.client.get_collection, self.name)
+        metadata = dict(collection.metadata or {})
+        if metadata.get("writing") or metadata.get("reindexing"):
+            return  # a write stopped half-way: readers keep asking Chroma
+        recorded = {
+            "format": VERSION_FILE_FORMAT,
+            "collection": self.name,
+            "collection_id": str(collection.id),
+            "generation": int(metadata.get("generation", 0)),
+            "chunks": self.count(chroma=True),
+            "metadata": metadata,
+        }
+        temporary = self.version_file.with_name(f".{self.version_file.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(json.dumps(recorded, indent=1))
+            os.replace(temporary, self.version_file)
+        except OSError as exc:  # readers ask Chroma instead: slower, still right
+            log.info("cannot write the version file %s: %s", self.version_file, exc)
+            with contextlib.suppress(OSError):
+                temporary.unlink()
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -203,17 +333,15 @@ class Store:
             )
 
     def _collection_meta(self) -> dict[str, Any]:
-        return dict(self._call(self._client.get_collection, self.name).metadata or {})
+        recorded = self._recorded()
+        if recorded is not None:
+            return dict(recorded["metadata"])
+        return dict(self._call(self.client.get_collection, self.name).metadata or {})
 
     def _set_meta(self, updates: dict[str, Any]) -> None:
-        collection = self._call(self._client.get_collection, self.name)
+        self._unpublish()
+        collection = self._call(self.client.get_collection, self.name)
         self._call(collection.modify, metadata={**(collection.metadata or {}), **updates})
-
-    @property
-    def generation(self) -> int:
-        """Bumped on every write, so readers (the lexical index) can tell they are stale."""
-        meta = self._collection_meta()
-        return int(meta.get("generation", 0))
 
     @property
     def version(self) -> StoreVersion:
@@ -221,15 +349,20 @@ class Store:
         starts the generation again from 0, so together they say whether a copy of the chunks
         (the in-memory index or its snapshot on disk) is still what the store holds. `settled`
         is False while a batch is being written, and stays False if its writer died half-way
-        (until the next batch completes): no snapshot may be taken of, or trusted for, that."""
-        collection = self._call(self._client.get_collection, self.name)
+        (until the next batch completes): no snapshot may be taken of, or trusted for, that.
+        Read from the version file when there is one, without opening Chroma."""
+        recorded = self._recorded()
+        if recorded is not None:
+            return StoreVersion(str(recorded["collection_id"]), int(recorded["generation"]), True)
+        collection = self._call(self.client.get_collection, self.name)
         meta = collection.metadata or {}
         return StoreVersion(
             str(collection.id), int(meta.get("generation", 0)), not meta.get("writing", False)
         )
 
     def _bump_generation(self) -> None:
-        self._set_meta({"generation": self.generation + 1, "writing": False})
+        generation = self._call(self.client.get_collection, self.name).metadata or {}
+        self._set_meta({"generation": int(generation.get("generation", 0)) + 1, "writing": False})
 
     # -- articles ------------------------------------------------------------------------------
     def articles(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -264,6 +397,7 @@ class Store:
         return found
 
     def put_articles(self, records: dict[str, dict[str, Any]]) -> None:
+        self._unpublish()
         for batch in _batches(list(records), WRITE_BATCH):
             self._call(
                 self._articles.upsert,
@@ -280,6 +414,7 @@ class Store:
         vectors: np.ndarray,
         metadatas: Sequence[dict[str, Any]],
     ) -> None:
+        self._unpublish()
         for start in range(0, len(ids), WRITE_BATCH):
             end = start + WRITE_BATCH
             self._call(
@@ -291,6 +426,7 @@ class Store:
             )
 
     def update_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        self._unpublish()
         for start in range(0, len(ids), WRITE_BATCH):
             end = start + WRITE_BATCH
             self._call(self._chunks.update, ids=list(ids[start:end]), embeddings=vectors[start:end])
@@ -305,16 +441,20 @@ class Store:
     def delete_chunks_from(self, article_id: str, first_position: int) -> None:
         """Delete the article's chunks at positions >= first_position (left over by an update)."""
         where = {"$and": [{"article_id": article_id}, {"position": {"$gte": first_position}}]}
+        self._unpublish()
         self._call(self._chunks.delete, where=where)
 
-    def update_chunk_metadata(self, article_id: str, updates: dict[str, Any]) -> None:
+    def update_chunk_metadata(self, article_id: str, updates: dict[str, Any]) -> list[str]:
+        """Merge `updates` into the metadata of the article's chunks; returns their ids."""
         result = self._call(
             self._chunks.get, where={"article_id": article_id}, include=["metadatas"]
         )
         if not result["ids"]:
-            return
+            return []
         metadatas = [{**(meta or {}), **updates} for meta in result["metadatas"] or []]
+        self._unpublish()
         self._call(self._chunks.update, ids=result["ids"], metadatas=metadatas)
+        return list(result["ids"])
 
     def writing(self) -> None:
         """Call before a batch of writes: marks the store unsettled until `written`."""
@@ -362,7 +502,11 @@ class Store:
         include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
         return list(_stored(self._call(self._chunks.get, ids=list(ids), include=include), vectors))
 
-    def count(self) -> int:
+    def count(self, *, chroma: bool = False) -> int:
+        """Chunks stored (from the version file if there is one, unless `chroma`)."""
+        recorded = None if chroma else self._recorded()
+        if recorded is not None:
+            return int(recorded["chunks"])
         return int(self._call(self._chunks.count))
 
     def article_count(self) -> int:
@@ -380,9 +524,11 @@ class Store:
 
     def reset(self) -> None:
         """Delete every chunk and article of this collection (the collection itself stays)."""
+        self._unpublish()
         for name in (self.name, f"{self.name}-articles"):
-            self._call(self._client.delete_collection, name)
+            self._call(self.client.delete_collection, name)
         self._open_collections()
+        self.publish()
 
 
 def _stored(result: Any, vectors: bool) -> Iterable[StoredChunk]:

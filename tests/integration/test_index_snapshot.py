@@ -4,6 +4,7 @@ of building, finds the same passages, never answers from a stale one, and shrugs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -141,6 +142,53 @@ def test_a_writer_that_died_half_way_leaves_no_snapshot_trusted(filled, make_bot
     assert (again.retriever.snapshot_loads, again.retriever.builds) == (1, 0)
 
 
+def test_a_bot_answers_from_the_snapshot_without_opening_chroma_until_the_store_changes(
+    filled, make_bot, tmp_path: Path
+) -> None:
+    """The version file beside Chroma's files says which store state the snapshot is of, so a
+    question needs no Chroma client; a write removes the file first, and readers ask Chroma
+    until the writer finishes and publishes the new version."""
+    version_file = filled.store.version_file
+    recorded = json.loads(version_file.read_text())
+    assert (recorded["collection_id"], recorded["generation"]) == filled.store.version[:2]
+    assert recorded["chunks"] == filled.store.count(chroma=True)
+
+    reader = make_bot()
+    answer = reader.ask(QATAR_QUESTION)
+    assert "in general we can say that it was positive" in answer.text
+    assert answer.citations[0].quote in SAMPLES.joinpath(
+        "2024-02-07-ceasefire-talks.txt"
+    ).read_text(encoding="utf-8")
+    assert reader.store._client is None  # answered without opening Chroma
+
+    writer = make_bot()
+    writer.store.writing()  # a write begins (and might never finish)
+    assert not version_file.exists()
+    assert make_bot().store.version.settled is False  # asked Chroma, which says so
+
+    writer.ingest([str(zanzibar_file(tmp_path))])  # a whole ingest publishes the new version
+    assert json.loads(version_file.read_text())["generation"] > recorded["generation"]
+    fresh = make_bot()
+    assert fresh.ask("Why was the ferry to Zanzibar delayed?").citations[0].article_id == (
+        "zanzibar-ferry"
+    )
+    assert (fresh.retriever.snapshot_loads, fresh.store._client) == (1, None)
+    # The reader from before notices the new version on its next check, without Chroma too.
+    reader.retriever.config = dataclasses.replace(reader.retriever.config, check_interval=0.0)
+    assert reader.ask("Why was the ferry to Zanzibar delayed?").citations[0].article_id == (
+        "zanzibar-ferry"
+    )
+    assert reader.store._client is None
+
+
+def test_a_chroma_server_store_has_no_version_file(chroma_server: str, make_bot) -> None:
+    bot = make_bot(chroma_url=chroma_server, collection="no-version-file")
+    bot.ingest([str(SAMPLES)])
+    assert bot.store.version_file is None
+    assert not list(bot.settings.store_dir.glob("newsbot-*.json"))
+    assert not bot.ask(QATAR_QUESTION).refused
+
+
 def test_a_corrupt_snapshot_is_rebuilt_without_error(filled, make_bot) -> None:
     path = index_snapshot_path(filled.settings)
     expected = filled.ask(QATAR_QUESTION).to_dict()["citations"]
@@ -178,7 +226,7 @@ except SystemExit as exit:
     code = exit.code
 else:
     code = 0
-heavy = [m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules]
+heavy = [m for m in ("torch", "sentence_transformers", "chromadb") if m in sys.modules]
 print("PROBE", code, ",".join(heavy) or "-", file=sys.stderr)
 """
 
@@ -195,7 +243,7 @@ def newsbot(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_newsbot_ask_in_new_processes_uses_the_snapshot_sees_new_articles_and_no_torch(
+def test_newsbot_ask_in_new_processes_uses_the_snapshot_sees_new_articles_no_torch_or_chroma(
     filled, tmp_path: Path
 ) -> None:
     data_dir = filled.settings.data_dir
