@@ -600,8 +600,7 @@ class LexicalIndex:
         if self._vectors is None or n <= 0:
             return []
         mask = self._live.data[:size] if allowed is None else allowed
-        usable = mask & self._has_vector.data[:size]
-        slots = np.flatnonzero(usable)
+        slots = np.flatnonzero(mask & self._has_vector.data[:size])
         if not len(slots):
             return []
         query = np.asarray(vector, dtype=np.float32)
@@ -1201,8 +1200,9 @@ class Retriever:
         vector: np.ndarray | None,
         index: LexicalIndex,
     ) -> None:
-        """Fetch text and metadata of chosen chunks only the lexical index found; give them a
-        dense score too, so every passage can be compared with the question."""
+        """Text and metadata of the chosen chunks (held by the index; the store is asked only
+        for any it lacks); a dense score for those only lexical search found, so that every
+        passage can be compared with the question."""
         missing = []
         with self._lock:
             for cid, _, _, _ in chosen:
