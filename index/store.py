@@ -121,7 +121,7 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
 
 class Store:
     """Chunks and articles in Chroma. Takes a ready client (tests pass real local ones), or a
-    `connect` function that makes one on first use."""
+    `connect` function that makes one on first use (under the `opening` lock, if given)."""
 
     def __init__(
         self,
@@ -131,38 +131,46 @@ class Store:
         where: str = "embedded store",
         retries: int = 0,
         connect: Callable[[], Any] | None = None,
+        opening: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         version_file: Path | None = None,
     ) -> None:
         self._client = client
         self._connect = connect
+        self._opening = opening
         self.name = name
         self.where = where
         self._retries = retries
         self.version_file = version_file  # None: no version file (a Chroma server)
         self._collections: tuple[Any, Any] | None = None
         if client is not None:
-            self._open_collections()
+            self._opened()
 
-    def _open_collections(self) -> None:
+    def _opened(self) -> tuple[Any, Any]:
+        """The chunk and article collections, connecting and creating them on first use."""
+        if self._collections is None:
+            with self._opening():
+                if self._client is None:
+                    assert self._connect is not None
+                    self._client = self._connect()
+                self._collections = self._open_collections()
+        return self._collections
+
+    def _open_collections(self) -> tuple[Any, Any]:
         chunks = self._call(
-            self.client.get_or_create_collection,
+            self._client.get_or_create_collection,
             self.name,
             embedding_function=None,
             configuration={"hnsw": {"space": "cosine"}},
         )
         articles = self._call(
-            self.client.get_or_create_collection, f"{self.name}-articles", embedding_function=None
+            self._client.get_or_create_collection, f"{self.name}-articles", embedding_function=None
         )
-        self._collections = (chunks, articles)
+        return chunks, articles
 
     @property
     def client(self) -> Any:
         """The Chroma client, made (chromadb imported, collections opened) on first use."""
-        if self._client is None:
-            assert self._connect is not None
-            self._client = self._connect()
-            if self._collections is None:
-                self._open_collections()
+        self._opened()
         return self._client
 
     @property
@@ -172,14 +180,6 @@ class Store:
     @property
     def _articles(self) -> Any:
         return self._opened()[1]
-
-    def _opened(self) -> tuple[Any, Any]:
-        if self._client is None:
-            self.client  # noqa: B018 - connecting opens the collections
-        if self._collections is None:
-            self._open_collections()
-        assert self._collections is not None
-        return self._collections
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
@@ -195,7 +195,7 @@ class Store:
             )
         from index.lock import exclusive, lock_path
 
-        def connect() -> Any:
+        def opening() -> contextlib.AbstractContextManager[Any]:
             # Two processes creating one embedded store at once race in Chroma's schema set-up
             # ("table collections already exists"); they take turns here.
             try:
@@ -206,21 +206,17 @@ class Store:
                     f"cannot use {settings.data_dir} as the data folder: {exc.strerror or exc}",
                     hint="set NEWSBOT_DATA_DIR (or --data-dir) to a folder you can write to",
                 ) from exc
-            with exclusive(lock):
-                client = make_client(settings)
-                store._client = client
-                store._open_collections()  # created now, under the lock, if missing
-                return client
+            return exclusive(lock)
 
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in settings.collection)
-        store = cls(
+        return cls(
             None,
             settings.collection,
             where=where,
-            connect=connect,
+            connect=lambda: make_client(settings),
+            opening=opening,
             version_file=settings.store_dir / f"newsbot-{safe}.json",
         )
-        return store
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return _with_retries(
@@ -527,7 +523,7 @@ class Store:
         self._unpublish()
         for name in (self.name, f"{self.name}-articles"):
             self._call(self.client.delete_collection, name)
-        self._open_collections()
+        self._collections = self._open_collections()
         self.publish()
 
 

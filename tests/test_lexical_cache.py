@@ -39,6 +39,8 @@ def chunks(count: int, seed: int = 3) -> list[StoredChunk]:
     for number in range(count):
         article = f"article-{number // 3}"
         text = " ".join(rng.choice(WORDS, size=int(rng.integers(5, 40))))
+        if number % 4 == 0:  # multi-byte characters: the texts are stored as UTF-8 bytes
+            text += " Zürich said “positive” — ✓"
         vector = rng.normal(size=16).astype(np.float32)
         source = OUTLETS[number % len(OUTLETS)]
         metadata = {
@@ -92,8 +94,9 @@ def answers(index: LexicalIndex) -> list[object]:
             seen.append(index.search(words, 10, allowed))
             seen.append(index.covers_vectors(allowed))
             seen.append(index.dense_search(vector, 10, allowed))
-    for chunk_id in sorted(index._slot_of)[:20]:
+    for chunk_id in [*sorted(index._slot_of)[:20], "article-0#0", "no-such-chunk"]:
         seen.append((index.info(chunk_id), index.article_of(chunk_id)))
+        seen.append(index.document(chunk_id))  # the text and metadata a passage shows
         seen.append(index.similarity(chunk_id, np.ones(16, dtype=np.float32)))
     return seen
 
@@ -101,9 +104,13 @@ def answers(index: LexicalIndex) -> list[object]:
 def test_a_loaded_snapshot_answers_exactly_like_the_index_it_was_saved_from(
     tmp_path: Path,
 ) -> None:
-    index = build(chunks(90))
+    items = chunks(90)
+    index = build(items)
     loaded = round_trip(index, tmp_path / "index.npz")
     assert answers(loaded) == answers(index)
+    assert [loaded.document(chunk.id) for chunk in items[-3:]] == [
+        (chunk.text, chunk.metadata) for chunk in items[-3:]
+    ]
 
 
 def test_removed_chunks_stay_removed_and_the_loaded_index_follows_later_ingests(
