@@ -196,6 +196,7 @@ class _Batch:
     texts: list[str] = field(default_factory=list)
     embed_texts: list[str] = field(default_factory=list)
     metadatas: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[list[int]] | None = None  # embed_texts as word-piece ids, when tokenized early
     vectors: Any = None
     leftovers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (kept, before)
     outlets: list[tuple[str, str]] = field(default_factory=list)  # (outlet, primary id)
@@ -238,11 +239,21 @@ def _chunks(window: list[_Batch | _End]) -> int:
     return sum(len(item.ids) for item in window if isinstance(item, _Batch))
 
 
+def _groups(batches: list[_Batch], last: bool) -> list[list[_Batch]]:
+    """The model calls for one window: all of it at once (its chunks sorted by length), but
+    the run's last window leaves its last batch for a call of its own, so that the writer
+    writes the others while the model embeds it (else the run would end by writing a whole
+    window with the model idle)."""
+    if last and len(batches) > 1:
+        return [batches[:-1], batches[-1:]]
+    return [batches]
+
+
 class _Pipeline:
     """Three stages on bounded queues, so that the model rarely waits:
 
     1. a thread reads the items, plans each batch against the store's registry (unchanged,
-       duplicate, update) and chunks what must be embedded;
+       duplicate, update), chunks what must be embedded and tokenizes it;
     2. the calling thread embeds a window of ready batches at once;
     3. a thread writes each batch (chunks, then registry records) in the order read.
 
@@ -254,6 +265,7 @@ class _Pipeline:
 
     def __init__(self) -> None:
         self.stop = threading.Event()
+        self.read_all = threading.Event()  # every batch has been put on the queue
         self.error: BaseException | None = None  # the writer's
         self._held: dict[int, frozenset[tuple[str, str]]] = {}
         self._released = threading.Condition()
@@ -384,14 +396,11 @@ class Ingestor:
                         break
                 batches = [item for item in window if isinstance(item, _Batch)]
                 end = window[-1] if isinstance(window[-1], _End) else None
-                texts = [text for batch in batches for text in batch.embed_texts]
-                vectors = self.embedder.embed(texts) if texts else None
-                offset = 0
-                for batch in batches:
-                    if vectors is not None:
-                        batch.vectors = vectors[offset : offset + len(batch.ids)]
-                    offset += len(batch.ids)
-                    pipeline.put(embedded, batch)
+                last = end is not None or (pipeline.read_all.is_set() and planned.empty())
+                for group in _groups(batches, last):
+                    self._embed(group)
+                    for batch in group:
+                        pipeline.put(embedded, batch)
             pipeline.put(embedded, _End())
             pipeline.join(writer)
             if end.error is not None:
@@ -407,6 +416,29 @@ class Ingestor:
             producer.join(timeout=1.0)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _embed(self, batches: list[_Batch]) -> None:
+        """Embed the batches' chunks in one model call, from their word pieces when the reading
+        thread has tokenized them already (see `_tokenize`)."""
+        if not any(batch.ids for batch in batches):
+            return
+        embed_tokens = getattr(self.embedder, "embed_tokens", None)
+        if embed_tokens is not None and all(b.tokens is not None or not b.ids for b in batches):
+            vectors = embed_tokens([row for batch in batches for row in batch.tokens or []])
+        else:
+            vectors = self.embedder.embed([text for batch in batches for text in batch.embed_texts])
+        offset = 0
+        for batch in batches:
+            batch.vectors = vectors[offset : offset + len(batch.ids)]
+            offset += len(batch.ids)
+
+    def _tokenize(self, batch: _Batch) -> None:
+        """Tokenize the batch here, in the reading thread, if the embedder can take word pieces:
+        the model's thread then only runs the model."""
+        if batch.embed_texts and hasattr(self.embedder, "embed_tokens"):
+            tokenize = getattr(self.embedder, "tokenize", None)
+            if tokenize is not None:
+                batch.tokens = tokenize(batch.embed_texts)
 
     # -- stage 1: read, plan against the store, chunk ------------------------------------------
     def _produce(
@@ -432,12 +464,14 @@ class Ingestor:
                 # What an earlier batch still being written changes, this one must read after.
                 pipeline.wait_for(_keys(articles.values()))
                 self._plan(batch, list(articles.values()))
+                self._tokenize(batch)
                 pipeline.hold(batch)
                 pipeline.put(planned, batch)
         except _Stopped:
             return
         except BaseException as exc:
             end.error = exc
+        pipeline.read_all.set()
         with contextlib.suppress(_Stopped):
             pipeline.put(planned, end)
 

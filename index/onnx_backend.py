@@ -593,18 +593,24 @@ class OnnxEmbedder:
             dimension = int(_read_manifest(entry, precision)["dimension"])  # type: ignore[index]
         self.identity = EmbeddingIdentity(model, dimension, "onnx", precision)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids of each text as the model reads them: [CLS] ... [SEP], at most
+        `max_tokens`. `embed_tokens` of these is `embed` of the texts."""
+        return [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+
+    def embed_tokens(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Unit-length vectors of tokenized texts (see `tokenize`), one row each, in order."""
         import numpy as np
 
-        vectors = np.zeros((len(texts), self.identity.dimension), dtype=np.float32)
-        if not texts:
-            return vectors
-        encodings = self._tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda index: len(encodings[index].ids))
+        vectors = np.zeros((len(rows), self.identity.dimension), dtype=np.float32)
+        order = sorted(range(len(rows)), key=lambda index: len(rows[index]))
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             try:
-                vectors[batch] = _run_batch(self._session, [encodings[i].ids for i in batch])
+                vectors[batch] = _run_batch(self._session, [rows[i] for i in batch])
             except Exception as exc:
                 raise EmbeddingError(f"onnxruntime failed to embed a batch: {exc}") from exc
         return vectors
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_tokens(self.tokenize(texts) if texts else [])

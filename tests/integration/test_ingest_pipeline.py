@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import numpy
 import pytest
 
 import index.ingest
@@ -162,3 +163,61 @@ def test_a_store_chunked_with_another_header_is_re_embedded(make_bot, monkeypatc
     report = bot.ingest(articles)
     assert (report.updated, report.unchanged) == (5, 0)
     assert bot.ingest(articles).unchanged == 5
+
+
+class WatchedEmbedder:
+    """The real embedder (texts only, no word pieces), calling `before(call number)` first."""
+
+    def __init__(self, embedder: Any, before: Any) -> None:
+        self._embedder = embedder
+        self.identity = embedder.identity
+        self.max_tokens = embedder.max_tokens
+        self.before = before
+        self.calls = 0
+
+    def embed(self, texts: Any) -> Any:
+        self.calls += 1
+        self.before(self.calls)
+        return self._embedder.embed(texts)
+
+
+def test_the_last_window_is_written_while_its_last_batch_is_embedded(make_bot, monkeypatch):
+    monkeypatch.setattr(index.ingest, "ARTICLE_BATCH", 4)
+    monkeypatch.setattr(index.ingest, "EMBED_WINDOW", 10_000)  # one window after the first
+    articles = make_articles(12)
+    bot = make_bot()
+    read = threading.Event()
+    done: list[int] = []
+    seen: dict[int, list[int]] = {}
+
+    def items():
+        yield from articles
+        read.set()
+
+    def before(call: int) -> None:
+        if call == 1:  # the model starts on batch 1; let the reader queue batches 2 and 3
+            assert read.wait(10)
+            time.sleep(0.2)
+        if call == 3:  # batch 3 alone: the writer gets batch 2 meanwhile
+            deadline = time.monotonic() + 10
+            while 8 not in done and time.monotonic() < deadline:
+                time.sleep(0.01)
+        seen[call] = list(done)
+
+    bot.ingestor.embedder = WatchedEmbedder(bot.embedder, before)
+    report = bot.ingestor.run(items(), progress=lambda event: done.append(event.articles_done))
+    assert report.new == 12 and bot.stats()["articles"] == 12
+    assert seen[3] == [4, 8]  # batches 1 and 2 written before the model had batch 3's vectors
+
+
+def test_chunks_tokenized_by_the_reader_get_their_own_vectors(make_bot) -> None:
+    bot = make_bot(chunk_tokens=60)
+    assert hasattr(bot.embedder, "embed_tokens")  # the default (ONNX) embedder takes word pieces
+    articles = make_articles(30, sentences=9)  # chunks of many lengths, sorted by the model
+    bot.ingest(articles)
+    chunks = list(bot.store.iter_chunks(vectors=True))
+    assert len(chunks) > 30
+    texts = [f"{chunk.metadata['context']}\n{chunk.text}" for chunk in chunks]
+    expected = bot.embedder.embed(texts)
+    stored = numpy.array([chunk.vector for chunk in chunks])
+    assert numpy.min(numpy.sum(stored * expected, axis=1)) > 0.9999
