@@ -732,8 +732,13 @@ class Retriever:
         return self.builds + self.snapshot_loads
 
     # -- the lexical index, kept in step with the store ----------------------------------------
-    def lexical_index(self) -> LexicalIndex:
-        """The lexical index: loaded or built on first use, reloaded when another process wrote."""
+    def lexical_index(self, *, keep_while_writing: bool = True) -> LexicalIndex:
+        """The lexical index: loaded or built on first use, reloaded when another process wrote.
+
+        While another process is writing (the store's version file says so), an index already
+        held is kept: questions are answered from the store as it was, at full speed, instead of
+        rebuilding at every batch, and the writer's published snapshot is loaded once it ends.
+        """
         with self._lock:
             now = time.monotonic()
             if (
@@ -741,6 +746,14 @@ class Retriever:
                 and not self._stale
                 and now - self._checked_at < self.config.check_interval
             ):
+                return self._index
+            if (
+                keep_while_writing
+                and self._index is not None
+                and not self._stale
+                and self.store.write_under_way()
+            ):
+                self._checked_at = now
                 return self._index
             version = self.store.version
             self._checked_at = now
@@ -803,7 +816,7 @@ class Retriever:
             return
         with self._lock:
             self._checked_at = 0.0
-            self.lexical_index()
+            self.lexical_index(keep_while_writing=False)
             self._save()
 
     def preload(self) -> None:

@@ -10,10 +10,11 @@ An embedded store also keeps a *version file* beside Chroma's own files (`newsbo
 the chunk collection's id, generation, chunk count and metadata, as of the last completed write.
 It lets a process that only asks (`newsbot ask`) check that the on-disk retrieval index is
 current without importing chromadb (0.45 s of a 1 s start), so the client is opened only when
-something needs it. The file is removed before any change to the store and written again only
-by `publish()`, which the writers call when they finish, holding the store's ingest lock: a
-write that stops half-way leaves no file, and readers then ask Chroma. A Chroma server has no
-such file (other machines may write to it).
+something needs it. Before any change to the store the file is overwritten with a "writing"
+mark, and only `publish()`, which the writers call when they finish, holding the store's ingest
+lock, records a version again: while a write is under way (or after one stopped half-way) new
+readers ask Chroma, and readers that already hold an index keep it (bot/retrieve.py). A Chroma
+server has no such file (other machines may write to it).
 """
 
 from __future__ import annotations
@@ -224,8 +225,7 @@ class Store:
         )
 
     # -- the version file ----------------------------------------------------------------------
-    def _recorded(self) -> dict[str, Any] | None:
-        """The version file's contents, or None (no file, unreadable, or not this format)."""
+    def _read_version_file(self) -> dict[str, Any] | None:
         if self.version_file is None:
             return None
         try:
@@ -235,25 +235,49 @@ class Store:
         except (OSError, ValueError) as exc:
             log.debug("version file %s unreadable: %s", self.version_file, exc)
             return None
-        fields = ("collection_id", "generation", "chunks", "metadata")
         if (
             not isinstance(recorded, dict)
             or recorded.get("format") != VERSION_FILE_FORMAT
             or recorded.get("collection") != self.name
-            or any(field not in recorded for field in fields)
         ):
             return None
         return recorded
 
+    def _recorded(self) -> dict[str, Any] | None:
+        """The settled version the file records, or None (no file, a write under way, or
+        unreadable)."""
+        recorded = self._read_version_file()
+        fields = ("collection_id", "generation", "chunks", "metadata")
+        if recorded is None or recorded.get("writing") or any(f not in recorded for f in fields):
+            return None
+        return recorded
+
+    def write_under_way(self) -> bool:
+        """A writer has begun changing the store and not yet published (or it stopped half-way)."""
+        recorded = self._read_version_file()
+        return bool(recorded and recorded.get("writing"))
+
+    def _write_version_file(self, recorded: dict[str, Any]) -> None:
+        assert self.version_file is not None
+        recorded = {"format": VERSION_FILE_FORMAT, "collection": self.name, **recorded}
+        temporary = self.version_file.with_name(f".{self.version_file.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(json.dumps(recorded, indent=1))
+            os.replace(temporary, self.version_file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+
     def _unpublish(self) -> None:
-        """Before any change: readers must ask Chroma until `publish` says the store is settled."""
-        if self.version_file is None:
+        """Before any change: the file says a write is under way until `publish`."""
+        if self.version_file is None or self.write_under_way():
             return
         try:
-            self.version_file.unlink(missing_ok=True)
+            self._write_version_file({"writing": True})
         except OSError as exc:
             raise StoreError(
-                f"cannot remove {self.version_file} before writing to the store: "
+                f"cannot mark {self.version_file} before writing to the store: "
                 f"{exc.strerror or exc}",
                 hint="check the permissions of the store folder",
             ) from exc
@@ -267,22 +291,17 @@ class Store:
         metadata = dict(collection.metadata or {})
         if metadata.get("writing") or metadata.get("reindexing"):
             return  # a write stopped half-way: readers keep asking Chroma
-        recorded = {
-            "format": VERSION_FILE_FORMAT,
-            "collection": self.name,
-            "collection_id": str(collection.id),
-            "generation": int(metadata.get("generation", 0)),
-            "chunks": self.count(chroma=True),
-            "metadata": metadata,
-        }
-        temporary = self.version_file.with_name(f".{self.version_file.name}.{os.getpid()}.tmp")
         try:
-            temporary.write_text(json.dumps(recorded, indent=1))
-            os.replace(temporary, self.version_file)
+            self._write_version_file(
+                {
+                    "collection_id": str(collection.id),
+                    "generation": int(metadata.get("generation", 0)),
+                    "chunks": self.count(chroma=True),
+                    "metadata": metadata,
+                }
+            )
         except OSError as exc:  # readers ask Chroma instead: slower, still right
             log.info("cannot write the version file %s: %s", self.version_file, exc)
-            with contextlib.suppress(OSError):
-                temporary.unlink()
 
     # -- identity ------------------------------------------------------------------------------
     @property

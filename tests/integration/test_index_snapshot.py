@@ -146,14 +146,16 @@ def test_a_bot_answers_from_the_snapshot_without_opening_chroma_until_the_store_
     filled, make_bot, tmp_path: Path
 ) -> None:
     """The version file beside Chroma's files says which store state the snapshot is of, so a
-    question needs no Chroma client; a write removes the file first, and readers ask Chroma
-    until the writer finishes and publishes the new version."""
+    question needs no Chroma client. A write marks the file first: new readers ask Chroma, a
+    reader that holds an index keeps answering from it, and both see the writer's articles once
+    it finishes and publishes the new version."""
     version_file = filled.store.version_file
     recorded = json.loads(version_file.read_text())
     assert (recorded["collection_id"], recorded["generation"]) == filled.store.version[:2]
     assert recorded["chunks"] == filled.store.count(chroma=True)
 
     reader = make_bot()
+    reader.retriever.config = dataclasses.replace(reader.retriever.config, check_interval=0.0)
     answer = reader.ask(QATAR_QUESTION)
     assert "in general we can say that it was positive" in answer.text
     assert answer.citations[0].quote in SAMPLES.joinpath(
@@ -162,9 +164,17 @@ def test_a_bot_answers_from_the_snapshot_without_opening_chroma_until_the_store_
     assert reader.store._client is None  # answered without opening Chroma
 
     writer = make_bot()
-    writer.store.writing()  # a write begins (and might never finish)
-    assert not version_file.exists()
-    assert make_bot().store.version.settled is False  # asked Chroma, which says so
+    cited = answer.citations[0]
+    chunk = next(c for c in writer.store.iter_chunks(vectors=True) if cited.quote in c.text)
+    writer.store.writing()  # a write begins (and here never finishes)
+    writer.store.upsert_chunks(
+        [chunk.id], ["Nobody said anything."], chunk.vector[None, :], [chunk.metadata]
+    )
+    assert writer.store.write_under_way()
+    assert make_bot().store.version.settled is False  # a new reader asks Chroma, which says so
+    again = reader.ask(QATAR_QUESTION)  # the reader keeps the store as it was: no half-write
+    assert again.citations[0].quote == cited.quote
+    assert (reader.retriever.rebuilds, reader.store._client) == (1, None)
 
     writer.ingest([str(zanzibar_file(tmp_path))])  # a whole ingest publishes the new version
     assert json.loads(version_file.read_text())["generation"] > recorded["generation"]
@@ -173,12 +183,11 @@ def test_a_bot_answers_from_the_snapshot_without_opening_chroma_until_the_store_
         "zanzibar-ferry"
     )
     assert (fresh.retriever.snapshot_loads, fresh.store._client) == (1, None)
-    # The reader from before notices the new version on its next check, without Chroma too.
-    reader.retriever.config = dataclasses.replace(reader.retriever.config, check_interval=0.0)
+    # The reader from before loads the published snapshot on its next question.
     assert reader.ask("Why was the ferry to Zanzibar delayed?").citations[0].article_id == (
         "zanzibar-ferry"
     )
-    assert reader.store._client is None
+    assert (reader.retriever.snapshot_loads, reader.store._client) == (2, None)
 
 
 def test_a_chroma_server_store_has_no_version_file(chroma_server: str, make_bot) -> None:
