@@ -96,89 +96,17 @@ def snapshot_path(data_dir: Path, where: str, collection: str) -> Path:
     return data_dir / "index" / f"{safe}-{key}.npz"
 
 
-class RaggedPairs(MutableSequence[Any]):
-    """A list of (array('i'), array('i')) pairs kept as two flat int32 arrays and offsets.
+class _LazyRows(MutableSequence[Any]):
+    """Rows kept as flat arrays and made into objects the first time each is read, so that
+    loading costs nothing per row. `dead` rows read as None; rows appended later are kept as
+    given. Subclasses say how a row is made (`_make`)."""
 
-    An item becomes a real pair of growable arrays the first time it is read, so that loading
-    costs nothing per term; `dead` rows read as None (removed chunks).
-    """
+    def __init__(self, count: int, dead: np.ndarray | None) -> None:
+        self._items: list[Any] = [None] * count
+        self._made = np.zeros(count, dtype=np.bool_) if dead is None else dead.copy()
 
-    def __init__(
-        self,
-        offsets: np.ndarray,
-        first: np.ndarray,
-        second: np.ndarray,
-        dead: np.ndarray | None = None,
-    ) -> None:
-        self._offsets = offsets
-        self._first = first
-        self._second = second
-        self._dead = dead
-        self._items: list[Any] = [None] * (len(offsets) - 1)
-        self._made = np.zeros(len(self._items), dtype=np.bool_)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self._items)
-        if not self._made[index]:
-            self._made[index] = True
-            if self._dead is None or not self._dead[index]:
-                start, end = int(self._offsets[index]), int(self._offsets[index + 1])
-                self._items[index] = (
-                    array("i", self._first[start:end].tobytes()),
-                    array("i", self._second[start:end].tobytes()),
-                )
-        return self._items[index]
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        if isinstance(index, slice):
-            raise TypeError("RaggedPairs does not support slice assignment")
-        if index < 0:
-            index += len(self._items)
-        self._made[index] = True
-        self._items[index] = value
-
-    def __delitem__(self, index: Any) -> None:
-        raise TypeError("RaggedPairs items cannot be deleted")
-
-    def insert(self, index: int, value: Any) -> None:
-        if index != len(self._items):
-            raise TypeError("RaggedPairs only appends")
-        self.append(value)
-
-    def append(self, value: Any) -> None:
-        self._items.append(value)
-        if len(self._made) < len(self._items):
-            grown = np.ones(max(16, 2 * len(self._items)), dtype=np.bool_)
-            grown[: len(self._made)] = self._made
-            self._made = grown
-        self._made[len(self._items) - 1] = True
-
-    def __iter__(self) -> Iterator[Any]:
-        return (self[i] for i in range(len(self._items)))
-
-
-class RaggedDocuments(MutableSequence[Any]):
-    """A list of (text, metadata) pairs kept as UTF-8 and JSON bytes with offsets, decoded the
-    first time an item is read (a question reads the few it shows); `dead` rows read as None."""
-
-    def __init__(
-        self, offsets: np.ndarray, texts: np.ndarray, metas: np.ndarray, dead: np.ndarray
-    ) -> None:
-        self._offsets = offsets  # (n + 1, 2): text and metadata offsets
-        self._texts = texts
-        self._metas = metas
-        self._items: list[Any] = [None] * (len(offsets) - 1)
-        self._made = dead.copy()
+    def _make(self, index: int) -> Any:
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self._items)
@@ -194,29 +122,71 @@ class RaggedDocuments(MutableSequence[Any]):
             index += len(self._items)
         if index < len(self._made) and not self._made[index]:
             self._made[index] = True
-            (text_start, meta_start), (text_end, meta_end) = self._offsets[index : index + 2]
-            self._items[index] = (
-                self._texts[text_start:text_end].tobytes().decode(),
-                json.loads(self._metas[meta_start:meta_end].tobytes()),
-            )
+            self._items[index] = self._make(index)
         return self._items[index]
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
-            raise TypeError("RaggedDocuments does not support slice assignment")
+            raise TypeError(f"{type(self).__name__} does not support slice assignment")
         if index < 0:
             index += len(self._items)
         if index < len(self._made):
-            self._made[index] = True  # the stored bytes must not overwrite `value`
+            self._made[index] = True  # the stored row must not overwrite `value`
         self._items[index] = value
 
     def __delitem__(self, index: Any) -> None:
-        raise TypeError("RaggedDocuments items cannot be deleted")
+        raise TypeError(f"{type(self).__name__} items cannot be deleted")
 
     def insert(self, index: int, value: Any) -> None:
         if index != len(self._items):
-            raise TypeError("RaggedDocuments only appends")
-        self._items.append(value)  # past the stored rows, so never decoded over
+            raise TypeError(f"{type(self).__name__} only appends")
+        self._items.append(value)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(len(self._items)))
+
+
+class RaggedPairs(_LazyRows):
+    """A list of (array('i'), array('i')) pairs kept as two flat int32 arrays and offsets."""
+
+    def __init__(
+        self,
+        offsets: np.ndarray,
+        first: np.ndarray,
+        second: np.ndarray,
+        dead: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(len(offsets) - 1, dead)
+        self._offsets = offsets
+        self._first = first
+        self._second = second
+
+    def _make(self, index: int) -> Any:
+        start, end = int(self._offsets[index]), int(self._offsets[index + 1])
+        return (
+            array("i", self._first[start:end].tobytes()),
+            array("i", self._second[start:end].tobytes()),
+        )
+
+
+class RaggedDocuments(_LazyRows):
+    """A list of (text, metadata) pairs kept as UTF-8 and JSON bytes with offsets (a question
+    decodes only the few passages it shows)."""
+
+    def __init__(
+        self, offsets: np.ndarray, texts: np.ndarray, metas: np.ndarray, dead: np.ndarray
+    ) -> None:
+        super().__init__(len(offsets) - 1, dead)
+        self._offsets = offsets  # (n + 1, 2): text and metadata offsets
+        self._texts = texts
+        self._metas = metas
+
+    def _make(self, index: int) -> Any:
+        (text_start, meta_start), (text_end, meta_end) = self._offsets[index : index + 2]
+        return (
+            self._texts[text_start:text_end].tobytes().decode(),
+            json.loads(self._metas[meta_start:meta_end].tobytes()),
+        )
 
 
 def _documents(items: MutableSequence[Any], count: int) -> tuple[np.ndarray, ...]:
