@@ -132,6 +132,30 @@ def test_a_text_embeds_the_same_alone_or_beside_long_ones(data_dir: Path) -> Non
 
 
 @pytest.mark.slow
+def test_texts_run_unpadded_in_batches_of_one_length(
+    data_dir: Path, reference_vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.onnx_backend
+
+    onnx = embedder("fp32", data_dir / "models", batch_size=2)
+    shapes: list[tuple[int, int]] = []
+    run_batch = index.onnx_backend._run_batch
+
+    def watched(session: Any, rows: Any) -> np.ndarray:
+        assert len({len(row) for row in rows}) == 1, "a batch mixes lengths: rows were padded"
+        shapes.append((len(rows), len(rows[0])))
+        return run_batch(session, rows)
+
+    monkeypatch.setattr(index.onnx_backend, "_run_batch", watched)
+    texts = [*TEXTS, TEXTS[3], TEXTS[3], TEXTS[3]]  # three more of one length: batches of 2
+    vectors = onnx.embed(texts)
+    assert cosines(vectors[: len(TEXTS)], reference_vectors).min() >= 0.9999
+    assert cosines(vectors[len(TEXTS) :], reference_vectors[[3, 3, 3]]).min() >= 0.9999
+    assert sum(size for size, _ in shapes) == len(texts) and max(s for s, _ in shapes) == 2
+    assert onnx.embed_tokens(onnx.tokenize(texts)).tolist() == vectors.tolist()
+
+
+@pytest.mark.slow
 def test_int8_vectors_stay_close_to_sentence_transformers(
     data_dir: Path, reference_vectors: np.ndarray
 ) -> None:
