@@ -820,11 +820,14 @@ class Retriever:
             self._save()
 
     def preload(self) -> None:
-        """Load the snapshot if it matches the store, so that an ingest can update the index
-        in place (then `persist`) instead of building it all again afterwards."""
+        """Load the snapshot if it matches the store (or start an empty index for an empty
+        store), so that an ingest can update the index in place (then `persist`) instead of
+        building it all again afterwards."""
         with self._lock:
             if self._index is None and self.snapshot is not None:
-                self._load_snapshot(self.store.version)
+                version = self.store.version
+                if not self._load_snapshot(version) and version.settled and not self.store.count():
+                    self._replace(LexicalIndex(self.config.bm25_k1, self.config.bm25_b), version)
 
     def forget(self) -> None:
         """The store changed in a way `on_store_change` cannot follow (every vector re-embedded):

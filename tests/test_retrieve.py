@@ -338,7 +338,7 @@ def test_the_lexical_index_follows_ingests_without_a_rebuild(make_bot) -> None:
     retriever = bot.retriever
     bot.ingest([article("first", "Talks", "Negotiators met in Cairo on Monday.")])
     assert ranked_articles_of(retriever, "Cairo negotiators") == ["first"]
-    assert retriever.rebuilds == 1
+    assert retriever.rebuilds == 0  # an empty store's index is filled as the ingest writes
 
     bot.ingest([article("second", "Zanzibar", "A ferry to Zanzibar was delayed by storms.")])
     assert ranked_articles_of(retriever, "Zanzibar ferry")[0] == "second"
@@ -353,7 +353,7 @@ def test_the_lexical_index_follows_ingests_without_a_rebuild(make_bot) -> None:
     assert lexical.search(Query("pangolin"), 5) == []  # a fresh index agrees
     only_lexical = retriever.lexical_index().search(terms("pangolin"), 5)
     assert only_lexical == []
-    assert retriever.rebuilds == 1
+    assert retriever.rebuilds == 0
 
 
 def ranked_articles_of(retriever: Retriever, question: str) -> list[str]:
@@ -366,14 +366,14 @@ def test_a_write_by_another_process_triggers_a_rebuild(make_bot) -> None:
     bot.retriever.config = RetrievalConfig(check_interval=0.0)
     bot.ingest([article("first", "Talks", "Negotiators met in Cairo on Monday.")])
     assert ranked_articles_of(bot.retriever, "Cairo") == ["first"]
-    assert bot.retriever.rebuilds == 1
+    assert bot.retriever.rebuilds == 0
 
     other = make_bot()  # another Store and Ingestor on the same path, as another process has
     assert other.store is not bot.store
     other.ingest([article("second", "Zanzibar", "A ferry to Zanzibar was delayed by storms.")])
 
     assert ranked_articles_of(bot.retriever, "Zanzibar ferry")[0] == "second"
-    assert bot.retriever.rebuilds == 2
+    assert bot.retriever.rebuilds == 1  # the other process's snapshot, loaded
 
 
 @pytest.mark.slow

@@ -67,6 +67,8 @@ def test_ingest_writes_the_snapshot_and_a_new_bot_loads_it_with_the_same_results
     filled, make_bot
 ) -> None:
     assert index_snapshot_path(filled.settings).is_file()
+    # The first ingest filled an empty index as it wrote, instead of building it afterwards.
+    assert (filled.retriever.snapshot_loads, filled.retriever.builds) == (0, 0)
     bot = make_bot()  # a new process would do the same
     index = bot.retriever.lexical_index()
     assert (bot.retriever.snapshot_loads, bot.retriever.builds) == (1, 0)
