@@ -213,7 +213,7 @@ def _require_articles(settings: Settings) -> None:
     """Fail early, before the model loads, when there is nothing to answer from."""
     from index.store import Store
 
-    store = Store.open(settings)  # Bot.open then finds chromadb imported and the client open
+    store = Store.open(settings)  # the count comes from its version file, without Chroma
     if not store.count():
         raise NewsbotError(
             EMPTY_STORE_MESSAGE,
@@ -920,7 +920,8 @@ def _console_start() -> None:
 
     chromadb marks ~160 methods with `overrides.override`, which, as chromadb is imported,
     checks each one's signature against its base class by disassembling bytecode: 0.1-0.15 s
-    of a 1 s `newsbot ask`. Those checks are for chromadb's developers and pass in any release,
+    of every command that opens Chroma (`newsbot ask` usually does not: it answers from the
+    index snapshot). Those checks are for chromadb's developers and pass in any release,
     so here the decorator only marks the method (as `EnforceOverrides` classes require).
     """
     global _console_script
