@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.errors import EmbeddingError
 from index.embed import EmbeddingIdentity, model_max_tokens, resolve_model_path
+from index.files import write_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,7 +114,7 @@ class _ChecksumMemo:
         if self._path is None or not self._dirty:
             return
         try:
-            _write_atomically(self._path, json.dumps(self._entries, indent=0).encode())
+            write_atomically(self._path, json.dumps(self._entries, indent=0).encode())
             self._dirty = False
         except OSError as exc:  # a read-only cache still works, it only starts slower
             log.debug("cannot save checksums to %s: %s", self._path, exc)
@@ -164,22 +165,6 @@ def _entry(model: str, cache_dir: Path, memo: _ChecksumMemo | None) -> _Entry:
     checksum = source_checksum(model_path, memo)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).name) or "model"
     return _Entry(model, model_path, cache_dir / f"{name}-{checksum[:12]}", checksum)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 @contextlib.contextmanager
@@ -283,7 +268,7 @@ def _write_manifest(
             "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers"
         ),
     }
-    _write_atomically(entry.manifest_path(precision), json.dumps(manifest, indent=2).encode())
+    write_atomically(entry.manifest_path(precision), json.dumps(manifest, indent=2).encode())
 
 
 # -- exporting (the only place torch is imported) ----------------------------------------------

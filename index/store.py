@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from urllib.parse import urlparse
 
 from bot.errors import StoreError
 from index.embed import EmbeddingIdentity
+from index.files import write_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -260,14 +260,7 @@ class Store:
     def _write_version_file(self, recorded: dict[str, Any]) -> None:
         assert self.version_file is not None
         recorded = {"format": VERSION_FILE_FORMAT, "collection": self.name, **recorded}
-        temporary = self.version_file.with_name(f".{self.version_file.name}.{os.getpid()}.tmp")
-        try:
-            temporary.write_text(json.dumps(recorded, indent=1))
-            os.replace(temporary, self.version_file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise
+        write_atomically(self.version_file, json.dumps(recorded, indent=1).encode())
 
     def _unpublish(self) -> None:
         """Before any change: the file says a write is under way until `publish`."""
