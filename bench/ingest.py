@@ -9,7 +9,8 @@ of ~700-character news articles, each built from the excerpts of ../shared/eval'
 measured in this run, each pipeline in a fresh process of its own (so that peak memory is its own):
 
 - raw encode: `SentenceTransformer(path).encode(...)`, at newsbot's batch size, of exactly the
-  texts newsbot embeds for these articles (chunk text with its title/outlet header);
+  texts newsbot embeds for these articles (chunk text; after an article's first chunk with its
+  title/outlet header);
 - newsbot: `Bot.ingest(articles)` into an empty temporary store, once per embedding backend,
   then again over the unchanged articles (re-ingest), and the backend's own `embed()` of the same
   texts (so the pipeline's overhead over its model shows per backend);
@@ -365,7 +366,8 @@ def print_report(results: dict[str, dict[str, Any]], backends: list[str]) -> Non
     print()
     print(
         f"newsbot embeds {100 * extra:.0f}% more word pieces than the LangChain pipeline for the "
-        "same articles (each chunk carries its title/outlet header; one sentence overlap)."
+        "same articles (a chunk after an article's first carries its title/outlet header and "
+        "one sentence of overlap)."
     )
     print(
         "Targets: vs raw encode >= 0.90 (torch); words/s vs LangChain >= 1.0 (torch), "

@@ -80,7 +80,10 @@ def test_chunks_are_verbatim_spans_within_the_model_window(count_tokens: TokenCo
         assert chunk.position == position
         assert article.body[chunk.start : chunk.end] == chunk.text
         assert count_tokens(chunk.embed_text) + 2 <= 256
-        assert chunk.embed_text.startswith("Ceasefire talks (Prensa Latina)\n")
+    # The lede is read as it stands; later chunks carry the title and outlet as context.
+    assert chunks[0].embed_text == chunks[0].text
+    for chunk in chunks[1:]:
+        assert chunk.embed_text == "Ceasefire talks (Prensa Latina)\n" + chunk.text
     # Every sentence of the article lies whole inside some chunk, so any quote is citable.
     for span in split_sentences(article.body):
         assert any(c.start <= span.start and span.end <= c.end for c in chunks)
@@ -99,10 +102,14 @@ def test_a_huge_sentence_is_cut_at_words_not_silently_truncated(count_tokens) ->
 
 
 def test_long_titles_are_shortened_to_leave_room_for_text(count_tokens) -> None:
-    article = Article(id="t", title="Very long headline " * 60, body="Short body. Two sentences.")
-    (chunk,) = chunks_of(article, count_tokens, overlap=0)
-    assert chunk.text == "Short body. Two sentences."
-    assert count_tokens(chunk.header) <= 64
+    body = " ".join(f"Sentence number {n} of a long story." for n in range(60))
+    article = Article(id="t", title="Very long headline " * 60, body=body)
+    chunks = chunks_of(article, count_tokens, overlap=0)
+    assert len(chunks) > 1 and chunks[0].header == ""
+    for chunk in chunks[1:]:
+        assert chunk.header.startswith("Very long headline")
+        assert count_tokens(chunk.header) <= 64
+        assert count_tokens(chunk.embed_text) + 2 <= 256
 
 
 def test_header_names_title_and_source() -> None:
