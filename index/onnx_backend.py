@@ -33,6 +33,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -389,7 +390,7 @@ def _quantize_int8(entry: _Entry, source: Path, target: Path) -> int:
             reduce_range=False,
             weight_type=QuantType.QInt8,
         )
-    session = _open_session(source, threads=1)
+    session = _open_session(source)
     expected = _run_checks(entry, session)
     _check_export(entry, target, expected, "int8")
     return int(expected.shape[1])
@@ -421,7 +422,7 @@ def _check_export(entry: _Entry, path: Path, expected: np.ndarray, precision: st
     import numpy as np
 
     try:
-        got = _run_checks(entry, _open_session(path, threads=1))
+        got = _run_checks(entry, _open_session(path))
     except Exception as exc:
         raise EmbeddingError(
             f"the {precision} ONNX export of {entry.model} does not run: {exc}"
@@ -503,15 +504,21 @@ def export_manifest(model: str, precision: str, cache_dir: Path) -> dict[str, An
 # -- running (no torch) ------------------------------------------------------------------------
 
 
-def _open_session(path: Path, threads: int | None = None) -> InferenceSession:
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _open_session(path: Path) -> InferenceSession:
+    """A session running each call on the calling thread alone: `embed_tokens` runs batches
+    side by side instead (see there)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    # Idle intra-op threads sleep instead of spinning: spinning burnt ~30% more CPU for the same
-    # ingest, CPU that ingest's reading and writing threads (and other processes) need.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     return onnxruntime.InferenceSession(
         str(path), sess_options=options, providers=["CPUExecutionProvider"]
@@ -559,6 +566,7 @@ class OnnxEmbedder:
         entry = _entry(model, cache_dir, memo)
         self.max_tokens = model_max_tokens(entry.model_path)
         self.batch_size = batch_size
+        self._cores = _cores()
         path = _ensure(entry, precision, memo)
         try:
             self._session = _open_session(path)
@@ -601,11 +609,28 @@ class OnnxEmbedder:
                 run[start : start + self.batch_size]
                 for start in range(0, len(run), self.batch_size)
             ]
-        for batch in batches:
-            try:
-                vectors[batch] = _run_batch(self._session, [rows[i] for i in batch])
-            except Exception as exc:
-                raise EmbeddingError(f"onnxruntime failed to embed a batch: {exc}") from exc
+
+        def embed_batch(batch: list[int]) -> None:
+            vectors[batch] = _run_batch(self._session, [rows[i] for i in batch])
+
+        # The batches run side by side, one single-threaded model call per core, longest first.
+        # On 2 cores an ingest took 5-8% less time than one call at a time on two intra-op
+        # threads, which wait for each other at every operator, so that whichever one the
+        # ingest's reading or writing thread delays holds both up (docs/benchmarks.md, "Ingest").
+        workers = min(self._cores, len(batches))
+        try:
+            if workers <= 1:
+                for batch in batches:
+                    embed_batch(batch)
+            else:
+                pool = ThreadPoolExecutor(workers, thread_name_prefix="newsbot-embed")
+                try:
+                    for _ in pool.map(embed_batch, reversed(batches)):
+                        pass
+                finally:  # on Ctrl-C or an error, start no more batches
+                    pool.shutdown(cancel_futures=True)
+        except Exception as exc:
+            raise EmbeddingError(f"onnxruntime failed to embed a batch: {exc}") from exc
         return vectors
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
