@@ -160,10 +160,27 @@ class Bot:
             sources = [sources]
         with self._lock():
             self.retriever.preload()  # then the ingest updates the index instead of a rebuild
-            report = self.ingestor.run(self._read(list(sources)), progress=progress)
-            self.retriever.persist()  # the next process to ask loads it
-            self.store.publish()  # ... and checks that it is current without opening Chroma
+            try:
+                report = self.ingestor.run(self._read(list(sources)), progress=progress)
+            except BaseException:
+                # Stopped by an error or Ctrl-C, the run has still written whole batches (its
+                # writer finishes what was embedded): publish them now, not at the next ingest,
+                # or readers would keep the old index and new processes would open Chroma.
+                try:
+                    self._publish()
+                except Exception as exc:  # the run's own error is the one to report
+                    log.warning("could not record the store's version after the error: %s", exc)
+                raise
+            self._publish()
             return report
+
+    def _publish(self) -> None:
+        """After a run of writes: save the index snapshot the next process to ask loads, and
+        record the store's version so it can check the snapshot without opening Chroma. Not
+        when a batch was cut off half-way (the store is not settled; readers ask Chroma)."""
+        if self.store.version.settled:
+            self.retriever.persist()
+            self.store.publish()
 
     def reindex(self, *, progress: Any = None) -> int:
         """Re-embed every stored chunk with the configured model, backend and precision.
@@ -174,8 +191,7 @@ class Bot:
         with self._lock():
             count = self.ingestor.reindex(progress=progress)
             self.retriever.forget()  # every vector changed
-            self.retriever.persist()
-            self.store.publish()
+            self._publish()
         return count
 
     def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:

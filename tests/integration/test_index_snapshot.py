@@ -55,6 +55,13 @@ def passages(retriever: Retriever, question: str) -> list[tuple[str, str, float 
     return [(p.chunk_id, p.text, p.lexical_score) for p in found]
 
 
+def assert_next_bot_loads_the_snapshot(make_bot) -> None:
+    """A new bot (as a new process would) takes its index from the snapshot, building nothing."""
+    bot = make_bot()
+    bot.retriever.lexical_index()
+    assert (bot.retriever.snapshot_loads, bot.retriever.builds) == (1, 0)
+
+
 @pytest.fixture
 def filled(make_bot, tmp_path: Path):
     bot = make_bot()
@@ -97,10 +104,7 @@ def test_a_write_that_bypassed_the_snapshot_is_seen_by_the_next_bot(
     assert not answer.refused
     assert answer.citations[0].article_id == "zanzibar-ferry"
     assert (bot.retriever.snapshot_loads, bot.retriever.builds) == (0, 1)
-    # ... and wrote a snapshot the next one uses.
-    again = make_bot()
-    again.retriever.lexical_index()
-    assert (again.retriever.snapshot_loads, again.retriever.builds) == (1, 0)
+    assert_next_bot_loads_the_snapshot(make_bot)  # ... and wrote a snapshot the next one uses
 
 
 def test_a_reset_and_refill_to_the_same_generation_is_not_mistaken_for_the_old_store(
@@ -139,9 +143,7 @@ def test_a_writer_that_died_half_way_leaves_no_snapshot_trusted(filled, make_bot
 
     writer.store.written()  # the next completed batch settles the store
     make_bot().retriever.lexical_index()
-    again = make_bot()
-    again.retriever.lexical_index()
-    assert (again.retriever.snapshot_loads, again.retriever.builds) == (1, 0)
+    assert_next_bot_loads_the_snapshot(make_bot)
 
 
 def test_a_bot_answers_from_the_snapshot_without_opening_chroma_until_the_store_changes(
@@ -208,16 +210,12 @@ def test_a_corrupt_snapshot_is_rebuilt_without_error(filled, make_bot) -> None:
         bot = make_bot()
         assert bot.ask(QATAR_QUESTION).to_dict()["citations"] == expected
         assert (bot.retriever.snapshot_loads, bot.retriever.builds) == (0, 1)
-    again = make_bot()  # the rebuilt snapshot is whole again
-    again.retriever.lexical_index()
-    assert again.retriever.snapshot_loads == 1
+    assert_next_bot_loads_the_snapshot(make_bot)  # the rebuilt snapshot is whole again
 
 
 def test_reindex_and_reset_leave_a_snapshot_of_what_the_store_holds(filled, make_bot) -> None:
     assert filled.reindex() == filled.store.count()
-    bot = make_bot()
-    bot.retriever.lexical_index()
-    assert bot.retriever.snapshot_loads == 1
+    assert_next_bot_loads_the_snapshot(make_bot)
 
     filled.reset()
     bot = make_bot()
@@ -273,3 +271,38 @@ def test_newsbot_ask_in_new_processes_uses_the_snapshot_sees_new_articles_no_tor
     assert "index snapshot loaded" in asked.stderr
     citations = json.loads(asked.stdout)["citations"]
     assert citations[0]["article_id"] == "zanzibar-ferry"
+
+
+def test_an_ingest_stopped_by_ctrl_c_publishes_what_it_wrote(
+    make_bot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C mid-ingest: the whole batches already written are recorded for readers at once
+    (not at the next ingest), and running the command again adds the rest without duplicates."""
+    monkeypatch.setattr("index.ingest.EMBED_WINDOW", 64)  # several model calls for 100 articles
+    bot = make_bot()
+    embed_tokens = bot.ingestor.embedder.embed_tokens
+    calls = []
+
+    def interrupted(rows):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return embed_tokens(rows)
+
+    monkeypatch.setattr(bot.ingestor.embedder, "embed_tokens", interrupted)
+    corpus = corpus_file(tmp_path, count=100)
+    with pytest.raises(KeyboardInterrupt):
+        bot.ingest([str(corpus)])
+    stored = bot.store.count()
+    assert 0 < stored < 100
+    assert not bot.store.write_under_way()
+
+    reader = make_bot()  # a new process asking: the snapshot, no Chroma
+    assert len(reader.retriever.lexical_index()) == stored
+    assert (reader.retriever.snapshot_loads, reader.store._client) == (1, None)
+
+    monkeypatch.undo()
+    report = make_bot().ingest([str(corpus)])
+    assert report.unchanged > 0 and report.failed == 0 and report.updated == 0
+    assert report.unchanged + report.new + report.duplicates == 100
+    assert make_bot().store.count() == stored + report.chunks  # nothing lost or stored twice
