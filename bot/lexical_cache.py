@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from index.files import safe_name
+
 if TYPE_CHECKING:
     from bot.retrieve import LexicalIndex
 
@@ -92,8 +94,7 @@ class StoreState:
 def snapshot_path(data_dir: Path, where: str, collection: str) -> Path:
     """Where the snapshot of one collection of one store (a folder or a server URL) lives."""
     key = hashlib.sha256(f"{where}|{collection}".encode()).hexdigest()[:12]
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in collection)[:40]
-    return data_dir / "index" / f"{safe}-{key}.npz"
+    return data_dir / "index" / f"{safe_name(collection)[:40]}-{key}.npz"
 
 
 class _LazyRows(MutableSequence[Any]):

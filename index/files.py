@@ -1,4 +1,5 @@
-"""Writing small files so that readers in other processes see the old one or the new one whole."""
+"""Files newsbot keeps beside its store: safe names, and small files written so that readers in
+other processes see the old one or the new one whole."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+
+def safe_name(name: str) -> str:
+    """`name` (a collection's) as part of a file name: letters, digits, '-', '_' and '.' kept,
+    anything else made '_'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from bot.errors import StoreError
 from index.embed import EmbeddingIdentity
-from index.files import write_atomically
+from index.files import safe_name, write_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -209,14 +209,13 @@ class Store:
                 ) from exc
             return exclusive(lock)
 
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in settings.collection)
         return cls(
             None,
             settings.collection,
             where=where,
             connect=lambda: make_client(settings),
             opening=opening,
-            version_file=settings.store_dir / f"newsbot-{safe}.json",
+            version_file=settings.store_dir / f"newsbot-{safe_name(settings.collection)}.json",
         )
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
