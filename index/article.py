@@ -59,7 +59,8 @@ class ReadFailure:
 class Chunk:
     """A span of an article's body: `article.body[start:end] == text`.
 
-    `header` (title, source, date) is context the model reads before the text; see embed_text.
+    `header` (title and source; none on an article's first chunk) is context the model reads
+    before the text; see embed_text and index/chunk.py's context_header.
     """
 
     id: str
