@@ -56,10 +56,10 @@ def store_lock(
 ) -> AbstractContextManager[None]:
     """The lock that ingest, reindex and reset hold on one store (index/lock.py): a context
     manager that waits for the current holder, calling `on_wait` first. Needs no model."""
-    from index.lock import exclusive, lock_path
+    from index.lock import exclusive, store_lock_path
 
-    key = f"{settings.chroma_url or settings.store_dir}|{settings.collection}"
-    return exclusive(lock_path(settings.data_dir, key), on_wait)
+    where = settings.chroma_url or str(settings.store_dir)
+    return exclusive(store_lock_path(settings.data_dir, where, settings.collection), on_wait)
 
 
 def index_snapshot_path(settings: Settings) -> Path:

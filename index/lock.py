@@ -23,6 +23,27 @@ def lock_path(data_dir: Path, store_key: str) -> Path:
     return data_dir / "locks" / f"ingest-{digest}.lock"
 
 
+def store_lock_path(data_dir: Path, where: str, collection: str) -> Path:
+    """The lock that ingest, reindex and reset hold on one collection of one store (a folder or
+    a server URL)."""
+    return lock_path(data_dir, f"{where}|{collection}")
+
+
+def held(path: Path) -> bool:
+    """Whether some process (this one included) holds the lock on `path` now. A holder that
+    died has released it: the kernel drops a dead process's flocks."""
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def exclusive(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold an exclusive lock on `path`, waiting for the current holder if there is one."""

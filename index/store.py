@@ -134,6 +134,7 @@ class Store:
         connect: Callable[[], Any] | None = None,
         opening: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         version_file: Path | None = None,
+        writer_lock: Path | None = None,
     ) -> None:
         self._client = client
         self._connect = connect
@@ -142,6 +143,7 @@ class Store:
         self.where = where
         self._retries = retries
         self.version_file = version_file  # None: no version file (a Chroma server)
+        self._writer_lock = writer_lock  # the ingest lock a writer holds (index/lock.py)
         self._collections: tuple[Any, Any] | None = None
         if client is not None:
             self._opened()
@@ -194,7 +196,7 @@ class Store:
                 retries=settings.store_retries,
                 connect=lambda: make_client(settings),
             )
-        from index.lock import exclusive, lock_path
+        from index.lock import exclusive, lock_path, store_lock_path
 
         def opening() -> contextlib.AbstractContextManager[Any]:
             # Two processes creating one embedded store at once race in Chroma's schema set-up
@@ -216,6 +218,7 @@ class Store:
             connect=lambda: make_client(settings),
             opening=opening,
             version_file=settings.store_dir / f"newsbot-{safe_name(settings.collection)}.json",
+            writer_lock=store_lock_path(settings.data_dir, where, settings.collection),
         )
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -251,10 +254,19 @@ class Store:
             return None
         return recorded
 
-    def write_under_way(self) -> bool:
-        """A writer has begun changing the store and not yet published (or it stopped half-way)."""
+    def _marked_writing(self) -> bool:
         recorded = self._read_version_file()
         return bool(recorded and recorded.get("writing"))
+
+    def write_under_way(self) -> bool:
+        """A writer has begun changing the store, has not published yet, and still runs (holds
+        the ingest lock). The mark of a writer that died (killed half-way, the machine went down)
+        does not count: what it wrote is what the store holds until the next ingest."""
+        if not self._marked_writing():
+            return False
+        from index.lock import held
+
+        return self._writer_lock is None or held(self._writer_lock)
 
     def _write_version_file(self, recorded: dict[str, Any]) -> None:
         assert self.version_file is not None
@@ -263,7 +275,7 @@ class Store:
 
     def _unpublish(self) -> None:
         """Before any change: the file says a write is under way until `publish`."""
-        if self.version_file is None or self.write_under_way():
+        if self.version_file is None or self._marked_writing():
             return
         try:
             self._write_version_file({"writing": True})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core import index_snapshot_path
+from bot.core import index_snapshot_path, store_lock
 from bot.retrieve import Retriever
 from tests.conftest import EVAL, QATAR_QUESTION, SAMPLES
 
@@ -170,15 +170,16 @@ def test_a_bot_answers_from_the_snapshot_without_opening_chroma_until_the_store_
     writer = make_bot()
     cited = answer.citations[0]
     chunk = next(c for c in writer.store.iter_chunks(vectors=True) if cited.quote in c.text)
-    writer.store.writing()  # a write begins (and here never finishes)
-    writer.store.upsert_chunks(
-        [chunk.id], ["Nobody said anything."], chunk.vector[None, :], [chunk.metadata]
-    )
-    assert writer.store.write_under_way()
-    assert make_bot().store.version.settled is False  # a new reader asks Chroma, which says so
-    again = reader.ask(QATAR_QUESTION)  # the reader keeps the store as it was: no half-write
-    assert again.citations[0].quote == cited.quote
-    assert (reader.retriever.rebuilds, reader.store._client) == (1, None)
+    with store_lock(writer.settings):  # a write begins, its writer holding the ingest lock
+        writer.store.writing()
+        writer.store.upsert_chunks(
+            [chunk.id], ["Nobody said anything."], chunk.vector[None, :], [chunk.metadata]
+        )
+        assert writer.store.write_under_way()
+        assert make_bot().store.version.settled is False  # a new reader asks Chroma
+        again = reader.ask(QATAR_QUESTION)  # the reader keeps the store as it was: no half-write
+        assert again.citations[0].quote == cited.quote
+        assert (reader.retriever.rebuilds, reader.store._client) == (1, None)
 
     writer.ingest([str(zanzibar_file(tmp_path))])  # a whole ingest publishes the new version
     assert json.loads(version_file.read_text())["generation"] > recorded["generation"]
@@ -192,6 +193,52 @@ def test_a_bot_answers_from_the_snapshot_without_opening_chroma_until_the_store_
         "zanzibar-ferry"
     )
     assert (reader.retriever.snapshot_loads, reader.store._client) == (2, None)
+
+
+HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "a")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_reader_stops_waiting_for_a_writer_that_was_killed(filled, make_bot) -> None:
+    """A writer killed half-way leaves the "writing" mark, but the kernel releases its ingest
+    lock: a reader that holds an index stops keeping it and answers from what the store holds."""
+    from index.lock import store_lock_path
+
+    reader = make_bot()
+    reader.retriever.config = dataclasses.replace(reader.retriever.config, check_interval=0.0)
+    question = "When was Zanzibar harbour reopened?"
+    passages(reader.retriever, question)  # the reader holds an index
+
+    settings = filled.settings
+    lock = store_lock_path(settings.data_dir, str(settings.store_dir), settings.collection)
+    writer_process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer_process.stdout is not None
+        assert writer_process.stdout.readline().strip() == "locked"
+        writer = make_bot()  # writes as that process would
+        chunk = next(iter(writer.store.iter_chunks(vectors=True)))
+        rewritten = chunk.text + " Zanzibar harbour reopened."
+        writer.store.writing()
+        writer.store.upsert_chunks([chunk.id], [rewritten], chunk.vector[None, :], [chunk.metadata])
+        assert reader.store.write_under_way()
+        assert (chunk.id, rewritten) not in [
+            (i, t) for i, t, _ in passages(reader.retriever, question)
+        ]
+    finally:
+        writer_process.kill()
+        writer_process.wait(timeout=30)
+
+    assert not reader.store.write_under_way()  # the mark stays, its writer is gone
+    found = passages(reader.retriever, question)
+    assert (chunk.id, rewritten) in [(i, t) for i, t, lexical in found if lexical]
+    assert reader.retriever.rebuilds == 2
 
 
 def test_a_chroma_server_store_has_no_version_file(chroma_server: str, make_bot) -> None:
