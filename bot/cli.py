@@ -42,6 +42,10 @@ EXIT_INTERRUPTED = 130
 SPINNER_TEXT = "Looking through the articles..."
 LOADING_TEXT = "Loading the embedding model..."
 EMPTY_STORE_MESSAGE = "nothing indexed yet: run `newsbot ingest PATH`"
+STOPPED_HALF_WAY = (
+    "the last ingest into this store stopped before it finished: run it again to complete it "
+    "(until then, answers come from what it stored, and questions start slower)"
+)
 CHAT_PROMPT = "you> "
 _MARKER = re.compile(r"\[\d+\]")
 _DEBUG_KEY = "newsbot.debug"
@@ -220,6 +224,8 @@ def _require_articles(settings: Settings) -> None:
             hint=f"the store {store.where} (collection {store.name}) holds no "
             "articles; e.g. newsbot ingest samples/articles",
         )
+    if store.stopped_half_way():
+        _stderr().print(Text(STOPPED_HALF_WAY, style="yellow"), soft_wrap=True)
 
 
 @contextmanager
@@ -692,6 +698,8 @@ def stats(
         )
     else:
         table.add_row("embedding", "none yet (nothing ingested)")
+    if figures["stopped_half_way"]:
+        table.add_row("note", Text(STOPPED_HALF_WAY, style="yellow"))
     _stdout().print(table)
 
 

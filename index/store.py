@@ -258,15 +258,21 @@ class Store:
         recorded = self._read_version_file()
         return bool(recorded and recorded.get("writing"))
 
+    def _writer_alive(self) -> bool:
+        from index.lock import held
+
+        return self._writer_lock is None or held(self._writer_lock)
+
     def write_under_way(self) -> bool:
         """A writer has begun changing the store, has not published yet, and still runs (holds
         the ingest lock). The mark of a writer that died (killed half-way, the machine went down)
         does not count: what it wrote is what the store holds until the next ingest."""
-        if not self._marked_writing():
-            return False
-        from index.lock import held
+        return self._marked_writing() and self._writer_alive()
 
-        return self._writer_lock is None or held(self._writer_lock)
+    def stopped_half_way(self) -> bool:
+        """The last ingest, reindex or reset stopped before it finished (killed, or failed in the
+        middle of a batch): readers ask Chroma until the next one completes."""
+        return self._marked_writing() and not self._writer_alive()
 
     def _write_version_file(self, recorded: dict[str, Any]) -> None:
         assert self.version_file is not None
@@ -539,6 +545,7 @@ class Store:
             "articles": self.article_count(),
             "chunks": self.count(),
             "embedding": identity.to_metadata() if identity else None,
+            "stopped_half_way": self.stopped_half_way(),
         }
 
     def reset(self) -> None:

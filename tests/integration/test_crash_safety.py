@@ -84,9 +84,18 @@ def test_ingest_killed_part_way_and_rerun_equals_a_clean_run(corpus, clean_run, 
         if process.poll() is None:
             process.kill()
     assert 0 < done < ARTICLES
+    stats = [NEWSBOT, "stats", "--json", "--data-dir", str(data_dir)]
+    assert json.loads(subprocess.check_output(stats))["stopped_half_way"] is True
+    asked = subprocess.run(
+        [NEWSBOT, "ask", "What happened?", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert asked.returncode == 0 and "stopped before it finished" in asked.stderr
 
     rerun = subprocess.run(ingest_command(corpus, data_dir), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(subprocess.check_output(stats))["stopped_half_way"] is False
     bot = make_bot(data_dir=data_dir)
     assert snapshot(bot) == clean_run  # none missing, none duplicated, none stale
     assert bot.stats()["articles"] == ARTICLES
