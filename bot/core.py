@@ -58,8 +58,7 @@ def store_lock(
     manager that waits for the current holder, calling `on_wait` first. Needs no model."""
     from index.lock import exclusive, store_lock_path
 
-    where = settings.chroma_url or str(settings.store_dir)
-    return exclusive(store_lock_path(settings.data_dir, where, settings.collection), on_wait)
+    return exclusive(store_lock_path(settings), on_wait)
 
 
 def index_snapshot_path(settings: Settings) -> Path:

@@ -14,6 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +27,11 @@ def lock_path(data_dir: Path, store_key: str) -> Path:
     return data_dir / "locks" / f"ingest-{digest}.lock"
 
 
-def store_lock_path(data_dir: Path, where: str, collection: str) -> Path:
-    """The lock that ingest, reindex and reset hold on one collection of one store (a folder or
-    a server URL)."""
-    return lock_path(data_dir, f"{where}|{collection}")
+def store_lock_path(settings: Settings) -> Path:
+    """The lock that ingest, reindex and reset hold on the settings' collection of their store
+    (a folder or a server URL)."""
+    where = settings.chroma_url or str(settings.store_dir)
+    return lock_path(settings.data_dir, f"{where}|{settings.collection}")
 
 
 def held(path: Path) -> bool:

@@ -218,7 +218,7 @@ class Store:
             connect=lambda: make_client(settings),
             opening=opening,
             version_file=settings.store_dir / f"newsbot-{safe_name(settings.collection)}.json",
-            writer_lock=store_lock_path(settings.data_dir, where, settings.collection),
+            writer_lock=store_lock_path(settings),
         )
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -214,8 +214,7 @@ def test_a_reader_stops_waiting_for_a_writer_that_was_killed(filled, make_bot) -
     question = "When was Zanzibar harbour reopened?"
     passages(reader.retriever, question)  # the reader holds an index
 
-    settings = filled.settings
-    lock = store_lock_path(settings.data_dir, str(settings.store_dir), settings.collection)
+    lock = store_lock_path(filled.settings)
     writer_process = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
     )
