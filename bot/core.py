@@ -80,7 +80,7 @@ class Bot:
     def __init__(
         self, settings: Settings, store: Any, embedder: Any, *, chat_model: Any = None
     ) -> None:
-        from bot.answer import Answerer
+        from bot.llm import Answerer
         from bot.retrieve import Retriever
 
         self.settings = settings

@@ -101,7 +101,7 @@ def test_a_missing_prompt_is_an_error(prompt_dir: Path) -> None:
 
 
 def test_a_broken_prompt_fails_the_answerer_before_any_question(prompt_dir: Path, settings) -> None:
-    from bot.answer import Answerer
+    from bot.llm import Answerer
 
     (prompt_dir / "answer.md").write_text(GOOD.replace("{today}", "{now}"), encoding="utf-8")
     (prompt_dir / "condense.md").write_text(
