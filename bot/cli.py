@@ -840,13 +840,15 @@ def slack(
     epilog=_examples(
         "newsbot eval multihop_dev.jsonl --retriever dense --retriever hybrid --limit 50",
         "newsbot eval rgb_dev.jsonl --json-out rgb.json",
+        "newsbot eval samples/questions/questions.jsonl",
     ),
 )
 def evaluate(
     dataset: Annotated[
         Path,
         typer.Argument(
-            help="Questions file: MultiHop (multihop_dev.jsonl) or RGB (rgb_dev.jsonl)."
+            help="Questions file: MultiHop (multihop_dev.jsonl), RGB (rgb_dev.jsonl) or a set of "
+            "our own (samples/questions/questions.jsonl: answers per kind)."
         ),
     ],
     retriever: Annotated[
@@ -861,7 +863,10 @@ def evaluate(
     ] = None,
     corpus: Annotated[
         Path | None,
-        typer.Option("--corpus", help="Articles of a MultiHop set (default: beside DATASET)."),
+        typer.Option(
+            "--corpus",
+            help="Articles of a MultiHop set or a question set (default: beside DATASET).",
+        ),
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json-out", help="Also write the full report here.")

@@ -56,7 +56,7 @@ YES_NO = frozenset({"yes", "no"})
 ProgressCallback = Callable[[str, int, int], None]
 """Called as progress(stage, done, total) while a run goes on."""
 
-DatasetFormat = Literal["multihop", "rgb"]
+DatasetFormat = Literal["multihop", "rgb", "questions"]
 
 
 # -- pure metrics ------------------------------------------------------------------------------
@@ -303,6 +303,45 @@ class RgbResult:
 
 
 @dataclass(frozen=True)
+class KindScores:
+    """A question set of our own (samples/questions), one kind of question."""
+
+    questions: int
+    correct: float | None  # refused when it should be, else answered with a gold phrase
+    refused: float | None  # share refused (right for `refusal`, wrong for the others)
+    citations_verbatim: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _rounded(asdict(self))
+
+
+@dataclass(frozen=True)
+class OwnQuestion:
+    id: str
+    kind: str
+    question: str
+    standalone_question: str
+    refused: bool
+    correct: bool
+    answer: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QuestionSetResult:
+    by_kind: dict[str, KindScores]  # "all" first, then each kind
+    questions: tuple[OwnQuestion, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "by_kind": {kind: scores.to_dict() for kind, scores in self.by_kind.items()},
+            "questions": [question.to_dict() for question in self.questions],
+        }
+
+
+@dataclass(frozen=True)
 class EvalReport:
     dataset: str
     format: DatasetFormat
@@ -313,6 +352,7 @@ class EvalReport:
     limit: int | None
     multihop: tuple[MultiHopResult, ...] = ()
     rgb: RgbResult | None = None
+    own: QuestionSetResult | None = None
     ingest_seconds: float = 0.0
     seconds: float = 0.0
     finished_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat())
@@ -334,6 +374,7 @@ class EvalReport:
             "limit": self.limit,
             "multihop": [item.to_dict() for item in self.multihop],
             "rgb": self.rgb.to_dict() if self.rgb else None,
+            "questions_by_kind": self.own.to_dict() if self.own else None,
             "ingest_seconds": round(self.ingest_seconds, 2),
             "seconds": round(self.seconds, 2),
             "finished_at": self.finished_at,
@@ -396,6 +437,13 @@ def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str
         row += [_fmt(rgb.rejection_rate), _fmt(rgb.counterfactual_fake)]
         row += [_fmt(rgb.counterfactual_correct), _fmt(rgb.citations_verbatim)]
         tables.append((f"RGB ({report.answerer})", head, [row]))
+    if report.own:
+        head = ["kind", "n", "right", "refused", "verbatim"]
+        rows = [
+            [kind, str(k.questions), _fmt(k.correct), _fmt(k.refused), _fmt(k.citations_verbatim)]
+            for kind, k in report.own.by_kind.items()
+        ]
+        tables.append((f"Answers per kind ({report.answerer})", head, rows))
     return tables
 
 
@@ -453,6 +501,8 @@ def detect_format(rows: Sequence[dict[str, Any]], path: Path) -> DatasetFormat:
         return "multihop"
     if {"query", "positive", "negative"} <= first.keys():
         return "rgb"
+    if {"question", "kind"} <= first.keys():
+        return "questions"
     if "body" in first:
         raise NewsbotError(
             f"{path} is a corpus of articles, not questions",
@@ -462,6 +512,25 @@ def detect_format(rows: Sequence[dict[str, Any]], path: Path) -> DatasetFormat:
         f"{path}: unknown dataset format (fields: {', '.join(sorted(first))})",
         hint="expected MultiHop questions (question, evidence_ids) or RGB (query, positive)",
     )
+
+
+def question_set_corpus(questions: Path, corpus: str | Path | None) -> list[str]:
+    """The articles a question set of our own is asked over: `corpus`, else the paths listed
+    in `corpus.txt` beside it (relative to it; # starts a comment)."""
+    if corpus is not None:
+        return [str(Path(corpus).expanduser())]
+    listing = questions.parent / "corpus.txt"
+    if not listing.is_file():
+        raise NewsbotError(
+            f"no corpus for {questions.name}: {listing} does not exist",
+            hint="list the articles' paths in corpus.txt beside the questions or pass --corpus",
+        )
+    paths = []
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            paths.append(str((listing.parent / line).resolve()))
+    return paths
 
 
 def find_corpus(questions: Path, corpus: str | Path | None) -> Path:
@@ -625,6 +694,30 @@ def run_eval(
             questions=len(questions),
             limit=limit,
             multihop=tuple(results),
+            ingest_seconds=ingest_seconds,
+            seconds=time.perf_counter() - started,
+        )
+    if kind == "questions":
+        questions = rows[:limit] if limit else rows
+        with throwaway_bot(settings) as bot:
+            use_retriever(bot, retrievers[0])
+            articles = read_corpus(question_set_corpus(path, corpus), settings)
+            ingest_started = time.perf_counter()
+            bot.ingest(articles)
+            ingest_seconds = time.perf_counter() - ingest_started
+            own = evaluate_question_set(
+                bot, questions, {a.id: a.body for a in articles}, progress=progress
+            )
+            embedding = _identity(bot)
+        return EvalReport(
+            dataset=str(path),
+            format=kind,
+            corpus=str(corpus) if corpus else str(path.parent / "corpus.txt"),
+            answerer=answerer,
+            embedding=embedding,
+            questions=len(questions),
+            limit=limit,
+            own=own,
             ingest_seconds=ingest_seconds,
             seconds=time.perf_counter() - started,
         )
@@ -812,6 +905,73 @@ def _answer_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) -> An
         citations_verbatim=mean(verbatim),
         sentences_cited=mean(r.sentences_cited for r in results if r.sentences_cited is not None),
         seconds_per_question=mean(r.seconds for r in results),
+    )
+
+
+def read_corpus(paths: Sequence[str], settings: Settings) -> list[Article]:
+    """Every article of `paths` (files, folders, JSON Lines); any that cannot be read is an
+    error: a question set is only meaningful over all of its articles."""
+    from index.read import iter_articles
+
+    articles = []
+    for item in iter_articles(paths, settings):
+        if not hasattr(item, "body"):
+            raise NewsbotError(f"a corpus article failed to read: {item}")
+        articles.append(item)
+    return articles  # type: ignore[return-value]
+
+
+def evaluate_question_set(
+    bot: Bot,
+    rows: Sequence[dict[str, Any]],
+    bodies: dict[str, str],
+    *,
+    progress: ProgressCallback | None = None,
+) -> QuestionSetResult:
+    """Ask each question (after its `history`, as one conversation) and score it: right when it
+    is refused and should be, or answered with one of its gold phrases."""
+    from bot.models import Turn
+
+    asked: list[tuple[OwnQuestion, tuple[bool, ...]]] = []
+    for done, row in enumerate(rows):
+        _tick(progress, "questions", done, len(rows))
+        history: list[Turn] = []
+        for earlier in row.get("history") or []:
+            reply = bot.ask(str(earlier), history=history)
+            history.append(Turn(str(earlier), reply.text, reply.standalone_question))
+        reply = bot.ask(str(row["question"]), history=history)
+        should_refuse = bool(row.get("refuse"))
+        if should_refuse:
+            correct = reply.refused
+        else:
+            gold = [str(phrase) for phrase in row.get("answer") or []]
+            correct = not reply.refused and any(contains_phrase(reply.text, g) for g in gold)
+        result = OwnQuestion(
+            id=str(row.get("id", "")),
+            kind=str(row.get("kind") or "other"),
+            question=str(row["question"]),
+            standalone_question=reply.standalone_question,
+            refused=reply.refused,
+            correct=correct,
+            answer=reply.text,
+        )
+        asked.append((result, _verbatim(reply, bodies)))
+    _tick(progress, "questions", len(rows), len(rows))
+    groups: dict[str, list[tuple[OwnQuestion, tuple[bool, ...]]]] = {"all": asked}
+    for item in asked:
+        groups.setdefault(item[0].kind, []).append(item)
+
+    def scores(items: list[tuple[OwnQuestion, tuple[bool, ...]]]) -> KindScores:
+        return KindScores(
+            questions=len(items),
+            correct=mean(q.correct for q, _ in items),
+            refused=mean(q.refused for q, _ in items),
+            citations_verbatim=mean(flag for _, flags in items for flag in flags),
+        )
+
+    return QuestionSetResult(
+        by_kind={kind: scores(items) for kind, items in groups.items()},
+        questions=tuple(q for q, _ in asked),
     )
 
 

@@ -175,3 +175,19 @@ def test_bad_lines_and_missing_corpus_are_named(tmp_path: Path) -> None:
     assert "--corpus" in str(error.value.hint)
     with pytest.raises(NewsbotError, match="cannot read"):
         read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_our_question_set_is_recognised_and_finds_its_articles() -> None:
+    from bot.evaluate import question_set_corpus
+
+    path = EVAL.parent / "questions" / "questions.jsonl"
+    rows = read_jsonl(path)
+    assert detect_format(rows, path) == "questions"
+    assert len(rows) >= 60
+    kinds = {row["kind"] for row in rows}
+    assert {"speaker", "who", "when", "where", "refusal", "follow-up"} <= kinds
+    # Every answerable question has a gold phrase; every refusal has none.
+    assert all(bool(row["answer"]) != bool(row["refuse"]) for row in rows)
+    corpus = question_set_corpus(path, None)
+    assert all(Path(item).exists() for item in corpus)
+    assert any(item.endswith("multihop_corpus.jsonl") for item in corpus)
