@@ -32,29 +32,50 @@ _WHAT_ABOUT = re.compile(
     r"^\s*(?:and\s+|but\s+|so\s+)?(?:what|how)\s+about\s+(?P<subject>.+?)\s*[?.!]*\s*$", re.I
 )
 _AND_SUBJECT = re.compile(r"^\s*(?:and|also|plus)\s+(?P<subject>[^?]+?)\s*[?.!]*\s*$", re.I)
-_WH = re.compile(
-    r"^\s*(?:and\s+|so\s+|but\s+)?(?P<wh>when|where|why|how|who|what|which)\b(?P<rest>[^?]*)\??\s*$",
+_LEADING_AND = re.compile(r"^\s*(?:and|but|so|also|then)\s+(?:,\s*)?", re.I)
+_WH_WORD = re.compile(
+    r"^\s*(?:when|where|why|how|who|whom|whose|what|which|is|are|was|were|do|does|did|has|have|"
+    r"had|can|could|will|would|should)\b",
+    re.I,
+)
+_BARE_WH = re.compile(
+    r"^\s*(?P<wh>when|where|why|how)(?:\s+(?:was|is|did|does|were)\s+(?:that|this|it))?"
+    r"(?:\s+(?:exactly|happen|happened|take place))?\s*[?.!]*\s*$",
     re.I,
 )
 _FRAME = re.compile(
-    r"^\s*(?P<wh>what|who|which|how|when|where|why|whom)(?:\s+\w+)?\s+"
+    r"^\s*(?P<wh>what|who|which|how(?:\s+\w+)?|when|where|why|whom)\s+"
     r"(?P<aux>did|does|do|was|were|is|are|has|have|had|will|would|could|can|should)\s+"
     r"(?P<rest>.+?)\s*[?.!]*\s*$",
     re.I,
 )
 _SPEAKER = re.compile(
     r"^\s*(?:what|how)\s+(?:did|does|do|has|have|had|will|would)\s+(?P<speaker>.+?)\s+"
-    r"(?:say|said|tell|told|think|announce|claim|respond|react|reply|comment|argue|warn)\b",
+    r"(?P<verb>say|said|tell|told|think|announce|claim|respond|react|reply|comment|argue|warn)\b"
+    r"(?:\s+(?:about|on|of|regarding|to)\s+(?P<topic>.+?))?\s*[?.!]*\s*$",
     re.I,
 )
+_PERSON_PRONOUN = re.compile(r"\b(?:he|she|him|her|his|they|them|their)\b", re.I)
+_THING_PRONOUN = re.compile(r"\b(?:it|its)\b", re.I)
 _REFERENCE = re.compile(
-    r"\b(?:that|this|it|they|them|he|him|she|her|then|there|those|these)\b", re.I
+    r"\b(?:that|this|it|its|they|them|he|him|his|she|her|then|there|those|these)\b", re.I
 )
-_ENTITY = re.compile(r"(?<![\w'’])[A-Z][\w’'.-]*(?:\s+(?:of\s+|al\s+|de\s+)?[A-Z][\w’'.-]*)*")
-# "When did that happen?": words that refer to the event rather than add to it.
-_EVENT_WORDS = frozenset(terms("happen happened occur occurred take took place exactly"))
+_NAME_WORD = r"[A-Z][\w’'.-]*"
+# A name: capitalised words, with the particles names carry ("Mohammed al Thani").
+_ENTITY = re.compile(
+    rf"(?<![\w'’]){_NAME_WORD}(?:\s+(?:of\s+(?:the\s+)?|al\s+|de\s+|van\s+|von\s+)?{_NAME_WORD})*"
+)
+_PERSON = re.compile(
+    rf"(?<![\w'’]){_NAME_WORD}(?:\s+(?:al\s+|de\s+|van\s+|von\s+|bin\s+)?{_NAME_WORD})+"
+)
 _YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
 _OWNER = re.compile(r"['’]s$")
+# Capitalised words that start a clause or a quotation rather than name someone.
+_NOT_NAMES = frozenset(
+    "the a an this that these those it he she they we i our my his her their but and or "
+    "although however meanwhile shortly after before in on at for what who when where why how "
+    "which mr mrs ms dr".split()
+)
 
 
 def previous_question(history: Sequence[Turn]) -> str | None:
@@ -71,69 +92,203 @@ def _entities(question: str) -> list[re.Match[str]]:
     found = []
     for match in _ENTITY.finditer(question):
         if match.start() == len(question) - len(question.lstrip()):
-            # The first word is capitalised because it starts the question.
-            continue
+            continue  # the first word is capitalised because it starts the question
         found.append(match)
     return found
 
 
-def _replace_subject(previous: str, subject: str) -> str | None:
-    """`previous` with its subject (the speaker of "what did X say", else its first name or
-    year of the same kind as `subject`) replaced by `subject`."""
-    subject = subject.strip().rstrip("?.!").strip()
-    subject = (
-        re.sub(r"^(?:in|on|at|for|from)\s+", "", subject, flags=re.I)
-        if _YEAR.search(subject)
-        else subject
-    )
+def _topic(previous: str) -> tuple[int, int] | None:
+    """The span of what the previous question is about: its first name or year, widened to
+    the noun phrase around it ("the 2024 Lakeshore Classic", "the Kestrel probe")."""
+    spans = [m.span() for m in _entities(previous)] + [m.span() for m in _YEAR.finditer(previous)]
+    if not spans:
+        return None
+    start, end = min(spans)
+    for other_start, other_end in sorted(spans):  # "2024" + "Lakeshore Classic"
+        if other_start <= end + 1 and other_end > end:
+            end = other_end
+    if _OWNER.search(previous[start:end]):
+        end -= 2
+    article = re.search(r"\b(?:the|a|an)\s+$", previous[:start], re.I)
+    if article:
+        start = article.start()
+        # "the Kestrel probe", "the Riverton drivers' union": nouns after the name belong to it,
+        # but not the verb that ends "How much did the Kestrel probe cost?".
+        tail = previous[end:]
+        verb_last = re.match(
+            r"^\s*\w+(?:\s+\w+)?\s+(?:did|does|do|will|would|can|could)\b", previous, re.I
+        )
+        for _ in range(2):
+            following = re.match(r"\s+([a-z][\w'’-]*)", tail)
+            if not following or following.group(1) in _FUNCTION_WORDS:
+                break
+            rest = tail[following.end() :]
+            if verb_last and not re.match(r"\s+\w", rest):
+                break
+            end += following.end()
+            tail = rest
+    return start, end
+
+
+_FUNCTION_WORDS = frozenset(
+    "first last ever really also still in on at of for to from by with and or is was did does "
+    "say said".split()
+)
+
+
+def _person(turns: Sequence[Turn], previous: str) -> str | None:
+    """The person a "he"/"she" points at: the speaker of the previous "what did X say", else
+    the first full name in the previous answer that the question did not already name, else
+    one the question names."""
     speaker = _SPEAKER.match(previous)
-    if speaker and not _YEAR.fullmatch(subject):
-        start, end = speaker.span("speaker")
-        return previous[:start] + subject + previous[end:]
+    if speaker:
+        return speaker.group("speaker")
+    answer = turns[-1].answer if turns else ""
+    asked = set(terms(previous))
+    for text in (answer, previous):
+        for match in _PERSON.finditer(re.sub(r"\[\d+\]", " ", text)):
+            words = match.group().split()
+            while words and words[0].lower() in _NOT_NAMES:
+                words = words[1:]
+            if len(words) < 2:
+                continue
+            name = " ".join(words)
+            if text is answer and set(terms(name)) <= asked:
+                continue
+            return _OWNER.sub("", name)
+    return None
+
+
+def _replace_subject(previous: str, subject: str) -> str | None:
+    """`previous` with what it is about replaced by `subject`: the speaker of "what did X
+    say", the year, a name by a name; a part of it ("the men's race") narrows it instead."""
+    subject = subject.strip().rstrip("?.!").strip()
+    if _YEAR.search(subject):
+        subject = re.sub(r"^(?:in|on|at|for|from)\s+", "", subject, flags=re.I)
+    speaker = _SPEAKER.match(previous)
     if _YEAR.fullmatch(subject):
         year = _YEAR.search(previous)
-        return previous[: year.start()] + subject + previous[year.end() :] if year else None
-    for match in _entities(previous):
-        if _YEAR.fullmatch(match.group()):
-            continue
-        start, end = match.span()
-        if _OWNER.search(match.group()):
-            end -= 2
+        if year:
+            return previous[: year.start()] + subject + previous[year.end() :]
+        return f"{previous.rstrip(' ?.!')} in {subject}?"
+    if speaker:
+        start, end = speaker.span("speaker")
         return previous[:start] + subject + previous[end:]
-    return None
+    topic = _topic(previous)
+    if topic is None:
+        return None
+    start, end = topic
+    if re.search(r"(?<![\w'’])[A-Z]", subject):  # another name: "the Rosetta probe"
+        return previous[:start] + subject + previous[end:]
+    # "And the men's race?" after "Who won the 2024 Lakeshore Classic?"
+    return previous[:start] + f"{subject} of {previous[start:end]}" + previous[end:]
+
+
+def _resolve(question: str, turns: Sequence[Turn], previous: str) -> str:
+    """`question` with he/she and it pointing at what the conversation named."""
+    if _PERSON_PRONOUN.search(question):
+        person = _person(turns, previous)
+        if person:
+
+            def name(match: re.Match[str]) -> str:
+                word = match.group().lower()
+                return person + "'s" if word in ("his", "their") else person
+
+            question = _PERSON_PRONOUN.sub(name, question, count=1)
+    if _THING_PRONOUN.search(question):
+        topic = _topic(previous)
+        if topic:
+            thing = previous[topic[0] : topic[1]]
+            if thing[:1].isupper() and not thing.lower().startswith("the "):
+                thing = thing  # a bare name
+            question = _THING_PRONOUN.sub(
+                lambda m: thing + ("'s" if m.group().lower() == "its" else ""), question, count=1
+            )
+    return question
+
+
+def _lacks_context(question: str) -> bool:
+    """A short question that names nothing: "Who finished second?"."""
+    return not _entities(question) and not _YEAR.search(question) and len(terms(question)) <= 3
 
 
 def is_follow_up(question: str) -> bool:
     """Whether a question leans on the conversation before it."""
-    if _WHAT_ABOUT.match(question) or _AND_SUBJECT.match(question):
+    if _WHAT_ABOUT.match(question) or _AND_SUBJECT.match(question) or _BARE_WH.match(question):
+        return True
+    if _LEADING_AND.match(question):
         return True
     content = terms(_REFERENCE.sub(" ", question))
-    words = question.split()
-    if len(words) <= 2 and _WH.match(question):
-        return True  # "Why?", "When exactly?"
-    return bool(_REFERENCE.search(question)) and len(content) <= 2
+    return (bool(_REFERENCE.search(question)) and len(content) <= 3) or _lacks_context(question)
 
 
 def rewrite_follow_up(question: str, history: Sequence[Turn]) -> str:
-    """A standalone version of `question`, by carrying the previous question's frame over."""
+    """A standalone, grammatical version of `question`, by carrying the previous question's
+    subject, speaker, topic or year over; a question that does not lean on the conversation is
+    returned as it is."""
     question = question.strip()
     previous = previous_question(history)
     if not previous or not is_follow_up(question):
         return question
-    about = _WHAT_ABOUT.match(question) or _AND_SUBJECT.match(question)
+    about = _WHAT_ABOUT.match(question) or (
+        None if _WH_WORD.match(_LEADING_AND.sub("", question)) else _AND_SUBJECT.match(question)
+    )
+    if not about:
+        bare = _LEADING_AND.sub("", question)
+        return _rewrite_question(bare[:1].upper() + bare[1:], history, previous)
     if about:
-        subject = about.group("subject")
-        replaced = _replace_subject(previous, subject)
+        replaced = _replace_subject(previous, about.group("subject"))
         if replaced:
-            return replaced
-        return f"{previous.rstrip(' ?.!')}: what about {subject.strip()}?"
-    wh = _WH.match(question)
+            return _tidy(replaced)
+    return question
+
+
+def _rewrite_question(question: str, history: Sequence[Turn], previous: str) -> str:
+    """A follow-up that is a question of its own: "What did he say?", "And what did Blinken
+    say?", "When was that?", "Why?", "Who finished second?"."""
     frame = _FRAME.match(previous)
-    if wh and frame and not set(terms(_REFERENCE.sub(" ", wh.group("rest")))) - _EVENT_WORDS:
-        # "When was that?" after "What did Qatar say about X?" -> "When did Qatar say about X?"
-        word = wh.group("wh").capitalize()
-        return f"{word} {frame.group('aux').lower()} {frame.group('rest')}?"
-    return f"{question.rstrip(' ?.!')} ({previous.rstrip(' ?.!')})?"
+    speaker = _SPEAKER.match(previous)
+    bare = _BARE_WH.match(question)
+    if bare:
+        wh = bare.group("wh").capitalize()
+        if speaker:
+            topic = speaker.group("topic")
+            about = f" about {topic}" if topic else ""
+            return _tidy(f"{wh} did {speaker.group('speaker')} speak{about}?")
+        if frame and frame.group("wh").lower() not in ("who", "what", "which"):
+            return _tidy(f"{wh} {frame.group('aux').lower()} {frame.group('rest')}?")
+        if wh == "Why":
+            # "Why?" after "Who won the 2024 Lakeshore Classic?" / "What is the rate in Germany?"
+            copula = frame and frame.group("aux").lower() in ("is", "are", "was", "were")
+            asked = frame.group("rest") if frame and copula else _lower_first(previous)
+            return _tidy(f"What explains {asked}?")
+        if frame and frame.group("wh").lower() == "what":
+            return _tidy(f"{wh} {frame.group('aux').lower()} {frame.group('rest')}?")
+        topic = _topic(previous)
+        if topic:
+            return _tidy(f"{wh} was {previous[topic[0] : topic[1]]}?")
+        return _tidy(f"{wh} did it happen: {_lower_first(previous)}?")
+    resolved = _resolve(question, history, previous)
+    asked = _SPEAKER.match(resolved)
+    if asked and not asked.group("topic") and speaker and speaker.group("topic"):
+        # "What did Blinken say?" after "What did Qatar say about Hamas's response?"
+        resolved = f"{resolved.rstrip(' ?.!')} about {speaker.group('topic')}?"
+    elif _lacks_context(_REFERENCE.sub(" ", resolved)) and resolved == question:
+        topic = _topic(previous)
+        if topic:
+            resolved = f"{resolved.rstrip(' ?.!')} in {previous[topic[0] : topic[1]]}?"
+    return _tidy(resolved)
+
+
+def _lower_first(text: str) -> str:
+    text = text.strip().rstrip(" ?.!")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+def _tidy(text: str) -> str:
+    """One space between words, one question mark, a capital first letter."""
+    text = " ".join(text.split()).rstrip(" ?.!")
+    return text[:1].upper() + text[1:] + "?"
 
 
 def format_history(history: Sequence[Turn]) -> str:
