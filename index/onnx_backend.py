@@ -39,9 +39,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import EmbeddingError
-from index.embed import EmbeddingIdentity, model_max_tokens, resolve_model_path
+from index.errors import EmbeddingError
 from index.files import write_atomically
+from index.model import EmbeddingIdentity, model_max_tokens, resolve_model_path
 
 if TYPE_CHECKING:
     import numpy as np

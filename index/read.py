@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from bot.errors import ReadError
-from bot.settings import Settings
 from index.article import Article, ReadFailure, stable_id
+from index.config import ReadConfig
+from index.errors import ReadError
 from index.fetch import fetch
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class _Where:
 # -- entry point -------------------------------------------------------------------------------
 
 
-def iter_articles(sources: Iterable[str], settings: Settings) -> Iterator[Article | ReadFailure]:
+def iter_articles(sources: Iterable[str], settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     """Read every source and yield its articles, or a ReadFailure per item that failed.
 
     A source is a file, a folder (read recursively; hidden files and files of unknown types
@@ -160,7 +160,7 @@ def iter_articles(sources: Iterable[str], settings: Settings) -> Iterator[Articl
 
 
 def _read_source(
-    source: str, settings: Settings, seen: set[Path]
+    source: str, settings: ReadConfig, seen: set[Path]
 ) -> Iterator[Article | ReadFailure]:
     source = os.fspath(source).strip() if isinstance(source, os.PathLike) else source.strip()
     if not source:
@@ -213,7 +213,7 @@ def _walk(folder: Path) -> list[Path]:
 
 
 def _read_file_once(
-    path: Path, settings: Settings, seen: set[Path]
+    path: Path, settings: ReadConfig, seen: set[Path]
 ) -> Iterator[Article | ReadFailure]:
     resolved = path.resolve()
     if resolved in seen:
@@ -222,7 +222,7 @@ def _read_file_once(
     yield from _read_file(path, resolved, settings)
 
 
-def _read_file(path: Path, resolved: Path, settings: Settings) -> Iterator[Article | ReadFailure]:
+def _read_file(path: Path, resolved: Path, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     location = str(path)
     try:
         if not path.is_file():
@@ -245,7 +245,7 @@ def _read_file(path: Path, resolved: Path, settings: Settings) -> Iterator[Artic
     yield from _guarded(_read_content(data, where, kind, settings), location)
 
 
-def _read_url(url: str, settings: Settings) -> Iterator[Article | ReadFailure]:
+def _read_url(url: str, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     try:
         fetched = fetch(url, settings)
     except ReadError as exc:
@@ -320,7 +320,7 @@ def _sniff(data: bytes) -> str:
 
 
 def _read_content(
-    data: bytes, where: _Where, kind: str | None, settings: Settings, charset: str | None = None
+    data: bytes, where: _Where, kind: str | None, settings: ReadConfig, charset: str | None = None
 ) -> Iterator[Article | ReadFailure]:
     if not data.strip():
         yield ReadFailure(where.location, "empty file" if not where.url else "empty response")
@@ -952,7 +952,7 @@ class _Entry:
     has_content: bool
 
 
-def _read_feed(data: bytes, where: _Where, settings: Settings) -> Iterator[Article | ReadFailure]:
+def _read_feed(data: bytes, where: _Where, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     import io
 
     import feedparser
@@ -1067,7 +1067,7 @@ def _fragment_or_text(value: Any) -> str:
     return html_fragment_text(value) if _HTML_HINT.search(value) else value.strip()
 
 
-def _fetch_page(link: str, settings: Settings) -> Article | None:
+def _fetch_page(link: str, settings: ReadConfig) -> Article | None:
     """The full article behind a feed entry's link, or None (logged) when it cannot be had."""
     try:
         fetched = fetch(link, settings)

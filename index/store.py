@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlparse
 
-from bot.errors import StoreError
-from index.embed import EmbeddingIdentity
+from index.errors import StoreError
 from index.files import safe_name, write_atomically
+from index.model import EmbeddingIdentity
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from bot.settings import Settings
+    from index.config import StoreConfig as Settings
 
 log = logging.getLogger(__name__)
 

