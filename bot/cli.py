@@ -1,4 +1,4 @@
-"""The `newsbot` command line: ingest, ask, chat, stats, reset, reindex, model, slack, eval.
+"""The `newsbot` command line: ingest, watch, ask, chat, stats, reset, reindex, model, slack, eval.
 
 Heavy libraries (torch, sentence-transformers, chromadb, langchain) are imported inside the
 commands that need them, so `newsbot --help` and `newsbot ask --help` start instantly.
@@ -361,6 +361,67 @@ def _progress_bar(
             progress.update(task, articles=articles, chunks=chunks)
 
         yield update
+
+
+# -- watch -------------------------------------------------------------------------------------
+EveryOption = Annotated[
+    str,
+    typer.Option("--every", metavar="DURATION", help="Time between rounds: 30s, 15m, 1h, 1h30m."),
+]
+
+
+@app.command(
+    epilog=_examples(
+        "newsbot watch https://example.com/feed.xml --every 15m",
+        "newsbot watch https://example.com/rss https://example.org/atom.xml --once",
+    )
+)
+def watch(
+    feeds: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="FEED_OR_URL", help="RSS/Atom feed URLs or files.", show_default=False
+        ),
+    ],
+    every: EveryOption = "15m",
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+    data_dir: DataDirOption = None,
+    collection: CollectionOption = None,
+    chroma_url: ChromaUrlOption = None,
+) -> None:
+    """Poll feeds and ingest their new entries, one round every --every, until Ctrl-C."""
+    import signal
+    import threading
+
+    from bot.watch import Watcher, parse_every
+
+    seconds = parse_every(every)
+    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    watcher = Watcher.for_bot(_open_bot(settings), feeds)
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # stops at once, even in the middle of an ingest
+
+    signal.signal(signal.SIGTERM, on_term)
+    _stderr().print(
+        Text(f"watching {_plural(len(watcher.feeds), 'feed')} every {every}; Ctrl-C stops"),
+        style="dim",
+    )
+    try:
+        watcher.run(seconds, stop, on_round=_show_round, rounds=1 if once else None)
+    except KeyboardInterrupt:
+        _stderr().print(Text(f"stopped after {_plural(watcher.rounds, 'round')}", style="dim"))
+
+
+def _show_round(result: Any) -> None:
+    for down in result.down:
+        _stderr().print(
+            Text(f"feed down: {down.feed}: {down.error} (trying again next round)", style="yellow"),
+            soft_wrap=True,
+        )
+    stamp = datetime.now().strftime("%H:%M:%S")
+    _stdout().print(Text(f"{stamp} {result.line()}"), soft_wrap=True, highlight=False)
 
 
 # -- ask ---------------------------------------------------------------------------------------
@@ -821,6 +882,13 @@ def slack(
     host: Annotated[
         str, typer.Option("--host", help="Address the HTTP server listens on (0.0.0.0: all).")
     ] = "127.0.0.1",
+    watch_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--watch", metavar="FILE", help="Also watch the feeds FILE lists, one a line."
+        ),
+    ] = None,
+    every: EveryOption = "15m",
     data_dir: DataDirOption = None,
     collection: CollectionOption = None,
     chroma_url: ChromaUrlOption = None,
@@ -828,11 +896,19 @@ def slack(
 ) -> None:
     """Answer questions in Slack (mentions, DMs and /newsbot)."""
     import bot.slack
+    from bot.watch import Watcher, parse_every, read_feed_list
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
     bot.slack.slack_settings(settings, socket=socket)  # missing tokens: fail before the model loads
+    feeds = read_feed_list(watch_file) if watch_file else []
+    seconds = parse_every(every)
     newsbot = _open_bot(settings)
-    bot.slack.serve(newsbot, socket=socket, port=port, host=host)
+    watching = Watcher.for_bot(newsbot, feeds).start(seconds, _show_round) if feeds else None
+    try:
+        bot.slack.serve(newsbot, socket=socket, port=port, host=host)
+    finally:
+        if watching is not None:
+            watching[1].set()
 
 
 @app.command(

@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -46,6 +47,14 @@ class Fetched:
     content_type: str
     content: bytes
     encoding: str | None = None  # the charset the server declared, if any
+    # Validators for the next conditional request (If-None-Match / If-Modified-Since).
+    etag: str = ""
+    last_modified: str = ""
+
+    @property
+    def not_modified(self) -> bool:
+        """The server answered a conditional request with 304: nothing changed, no body."""
+        return self.status == 304
 
     @property
     def text(self) -> str:
@@ -75,8 +84,11 @@ def user_agent() -> str:
         return "newsbot/dev"
 
 
-def fetch(url: str, settings: FetchConfig) -> Fetched:
+def fetch(url: str, settings: FetchConfig, headers: Mapping[str, str] | None = None) -> Fetched:
     """GET `url` and return its body, or raise ReadError with a one-line message naming the URL.
+
+    `headers` are sent as well (e.g. If-None-Match / If-Modified-Since from a previous Fetched's
+    etag and last_modified); a 304 answer comes back as a Fetched with `not_modified` and no body.
 
     Only http and https. `settings.fetch_timeout` bounds the whole fetch, redirects included;
     redirects are followed by hand, at most `settings.max_redirects`, each hop checked again;
@@ -88,7 +100,7 @@ def fetch(url: str, settings: FetchConfig) -> Fetched:
     current = url
     for hop in range(settings.max_redirects + 1):
         _check_scheme(current, url)
-        response = _get_once(current, settings, deadline)
+        response = _get_once(current, settings, deadline, headers or {})
         if isinstance(response, Fetched):
             return response
         location = response
@@ -112,7 +124,9 @@ def _check_scheme(current: str, original: str) -> None:
         raise ReadError(f"cannot fetch {current}: the URL has no host")
 
 
-def _get_once(url: str, settings: FetchConfig, deadline: float) -> Fetched | str:
+def _get_once(
+    url: str, settings: FetchConfig, deadline: float, extra_headers: Mapping[str, str]
+) -> Fetched | str:
     """One hop. Returns the Fetched body, or the Location of a redirect."""
     import httpx as _httpx
 
@@ -128,6 +142,7 @@ def _get_once(url: str, settings: FetchConfig, deadline: float) -> Fetched | str
             break
         target = parsed.copy_with(host=str(address))
         headers = {
+            **extra_headers,
             "Host": parsed.netloc.decode("ascii"),
             "User-Agent": user_agent(),
             "Accept": _ACCEPT,
@@ -177,6 +192,12 @@ def _read_response(
         if not location:
             raise ReadError(f"cannot fetch {url}: HTTP {status} redirect without a Location")
         return location
+    validators = {
+        "etag": response.headers.get("etag", ""),
+        "last_modified": response.headers.get("last-modified", ""),
+    }
+    if status == 304:
+        return Fetched(url=url, status=status, content_type="", content=b"", **validators)
     if status >= 400:
         reason = response.reason_phrase or ""
         raise ReadError(f"cannot fetch {url}: HTTP {status} {reason}".rstrip())
@@ -204,6 +225,7 @@ def _read_response(
         content_type=media_type,
         content=b"".join(chunks),
         encoding=response.charset_encoding,
+        **validators,
     )
 
 

@@ -18,6 +18,7 @@ Conventions every reader follows:
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -940,8 +941,10 @@ def _json_type(value: Any) -> str:
 # -- RSS and Atom ------------------------------------------------------------------------------
 
 
-@dataclass
-class _Entry:
+@dataclass(frozen=True)
+class FeedEntry:
+    """One entry of an RSS or Atom feed, before its linked page is read."""
+
     number: int
     title: str
     link: str
@@ -951,8 +954,51 @@ class _Entry:
     text: str  # content when the feed carries it, else the summary (as plain text)
     has_content: bool
 
+    @property
+    def key(self) -> str:
+        """What names the entry from one fetch of the feed to the next."""
+        return self.guid or self.link or f"#{self.number}:{self.title}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when the feed changes what it says about the entry."""
+        when = self.published_at.isoformat() if self.published_at else ""
+        parts = (self.title, self.link, self.author, when, self.text)
+        return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A feed document read into entries (a ReadFailure for an entry that could not be read)."""
+
+    where: _Where
+    title: str
+    entries: list[FeedEntry | ReadFailure]
+
+
+def read_feed(data: bytes, location: str, url: str = "") -> Feed:
+    """The entries of a feed document read from the file `location`, or served from `url`.
+
+    Raises ReadError when `data` is no RSS or Atom feed. With `feed_articles` it reads as
+    `iter_articles` would; a feed watcher (bot/watch.py) keeps only the entries it has not seen.
+    """
+    if url:
+        where = _Where(location=location, id_prefix="url", id_key=url, url=url)
+    else:
+        where = _Where(location=location, id_prefix="file", id_key=str(Path(location).resolve()))
+    return _parse_feed(data, where)
+
 
 def _read_feed(data: bytes, where: _Where, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
+    try:
+        feed = _parse_feed(data, where)
+    except ReadError as exc:
+        yield ReadFailure(where.location, str(exc))
+        return
+    yield from feed_articles(feed, feed.entries, settings)
+
+
+def _parse_feed(data: bytes, where: _Where) -> Feed:
     import io
 
     import feedparser
@@ -967,56 +1013,61 @@ def _read_feed(data: bytes, where: _Where, settings: ReadConfig) -> Iterator[Art
     if not entries:
         if parsed.get("bozo") and not parsed.get("version"):
             reason = _describe(parsed.get("bozo_exception") or ValueError("unreadable"))
-            yield ReadFailure(where.location, f"not a valid RSS or Atom feed: {reason}")
-        elif not parsed.get("version"):
-            yield ReadFailure(where.location, "not an RSS or Atom feed")
-        else:
-            logger.info("%s: the feed has no entries", where.location)
-        return
-    if parsed.get("bozo"):
+            raise ReadError(f"not a valid RSS or Atom feed: {reason}")
+        if not parsed.get("version"):
+            raise ReadError("not an RSS or Atom feed")
+        logger.info("%s: the feed has no entries", where.location)
+    elif parsed.get("bozo"):
         logger.warning(
             "%s: the feed is not well-formed (%s); reading what can be read",
             where.location,
             _describe(parsed.get("bozo_exception") or ValueError("?")),
         )
-    feed_title = _plain((parsed.get("feed") or {}).get("title"))
-    prepared: list[_Entry | ReadFailure] = []
+    prepared: list[FeedEntry | ReadFailure] = []
     for number, entry in enumerate(entries, start=1):
         try:
             prepared.append(_prepare_entry(entry, number))
         except Exception as exc:
             logger.debug("%s: entry %d failed", where.location, number, exc_info=True)
             prepared.append(ReadFailure(where.location, f"entry {number}: {_describe(exc)}"))
+    return Feed(where, _plain((parsed.get("feed") or {}).get("title")), prepared)
 
-    def needs_page(item: _Entry | ReadFailure) -> bool:
+
+def feed_articles(
+    feed: Feed, entries: Iterable[FeedEntry | ReadFailure], settings: ReadConfig
+) -> Iterator[Article | ReadFailure]:
+    """The articles of `entries` (of `feed`); for an entry with only a teaser, the linked page
+    is fetched (settings.fetch_full_articles), a few at a time."""
+    where, items = feed.where, list(entries)
+
+    def needs_page(item: FeedEntry | ReadFailure) -> bool:
         return (
-            isinstance(item, _Entry)
+            isinstance(item, FeedEntry)
             and settings.fetch_full_articles
             and item.link.lower().startswith(("http://", "https://"))
             and (not item.has_content or len(item.text) < SUMMARY_MAX_CHARS)
         )
 
-    to_fetch = [item for item in prepared if isinstance(item, _Entry) and needs_page(item)]
+    to_fetch = [item for item in items if isinstance(item, FeedEntry) and needs_page(item)]
     pages: dict[int, Article | None] = {}
     if to_fetch:
         with ThreadPoolExecutor(max_workers=min(FEED_FETCH_WORKERS, len(to_fetch))) as pool:
             results = pool.map(lambda entry: _fetch_page(entry.link, settings), to_fetch)
             for entry, page in zip(to_fetch, results, strict=True):
                 pages[entry.number] = page
-    for prepared_entry in prepared:
-        if isinstance(prepared_entry, ReadFailure):
-            yield prepared_entry
+    for item in items:
+        if isinstance(item, ReadFailure):
+            yield item
             continue
-        number = prepared_entry.number
         try:
-            yield _article_from_entry(prepared_entry, pages.get(number), feed_title, where)
+            yield _article_from_entry(item, pages.get(item.number), feed.title, where)
         except ReadError as exc:
-            yield ReadFailure(where.location, f"entry {number}: {exc}")
+            yield ReadFailure(where.location, f"entry {item.number}: {exc}")
         except Exception as exc:
-            yield ReadFailure(where.location, f"entry {number}: {_describe(exc)}")
+            yield ReadFailure(where.location, f"entry {item.number}: {_describe(exc)}")
 
 
-def _prepare_entry(entry: Any, number: int) -> _Entry:
+def _prepare_entry(entry: Any, number: int) -> FeedEntry:
     contents = [
         _detail_text(part) for part in (entry.get("content") or []) if isinstance(part, dict)
     ]
@@ -1039,7 +1090,7 @@ def _prepare_entry(entry: Any, number: int) -> _Entry:
     title = entry.get("title")
     if isinstance(title, str) and "html" in str((entry.get("title_detail") or {}).get("type")):
         title = html_fragment_text(title)
-    return _Entry(
+    return FeedEntry(
         number=number,
         title=_plain(title),
         link=_web_url(entry.get("link")),
@@ -1086,7 +1137,7 @@ def _fetch_page(link: str, settings: ReadConfig) -> Article | None:
 
 
 def _article_from_entry(
-    item: _Entry, page: Article | None, feed_title: str, where: _Where
+    item: FeedEntry, page: Article | None, feed_title: str, where: _Where
 ) -> Article:
     body = item.text
     author, published_at = item.author, item.published_at

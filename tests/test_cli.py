@@ -26,6 +26,7 @@ COMMANDS = [
     ["reindex"],
     ["model", "export"],
     ["slack"],
+    ["watch"],
     ["eval"],
 ]
 

@@ -1,0 +1,338 @@
+"""Keep feeds up to date: poll them every so often and ingest only what is new.
+
+A round asks each feed with a conditional request (If-None-Match / If-Modified-Since from the
+last answer; 304 = nothing to do), reads the entries of a feed that changed, keeps those it has
+not ingested yet or that the feed now says something else about, and hands their articles to
+`Bot.ingest` (which embeds only what changed). What was ingested from a feed (its validators
+and a fingerprint per entry) is kept in a small file per feed under data_dir/feeds, so a
+restarted watcher does not read everything again. A feed that is down is reported and asked
+again next round; the others go on. A local feed file works too (its size and modification time
+stand in for the validators).
+
+    watcher = Watcher.for_bot(bot, ["https://example.com/feed.xml"])
+    watcher.run(every=900, stop=threading.Event(), on_round=print)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.errors import NewsbotError, ReadError
+from bot.settings import Settings
+from index.article import Article, ReadFailure
+
+if TYPE_CHECKING:
+    from bot.core import Bot
+    from index.ingest import IngestReport
+    from index.read import Feed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EVERY = "15m"
+STATE_FOLDER = "feeds"
+
+
+def parse_every(text: str) -> float:
+    """Seconds in a duration like "15m", "1h", "30s" or "1h30m" (Go's duration syntax)."""
+    import durationpy
+
+    try:
+        seconds = durationpy.from_str(text.strip()).total_seconds()
+    except Exception:
+        seconds = 0.0
+    if seconds <= 0:
+        raise NewsbotError(
+            f"{text!r} is not a duration", hint="write it like 30s, 15m, 1h or 1h30m"
+        )
+    return seconds
+
+
+def read_feed_list(path: Path) -> list[str]:
+    """The feeds named in a file, one a line; blank lines and lines starting with # are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise NewsbotError(f"cannot read the feed list {path}: {exc.strerror or exc}") from None
+    feeds = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not feeds:
+        raise NewsbotError(f"the feed list {path} names no feeds", hint="one feed URL a line")
+    return feeds
+
+
+# -- what a round did --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedRound:
+    """One feed in one round: what was ingested, or why nothing could be."""
+
+    feed: str
+    new: int = 0
+    updated: int = 0
+    failed: int = 0
+    not_modified: bool = False
+    error: str = ""  # set when the feed could not be read (down, not a feed, ...)
+
+    def describe(self) -> str:
+        if self.error:
+            return "down"
+        if self.not_modified:
+            return "not modified"
+        return f"{self.new} new, {self.updated} updated, {self.failed} failed"
+
+
+@dataclass(frozen=True)
+class Round:
+    number: int
+    feeds: list[FeedRound]
+    seconds: float
+
+    @property
+    def new(self) -> int:
+        return sum(feed.new for feed in self.feeds)
+
+    @property
+    def updated(self) -> int:
+        return sum(feed.updated for feed in self.feeds)
+
+    @property
+    def failed(self) -> int:
+        return sum(feed.failed for feed in self.feeds)
+
+    @property
+    def down(self) -> list[FeedRound]:
+        return [feed for feed in self.feeds if feed.error]
+
+    def line(self) -> str:
+        """One line saying what the round did, in total and per feed."""
+        per_feed = "; ".join(f"{feed.feed}: {feed.describe()}" for feed in self.feeds)
+        down = f", {len(self.down)} down" if self.down else ""
+        return (
+            f"round {self.number}: {self.new} new, {self.updated} updated, {self.failed} failed"
+            f"{down} in {self.seconds:.1f} s ({per_feed})"
+        )
+
+
+# -- what is remembered per feed ---------------------------------------------------------------
+
+
+@dataclass
+class FeedState:
+    """What the last successful round learnt of a feed."""
+
+    feed: str
+    etag: str = ""
+    last_modified: str = ""
+    entries: dict[str, str] = field(default_factory=dict)  # entry key -> fingerprint ingested
+
+    def conditional_headers(self) -> dict[str, str]:
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+
+class FeedStates:
+    """One small JSON file per feed (and store), written whole or not at all."""
+
+    def __init__(self, folder: Path, store_key: str) -> None:
+        self.folder = folder
+        self.store_key = store_key
+
+    def path(self, feed: str) -> Path:
+        # Keyed by the store too: what was ingested into one collection is not in another.
+        digest = hashlib.sha1(f"{self.store_key}|{feed}".encode()).hexdigest()[:16]
+        return self.folder / f"{digest}.json"
+
+    def load(self, feed: str) -> FeedState:
+        try:
+            data = json.loads(self.path(feed).read_text(encoding="utf-8"))
+            return FeedState(
+                feed=feed,
+                etag=str(data.get("etag", "")),
+                last_modified=str(data.get("last_modified", "")),
+                entries={str(key): str(value) for key, value in data["entries"].items()},
+            )
+        except FileNotFoundError:
+            return FeedState(feed)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("%s: forgetting what was seen of %s (%s)", self.path(feed), feed, exc)
+            return FeedState(feed)
+
+    def save(self, state: FeedState) -> None:
+        from index.files import write_atomically
+
+        record = {
+            "feed": state.feed,
+            "etag": state.etag,
+            "last_modified": state.last_modified,
+            "entries": state.entries,
+        }
+        write_atomically(self.path(state.feed), json.dumps(record, indent=1).encode("utf-8"))
+
+
+# -- polling -----------------------------------------------------------------------------------
+
+IngestFunction = Callable[[list[Article]], "IngestReport"]
+
+
+class Watcher:
+    """Polls `feeds` and ingests what is new with `ingest` (Bot.ingest, or a test's stand-in)."""
+
+    def __init__(
+        self,
+        feeds: Sequence[str],
+        settings: Settings,
+        ingest: IngestFunction,
+        states: FeedStates,
+    ) -> None:
+        if not feeds:
+            raise NewsbotError("no feeds to watch", hint="name at least one feed URL or file")
+        self.feeds = list(dict.fromkeys(feeds))
+        self.settings = settings
+        self.ingest = ingest
+        self.states = states
+        self.rounds = 0
+
+    @classmethod
+    def for_bot(cls, bot: Bot, feeds: Sequence[str]) -> Watcher:
+        settings = bot.settings
+        store_key = f"{settings.chroma_url or settings.store_dir}|{settings.collection}"
+        states = FeedStates(settings.data_dir / STATE_FOLDER, store_key)
+        return cls(feeds, settings, lambda articles: bot.ingest(articles), states)
+
+    def run(
+        self,
+        every: float,
+        stop: threading.Event,
+        on_round: Callable[[Round], None] | None = None,
+        rounds: int | None = None,
+    ) -> None:
+        """A round every `every` seconds (from the start of one to the next) until `stop` is
+        set, or `rounds` rounds were done."""
+        done = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            result = self.round(stop)
+            done += 1
+            if on_round is not None:
+                on_round(result)
+            if rounds is not None and done >= rounds:
+                return
+            stop.wait(max(0.0, started + every - time.monotonic()))
+
+    def start(
+        self, every: float, on_round: Callable[[Round], None] | None = None
+    ) -> tuple[threading.Thread, threading.Event]:
+        """Run the rounds in a daemon thread (next to a Slack bot); set the event to stop it."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            try:
+                self.run(every, stop, on_round)
+            except Exception:  # the bot must go on answering even if watching breaks
+                log.exception("watching feeds stopped")
+
+        thread = threading.Thread(target=loop, name="newsbot-watch", daemon=True)
+        thread.start()
+        return thread, stop
+
+    def round(self, stop: threading.Event | None = None) -> Round:
+        """Poll every feed once; ingest what is new."""
+        self.rounds += 1
+        started = time.monotonic()
+        results = []
+        for feed in self.feeds:
+            if stop is not None and stop.is_set():
+                break
+            results.append(self._poll(feed))
+        result = Round(self.rounds, results, time.monotonic() - started)
+        for down in result.down:
+            log.info("feed down: %s: %s (trying again next round)", down.feed, down.error)
+        log.info("%s", result.line())
+        return result
+
+    def _poll(self, feed: str) -> FeedRound:
+        state = self.states.load(feed)
+        try:
+            document = self._fetch(feed, state)
+            if document is None:
+                return FeedRound(feed, not_modified=True)
+            parsed, validators = document
+            outcome, entries = self._ingest_new(parsed, state)
+        except NewsbotError as exc:
+            return FeedRound(feed, error=str(exc))
+        except Exception as exc:  # a bug must not stop the other feeds, nor the next rounds
+            log.exception("watching %s failed", feed)
+            return FeedRound(feed, error=f"unexpected {type(exc).__name__}: {exc}")
+        # Only now, with every new entry handled, may the next round skip what this one read.
+        state.etag, state.last_modified = validators
+        state.entries = entries
+        self.states.save(state)
+        return outcome
+
+    def _fetch(self, feed: str, state: FeedState) -> tuple[Feed, tuple[str, str]] | None:
+        """The feed's document and its validators, or None when it has not changed."""
+        from index.read import read_feed
+
+        if feed.lower().startswith(("http://", "https://")):
+            from index.fetch import fetch
+
+            fetched = fetch(feed, self.settings, headers=state.conditional_headers())
+            if fetched.not_modified:
+                return None
+            validators = (fetched.etag, fetched.last_modified)
+            return read_feed(fetched.content, feed, url=fetched.url), validators
+        path = Path(feed).expanduser()
+        try:
+            info = path.stat()
+            version = f"{info.st_mtime_ns}-{info.st_size}"
+            if version == state.etag:
+                return None
+            if info.st_size > self.settings.max_file_bytes:
+                raise ReadError(
+                    f"{feed} is {info.st_size} bytes, over the limit of "
+                    f"{self.settings.max_file_bytes} bytes"
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ReadError(f"cannot read {feed}: {exc.strerror or exc}") from None
+        return read_feed(data, feed), (version, "")
+
+    def _ingest_new(self, parsed: Feed, state: FeedState) -> tuple[FeedRound, dict[str, str]]:
+        """Ingest the entries not seen before (or changed); return the counts and the entries
+        of the feed now known."""
+        from index.read import FeedEntry, feed_articles
+
+        entries = [entry for entry in parsed.entries if isinstance(entry, FeedEntry)]
+        failures = [entry for entry in parsed.entries if isinstance(entry, ReadFailure)]
+        fresh = [entry for entry in entries if state.entries.get(entry.key) != entry.fingerprint]
+        articles: list[Article] = []
+        for item in feed_articles(parsed, fresh, self.settings):
+            if isinstance(item, ReadFailure):
+                failures.append(item)
+            else:
+                articles.append(item)
+        for failure in failures:
+            log.warning("%s", failure)
+        failed = len(failures)
+        new = updated = 0
+        if articles:
+            report = self.ingest(articles)
+            # A syndicated copy of a stored story is stored once, yet new to this feed.
+            new, updated = report.new + report.duplicates, report.updated
+            failed += report.failed
+        # Entries that failed are remembered too: they are read again once the feed changes them.
+        # Entries gone from the feed are forgotten, so the file stays as small as the feed.
+        known = {entry.key: entry.fingerprint for entry in entries}
+        return FeedRound(parsed.where.location, new, updated, failed), known
