@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=1, ge=0, le=5, description="Sentences shared by neighbours.")
 
     # -- reading -------------------------------------------------------------------------------
+    # Text, HTML, feed files and JSON documents up to this size are read whole; JSON Lines files,
+    # and JSON documents over it, are read record by record, whatever their size.
     max_file_bytes: int = Field(default=20_000_000, ge=1)
     max_download_bytes: int = Field(default=10_000_000, ge=1)
     fetch_timeout: float = Field(default=15.0, gt=0, le=600)

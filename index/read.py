@@ -225,11 +225,19 @@ def _read_file_once(
 
 def _read_file(path: Path, resolved: Path, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     location = str(path)
+    where = _Where(location=location, id_prefix="file", id_key=str(resolved))
+    kind = _kind_from_suffix(path.suffix.lower())
     try:
         if not path.is_file():
             yield ReadFailure(location, "not a regular file")
             return
         size = path.stat().st_size
+        # Exports are read record by record, with no limit on the file: memory stays that of a
+        # record whatever the archive holds. A JSON document within the limit is read whole,
+        # which keeps line and column numbers in its error messages.
+        if kind == "jsonl" or (kind == "json" and size > settings.max_file_bytes):
+            yield from _guarded(_stream_export(path, where, kind, settings), location)
+            return
         if size > settings.max_file_bytes:
             yield ReadFailure(
                 location,
@@ -241,8 +249,6 @@ def _read_file(path: Path, resolved: Path, settings: ReadConfig) -> Iterator[Art
     except OSError as exc:
         yield ReadFailure(location, f"cannot read: {exc.strerror or exc}")
         return
-    where = _Where(location=location, id_prefix="file", id_key=str(resolved))
-    kind = _kind_from_suffix(path.suffix.lower())
     yield from _guarded(_read_content(data, where, kind, settings), location)
 
 
@@ -770,17 +776,25 @@ def _read_json(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
         yield _guard_record(document, where, None, where.location)
         return
     for index, record in enumerate(records):
-        origin = f"{where.location}[{index}]"
-        if not isinstance(record, dict):
-            yield ReadFailure(
-                where.location, f"item {index}: expected an object, found {_json_type(record)}"
-            )
-            continue
-        yield _guard_record(record, where, str(index), origin, item=f"item {index}: ")
+        yield _record_item(record, index, where)
+
+
+def _record_item(record: Any, index: int, where: _Where) -> Article | ReadFailure:
+    """Item `index` of a JSON list of articles."""
+    if not isinstance(record, dict):
+        return ReadFailure(
+            where.location, f"item {index}: expected an object, found {_json_type(record)}"
+        )
+    origin = f"{where.location}[{index}]"
+    return _guard_record(record, where, str(index), origin, item=f"item {index}: ")
 
 
 def _read_jsonl(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
-    for number, line in enumerate(text.split("\n"), start=1):
+    yield from _read_json_lines(text.split("\n"), where)
+
+
+def _read_json_lines(lines: Iterable[str], where: _Where) -> Iterator[Article | ReadFailure]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -802,6 +816,102 @@ def _read_jsonl(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
         if isinstance(result, ReadFailure):
             result = replace(result, location=where.location, line=number)
         yield result
+
+
+# -- exports larger than memory ----------------------------------------------------------------
+
+# Bytes looked at first, for the checks a whole file gets (empty, binary, BOM).
+STREAM_HEAD_BYTES = 65536
+# A first line this long is not one record of JSON Lines.
+JSON_LINE_PROBE_BYTES = 1_000_000
+
+
+def _stream_export(
+    path: Path, where: _Where, kind: str | None, settings: ReadConfig
+) -> Iterator[Article | ReadFailure]:
+    """A JSON Lines file line by line, or a large JSON document item by item (ijson)."""
+    with path.open("rb") as handle:
+        head = handle.read(STREAM_HEAD_BYTES)
+        if not head.strip() and len(head) < STREAM_HEAD_BYTES:
+            yield ReadFailure(where.location, "empty file")
+            return
+        if _looks_binary(head):
+            yield ReadFailure(where.location, "binary file, not text (is this an article?)")
+            return
+        if head.startswith(_UTF16_32_BOMS):  # rare: such a file is decoded whole, as before
+            if path.stat().st_size > settings.max_file_bytes:
+                raise ReadError(
+                    "a UTF-16 or UTF-32 export over NEWSBOT_MAX_FILE_BYTES; save it as UTF-8"
+                )
+            handle.seek(0)
+            yield from _read_content(handle.read(), where, kind, settings)
+            return
+        start = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+        handle.seek(start)
+        if kind == "json" and (head[start:].lstrip()[:1] != b"{" or not _json_lines_ahead(handle)):
+            yield from _stream_json_items(handle, start, where)
+            return
+        handle.seek(start)
+        yield from _read_json_lines(_decoded_lines(handle), where)
+
+
+def _json_lines_ahead(handle: Any) -> bool:
+    """Whether the file's first line is a JSON object of its own (JSON Lines, even in a .json
+    file), rather than the start of one document."""
+    line = handle.readline(JSON_LINE_PROBE_BYTES)
+    try:
+        return isinstance(json.loads(line), dict) and bool(handle.read(STREAM_HEAD_BYTES).strip())
+    except ValueError:
+        return False
+
+
+def _decoded_lines(handle: Any) -> Iterator[str]:
+    for raw in handle:
+        line = raw.removesuffix(b"\n")
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield decode_bytes(line)
+
+
+def _stream_json_items(handle: Any, start: int, where: _Where) -> Iterator[Article | ReadFailure]:
+    import ijson
+
+    handle.seek(start)
+    prefix = _records_prefix(handle)
+    if prefix is None:
+        yield ReadFailure(
+            where.location,
+            'no articles found: expected a list of articles, or {"articles": [...]}',
+        )
+        return
+    handle.seek(start)
+    index = -1
+    try:
+        for index, record in enumerate(ijson.items(handle, prefix, use_float=True)):
+            yield _record_item(record, index, where)
+    except ijson.JSONError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        after = f" after item {index}" if index >= 0 else ""
+        yield ReadFailure(where.location, f"not valid JSON{after}: {reason}")
+
+
+def _records_prefix(handle: Any) -> str | None:
+    """Where a large JSON document keeps its articles, as an ijson prefix: its top-level list,
+    or the first list under a container key ("articles", "results", ...) within a few levels."""
+    import ijson
+
+    try:
+        for prefix, event, _value in ijson.parse(handle):
+            if event != "start_array":
+                continue
+            if prefix == "":
+                return "item"
+            if prefix.count(".") < 3 and _key(prefix.rsplit(".", 1)[-1]) in _CONTAINER_KEYS:
+                return f"{prefix}.item"
+    except ijson.JSONError:
+        return "item"  # let the reading report where the document breaks
+    return None
 
 
 def _guard_record(

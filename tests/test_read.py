@@ -391,6 +391,75 @@ def test_json_lines_in_a_json_file_are_still_read(settings, tmp_path):
     assert [a.body for a in articles_of(read_all(settings, path))] == ["One.", "Two."]
 
 
+# -- exports larger than the file limit: streamed -------------------------------------------
+
+
+def test_a_jsonl_file_has_no_size_limit_and_its_bad_lines_are_named(settings, tmp_path):
+    path = tmp_path / "archive.jsonl"
+    lines = [json.dumps({"id": f"a{n}", "body": f"Story {n}."}) for n in range(1, 51)]
+    lines[6] = '{"id": "a7", "body": "cut off'
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8"))
+    tiny = settings.model_copy(update={"max_file_bytes": 100})
+    items = read_all(tiny, path)
+    assert [(f.location, f.line) for f in failures_of(items)] == [(str(path), 7)]
+    assert [a.id for a in articles_of(items)] == [f"a{n}" for n in range(1, 51) if n != 7]
+
+
+def test_json_documents_over_the_limit_are_read_item_by_item(settings, tmp_path):
+    tiny = settings.model_copy(update={"max_file_bytes": 10})
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps([{"title": "L0", "body": "Zero."}, "junk", {"text": "Two."}]))
+    [zero, junk, two] = read_all(tiny, listed)
+    assert isinstance(junk, ReadFailure) and "item 1: expected an object" in junk.message
+    assert (zero.title, two.body, two.origin) == ("L0", "Two.", f"{listed}[2]")
+    nested = tmp_path / "nested.json"
+    nested.write_bytes(
+        b"\xef\xbb\xbf"
+        + json.dumps(
+            {"status": "ok", "response": {"tags": [1, 2], "results": [{"body": "Deep.", "id": 4}]}}
+        ).encode()
+    )
+    [deep] = read_all(tiny, nested)
+    assert (deep.body, deep.id) == ("Deep.", "4")
+    lines = tmp_path / "lines.json"
+    lines.write_text('{"body": "One."}\n{"body": "Two."}\n', encoding="utf-8")
+    assert [a.body for a in articles_of(read_all(tiny, lines))] == ["One.", "Two."]
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"body": "Fine."}, {"body": "Also fine."}, {"body": oops}]')
+    [fine, also, failure] = read_all(tiny, broken)
+    assert (fine.body, also.body) == ("Fine.", "Also fine.")
+    assert isinstance(failure, ReadFailure)
+    assert failure.message.startswith("not valid JSON after item 1: ")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"name": "not news", "versions": [3]}), encoding="utf-8")
+    [nothing] = read_all(tiny, config)
+    assert isinstance(nothing, ReadFailure) and "no articles found" in nothing.message
+
+
+def test_reading_a_large_export_takes_memory_of_a_record_not_of_the_file(settings, tmp_path):
+    """30 MB exports, over the default 20 MB file limit: read whole, each would take over 60 MB
+    (its bytes and its text) before the first article; streamed, a few MB."""
+    import tracemalloc
+
+    body = " ".join(f"Paragraph {n} of the harbour story, told at length." for n in range(60))
+    records = [{"id": f"s{n}", "title": f"Story {n}", "body": body} for n in range(10_000)]
+    jsonl = tmp_path / "archive.jsonl"
+    jsonl.write_text("\n".join(json.dumps(record) for record in records), encoding="utf-8")
+    array = tmp_path / "archive.json"
+    array.write_text(json.dumps({"articles": records}), encoding="utf-8")
+    del records
+    for path in (jsonl, array):
+        assert path.stat().st_size > 30_000_000
+        tracemalloc.start()
+        try:
+            count = sum(isinstance(item, Article) for item in iter_articles([str(path)], settings))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert count == 10_000, path
+        assert peak < 10_000_000, (path, peak)
+
+
 def test_json_object_without_articles_is_a_failure(settings, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"name": "not news", "version": 3}), encoding="utf-8")
