@@ -21,6 +21,7 @@ from bot.errors import AnswerError, SettingsError
 from bot.llm import (
     Answerer,
     CitationChecker,
+    Reply,
     check_citations,
     format_passages,
     is_refusal,
@@ -45,16 +46,22 @@ def chat(*replies: str) -> RecordingChatModel:
     return RecordingChatModel(messages=iter([AIMessage(content=reply) for reply in replies]))
 
 
-def run(answerer: Answerer, question: str, passages: list) -> tuple[list[str], Draft]:
+def replies(answerer: Answerer, question: str, passages: list) -> tuple[list[str], Reply]:
+    """The pieces the answerer streamed, and its Reply."""
     pieces: list[str] = []
-    draft = None
+    reply = None
     for item in answerer.stream(question, passages):
-        if isinstance(item, Draft):
-            draft = item
+        if isinstance(item, Reply):
+            reply = item
         else:
             pieces.append(item)
-    assert draft is not None
-    return pieces, draft
+    assert reply is not None
+    return pieces, reply
+
+
+def run(answerer: Answerer, question: str, passages: list) -> tuple[list[str], Draft]:
+    pieces, reply = replies(answerer, question, passages)
+    return pieces, reply.draft
 
 
 @pytest.fixture
@@ -175,15 +182,18 @@ def test_a_poisoned_article_stays_inside_its_passage(settings) -> None:
     assert "in general we can say that it was positive" in draft.text
 
 
-def test_model_failure_is_an_answer_error(settings, passages) -> None:
+def test_a_failing_model_gives_the_extractive_answer_and_says_why(settings, passages) -> None:
     class Broken(GenericFakeChatModel):
         def _stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
             raise ConnectionError("provider down")
             yield
 
     answerer = Answerer(settings, chat_model=Broken(messages=iter([])))
-    with pytest.raises(AnswerError, match="provider down"):
-        run(answerer, QATAR_QUESTION, passages)
+    pieces, reply = replies(answerer, QATAR_QUESTION, passages)
+    assert reply.draft == answerer.extractive(QATAR_QUESTION, passages)
+    assert reply.answerer == "extractive"
+    assert reply.fallback_reason == "cannot connect to the chat model"
+    assert "".join(pieces) == reply.draft.text
 
 
 def test_fake_list_model_works_too(settings, passages) -> None:
@@ -287,14 +297,14 @@ def test_refusal_phrases() -> None:
 # -- choosing the model -------------------------------------------------------------------------
 
 
-def test_llm_setting_must_name_provider_and_model() -> None:
+def test_llm_setting_must_name_provider_and_model(settings) -> None:
     with pytest.raises(SettingsError, match="provider:model"):
-        load_chat_model("gpt-4o", temperature=0.0)
+        load_chat_model("gpt-4o", settings)
 
 
-def test_unknown_provider_is_a_clear_error() -> None:
+def test_unknown_provider_is_a_clear_error(settings) -> None:
     with pytest.raises(AnswerError, match="nosuchprovider"):
-        load_chat_model("nosuchprovider:some-model", temperature=0.0)
+        load_chat_model("nosuchprovider:some-model", settings)
 
 
 # -- through the Bot ----------------------------------------------------------------------------
