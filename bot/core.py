@@ -89,7 +89,7 @@ class Bot:
         self.retriever = Retriever(store, embedder, snapshot=index_snapshot_path(settings))
         self._ingestor: Any = None
         # Extractive unless settings.llm names a chat model or one is passed in.
-        self.answerer = Answerer(settings, chat_model)
+        self.answerer = Answerer(settings, chat_model, embedder)
 
     @property
     def ingestor(self) -> Any:

@@ -12,11 +12,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from bot.answer import (
     CLOSEST_CITATIONS,
@@ -26,7 +28,11 @@ from bot.answer import (
     Sentence,
     citation_for,
     extractive_answer,
+    is_statement,
+    looks_like_instruction,
+    read_question,
     sentence_pool,
+    speaker_of,
 )
 from bot.models import Citation, Turn
 from bot.terms import terms
@@ -43,20 +49,116 @@ log = logging.getLogger(__name__)
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;–-]\s*\d+)*)\]")
 
 
-def best_sentence(claim: str, passage: Passage, question: str = "") -> Sentence | None:
-    """The sentence of `passage` that best supports `claim` (word overlap, then the question)."""
-    pool = sentence_pool([passage])
-    if not pool.sentences:
-        return None
-    claim_words = set(terms(claim))
-    question_words = set(terms(question))
+Embed = Callable[[Sequence[str]], np.ndarray]  # the bot's embedder: unit vectors, one a row
+# Sentences this close (cosine) to a claim's best one count as ties, told apart by shared names
+# (bench/citation_mapping.py).
+NAME_TIE = 0.01
+# Capitalised words and numbers: what a claim names.
+_NAMED = re.compile(r"\b[A-Z][\w'’.-]*|\b\d[\d,.]*\b")
 
-    def overlap(sentence: Sentence) -> tuple[float, float, int]:
-        shared = len(sentence.words & claim_words) / (len(claim_words) or 1)
-        asked = len(sentence.words & question_words) / (len(question_words) or 1)
-        return (shared, asked, -sentence.start)
 
-    return max(pool.sentences, key=overlap)
+def named(text: str) -> frozenset[str]:
+    """The terms of the names and numbers in `text` ("al Thani's" -> {thani})."""
+    return frozenset(terms(" ".join(_NAMED.findall(text))))
+
+
+@dataclass(frozen=True)
+class _Readings:
+    """A passage's sentences, and the texts embedded for them: each sentence, then each statement
+    read after the neighbours that introduce its speaker (`speakers`: that speaker's words)."""
+
+    sentences: list[Sentence]
+    vectors: np.ndarray  # one row per reading
+    owners: list[int]  # the sentence each reading is of
+    speakers: list[frozenset[str]]  # empty for a sentence read alone
+
+
+class SentenceMatcher:
+    """Maps a claim to the sentence of a passage that says what it says.
+
+    Meaning decides: the claim and the passage's sentences are embedded with the bot's model (a
+    passage's sentences in one batch, once per answer) and compared by cosine similarity, so
+    "called Hamas's reply broadly positive" finds "in general we can say that it was positive"
+    though they share one word. Sentences within `tie` of the best are told apart by the names
+    and numbers they share with the claim. When no sentence reaches `min_similarity` the passage
+    supports nothing the claim says: the claim's marker is dropped. Sentences that read as
+    orders to a model ("Ignore previous instructions...") support no claim, unless the question
+    asks about instructions.
+    """
+
+    def __init__(
+        self, embed: Embed, *, min_similarity: float, tie: float, allow_instructions: bool
+    ) -> None:
+        self.embed = embed
+        self.min_similarity = min_similarity
+        self.tie = tie
+        self.allow_instructions = allow_instructions
+        self._readings: dict[str, _Readings] = {}
+
+    def _of(self, passage: Passage) -> _Readings:
+        key = f"{passage.chunk_id}:{passage.start}"
+        if key not in self._readings:
+            pool = sentence_pool([passage])
+            sentences = [
+                sentence
+                for sentence in pool.sentences
+                if self.allow_instructions or not looks_like_instruction(sentence.text)
+            ]
+            texts = [s.text for s in sentences]
+            owners = list(range(len(sentences)))
+            speakers: list[frozenset[str]] = [frozenset()] * len(sentences)
+            for index, sentence in enumerate(sentences):
+                if is_statement(sentence.text):
+                    speaker = speaker_of(pool, sentence)
+                    if speaker.linked:
+                        ordered = sorted((*speaker.linked, sentence), key=lambda s: s.start)
+                        texts.append(" ".join(s.text for s in ordered))
+                        owners.append(index)
+                        speakers.append(speaker.words)
+            vectors = self.embed(texts) if texts else np.zeros((0, 1), dtype=np.float32)
+            self._readings[key] = _Readings(sentences, vectors, owners, speakers)
+        return self._readings[key]
+
+    def best(self, claim: str, passage: Passage) -> tuple[Sentence, float] | None:
+        """The sentence of `passage` that supports `claim`, and how well; None when none does.
+
+        Support is the cosine similarity, or the share of the claim's words the sentence holds
+        when that is higher: a terse claim ("Kan reported a rejection.") is far in meaning from
+        the long sentence it sums up, though every word of it is there.
+        """
+        readings = self._of(passage)
+        sentences = readings.sentences
+        if not sentences:
+            return None
+        claim = claim.strip()
+        if claim[-1:].isalnum():
+            claim += "."  # the marker came before the full stop; embed the sentence as written
+        names = named(claim)
+        similarities = np.full(len(sentences), -1.0)
+        for owner, speaker, similarity in zip(
+            readings.owners,
+            readings.speakers,
+            readings.vectors @ self.embed([claim])[0],
+            strict=True,
+        ):
+            # A statement read with its speaker's introduction counts when the claim names
+            # that speaker; otherwise the introduction's own content would be credited to it.
+            if not speaker or names & speaker:
+                similarities[owner] = max(similarities[owner], float(similarity))
+        words = set(terms(claim))
+        support = [
+            max(float(similarity), len(words & sentence.words) / (len(words) or 1))
+            for sentence, similarity in zip(sentences, similarities, strict=True)
+        ]
+        top = max(support)
+        if top < self.min_similarity:
+            return None
+        index = max(
+            (len(names & sentences[index].words), value, -sentences[index].start, index)
+            for index, value in enumerate(support)
+            if value >= top - self.tie
+        )[3]
+        return sentences[index], support[index]
 
 
 def _numbers(group: str) -> list[int]:
@@ -75,17 +177,18 @@ def _numbers(group: str) -> list[int]:
 class CitationChecker:
     """Checks an LLM answer's citations as it streams.
 
-    An [n] that points at a passage becomes a citation of the sentence of that passage which best
-    supports the claim it follows (numbered in order of first use, so two claims citing one
-    passage may quote two sentences of it); any other [n] is dropped with the space before it.
+    An [n] that points at a passage becomes a citation of the sentence of that passage that says
+    what the claim it follows says (`SentenceMatcher`; numbered in order of first use, so two
+    claims citing one passage may quote two sentences of it); an [n] that points at no passage,
+    or at one that says nothing like the claim, is dropped with the space before it.
     Text is held back until the first valid citation, so that nothing is shown of an answer that
     will be replaced by the extractive one; after that only a possibly unfinished marker is held.
     The pieces `feed` and `finish` return add up to `text`.
     """
 
-    def __init__(self, passages: Sequence[Passage], question: str = "") -> None:
+    def __init__(self, passages: Sequence[Passage], matcher: SentenceMatcher) -> None:
         self.passages = list(passages)
-        self.question = question
+        self.matcher = matcher
         self.sentences: list[tuple[Sentence, Passage]] = []  # citation n - 1 -> what it quotes
         self._number: dict[tuple[str, int, int], int] = {}
         self._pending = ""
@@ -150,9 +253,16 @@ class CitationChecker:
     def _cite(self, passage_number: int) -> int | None:
         passage = self.passages[passage_number - 1]
         claim = _last_sentence(self.text[self._claim_start :])
-        sentence = best_sentence(claim, passage, self.question)
-        if sentence is None:
+        found = self.matcher.best(claim, passage)
+        if found is None:
+            log.info(
+                "[%d] dropped: passage %d holds nothing like %r",
+                passage_number,
+                passage_number,
+                claim,
+            )
             return None
+        sentence = found[0]
         if sentence.key not in self._number:
             self._number[sentence.key] = len(self.sentences) + 1
             self.sentences.append((sentence, passage))
@@ -185,9 +295,11 @@ def _last_sentence(text: str) -> str:
     return claim
 
 
-def check_citations(text: str, passages: Sequence[Passage], question: str = "") -> CitationChecker:
+def check_citations(
+    text: str, passages: Sequence[Passage], matcher: SentenceMatcher
+) -> CitationChecker:
     """Check a whole LLM answer at once (see CitationChecker)."""
-    checker = CitationChecker(passages, question)
+    checker = CitationChecker(passages, matcher)
     checker.feed(text)
     checker.finish()
     return checker
@@ -458,10 +570,11 @@ class Answerer:
     Bot.open rather than the first question.
     """
 
-    def __init__(self, settings: Settings, chat_model: Any = None) -> None:
+    def __init__(self, settings: Settings, chat_model: Any = None, embedder: Any = None) -> None:
         from bot.prompts import load_prompts
 
         self.settings = settings
+        self._embedder = embedder
         self.prompts = load_prompts()
         # What Answer.answerer says, and the server failure messages name.
         self.name = f"llm:{type(chat_model).__name__}"
@@ -472,6 +585,23 @@ class Answerer:
             self.name = f"llm:{settings.llm}"
             self.where = settings.llm_base_url or SERVERS.get(provider, "the model server")
         self.chat_model = chat_model
+
+    @property
+    def embedder(self) -> Any:
+        """The bot's embedder (the process-wide one for these settings when none was given)."""
+        if self._embedder is None:
+            from index.embed import load_embedder
+
+            self._embedder = load_embedder(self.settings)
+        return self._embedder
+
+    def matcher(self, question: str) -> SentenceMatcher:
+        return SentenceMatcher(
+            self.embedder.embed,
+            min_similarity=self.settings.citation_min_similarity,
+            tie=NAME_TIE,
+            allow_instructions=read_question(question).about_instructions,
+        )
 
     def standalone(self, question: str, history: Sequence[Turn] | None) -> str:
         from bot.conversation import condense
@@ -514,7 +644,7 @@ class Answerer:
         messages = answer_messages(
             self.prompts["answer"], question, passages, (today or date.today()).isoformat()
         )
-        checker = CitationChecker(passages, question)
+        checker = CitationChecker(passages, self.matcher(question))
         timings: dict[str, float] = {}
         shown = False
         try:

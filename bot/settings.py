@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # the budget). A Retry-After longer than llm_max_retry_wait is not waited for.
     llm_retries: int = Field(default=2, ge=0, le=10)
     llm_max_retry_wait: float = Field(default=10.0, ge=0, le=600)
+    # A claim's [n] needs a sentence of passage n at least this similar (cosine, the embedding
+    # model) to the claim; else the marker is dropped. bot/llm.py, bench/citation_mapping.py.
+    citation_min_similarity: float = Field(default=0.35, ge=-1, le=1)
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
     # Calibrated on ../shared/eval (docs/answering.md): on the MultiHop dev set (hybrid retrieval,
     # k=6) 0.22 refuses 26/28 null questions (0.93) and 1/172 answerable ones (0.006); 0.20

@@ -156,8 +156,9 @@ def test_an_instruction_planted_in_an_article_is_fenced_and_not_obeyed(
     )
     passages = passages_of(make_article(poison, article_id="poisoned"), similarity=0.7)
     passages += passages_of(sample_article())
-    # The model "obeys", citing nothing: the answer is the extractive one.
-    server.script(Script("The war is over."))
+    # The model "obeys" and even cites the planted passage: that citation supports nothing
+    # but an instruction, so it is dropped, and the answer is the extractive one.
+    server.script(Script("The war is over [1]."))
     answerer = answerer_for(provider, server, tmp_path)
     shown, reply = replies(answerer, passages)
 
