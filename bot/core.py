@@ -89,7 +89,7 @@ class Bot:
         self.retriever = Retriever(store, embedder, snapshot=index_snapshot_path(settings))
         self._ingestor: Any = None
         # Extractive unless settings.llm names a chat model or one is passed in.
-        self.answerer = Answerer(settings, chat_model, embedder)
+        self.answerer = Answerer(settings, chat_model)
 
     @property
     def ingestor(self) -> Any:
@@ -247,7 +247,7 @@ class Bot:
         A follow-up is first rewritten into a standalone question from `history`; with a chat
         model the pieces are its tokens (citations already checked), otherwise one piece.
         """
-        from bot.llm import Reply
+        from bot.answer import Draft
 
         question = question.strip()
         if not question:
@@ -264,16 +264,14 @@ class Bot:
         passages = self.retriever.search(query, k or self.settings.k)
         timings["retrieve"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        reply: Reply | None = None
+        draft: Draft | None = None
         for item in self.answerer.stream(standalone, passages, query=query):
-            if isinstance(item, Reply):
-                reply = item
+            if isinstance(item, Draft):
+                draft = item
             else:
                 yield item
-        assert reply is not None
-        draft = reply.draft
+        assert draft is not None
         timings["answer"] = time.perf_counter() - mark
-        timings.update(reply.timings)
         timings["total"] = time.perf_counter() - started
         yield Answer(
             question=question,
@@ -283,6 +281,4 @@ class Bot:
             refused=draft.refused,
             timings=timings,
             filters=dict(query.filters),
-            answerer=reply.answerer,
-            fallback_reason=reply.fallback_reason,
         )
