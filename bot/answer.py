@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from bot.models import Citation
+from bot.speakers import attribute, is_statement, speaker_terms
 from bot.terms import terms
 from index.chunk import split_sentences
 
@@ -56,8 +57,6 @@ class Weights:
     topic: float = 0.35
     speaker: float = 0.35
     statement: float = 0.15
-    pronoun_speaker: float = 0.7  # "he said": the sentence before names him, probably
-    unnamed_speaker: float = 0.3  # a bare quotation: the sentence before may say whose
     no_speaker: float = 0.5  # retrieval similarity left as evidence when X said nothing here
     # Names and numbers in a question pin down what it is about more than other words.
     name_boost: float = 1.5
@@ -76,35 +75,6 @@ WEIGHTS = Weights()
 
 # -- sentences ---------------------------------------------------------------------------------
 
-_SPEECH_VERBS = (
-    r"said|says|say|saying|told|tells|tell|added|adds|stated|states|announced|announces|declared|"
-    r"explained|explains|noted|notes|warned|warns|insisted|insists|argued|argues|wrote|writes|"
-    r"claimed|claims|stressed|stresses|asserted|urged|urges|remarked|commented|comments|replied|"
-    r"responded|spoke|speaking|acknowledged|admitted|denied|denies|confirmed|confirms|revealed|"
-    r"reveals|vowed|vows|promised|pledged|called|described|described|suggested|suggests|believes|"
-    r"according to|in a statement|statement"
-)
-_SPEECH = re.compile(rf"\b(?:{_SPEECH_VERBS})\b|[\"“”]", re.IGNORECASE)
-_NAME_PARTICLES = r"(?:al|el|bin|ben|de|del|der|van|von|da|di|du|la|le|ibn|abu)"
-_NAME = (
-    rf"(?:{_NAME_PARTICLES}[\s-]+)?[A-Z][\w'’.-]*"
-    rf"(?:\s+(?:{_NAME_PARTICLES}[\s-]+)?[A-Z][\w'’.-]*){{0,3}}"
-)
-_SAID_NAME = re.compile(
-    rf"\b(?i:said|says|added|told|stated|explained|noted|warned|insisted|argued|wrote|continued|"
-    rf"declared|announced|stressed|according to)\s+(?P<name>{_NAME})"
-)
-_NAME_SAID = re.compile(
-    rf"(?P<name>{_NAME})\s*(?:,[^,]{{1,80}},\s*)?\s+(?:said|says|added|told|stated|explained|"
-    rf"noted|warned|insisted|argued|wrote|declared|announced|stressed|spoke|speaking)\b"
-)
-_SAYS = r"(?:said|says|added|told|stated|explained|noted|warned|insisted|argued|stressed)"
-# "the armed group said", "said the head of US diplomacy": a speaker described, not named.
-_DESCRIBED_SAID = re.compile(
-    rf"\b(?P<before>(?:the|a|an|its|his|her|their)(?:\s+[\w'’-]+){{1,4}})\s+{_SAYS}\b|"
-    rf"\b{_SAYS}\s+(?P<after>(?:the|a|an|his|her|its|their|one)(?:\s+[\w'’-]+){{1,5}})",
-    re.IGNORECASE,
-)
 # Sentences written as orders to a reader or a model: never an answer to an unrelated question.
 _INSTRUCTION = re.compile(
     r"\b(?:ignore|disregard|forget|override)\b[^.?!]{0,40}\b(?:instruction|instructions|prompt|"
@@ -157,6 +127,7 @@ class Pool:
     sentences: list[Sentence]
     previous: dict[tuple[str, int, int], Sentence] = field(default_factory=dict)
     following: dict[tuple[str, int, int], Sentence] = field(default_factory=dict)
+    by_article: dict[str, list[Sentence]] = field(default_factory=dict)  # in article order
 
     def neighbours(self, sentence: Sentence) -> list[Sentence]:
         return [
@@ -205,7 +176,7 @@ def sentence_pool(passages: Sequence[Passage]) -> Pool:
 def _link_adjacent_chunks(pool: Pool) -> None:
     """Chunks i and i+1 of an article are contiguous: the last sentence of one and the first of
     the other are neighbours even when the chunks do not overlap."""
-    by_article: dict[str, list[Sentence]] = {}
+    by_article = pool.by_article
     for sentence in pool.sentences:
         by_article.setdefault(sentence.article_id, []).append(sentence)
     for sentences in by_article.values():
@@ -227,108 +198,43 @@ def _link_adjacent_chunks(pool: Pool) -> None:
                 pool.previous[second.key] = first
 
 
-def is_statement(text: str) -> bool:
-    """Whether a sentence reports what someone said (a speech verb or quotation marks)."""
-    return _SPEECH.search(text) is not None
-
-
 def looks_like_instruction(text: str) -> bool:
     """Whether a sentence reads as an order to a model ("Ignore previous instructions...")."""
     return _INSTRUCTION.search(text) is not None
 
 
-def speaker_name(text: str) -> str | None:
-    """The name a statement attributes itself to ("... said al Thani" -> "al Thani")."""
-    for pattern in (_SAID_NAME, _NAME_SAID):
-        for match in pattern.finditer(text):
-            name = match.group("name").strip(" .,'’")
-            words = [w for w in name.split() if w[:1].isupper()]
-            if words and words[0].lower() not in _NOT_NAMES:
-                return name
-    return None
-
-
-# Capitalised words that start clauses rather than name people.
-_NOT_NAMES = frozenset(
-    "the a an this that these those it he she they we i but and or although though however "
-    "nevertheless meanwhile officials sources shortly after before in on at for".split()
-)
-_PRONOUN_SAID = re.compile(rf"\b(?:he|she|they|we)\s+{_SAYS}\b", re.IGNORECASE)
-_TITLE_WORD = re.compile(r"^(?:[A-Z][\w'’.-]*|of|for|al|el|bin|ibn|de|van|von|da|di|du|la|le)$")
-
-
-def described_as(text: str, surname: str) -> set[str]:
-    """The words that introduce a name in `text`: "Qatari Prime Minister Mohammed al Thani" for
-    "Thani" gives {qatar, prime, minister, mohammed, al, thani}; a comma or a lower-case word ends
-    the description."""
-    found: set[str] = set()
-    tokens = re.findall(r"[\w'’.-]+|[^\w\s]", text)
-    target = terms(surname)
-    for index, token in enumerate(tokens):
-        if terms(token) != target:
-            continue
-        run = [token]
-        for previous in reversed(tokens[:index]):
-            if not _TITLE_WORD.match(previous) or previous.lower() in _NOT_NAMES:
-                break
-            run.append(previous)
-        found.update(terms(" ".join(run)))
-    return found
-
-
 @dataclass(frozen=True)
 class Speaker:
-    """Who makes a statement, as far as the sentence and its neighbours tell."""
+    """Who makes a statement, as far as the sentence and its neighbours tell (bot.speakers)."""
 
     words: frozenset[str]  # words that describe the speaker
     linked: tuple[Sentence, ...]  # neighbours that name or introduce the speaker
-    certainty: float  # 1 for a name, less for "he said" / "the group said"
+    certainty: float  # 1 for a name, less for "the group said" / "he said"
 
 
 def speaker_of(pool: Pool, sentence: Sentence) -> Speaker:
-    """The speaker of a statement.
-
-    A named speaker ("said al Thani") is described by the name and by how a neighbour introduces
-    it ("Qatari Prime Minister Mohammed al Thani was upbeat"). "He said" points at the sentence
-    before; so does a bare quotation, or "the group said", with less certainty. A quotation
-    followed by a sentence starting "..., said X" is X's.
-    """
-    before = pool.previous.get(sentence.key)
+    """The speaker of a statement: `bot.speakers.attribute` over the sentence, up to three
+    sentences before it, the one after it, and the rest of its article in the pool."""
+    before: list[Sentence] = []
+    cursor = pool.previous.get(sentence.key)
+    while cursor is not None and len(before) < 3:
+        before.insert(0, cursor)
+        cursor = pool.previous.get(cursor.key)
     after = pool.following.get(sentence.key)
-    name = speaker_name(sentence.text)
-    if name:
-        surname = name.split()[-1]
-        words = set(terms(name))
-        introducing = []
-        for other in (before, after):
-            if other is not None:
-                introduced = described_as(other.text, surname)
-                if introduced - words:
-                    words |= introduced
-                    introducing.append(other)
-        return Speaker(frozenset(words), tuple(introducing), 1.0)
-    # A bare quotation: "..., said X" or "X said" in the next sentence, else the one before.
-    if after is not None and _SAID_NAME.match(after.text.lstrip("\"“”'’ ,")) is not None:
-        named = speaker_name(after.text)
-        if named:
-            return Speaker(frozenset(terms(named)), (after,), 1.0)
-    bare = sentence.text.lstrip()[:1] in '"“' and speaker_name(sentence.text) is None
-    if bare and before is not None:
-        named = speaker_name(before.text)
-        if named:
-            return Speaker(frozenset(terms(named)), (before,), WEIGHTS.pronoun_speaker)
-    linked: tuple[Sentence, ...] = (before,) if before is not None else ()
-    if before is not None and _PRONOUN_SAID.search(sentence.text):
-        return Speaker(before.words, linked, WEIGHTS.pronoun_speaker)
-    described = _DESCRIBED_SAID.search(sentence.text)
-    if described:
-        description = described.group("before") or described.group("after") or ""
-        return Speaker(frozenset(terms(description)), linked, 1.0)
-    # A statement that names no speaker: its own subject, or the sentence before.
-    words = set(sentence.words)
-    if before is not None and sentence.text.lstrip()[:1] in '"“':
-        return Speaker(frozenset(words | before.words), (before,), WEIGHTS.unnamed_speaker)
-    return Speaker(frozenset(words), (), WEIGHTS.pronoun_speaker)
+    near = {s.key for s in before} | {sentence.key} | ({after.key} if after else set())
+    elsewhere = [
+        other.text
+        for other in pool.by_article.get(sentence.article_id, ())
+        if other.key not in near
+    ]
+    found = attribute(
+        sentence.text, [s.text for s in before], after.text if after else None, elsewhere
+    )
+    by_offset = {-(n + 1): s for n, s in enumerate(reversed(before))}
+    if after is not None:
+        by_offset[1] = after
+    linked = tuple(by_offset[o] for o in found.linked if o in by_offset)
+    return Speaker(found.words, linked, found.certainty)
 
 
 # -- questions ---------------------------------------------------------------------------------
@@ -391,7 +297,7 @@ def read_question(text: str, *, ignore: Iterable[str] = ()) -> Question:
     topic: frozenset[str] = frozenset()
     frame = _SPEECH_FRAME.match(text)
     if frame:
-        speaker = frozenset(terms(frame.group("speaker"))) - ignored
+        speaker = speaker_terms(frame.group("speaker")) - ignored
         topic = frozenset(terms(frame.group("topic") or "")) - ignored
         if speaker:
             kind = "say"

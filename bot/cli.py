@@ -537,6 +537,8 @@ def render_answer(console: Console, answer: Answer, *, text: bool = True) -> Non
         body = Text(answer.text, style="yellow" if answer.refused else "")
         body.highlight_regex(_MARKER, "bold cyan")
         console.print(body)
+    if answer.note:
+        console.print(Text(answer.note, style="dim"), soft_wrap=True)
     if not answer.citations:
         return
     console.print()

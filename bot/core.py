@@ -89,7 +89,7 @@ class Bot:
         self.retriever = Retriever(store, embedder, snapshot=index_snapshot_path(settings))
         self._ingestor: Any = None
         # Extractive unless settings.llm names a chat model or one is passed in.
-        self.answerer = Answerer(settings, chat_model)
+        self.answerer = Answerer(settings, chat_model, embedder)
 
     @property
     def ingestor(self) -> Any:
@@ -247,7 +247,7 @@ class Bot:
         A follow-up is first rewritten into a standalone question from `history`; with a chat
         model the pieces are its tokens (citations already checked), otherwise one piece.
         """
-        from bot.answer import Draft
+        from bot.llm import Reply
 
         question = question.strip()
         if not question:
@@ -264,14 +264,16 @@ class Bot:
         passages = self.retriever.search(query, k or self.settings.k)
         timings["retrieve"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        draft: Draft | None = None
+        reply: Reply | None = None
         for item in self.answerer.stream(standalone, passages, query=query):
-            if isinstance(item, Draft):
-                draft = item
+            if isinstance(item, Reply):
+                reply = item
             else:
                 yield item
-        assert draft is not None
+        assert reply is not None
+        draft = reply.draft
         timings["answer"] = time.perf_counter() - mark
+        timings.update(reply.timings)
         timings["total"] = time.perf_counter() - started
         yield Answer(
             question=question,
@@ -281,4 +283,6 @@ class Bot:
             refused=draft.refused,
             timings=timings,
             filters=dict(query.filters),
+            answerer=reply.answerer,
+            fallback_reason=reply.fallback_reason,
         )

@@ -9,10 +9,16 @@ extractive answer computed first (below the refusal threshold the model is not a
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from bot.answer import (
     CLOSEST_CITATIONS,
@@ -22,7 +28,11 @@ from bot.answer import (
     Sentence,
     citation_for,
     extractive_answer,
+    is_statement,
+    looks_like_instruction,
+    read_question,
     sentence_pool,
+    speaker_of,
 )
 from bot.models import Citation, Turn
 from bot.terms import terms
@@ -39,20 +49,116 @@ log = logging.getLogger(__name__)
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;–-]\s*\d+)*)\]")
 
 
-def best_sentence(claim: str, passage: Passage, question: str = "") -> Sentence | None:
-    """The sentence of `passage` that best supports `claim` (word overlap, then the question)."""
-    pool = sentence_pool([passage])
-    if not pool.sentences:
-        return None
-    claim_words = set(terms(claim))
-    question_words = set(terms(question))
+Embed = Callable[[Sequence[str]], np.ndarray]  # the bot's embedder: unit vectors, one a row
+# Sentences this close (cosine) to a claim's best one count as ties, told apart by shared names
+# (bench/citation_mapping.py).
+NAME_TIE = 0.01
+# Capitalised words and numbers: what a claim names.
+_NAMED = re.compile(r"\b[A-Z][\w'’.-]*|\b\d[\d,.]*\b")
 
-    def overlap(sentence: Sentence) -> tuple[float, float, int]:
-        shared = len(sentence.words & claim_words) / (len(claim_words) or 1)
-        asked = len(sentence.words & question_words) / (len(question_words) or 1)
-        return (shared, asked, -sentence.start)
 
-    return max(pool.sentences, key=overlap)
+def named(text: str) -> frozenset[str]:
+    """The terms of the names and numbers in `text` ("al Thani's" -> {thani})."""
+    return frozenset(terms(" ".join(_NAMED.findall(text))))
+
+
+@dataclass(frozen=True)
+class _Readings:
+    """A passage's sentences, and the texts embedded for them: each sentence, then each statement
+    read after the neighbours that introduce its speaker (`speakers`: that speaker's words)."""
+
+    sentences: list[Sentence]
+    vectors: np.ndarray  # one row per reading
+    owners: list[int]  # the sentence each reading is of
+    speakers: list[frozenset[str]]  # empty for a sentence read alone
+
+
+class SentenceMatcher:
+    """Maps a claim to the sentence of a passage that says what it says.
+
+    Meaning decides: the claim and the passage's sentences are embedded with the bot's model (a
+    passage's sentences in one batch, once per answer) and compared by cosine similarity, so
+    "called Hamas's reply broadly positive" finds "in general we can say that it was positive"
+    though they share one word. Sentences within `tie` of the best are told apart by the names
+    and numbers they share with the claim. When no sentence reaches `min_similarity` the passage
+    supports nothing the claim says: the claim's marker is dropped. Sentences that read as
+    orders to a model ("Ignore previous instructions...") support no claim, unless the question
+    asks about instructions.
+    """
+
+    def __init__(
+        self, embed: Embed, *, min_similarity: float, tie: float, allow_instructions: bool
+    ) -> None:
+        self.embed = embed
+        self.min_similarity = min_similarity
+        self.tie = tie
+        self.allow_instructions = allow_instructions
+        self._readings: dict[str, _Readings] = {}
+
+    def _of(self, passage: Passage) -> _Readings:
+        key = f"{passage.chunk_id}:{passage.start}"
+        if key not in self._readings:
+            pool = sentence_pool([passage])
+            sentences = [
+                sentence
+                for sentence in pool.sentences
+                if self.allow_instructions or not looks_like_instruction(sentence.text)
+            ]
+            texts = [s.text for s in sentences]
+            owners = list(range(len(sentences)))
+            speakers: list[frozenset[str]] = [frozenset()] * len(sentences)
+            for index, sentence in enumerate(sentences):
+                if is_statement(sentence.text):
+                    speaker = speaker_of(pool, sentence)
+                    if speaker.linked:
+                        ordered = sorted((*speaker.linked, sentence), key=lambda s: s.start)
+                        texts.append(" ".join(s.text for s in ordered))
+                        owners.append(index)
+                        speakers.append(speaker.words)
+            vectors = self.embed(texts) if texts else np.zeros((0, 1), dtype=np.float32)
+            self._readings[key] = _Readings(sentences, vectors, owners, speakers)
+        return self._readings[key]
+
+    def best(self, claim: str, passage: Passage) -> tuple[Sentence, float] | None:
+        """The sentence of `passage` that supports `claim`, and how well; None when none does.
+
+        Support is the cosine similarity, or the share of the claim's words the sentence holds
+        when that is higher: a terse claim ("Kan reported a rejection.") is far in meaning from
+        the long sentence it sums up, though every word of it is there.
+        """
+        readings = self._of(passage)
+        sentences = readings.sentences
+        if not sentences:
+            return None
+        claim = claim.strip()
+        if claim[-1:].isalnum():
+            claim += "."  # the marker came before the full stop; embed the sentence as written
+        names = named(claim)
+        similarities = np.full(len(sentences), -1.0)
+        for owner, speaker, similarity in zip(
+            readings.owners,
+            readings.speakers,
+            readings.vectors @ self.embed([claim])[0],
+            strict=True,
+        ):
+            # A statement read with its speaker's introduction counts when the claim names
+            # that speaker; otherwise the introduction's own content would be credited to it.
+            if not speaker or names & speaker:
+                similarities[owner] = max(similarities[owner], float(similarity))
+        words = set(terms(claim))
+        support = [
+            max(float(similarity), len(words & sentence.words) / (len(words) or 1))
+            for sentence, similarity in zip(sentences, similarities, strict=True)
+        ]
+        top = max(support)
+        if top < self.min_similarity:
+            return None
+        index = max(
+            (len(names & sentences[index].words), value, -sentences[index].start, index)
+            for index, value in enumerate(support)
+            if value >= top - self.tie
+        )[3]
+        return sentences[index], support[index]
 
 
 def _numbers(group: str) -> list[int]:
@@ -71,20 +177,22 @@ def _numbers(group: str) -> list[int]:
 class CitationChecker:
     """Checks an LLM answer's citations as it streams.
 
-    An [n] that points at a passage becomes a citation of the sentence of that passage which best
-    supports the claim it follows (numbered in order of first use, so two claims citing one
-    passage may quote two sentences of it); any other [n] is dropped with the space before it.
+    An [n] that points at a passage becomes a citation of the sentence of that passage that says
+    what the claim it follows says (`SentenceMatcher`; numbered in order of first use, so two
+    claims citing one passage may quote two sentences of it); an [n] that points at no passage,
+    or at one that says nothing like the claim, is dropped with the space before it.
     Text is held back until the first valid citation, so that nothing is shown of an answer that
     will be replaced by the extractive one; after that only a possibly unfinished marker is held.
     The pieces `feed` and `finish` return add up to `text`.
     """
 
-    def __init__(self, passages: Sequence[Passage], question: str = "") -> None:
+    def __init__(self, passages: Sequence[Passage], matcher: SentenceMatcher) -> None:
         self.passages = list(passages)
-        self.question = question
+        self.matcher = matcher
         self.sentences: list[tuple[Sentence, Passage]] = []  # citation n - 1 -> what it quotes
         self._number: dict[tuple[str, int, int], int] = {}
         self._pending = ""
+        self._raw: list[str] = []
         self._out: list[str] = []
         self._released = 0
         self._claim_start = 0
@@ -93,8 +201,14 @@ class CitationChecker:
     def text(self) -> str:
         return "".join(self._out)
 
+    @property
+    def raw(self) -> str:
+        """What the model wrote, unchecked."""
+        return "".join(self._raw)
+
     def feed(self, piece: str) -> str:
         """Add a piece of model output; returns the text that may be shown now."""
+        self._raw.append(piece)
         self._pending += piece
         cut = self._safe_cut(self._pending)
         self._consume(self._pending[:cut])
@@ -139,9 +253,16 @@ class CitationChecker:
     def _cite(self, passage_number: int) -> int | None:
         passage = self.passages[passage_number - 1]
         claim = _last_sentence(self.text[self._claim_start :])
-        sentence = best_sentence(claim, passage, self.question)
-        if sentence is None:
+        found = self.matcher.best(claim, passage)
+        if found is None:
+            log.info(
+                "[%d] dropped: passage %d holds nothing like %r",
+                passage_number,
+                passage_number,
+                claim,
+            )
             return None
+        sentence = found[0]
         if sentence.key not in self._number:
             self._number[sentence.key] = len(self.sentences) + 1
             self.sentences.append((sentence, passage))
@@ -174,9 +295,11 @@ def _last_sentence(text: str) -> str:
     return claim
 
 
-def check_citations(text: str, passages: Sequence[Passage], question: str = "") -> CitationChecker:
+def check_citations(
+    text: str, passages: Sequence[Passage], matcher: SentenceMatcher
+) -> CitationChecker:
     """Check a whole LLM answer at once (see CitationChecker)."""
-    checker = CitationChecker(passages, question)
+    checker = CitationChecker(passages, matcher)
     checker.feed(text)
     checker.finish()
     return checker
@@ -186,56 +309,6 @@ def is_refusal(text: str) -> bool:
     """Whether the model said the passages don't answer (the prompt asks for NOT_FOUND)."""
     normal = re.sub(r"[’`]", "'", text).strip().lower()
     return normal.startswith(NOT_FOUND.lower().rstrip(".")) or normal in ("", "i don't know.")
-
-
-def stream_llm_answer(
-    chat_model: Any,
-    messages: list[Any],
-    passages: Sequence[Passage],
-    question: str,
-    fallback: Callable[[], Draft],
-) -> Iterator[str | Draft]:
-    """Stream the model's answer with its citations checked, then yield the Draft.
-
-    An answer left with no valid citation is replaced by `fallback()` (the extractive answer),
-    unless the model said the articles don't say, which is a refusal.
-    """
-    from bot.errors import AnswerError
-
-    checker = CitationChecker(passages, question)
-    raw: list[str] = []
-    try:
-        for chunk in chat_model.stream(messages):
-            piece = _content(chunk)
-            if not piece:
-                continue
-            raw.append(piece)
-            shown = checker.feed(piece)
-            if shown:
-                yield shown
-    except Exception as exc:
-        raise AnswerError(
-            f"the chat model failed: {type(exc).__name__}: {exc}",
-            hint="check NEWSBOT_LLM and the provider's credentials, or unset NEWSBOT_LLM",
-        ) from exc
-    shown = checker.finish()
-    if shown:
-        yield shown
-    if checker.sentences:
-        yield Draft(checker.text, checker.citations(), False, fallback().confidence)
-        return
-    said = "".join(raw)
-    if is_refusal(said):
-        draft = fallback()
-        closest = draft.citations if draft.refused else draft.citations[:CLOSEST_CITATIONS]
-        text = NOT_FOUND + (CLOSEST_NOTE if closest else "")
-        yield text
-        yield Draft(text, closest, True, draft.confidence)
-        return
-    log.info("the LLM answer had no valid citation; answering extractively instead")
-    draft = fallback()
-    yield draft.text
-    yield draft
 
 
 def _content(chunk: Any) -> str:
@@ -287,8 +360,24 @@ def answer_messages(
     return prompt.messages(question=question, passages=format_passages(passages), today=today)
 
 
-def load_chat_model(spec: str, *, temperature: float) -> Any:
-    """A LangChain chat model from "provider:model" (init_chat_model)."""
+# -- the chat model ----------------------------------------------------------------------------
+
+# The pip extra that installs each provider family newsbot documents and tests (pyproject.toml).
+EXTRAS = {"openai": "openai", "ollama": "ollama"}
+# A local OpenAI-compatible server (llama-server, vLLM, LM Studio) checks no key, but the openai
+# client refuses to start without one.
+NO_KEY = "not-needed"
+SERVERS = {"openai": "the OpenAI API", "ollama": "the Ollama server"}
+
+
+def load_chat_model(spec: str, settings: Settings) -> Any:
+    """A LangChain chat model from settings.llm ("provider:model"), via init_chat_model.
+
+    openai: talks to settings.llm_base_url (any OpenAI-compatible server) or OpenAI's API, with
+    the key from NEWSBOT_LLM_API_KEY or OPENAI_API_KEY; ollama: to the Ollama host at
+    settings.llm_base_url. The clients' own retries are off: `Answerer` retries, the same way
+    for every provider, and falls back to the extractive answer (see `Attempts`).
+    """
     from bot.errors import AnswerError, SettingsError
 
     provider, _, model = spec.partition(":")
@@ -297,38 +386,222 @@ def load_chat_model(spec: str, *, temperature: float) -> Any:
             f"NEWSBOT_LLM={spec!r} is not provider:model",
             hint="e.g. openai:gpt-4o-mini or ollama:llama3.1; unset it for extractive answers",
         )
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    options: dict[str, Any] = {"temperature": settings.llm_temperature}
+    if provider == "openai":
+        key = key or os.environ.get("OPENAI_API_KEY")
+        if not key and not (settings.llm_base_url or os.environ.get("OPENAI_BASE_URL")):
+            raise SettingsError(
+                f"NEWSBOT_LLM={spec} needs an API key",
+                hint="set NEWSBOT_LLM_API_KEY or OPENAI_API_KEY, or NEWSBOT_LLM_BASE_URL for "
+                "a local OpenAI-compatible server",
+            )
+        options |= {
+            "base_url": settings.llm_base_url,
+            "api_key": key or NO_KEY,
+            "timeout": settings.llm_timeout,
+            "max_retries": 0,
+            "stream_usage": True,  # token counts in the last streamed chunk
+        }
+    elif provider == "ollama":
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        options |= {
+            "base_url": settings.llm_base_url,
+            "client_kwargs": {"timeout": settings.llm_timeout, "headers": headers},
+        }
+    else:  # another LangChain provider: the usual names, where it takes them
+        options |= {"timeout": settings.llm_timeout, "max_retries": 0}
+        if settings.llm_base_url:
+            options["base_url"] = settings.llm_base_url
+        if key:
+            options["api_key"] = key
+    extra = EXTRAS.get(provider)
+    install = f"pip install -e '.[{extra}]'" if extra else f"pip install langchain-{provider}"
     try:
         from langchain.chat_models import init_chat_model
 
-        return init_chat_model(spec, temperature=temperature)
+        return init_chat_model(model, model_provider=provider, **options)
     except ImportError as exc:
         raise AnswerError(
-            f"cannot load the chat model {spec}: {exc}",
-            hint=f"pip install langchain-{provider.replace('_', '-')}",
+            f"NEWSBOT_LLM={spec} needs langchain-{provider.replace('_', '-')}, which is not "
+            f"installed ({exc})",
+            hint=f"{install} (in newsbot's folder), or unset NEWSBOT_LLM",
         ) from exc
     except Exception as exc:
         raise AnswerError(
             f"cannot load the chat model {spec}: {type(exc).__name__}: {exc}",
-            hint="check the provider's settings (API key, base URL), or unset NEWSBOT_LLM",
+            hint="check NEWSBOT_LLM, NEWSBOT_LLM_BASE_URL and the API key, or unset NEWSBOT_LLM",
         ) from exc
 
 
+# -- failures ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a request to the model failed, in words for the user, and whether to try again."""
+
+    reason: str
+    retryable: bool = False
+    retry_after: float | None = None  # seconds the server asked to wait (Retry-After)
+
+
+class ModelFailed(Exception):
+    """The model gave no usable answer; `reason` says why (shown as the fallback reason)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds a response asks to wait: OpenAI's retry-after-ms, or Retry-After in seconds or
+    as an HTTP date."""
+    if not headers:
+        return None
+    milliseconds = headers.get("retry-after-ms")
+    try:
+        if milliseconds is not None:
+            return max(float(milliseconds) / 1000, 0.0)
+    except ValueError:
+        pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(when.tzinfo or UTC)).total_seconds(), 0.0)
+
+
+def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
+    """What went wrong, from LangChain's provider-neutral errors (langchain_core.exceptions,
+    raised by langchain-openai), the ollama client's ResponseError/ConnectionError, or httpx's
+    own exceptions, whichever the chain holds."""
+    import httpx
+    from langchain_core.exceptions import ModelConnectionError, ModelTimeoutError
+
+    for error in _chain(exc):
+        if isinstance(error, ModelTimeoutError | httpx.TimeoutException | TimeoutError):
+            return Failure(f"no reply within {timeout:g} s (NEWSBOT_LLM_TIMEOUT)")
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int) and status >= 400:
+            response = getattr(error, "response", None)
+            wait = retry_after(getattr(response, "headers", None))
+            message = " ".join(str(getattr(error, "message", None) or error).split())[:120]
+            if status == 429:
+                return Failure(f"rate limited by {where} (429)", True, wait)
+            if status >= 500:
+                return Failure(f"{where} failed ({status}: {message})", True, wait)
+            return Failure(f"{where} refused the request ({status}: {message})")
+        if isinstance(error, ModelConnectionError | httpx.ConnectError | ConnectionError):
+            return Failure(f"cannot connect to {where}")
+        if isinstance(error, httpx.TransportError):
+            return Failure(f"the connection to {where} failed ({type(error).__name__})")
+    return Failure(f"the chat model failed ({type(exc).__name__}: {exc})")
+
+
+@dataclass
+class Attempts:
+    """Bounded retries of one model request: a 429 or 5xx is tried again up to `retries` times,
+    after the wait the server asks for (Retry-After) or a short backoff; a wait longer than
+    `max_wait`, or past the answer's deadline, is not made. Nothing else is retried: a refused
+    connection or a 4xx will fail the same way, and a time-out has already spent the budget."""
+
+    retries: int
+    max_wait: float
+    deadline: float  # time.monotonic() past which the answer is extractive
+    backoff: float = 0.5
+    made: int = 0
+
+    def wait_before_next(self, failure: Failure) -> float:
+        """Seconds to wait before trying again; raises ModelFailed when not to try again."""
+        self.made += 1
+        tries = f" after {self.made} tries" if self.made > 1 else ""
+        if not failure.retryable or self.made > self.retries:
+            raise ModelFailed(failure.reason + tries)
+        wait = failure.retry_after
+        if wait is None:
+            wait = self.backoff * 2 ** (self.made - 1)
+        elif wait > self.max_wait:
+            raise ModelFailed(
+                f"{failure.reason}: it asked to wait {wait:g} s, more than "
+                f"NEWSBOT_LLM_MAX_RETRY_WAIT ({self.max_wait:g} s)"
+            )
+        if time.monotonic() + wait > self.deadline:
+            raise ModelFailed(failure.reason + tries + " (no time left to wait and retry)")
+        return wait
+
+
+# -- the answerer ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the Answerer produced: the draft, which answerer wrote it, and why the LLM's answer
+    was not used when it was not (`fallback_reason`, shown as a one-line note)."""
+
+    draft: Draft
+    answerer: str  # "extractive", or "llm:" + settings.llm (e.g. "llm:openai:gpt-4o-mini")
+    fallback_reason: str | None = None
+    # The model's seconds (all tries) and, when the server reports usage, its token counts.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 class Answerer:
-    """Turns a question and its passages into a Draft: extractively, or with a chat model.
+    """Turns a question and its passages into a Reply: extractively, or with a chat model.
 
     The chat model is `chat_model` when given (any LangChain chat model), else the one named by
     settings.llm, else none. Prompts are loaded and checked here, so a broken prompt file fails
     Bot.open rather than the first question.
     """
 
-    def __init__(self, settings: Settings, chat_model: Any = None) -> None:
+    def __init__(self, settings: Settings, chat_model: Any = None, embedder: Any = None) -> None:
         from bot.prompts import load_prompts
 
         self.settings = settings
+        self._embedder = embedder
         self.prompts = load_prompts()
+        # What Answer.answerer says, and the server failure messages name.
+        self.name = f"llm:{type(chat_model).__name__}"
+        self.where = "the chat model"
         if chat_model is None and settings.llm:
-            chat_model = load_chat_model(settings.llm, temperature=settings.llm_temperature)
+            chat_model = load_chat_model(settings.llm, settings)
+            provider = settings.llm.partition(":")[0]
+            self.name = f"llm:{settings.llm}"
+            self.where = settings.llm_base_url or SERVERS.get(provider, "the model server")
         self.chat_model = chat_model
+
+    @property
+    def embedder(self) -> Any:
+        """The bot's embedder (the process-wide one for these settings when none was given)."""
+        if self._embedder is None:
+            from index.embed import load_embedder
+
+            self._embedder = load_embedder(self.settings)
+        return self._embedder
+
+    def matcher(self, question: str) -> SentenceMatcher:
+        return SentenceMatcher(
+            self.embedder.embed,
+            min_similarity=self.settings.citation_min_similarity,
+            tie=NAME_TIE,
+            allow_instructions=read_question(question).about_instructions,
+        )
 
     def standalone(self, question: str, history: Sequence[Turn] | None) -> str:
         from bot.conversation import condense
@@ -355,15 +628,101 @@ class Answerer:
         *,
         query: Query | None = None,
         today: date | None = None,
-    ) -> Iterator[str | Draft]:
-        """Text pieces as they are produced, then the Draft."""
+    ) -> Iterator[str | Reply]:
+        """Text pieces as they are produced, then the Reply.
+
+        The pieces add up to the Reply's text, except when the model's stream broke off after
+        some of it was shown: the Reply then holds the extractive answer, and front doors show
+        it in full (they compare).
+        """
         draft = self.extractive(question, passages, query)
         if self.chat_model is None or draft.refused:
             # Below the calibrated evidence threshold even an LLM would be guessing.
             yield draft.text
-            yield draft
+            yield Reply(draft, "extractive")
             return
         messages = answer_messages(
             self.prompts["answer"], question, passages, (today or date.today()).isoformat()
         )
-        yield from stream_llm_answer(self.chat_model, messages, passages, question, lambda: draft)
+        checker = CitationChecker(passages, self.matcher(question))
+        timings: dict[str, float] = {}
+        shown = False
+        try:
+            for piece in self._model_stream(messages, checker, timings):
+                shown = True
+                yield piece
+        except ModelFailed as failed:
+            log.warning("the chat model gave no answer (%s); answering extractively", failed)
+            if not shown:
+                yield draft.text
+            yield Reply(draft, "extractive", failed.reason, timings)
+            return
+        if checker.sentences:
+            yield Reply(
+                Draft(checker.text, checker.citations(), False, draft.confidence),
+                self.name,
+                None,
+                timings,
+            )
+            return
+        if is_refusal(checker.raw):
+            closest = draft.citations[:CLOSEST_CITATIONS]
+            text = NOT_FOUND + (CLOSEST_NOTE if closest else "")
+            yield text
+            yield Reply(Draft(text, closest, True, draft.confidence), self.name, None, timings)
+            return
+        log.info("the LLM answer had no valid citation; answering extractively instead")
+        yield draft.text
+        yield Reply(draft, "extractive", "the model's reply cited no passage", timings)
+
+    def _model_stream(
+        self, messages: list[Any], checker: CitationChecker, timings: dict[str, float]
+    ) -> Iterator[str]:
+        """The checked text of the model's streamed reply, with retries (`Attempts`); raises
+        ModelFailed. Records the model's seconds, first-token wait and token counts."""
+        settings = self.settings
+        started = time.monotonic()
+        attempts = Attempts(
+            settings.llm_retries, settings.llm_max_retry_wait, started + settings.llm_timeout
+        )
+        usage: dict[str, float] = {}
+        try:
+            while True:
+                received = False
+                try:
+                    for chunk in self.chat_model.stream(messages):
+                        received = True
+                        for key in ("input_tokens", "output_tokens"):
+                            count = (getattr(chunk, "usage_metadata", None) or {}).get(key)
+                            if count:
+                                usage[key] = usage.get(key, 0) + count
+                        piece = _content(chunk)
+                        if piece and "model_first_token" not in timings:
+                            timings["model_first_token"] = time.monotonic() - started
+                        shown = checker.feed(piece) if piece else ""
+                        if shown:
+                            yield shown
+                        if time.monotonic() > attempts.deadline:
+                            raise ModelFailed(
+                                f"the reply took longer than {settings.llm_timeout:g} s "
+                                "(NEWSBOT_LLM_TIMEOUT)"
+                            )
+                    break
+                except ModelFailed:
+                    raise
+                except Exception as exc:
+                    failure = failure_of(exc, where=self.where, timeout=settings.llm_timeout)
+                    if received:  # text may have been shown: a retry would not add up
+                        log.info("the stream broke: %s", failure.reason)
+                        raise ModelFailed(
+                            f"the reply from {self.where} broke off half-way"
+                        ) from exc
+                    wait = attempts.wait_before_next(failure)
+                    log.info("%s; trying again in %.1f s", failure.reason, wait)
+                    time.sleep(wait)
+            shown = checker.finish()
+            if shown:
+                yield shown
+        finally:
+            timings["model"] = time.monotonic() - started
+            timings.update(usage)

@@ -55,8 +55,18 @@ class Answer:
     text: str
     citations: tuple[Citation, ...]
     refused: bool
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (+ LLM tokens)
     filters: dict[str, Any] = field(default_factory=dict)  # what was understood from the question
+    answerer: str = "extractive"  # or "llm:<provider:model>" when a language model wrote it
+    # Why the configured language model's answer was not used (this one is extractive).
+    fallback_reason: str | None = None
+
+    @property
+    def note(self) -> str:
+        """One line for the front doors when the language model did not answer, else ""."""
+        if not self.fallback_reason:
+            return ""
+        return f"Quoted from the articles, without the language model: {self.fallback_reason}."
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +77,8 @@ class Answer:
             "citations": [citation.to_dict() for citation in self.citations],
             "timings": dict(self.timings),
             "filters": dict(self.filters),
+            "answerer": self.answerer,
+            "fallback_reason": self.fallback_reason,
         }
 
     def to_markdown(self) -> str:

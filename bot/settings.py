@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -86,8 +86,28 @@ class Settings(BaseSettings):
 
     # -- answering -----------------------------------------------------------------------------
     k: int = Field(default=6, ge=1, le=100, description="Passages retrieved per question.")
-    llm: str | None = Field(default=None, description="provider:model for init_chat_model.")
+    llm: str | None = Field(
+        default=None, description="provider:model, e.g. openai:gpt-4o-mini or ollama:llama3.1."
+    )
+    llm_base_url: str | None = Field(
+        default=None,
+        description="The model server: an OpenAI-compatible API (http://host:8080/v1) for "
+        "openai:, the Ollama host (http://host:11434) for ollama:.",
+    )
+    # Else the provider's own variable (OPENAI_API_KEY, OLLAMA_API_KEY). A local server that
+    # checks no key needs none.
+    llm_api_key: SecretStr | None = Field(default=None, description="The model server's API key.")
     llm_temperature: float = Field(default=0.0, ge=0, le=2)
+    # Seconds to connect, for each piece of the reply, and for the whole reply: past it the
+    # question is answered extractively. A local model on a CPU may need more.
+    llm_timeout: float = Field(default=60.0, gt=0, le=3600)
+    # Retries of a request refused with 429 or 5xx (never of one that timed out: that wait was
+    # the budget). A Retry-After longer than llm_max_retry_wait is not waited for.
+    llm_retries: int = Field(default=2, ge=0, le=10)
+    llm_max_retry_wait: float = Field(default=10.0, ge=0, le=600)
+    # A claim's [n] needs a sentence of passage n at least this similar (cosine, the embedding
+    # model) to the claim; else the marker is dropped. bot/llm.py, bench/citation_mapping.py.
+    citation_min_similarity: float = Field(default=0.35, ge=-1, le=1)
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
     # Calibrated on ../shared/eval (docs/answering.md): on the MultiHop dev set (hybrid retrieval,
     # k=6) 0.22 refuses 26/28 null questions (0.93) and 1/172 answerable ones (0.006); 0.20
@@ -124,7 +144,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
-    @field_validator("chroma_url")
+    @field_validator("chroma_url", "llm_base_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

@@ -257,6 +257,9 @@ def answer_blocks(answer: Answer, *, feedback: bool = True) -> list[dict[str, An
         pieces = pieces[:MAX_ANSWER_SECTIONS]
         pieces[-1] = _cut(pieces[-1] + " " * MAX_TEXT, MAX_TEXT)  # force the "…"
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": p}} for p in pieces]
+    if answer.note:
+        note = {"type": "mrkdwn", "text": f"_{_cut(escape(answer.note), MAX_TEXT - 2)}_"}
+        blocks.append({"type": "context", "elements": [note]})
 
     citations = list(answer.citations)
     if citations and answer.refused:

@@ -205,7 +205,8 @@ def test_he_said_brings_the_sentence_that_names_him() -> None:
     draft = answer("What did Jane Doe say about the truce talks?", passages_of(article))
     quotes = [c.quote for c in draft.citations]
     assert any("talks on the truce had been useful" in q for q in quotes)
-    assert "She met officials for two hours." in quotes  # the sentence "she" points back to
+    # "she" points back past "She met officials" to the sentence that names her.
+    assert "Foreign Minister Jane Doe of Norway arrived in Cairo on Monday." in quotes
 
 
 def test_speaker_named_in_the_next_sentence() -> None:

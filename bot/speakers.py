@@ -1,0 +1,367 @@
+"""Who said it: the speaker of a statement, named, described or pointed at, and how the article
+describes that speaker elsewhere.
+
+News style attributes a statement in a few shapes, and names a speaker in a few more:
+
+- named: "..., said al Thani", "Blinken said", "according to Kenji Moriyama", "Dolores Okafor,
+  the union's president, said", "Mayor Henrik Lindqvist called the walkout ...";
+- described: "the armed group said in a statement", "said the head of US diplomacy", "The mayor,
+  who faces re-election in November, said", "Its chief executive, Paul Brennan, told reporters";
+- pointed at: "he said", "she told parents", or a bare quotation whose neighbour says whose it is.
+
+A speaker's *profile* is the set of words that describe it in the sentences around: the name, the
+titles written before it ("Qatari Prime Minister Mohammed al Thani", "the Belgian Lotte
+Verbeke"), appositions ("Dolores Okafor, the union's president"; "Its representative in Nairobi,
+Dr. Abdourahmane Diallo"), and, for "its"/"their", the organisation the sentence before is
+about. A described speaker ("the head of US diplomacy") takes the profile of the latest named
+speaker or subject whose profile shares a word with the description ("U.S. Secretary of State
+Antony Blinken": `usa`); a pronoun takes the latest named person. A question then names the
+speaker any of these ways ("the Qatari prime minister", "the union", "Verbeke") and is matched
+against the profile. Pure functions of text; words are compared by `bot.terms`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from bot.terms import terms
+
+# Verbs that attribute a statement to its subject or to the name after them.
+_VERBS = (
+    r"said|says|added|adds|told|tells|stated|explained|noted|warned|insisted|argued|wrote|"
+    r"continued|declared|announced|stressed|replied|responded|acknowledged|admitted|confirmed|"
+    r"revealed|urged|called|described|insisted|vowed|promised|pledged|claimed|spoke|speaking|"
+    r"commented|remarked|recalled|cautioned|conceded|predicted|welcomed|criticised|criticized"
+)
+_PARTICLES = r"(?:al|el|bin|ben|de|del|der|van|von|da|di|du|la|le|ibn|abu|dos)"
+_CAP = r"[A-Z][\w'’.-]*"
+_NAME = (
+    rf"(?:{_PARTICLES}[\s-]+)?{_CAP}"
+    rf"(?:\s+(?:{_PARTICLES}[\s-]+|of\s+(?:the\s+)?)?{_CAP}){{0,5}}"
+)
+# "said al Thani", "according to Moriyama", "told Belgian television" is not a name: checked after.
+_VERB_NAME = re.compile(rf"\b(?i:said|says|added|according to|continued|wrote)\s+(?P<name>{_NAME})")
+# "said Toffees boss Sean Dyche": a title with a role noun before a full name.
+_VERB_TITLED_NAME = re.compile(
+    rf"\b(?i:said|says|added|according to)\s+(?P<title>(?:{_CAP}\s+){{0,3}}[a-z]+\s+)"
+    rf"(?P<name>{_CAP}\s+{_CAP}(?:\s+{_CAP})?)"
+)
+# "Blinken said", "Kenji Moriyama, said", "Moriyama told reporters".
+_NAME_VERB = re.compile(
+    rf"(?P<name>{_NAME})\s*,?\s+(?:(?i:also|later|then|has|had)\s+)?(?:{_VERBS})\b"
+)
+# "Dolores Okafor, the union's president, said", "Blinken, whose government ..., both ...,
+# for ..., spoke" (an apposition may hold commas of its own).
+_NAME_APPOSITION_VERB = re.compile(
+    rf"(?P<name>{_NAME})(?P<apposition>(?:\s*,[^,.;]{{1,90}}){{1,4}},)\s+(?:(?i:also|later|then)\s+)?"
+    rf"(?:{_VERBS})\b"
+)
+# "the armed group said", "The mayor, who faces re-election, said", "its chief executive told".
+_DESCRIBED_VERB = re.compile(
+    rf"(?<![\w'’])(?P<description>(?i:the|its|his|her|their|a|an)\s+[\w'’-]+(?:\s+[\w'’-]+){{0,5}}?)"
+    rf"(?:\s*,[^,]{{1,90}},)?\s+(?:{_VERBS})\b"
+)
+# "said the head of US diplomacy", "according to the ministry".
+_VERB_DESCRIBED = re.compile(
+    r"\b(?i:said|says|added|according to|told)\s+(?P<description>(?i:the|its|his|her|their|a|an|"
+    r"one)\s+[\w'’-]+(?:\s+(?:of|for|at|in|on)?\s*[\w'’-]+){0,5})"
+)
+_PRONOUN_VERB = re.compile(rf"\b(?P<pronoun>he|she|they|we|it)\s+(?:also\s+)?(?:{_VERBS})\b", re.I)
+_VERB_PRONOUN = re.compile(r"\b(?:said|says|added|told)\s+(?P<pronoun>he|she|they)\b", re.I)
+_SPEECH = re.compile(rf"\b(?:{_VERBS}|says|say|according to|in a statement)\b|[\"“”]", re.I)
+# Capitalised words that start a clause or a quotation rather than name a speaker.
+_NOT_NAMES = frozenset(
+    "the a an this that these those it its he she they we i our my his her their you but and or "
+    "although though however nevertheless meanwhile officials sources shortly after before in on "
+    "at for as if when while what who there here no not yes".split()
+)
+# Descriptions that point back at an organisation, not at a person.
+_ORGANISATIONS = frozenset(
+    terms(
+        "group movement organisation organization union ministry agency authority company firm "
+        "office government party militia council committee department team club association "
+        "federation board bank court army police alliance coalition campaign"
+    )
+)
+_PERSON_PRONOUNS = frozenset({"he", "she"})
+# How sure an attribution is: a name in the sentence, a description, a pronoun or a neighbour.
+NAMED, DESCRIBED, POINTED = 1.0, 0.9, 0.7
+
+
+def is_statement(text: str) -> bool:
+    """Whether a sentence reports what someone said (a speech verb or quotation marks)."""
+    return _SPEECH.search(text) is not None
+
+
+def _clean_name(name: str) -> str | None:
+    words = name.strip(" .,'’").split()
+    while words and words[0].lower() in _NOT_NAMES:
+        words = words[1:]
+    if not words or not any(w[:1].isupper() for w in words):
+        return None
+    if words[-1].lower().rstrip(".,") in _DAYS:
+        return None
+    return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Mention:
+    """How a sentence names its speaker."""
+
+    kind: str  # "named", "described" or "pronoun"
+    text: str  # the name, the description or the pronoun
+    apposition: str = ""  # "the union's president" in "Okafor, the union's president, said"
+
+
+@lru_cache(maxsize=16384)
+def mention(text: str) -> Mention | None:
+    """The speaker a statement names itself, if it does."""
+    for match in _VERB_NAME.finditer(text):
+        name = _clean_name(match.group("name"))
+        if name and not _looks_like_place_or_outlet(name, text, match.end()):
+            return Mention("named", name)
+    for match in _VERB_TITLED_NAME.finditer(text):
+        return Mention("named", match.group("name"), match.group("title").strip())
+    for pattern in (_NAME_VERB, _NAME_APPOSITION_VERB):
+        for match in pattern.finditer(text):
+            name = _clean_name(match.group("name"))
+            if name:
+                apposition = match.groupdict().get("apposition") or ""
+                return Mention("named", name, apposition.strip(" ,"))
+    pronoun = _PRONOUN_VERB.search(text) or _VERB_PRONOUN.search(text)
+    described = [m for m in (_VERB_DESCRIBED.search(text), _DESCRIBED_VERB.search(text)) if m]
+    if described:
+        first = min(described, key=lambda m: m.start())
+        if pronoun is None or first.start() < pronoun.start():
+            return Mention("described", first.group("description"))
+    if pronoun:
+        return Mention("pronoun", pronoun.group("pronoun").lower())
+    return None
+
+
+def _looks_like_place_or_outlet(name: str, text: str, end: int) -> bool:
+    """ "told Belgian television", "said Tuesday": a capitalised word that is not the speaker."""
+    following = text[end : end + 20].lstrip()
+    return name.split()[-1].lower() in _DAYS or following[:1].islower() and len(name.split()) == 1
+
+
+_DAYS = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday today yesterday january february "
+    "march april may june july august september october november december".split()
+)
+# Words that may stand before a name as its title: capitalised words, demonyms, role nouns.
+_TITLE = re.compile(r"^(?:[A-Z][\w'’.-]*|of|for|al|el|bin|ibn|de|van|von|da|di|du|la|le)$")
+_ROLE = re.compile(r"^[a-z][a-z-]+$")
+
+
+@lru_cache(maxsize=16384)
+def descriptions(name: str, text: str) -> frozenset[str]:
+    """Words `text` uses to describe `name`: titles before it ("Qatari Prime Minister Mohammed
+    al Thani", "Kenyan rider Amara Njoroge", "the Belgian Lotte Verbeke") and appositions
+    ("Dolores Okafor, the union's president,"; "Its chief executive, Paul Brennan,")."""
+    surname = name.split()[-1]
+    found: set[str] = set()
+    target = terms(surname)
+    if not target:
+        return frozenset()
+    tokens = re.findall(r"[\w'’.-]+|[^\w\s]", text)
+    for index, token in enumerate(tokens):
+        if terms(token) != target:
+            continue
+        run = [token]
+        lower = 0
+        for previous in reversed(tokens[:index]):
+            if previous.lower() in _NOT_NAMES:
+                break
+            if _TITLE.match(previous):
+                run.append(previous)
+            elif _ROLE.match(previous) and lower < 2:  # "rider" in "Kenyan rider Amara Njoroge"
+                run.append(previous)
+                lower += 1
+            else:
+                break
+        found.update(terms(" ".join(run)))
+    escaped = re.escape(surname)
+    after = re.search(
+        rf"{escaped}\s*,\s*(?P<desc>(?:the|its|his|her|their|a|an)\s[^,.;]{{2,80}})", text
+    )
+    if after is None:
+        after = re.search(rf"{escaped}\s*,\s*(?P<desc>[\w'’]+['’]s\s[^,.;]{{2,80}})", text)
+    if after:
+        found.update(terms(after.group("desc")))
+    before = re.search(
+        rf"(?:^|[,;]\s*)(?P<desc>(?:[A-Z][\w'’]*|the|its|his|her|their)\s[^,.;]{{2,80}}?),\s*"
+        rf"(?:[A-Z][\w'’.-]*\s+){{0,4}}{escaped}\b",
+        text,
+    )
+    if before:
+        found.update(terms(before.group("desc")))
+    return frozenset(found | _acronyms(text) & _mentioned_near(found, text))
+
+
+def _acronyms(text: str) -> set[str]:
+    """ "European Space Agency" -> `esa`: a question may name an organisation by its initials."""
+    found = set()
+    for match in re.finditer(r"(?:[A-Z][a-z]+\s+(?:of\s+)?){1,5}[A-Z][a-z]+", text):
+        initials = "".join(w[0] for w in match.group().split() if w[0].isupper())
+        if len(initials) >= 2:
+            found.add(initials.lower())
+    return found
+
+
+def _mentioned_near(words: set[str], text: str) -> set[str]:
+    """The acronyms of `text` when its description of a speaker is not empty."""
+    return _acronyms(text) if words else set()
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who makes a statement: the words that describe the speaker, the neighbouring sentences
+    that name or introduce it (by their offset from the statement: -1 the sentence before), and
+    how sure the attribution is."""
+
+    words: frozenset[str]
+    linked: tuple[int, ...]
+    certainty: float
+
+
+def _profile(name: str, texts: Sequence[str]) -> frozenset[str]:
+    words = set(terms(name))
+    for text in texts:
+        words |= descriptions(name, text)
+    return frozenset(words)
+
+
+def _owner(text: str, before: Sequence[str]) -> set[str]:
+    """ "Its chief executive", "their spokesman": the organisation the sentence before speaks
+    for, or is about."""
+    if not re.match(r"[\"“”'’\s]*(?i:its|their)\b", text) or not before:
+        return set()
+    said = mention(before[-1])
+    if said is not None and said.kind != "pronoun":
+        return set(terms(said.text))
+    subject = _subject(before[-1])
+    return set(terms(subject)) if subject else set()
+
+
+def _subject(text: str) -> str | None:
+    """The first name of a sentence ("The World Health Organization, which ..."), with the
+    short form it gives in brackets ("the Islamic Resistance Movement (Hamas)")."""
+    for match in re.finditer(_NAME, text):
+        name = _clean_name(match.group())
+        if name:
+            short = re.match(r"\s*\((?P<short>[^()]{1,40})\)", text[match.end() :])
+            return f"{name} {short.group('short')}" if short else name
+    return None
+
+
+def _named_in(text: str) -> list[str]:
+    """Speakers and names a sentence holds, the speaker first."""
+    found = []
+    said = mention(text)
+    if said is not None and said.kind == "named":
+        found.append(said.text)
+    for match in re.finditer(_NAME, text):
+        name = _clean_name(match.group())
+        if name and name not in found:
+            short = re.match(r"\s*\((?P<short>[^()]{1,40})\)", text[match.end() :])
+            found.append(f"{name} {short.group('short')}" if short else name)
+    return found
+
+
+def attribute(
+    text: str,
+    before: Sequence[str] = (),
+    after: str | None = None,
+    elsewhere: Sequence[str] = (),
+) -> Attribution:
+    """The speaker of the statement `text`, given the sentences right before it (nearest last),
+    the one right after it, and other sentences of the article (where a name may be introduced
+    with its title). A statement that names nobody and has no neighbour to say whose it is gets
+    its own words, with low certainty."""
+    around = [*elsewhere, *before, text, *([after] if after else [])]
+    said = mention(text)
+    if said is not None and said.kind == "named":
+        words = set(_profile(said.text, around)) | set(terms(said.apposition))
+        words |= _owner(text, before) | _owner(said.apposition, before)
+        own = descriptions(said.text, text) | set(terms(said.text))
+        neighbours = ((-1, before[-1] if before else None), (1, after))
+        linked = tuple(
+            offset
+            for offset, other in neighbours
+            if other is not None and descriptions(said.text, other) - own
+        )
+        return Attribution(frozenset(words), linked, NAMED)
+    if said is not None and said.kind == "described":
+        description = set(terms(said.text)) | _owner(said.text, before)
+        antecedent = _antecedent(description, before)
+        if antecedent is not None:
+            offset, name = antecedent
+            return Attribution(
+                frozenset(description | _profile(name, around)), (offset,), DESCRIBED
+            )
+        return Attribution(frozenset(description), (), DESCRIBED)
+    if said is not None and said.kind == "pronoun" and before:
+        for offset in range(1, min(3, len(before)) + 1):
+            names = _named_in(before[-offset])
+            if names:
+                return Attribution(_profile(names[0], around), (-offset,), POINTED)
+    # A bare quotation: ", said X" opening the next sentence, else the speaker of the one before.
+    if after is not None and re.match(r"^[\"“”'’,\s]*(?:said|says|added)\b", after, re.I):
+        nxt = mention(after)
+        if nxt is not None and nxt.kind == "named":
+            return Attribution(_profile(nxt.text, around), (1,), NAMED)
+    if before and text.lstrip()[:1] in '"“':
+        names = _named_in(before[-1])
+        if names:
+            return Attribution(_profile(names[0], around), (-1,), POINTED)
+    return Attribution(frozenset(terms(text)), (), 0.3)
+
+
+def _antecedent(description: set[str], before: Sequence[str]) -> tuple[int, str] | None:
+    """The named speaker a description stands for: the latest name in the sentences before
+    whose profile shares a word with it ("the head of US diplomacy" -> "U.S. Secretary of State
+    Antony Blinken": `usa`), linked to the nearest sentence that names it ("Blinken ... spoke in
+    a similar vein"); for a bare organisation ("the armed group"), the sentence before's first
+    name."""
+    for offset in range(1, min(4, len(before)) + 1):
+        sentence = before[-offset]
+        for name in _named_in(sentence):
+            if description & (set(terms(name)) | descriptions(name, sentence)):
+                surname = terms(name.split()[-1])
+                for nearer in range(1, offset):
+                    if surname and set(surname) <= set(terms(before[-nearer])):
+                        return -nearer, name
+                return -offset, name
+    if description & _ORGANISATIONS:
+        for offset in range(1, min(2, len(before)) + 1):
+            for name in _named_in(before[-offset]):
+                if _organisation_like(name):
+                    return -offset, name
+    return None
+
+
+def _organisation_like(name: str) -> bool:
+    """A name that can stand for "the group" / "the company": several capitalised words
+    ("Volta Motors"), an acronym or a short form in brackets; not a lone place or person word
+    ("Egypt", "Amman")."""
+    words = name.split()
+    return len(words) >= 2 or bool(re.fullmatch(r"[A-Z]{2,6}", name))
+
+
+def speaker_terms(text: str) -> frozenset[str]:
+    """How a question names a speaker, as words: its terms, and initials written in capitals
+    ("WHO", "ESA"), which are not stop words there."""
+    found = set(terms(text))
+    found.update(w.lower() for w in re.findall(r"\b[A-Z]{2,5}\b", text) if w not in ("US", "UK"))
+    return frozenset(found)
+
+
+def speaker_match(question_speaker: frozenset[str], attribution: Attribution) -> float:
+    """Share of the words a question names its speaker with that describe the speaker."""
+    if not question_speaker:
+        return 0.0
+    return len(question_speaker & attribution.words) / len(question_speaker)
