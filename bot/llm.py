@@ -134,6 +134,7 @@ class SentenceMatcher:
         if claim[-1:].isalnum():
             claim += "."  # the marker came before the full stop; embed the sentence as written
         names = named(claim)
+        reports = is_statement(claim)
         similarities = np.full(len(sentences), -1.0)
         for owner, speaker, similarity in zip(
             readings.owners,
@@ -141,9 +142,10 @@ class SentenceMatcher:
             readings.vectors @ self.embed([claim])[0],
             strict=True,
         ):
-            # A statement read with its speaker's introduction counts when the claim names
-            # that speaker; otherwise the introduction's own content would be credited to it.
-            if not speaker or names & speaker:
+            # A statement read with its speaker's introduction counts for a claim that reports
+            # what that speaker said; otherwise the introduction's own content would be
+            # credited to the statement.
+            if not speaker or (reports and names & speaker):
                 similarities[owner] = max(similarities[owner], float(similarity))
         words = set(terms(claim))
         support = [
