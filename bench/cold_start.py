@@ -20,9 +20,8 @@ It also reports whether each newsbot process imported torch or chromadb (checked
 run of the same command through a wrapper, so that the timed runs are the plain console script),
 and where
 the time of an onnx `newsbot ask` goes, measured inside fresh processes: once the way it runs
-(the index loaded from its snapshot, checked against the store's version file, no Chroma client)
-and once with every piece in turn (chromadb's import, the store, the model, the index built from
-the store, as before the snapshot).
+(the CLI's own steps) and once with every piece in turn (chromadb's import, the store, the model,
+the lexical index caught up with the store's log).
 """
 
 from __future__ import annotations
@@ -89,9 +88,7 @@ print("IMPORTED=" + ",".join(m for m in ("torch", "chromadb") if m in sys.module
 """
 
 # Where the time of `newsbot ask` goes, in a fresh process. "as run": the steps of the CLI's ask
-# as the console script takes them (bot/cli.py: _console_start, no garbage collection while
-# opening, the index from its snapshot).
-# "in turn": each piece alone, as before the snapshot: the index built from the store.
+# as the console script takes them. "in turn": each piece alone.
 BREAKDOWN = """
 import io, json, sys, time
 started = time.perf_counter()
@@ -108,31 +105,27 @@ from bot.core import Bot
 from bot.settings import load_settings
 settings = load_settings(data_dir=data_dir)
 if mode == "as run":
-    cli._console_start()  # what the newsbot console script does first
-    with cli._no_collection():
-        cli._require_articles(settings)
-    lap("check the store holds articles (its version file)")
-    with cli._no_collection():
-        newsbot = Bot.open(settings)
+    cli._require_articles(settings)
+    lap("check the store holds articles (opens Chroma)")
+    newsbot = Bot.open(settings)
     lap("Bot.open: the model, the retrieval and answering modules")
 else:
     import numpy, chromadb
     lap("import chromadb")
-    from index.store import Store
+    from bot.core import open_store
     from index.embed import load_embedder
-    store = Store.open(settings)
+    store = open_store(settings)
+    store.count()
     lap("open the store")
     embedder = load_embedder(settings)
     lap("load the model (onnxruntime session, tokenizer)")
     newsbot = Bot(settings, store, embedder)
-    newsbot.retriever.snapshot = None
     lap("Bot(): retrieval and answering modules")
     newsbot.store.count()
     newsbot.store.check_identity(newsbot.embedder.identity)
     lap("checks (store not empty, model identity)")
-newsbot.retriever.lexical_index()
-loaded = newsbot.retriever.snapshot_loads
-lap("index: " + ("loaded from the snapshot" if loaded else "built from the store"))
+newsbot.warm()
+lap("lexical index: caught up with the store's log")
 answer = newsbot.ask(question)
 lap("answer (embed, search, compose)")
 cli.render_answer(Console(file=io.StringIO()), answer)
@@ -142,18 +135,18 @@ print(json.dumps(phases))
 """
 
 # Fills a store with `count` chunks of synthetic articles whose vectors are taken, in turn, from
-# an existing store (see the module docstring); then writes its index snapshot as an ingest does.
+# an existing store (see the module docstring).
 BIG_STORE = """
 import sys
 import numpy as np
 from bot.core import Bot
 from bot.settings import load_settings
 from index.read import iter_articles
-from index.store import Store
+from bot.core import open_store
 
 source_dir, target_dir, articles_file = sys.argv[1:4]
 count = int(sys.argv[4])
-source = Store.open(load_settings(data_dir=source_dir))
+source = open_store(load_settings(data_dir=source_dir))
 vectors = np.asarray([c.vector for c in source.iter_chunks(vectors=True)], dtype=np.float32)
 
 class ReusedVectors:

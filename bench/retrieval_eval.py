@@ -92,7 +92,7 @@ def run_config(
     retriever = Retriever(
         bot.store, embedder, mode="dense" if mode == "baseline" else mode, config=config
     )
-    retriever.lexical_index()
+    retriever.refresh()
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
     details = []
     seconds: list[float] = []

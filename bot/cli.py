@@ -7,7 +7,6 @@ A NewsbotError becomes one red line (plus its hint) and exit code 1; `--debug` a
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import re
@@ -42,10 +41,6 @@ EXIT_INTERRUPTED = 130
 SPINNER_TEXT = "Looking through the articles..."
 LOADING_TEXT = "Loading the embedding model..."
 EMPTY_STORE_MESSAGE = "nothing indexed yet: run `newsbot ingest PATH`"
-STOPPED_HALF_WAY = (
-    "the last ingest into this store stopped before it finished: run it again to complete it "
-    "(until then, answers come from what it stored, and questions start slower)"
-)
 CHAT_PROMPT = "you> "
 _MARKER = re.compile(r"\[\d+\]")
 _DEBUG_KEY = "newsbot.debug"
@@ -215,37 +210,15 @@ def _working(message: str) -> Iterator[None]:
 
 def _require_articles(settings: Settings) -> None:
     """Fail early, before the model loads, when there is nothing to answer from."""
-    from index.store import Store
+    from bot.core import open_store
 
-    store = Store.open(settings)  # the count comes from its version file, without Chroma
+    store = open_store(settings)
     if not store.count():
         raise NewsbotError(
             EMPTY_STORE_MESSAGE,
             hint=f"the store {store.where} (collection {store.name}) holds no "
             "articles; e.g. newsbot ingest samples/articles",
         )
-    if store.stopped_half_way():
-        _stderr().print(Text(STOPPED_HALF_WAY, style="yellow"), soft_wrap=True)
-
-
-@contextmanager
-def _no_collection() -> Iterator[None]:
-    """In the console script, no garbage collection while the bot opens: importing chromadb,
-    onnxruntime and the retrieval modules makes ~500k objects that live as long as the process,
-    and collecting over them, then and in every full collection after, costs ~0.1 s of a 1 s
-    `newsbot ask`. They are frozen (gc.freeze: never collected) and collection resumes. Not in
-    other processes that call the app (tests), whose older objects may yet become garbage."""
-    was_enabled = gc.isenabled()
-    if not _console_script:
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
 
 
 def _open_bot(
@@ -253,11 +226,10 @@ def _open_bot(
 ) -> Bot:
     from bot.core import Bot
 
-    with _no_collection():
-        if require_articles:
-            _require_articles(settings)
-        with _working(LOADING_TEXT):
-            return Bot.open(settings, check_identity=check_identity)
+    if require_articles:
+        _require_articles(settings)
+    with _working(LOADING_TEXT):
+        return Bot.open(settings, check_identity=check_identity)
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -738,10 +710,10 @@ def stats(
     chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Show the store: location, collection, articles, chunks, embedding model."""
-    from index.store import Store
+    from bot.core import open_store
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
-    figures = Store.open(settings).stats()
+    figures = open_store(settings).stats()
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return
@@ -761,8 +733,6 @@ def stats(
         )
     else:
         table.add_row("embedding", "none yet (nothing ingested)")
-    if figures["stopped_half_way"]:
-        table.add_row("note", Text(STOPPED_HALF_WAY, style="yellow"))
     _stdout().print(table)
 
 
@@ -774,10 +744,10 @@ def reset(
     chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Delete every article and chunk of the collection."""
-    from index.store import Store
+    from bot.core import open_store
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
-    store = Store.open(settings)
+    store = open_store(settings)
     figures = store.stats()
     where = f"{figures['store']} (collection {figures['collection']})"
     if not yes and not typer.confirm(
@@ -787,13 +757,12 @@ def reset(
     ):
         _stdout().print(Text("Nothing deleted.", style="yellow"))
         raise typer.Exit(EXIT_FAILED)
-    from bot.core import store_lock
 
-    # Deleting needs no model: only the store and the lock a running ingest holds.
+    # Deleting needs no model: only the store and the turn a running ingest holds.
     def waiting() -> None:
         _stderr().print("Waiting for a running ingest on this store to finish…")
 
-    with store_lock(settings, on_wait=waiting):
+    with store.turn(on_wait=waiting):
         store.reset()
     _stdout().print(
         Text(f"Deleted {_plural(figures['articles'], 'article')} from {where}."), soft_wrap=True
@@ -1003,45 +972,9 @@ def evaluate(
     )
 
 
-_console_script = False  # set by main(): this process is the `newsbot` command
-
-
-def _console_start() -> None:
-    """What only the `newsbot` process does, to start faster (tests calling the app do not).
-
-    chromadb marks ~160 methods with `overrides.override`, which, as chromadb is imported,
-    checks each one's signature against its base class by disassembling bytecode: 0.1-0.15 s
-    of every command that opens Chroma (`newsbot ask` usually does not: it answers from the
-    index snapshot). Those checks are for chromadb's developers and pass in any release,
-    so here the decorator only marks the method (as `EnforceOverrides` classes require).
-    """
-    global _console_script
-    _console_script = True
-    if "chromadb" in sys.modules:
-        return
-    try:
-        import overrides
-    except ImportError:
-        return
-
-    def override(method: Any = None, **_checks: Any) -> Any:
-        if method is None:
-            return override
-        method.__override__ = True
-        return method
-
-    overrides.override = overrides.overrides = override
-
-
 def main() -> None:
     """The `newsbot` console script."""
-    _console_start()
-    try:
-        app(prog_name="newsbot")
-    finally:
-        # The process ends: its objects go back to the OS, not through a last collection over
-        # all of them (0.1 s with chromadb loaded).
-        gc.freeze()
+    app(prog_name="newsbot")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from datetime import time as clock
-from pathlib import Path
 from typing import Any
 
 from bot.errors import NewsbotError
@@ -51,22 +50,21 @@ def as_datetime(
     return moment
 
 
+def open_store(settings: Settings) -> Any:
+    """The store the settings name (index/store.py), with the analyser its lexical index uses.
+    Opens nothing yet; needs no model."""
+    from bot.retrieve import terms
+    from index.store import Store
+
+    return Store.open(settings, terms)
+
+
 def store_lock(
     settings: Settings, on_wait: Callable[[], None] | None = None
 ) -> AbstractContextManager[None]:
-    """The lock that ingest, reindex and reset hold on one store (index/lock.py): a context
-    manager that waits for the current holder, calling `on_wait` first. Needs no model."""
-    from index.lock import exclusive, store_lock_path
-
-    return exclusive(store_lock_path(settings), on_wait)
-
-
-def index_snapshot_path(settings: Settings) -> Path:
-    """Where the retriever keeps its index between processes (bot/lexical_cache.py)."""
-    from bot.lexical_cache import snapshot_path
-
-    where = settings.chroma_url or str(settings.store_dir)
-    return snapshot_path(settings.data_dir, where, settings.collection)
+    """The turn that ingest, reindex and reset take on one store (index/lock.py): a context
+    manager that waits for the current writer, calling `on_wait` first. Needs no model."""
+    return open_store(settings).turn(on_wait)  # type: ignore[no-any-return]
 
 
 class Bot:
@@ -86,7 +84,7 @@ class Bot:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.retriever = Retriever(store, embedder, snapshot=index_snapshot_path(settings))
+        self.retriever = Retriever(store, embedder)
         self._ingestor: Any = None
         # Extractive unless settings.llm names a chat model or one is passed in.
         self.answerer = Answerer(settings, chat_model, embedder)
@@ -108,7 +106,6 @@ class Bot:
             )
             counter = TokenCounter(settings.embedding_model)
             self._ingestor = Ingestor(self.store, self.embedder, counter, config)
-            self._ingestor.listeners.append(self.retriever.on_store_change)
         return self._ingestor
 
     @classmethod
@@ -127,22 +124,19 @@ class Bot:
         answers instead of the extractive answerer or the model settings.llm names.
         """
         from index.embed import load_embedder
-        from index.store import Store
 
         if settings is None:
             settings = load_settings(**overrides)
         elif overrides:
             settings = load_settings(**{**settings.model_dump(), **overrides})
-        # Chroma is opened when first needed: a question answered from the index snapshot, whose
-        # store has a version file (index/store.py), never imports chromadb.
-        store = Store.open(settings)
+        store = open_store(settings)
         embedder = load_embedder(settings)
         if check_identity:
             store.check_identity(embedder.identity)
         return cls(settings, store, embedder, chat_model=chat_model)
 
     def _lock(self) -> AbstractContextManager[None]:
-        return store_lock(self.settings)
+        return self.store.turn()  # type: ignore[no-any-return]
 
     # -- ingesting -----------------------------------------------------------------------------
     def ingest(
@@ -158,28 +152,8 @@ class Bot:
         if isinstance(sources, str):
             sources = [sources]
         with self._lock():
-            self.retriever.preload()  # then the ingest updates the index instead of a rebuild
-            try:
-                report = self.ingestor.run(self._read(list(sources)), progress=progress)
-            except BaseException:
-                # Stopped by an error or Ctrl-C, the run has still written whole batches (its
-                # writer finishes what was embedded): publish them now, not at the next ingest,
-                # or readers would keep the old index and new processes would open Chroma.
-                try:
-                    self._publish()
-                except Exception as exc:  # the run's own error is the one to report
-                    log.warning("could not record the store's version after the error: %s", exc)
-                raise
-            self._publish()
-            return report
-
-    def _publish(self) -> None:
-        """After a run of writes: save the index snapshot the next process to ask loads, and
-        record the store's version so it can check the snapshot without opening Chroma. Not
-        when a batch was cut off half-way (the store is not settled; readers ask Chroma)."""
-        if self.store.version.settled:
-            self.retriever.persist()
-            self.store.publish()
+            self.store.refresh()  # the registry the run plans against holds every commit
+            return self.ingestor.run(self._read(list(sources)), progress=progress)
 
     def reindex(self, *, progress: Any = None) -> int:
         """Re-embed every stored chunk with the configured model, backend and precision.
@@ -188,10 +162,7 @@ class Bot:
         are not read again. Returns the number of chunks re-embedded.
         """
         with self._lock():
-            count = self.ingestor.reindex(progress=progress)
-            self.retriever.forget()  # every vector changed
-            self._publish()
-        return count
+            return int(self.ingestor.reindex(progress=progress))
 
     def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:
         paths = [source for source in sources if isinstance(source, str)]
@@ -202,8 +173,8 @@ class Bot:
             yield from iter_articles(paths, self.settings)
 
     def warm(self) -> None:
-        """Load what the first question would otherwise wait for (the lexical index)."""
-        self.retriever.lexical_index()
+        """Open what the first question would otherwise wait for (Chroma, the lexical index)."""
+        self.retriever.refresh()
 
     def stats(self) -> dict[str, Any]:
         return dict(self.store.stats())
@@ -212,8 +183,6 @@ class Bot:
         """Delete every article and chunk of this store."""
         with self._lock():
             self.store.reset()
-            self.retriever.on_store_change([], [])
-            self.retriever.persist()
 
     # -- answering -----------------------------------------------------------------------------
     def ask(

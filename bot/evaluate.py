@@ -604,7 +604,6 @@ def use_retriever(bot: Bot, mode: str) -> None:
     tuning = {"config": bot.retriever.config} if hasattr(bot.retriever, "config") else {}
     retriever = Retriever(bot.store, bot.embedder, mode=mode, **tuning)  # type: ignore[arg-type]
     bot.retriever = retriever
-    bot.ingestor.listeners.append(retriever.on_store_change)
 
 
 def ranked_articles(bot: Bot, question: str, k: int) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from index.article import Article, Chunk
 
@@ -31,24 +30,6 @@ _MISSED_END = re.compile(r"(?<=[a-z]{2})[.!?][\"”’)]?(?=\s+" + _HONORIFIC + 
 _WORD = re.compile(r"\S+")
 
 
-def _blingfire() -> Any:
-    """blingfire, imported without its slow start: its __init__ asks `inspect` for its own file
-    name, and inspect answers by resolving the path of every loaded module (0.05 s in a process
-    that has chromadb loaded). Telling inspect's cache the answer first skips that search."""
-    import sys
-
-    if "blingfire" not in sys.modules:
-        import importlib.util
-        import inspect
-
-        spec = importlib.util.find_spec("blingfire")
-        if spec is not None and spec.origin:
-            inspect.modulesbyfile.setdefault(spec.origin, "blingfire")
-    import blingfire
-
-    return blingfire
-
-
 @dataclass(frozen=True)
 class Span:
     start: int
@@ -62,7 +43,8 @@ def split_sentences(text: str) -> list[Span]:
     and is about 20x faster than pysbd, which matters at ingest. Line breaks are always boundaries:
     news text puts headlines, datelines and list items on lines of their own.
     """
-    blingfire = _blingfire()
+    import blingfire
+
     spans: list[Span] = []
     for line in _PARAGRAPH.finditer(text):
         piece = line.group()

@@ -24,7 +24,7 @@ from typing import Any
 from index.article import Article, Chunk, ReadFailure, embed_text
 from index.chunk import HEADER_FORMAT, chunk_article
 from index.embed import Embedder, TokenCounter
-from index.store import Store
+from index.store import Store, StoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,12 @@ def fingerprint(article: Article, config: ChunkingConfig) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
-def chunk_metadata(article: Article, chunk: Chunk, n_chunks: int, sources: list[str]) -> dict:
+def chunk_metadata(
+    article: Article, chunk: Chunk, n_chunks: int, sources: list[str], fp: str = ""
+) -> dict:
     meta: dict[str, Any] = {
         "article_id": article.id,
+        "fingerprint": fp,  # a reader shows a chunk only if the registry has this fingerprint
         "title": article.title,
         "source": article.source,
         "url": article.url,
@@ -346,8 +349,6 @@ class Ingestor:
         self.embedder = embedder
         self.counter = counter
         self.config = config
-        # Called with the chunk ids written or deleted, so an in-memory index can follow.
-        self.listeners: list[Callable[[list[str], list[str]], None]] = []
         # The reading and writing threads take turns with the store.
         self._store_lock = threading.RLock()
 
@@ -367,7 +368,7 @@ class Ingestor:
     ) -> IngestReport:
         """Ingest `items` in three overlapping stages (see _Pipeline); return what was done.
 
-        `progress` and the listeners are called from the writing thread, in batch order.
+        `progress` is called from the writing thread, in batch order.
         """
         report = IngestReport()
         started = time.perf_counter()
@@ -480,7 +481,7 @@ class Ingestor:
         if not articles:
             return
         with self._store_lock:
-            stored = self.store.articles([a.id for a in articles])
+            stored = self.store.lexical.articles([a.id for a in articles])
         fingerprints = {a.id: fingerprint(a, self.config) for a in articles}
         changed = []
         for article in articles:
@@ -492,7 +493,9 @@ class Ingestor:
             return
 
         with self._store_lock:
-            primaries_by_hash = self.store.articles_by_hash([a.content_hash for a in changed])
+            primaries_by_hash = self.store.lexical.articles_by_hash(
+                [a.content_hash for a in changed]
+            )
         to_embed: list[Article] = []
         duplicates: list[tuple[Article, str]] = []
         for article in changed:
@@ -504,9 +507,9 @@ class Ingestor:
         # A stored story that became a copy of another hands its own copies on to that one.
         demoted = {a.id: p for a, p in duplicates if stored.get(a.id, {}).get("duplicate_of") == ""}
         with self._store_lock:
-            copies = self.store.duplicates_of([a.id for a in to_embed])
+            copies = self.store.lexical.duplicates_of([a.id for a in to_embed])
             moved = rehomed_copies(
-                demoted, self.store.duplicates_of(list(demoted)), {a.id for a in changed}
+                demoted, self.store.lexical.duplicates_of(list(demoted)), {a.id for a in changed}
             )
 
         chunks_by_article = {a.id: self.chunk(a) for a in to_embed}
@@ -517,7 +520,9 @@ class Ingestor:
                 batch.ids.append(chunk.id)
                 batch.texts.append(chunk.text)
                 batch.embed_texts.append(chunk.embed_text)
-                batch.metadatas.append(chunk_metadata(article, chunk, len(chunks), sources))
+                batch.metadatas.append(
+                    chunk_metadata(article, chunk, len(chunks), sources, fingerprints[article.id])
+                )
         # An update may leave fewer chunks; a story that became a copy of another keeps none.
         keep = {a.id: len(chunks_by_article[a.id]) for a in to_embed}
         keep.update({article.id: 0 for article, _ in duplicates})
@@ -559,16 +564,14 @@ class Ingestor:
                     report.failures.append(failure)
                     if progress:
                         progress(Progress(done, report.chunks, failure=failure))
-                changed, removed = self._commit(batch) if batch.records else ([], [])
+                if batch.records:
+                    self._commit(batch)
                 pipeline.release(batch)
                 report.new += batch.new
                 report.updated += batch.updated
                 report.unchanged += batch.unchanged
                 report.duplicates += batch.duplicates
                 report.chunks += len(batch.ids)
-                if batch.records:
-                    for listener in self.listeners:
-                        listener(changed, removed)
                 done += batch.articles
                 report.seconds = time.perf_counter() - started
                 if progress:
@@ -576,21 +579,26 @@ class Ingestor:
         except BaseException as exc:
             pipeline.fail(exc)
 
-    def _commit(self, batch: _Batch) -> tuple[list[str], list[str]]:
-        """Chunks first, then leftovers and outlets, then the registry: the crash-safe order.
-        Returns the ids of the chunks written or changed, and of those deleted."""
-        removed: list[str] = []
+    def _commit(self, batch: _Batch) -> None:
+        """Chunks first, then leftovers and outlets, then the log entry and the lexical index
+        with the registry records (index/store.py): the crash-safe order."""
         with self._store_lock:
-            self.store.writing()  # a snapshot taken now, or after a crash here, is not trusted
             if batch.ids:
                 self.store.upsert_chunks(batch.ids, batch.texts, batch.vectors, batch.metadatas)
+            removed = []
             for article_id, (kept, before) in batch.leftovers.items():
-                removed += [f"{article_id}#{i}" for i in range(kept, before)]
+                removed += [f"{article_id}#{position}" for position in range(kept, before)]
                 self.store.delete_chunks_from(article_id, kept)
-            changed = self._add_sources(batch.outlets, batch.written)
-            self.store.put_articles(batch.records)
-            self.store.written()
-        return list(dict.fromkeys([*batch.ids, *changed])), removed
+            # Chunks whose outlets changed are read back from Chroma; the others are at hand.
+            changed = set(self._add_sources(batch.outlets, batch.written))
+            written = [
+                StoredChunk(chunk_id, text, metadata)
+                for chunk_id, text, metadata in zip(
+                    batch.ids, batch.texts, batch.metadatas, strict=True
+                )
+                if chunk_id not in changed
+            ]
+            self.store.commit(batch.records, written, changed=sorted(changed), removed=removed)
 
     def reindex(self, progress: ProgressCallback | None = None, page: int = 512) -> int:
         """Re-embed every stored chunk with this ingestor's embedder, in place.
@@ -616,7 +624,6 @@ class Ingestor:
             self.store.update_vectors(ids, self.embedder.embed(texts))
             done += len(ids)
         self.store.set_identity(self.embedder.identity, reindexing=False)
-        self.store.written()
         if progress:
             progress(Progress(done, done))
         return done

@@ -1,25 +1,40 @@
-"""A per-store file lock: concurrent `newsbot ingest` runs on one store take turns.
+"""Taking turns: ingest, reindex and reset runs on one store write one at a time.
 
-Chroma's upserts are safe on their own, but two runs writing the same article could each delete
-what the other just wrote. flock is released by the kernel when a process dies, so a killed run
-never leaves the store locked.
+Two runs writing the same article could each delete what the other just wrote, and the store's
+log (index/store.py) needs one writer to number its entries. Two mechanisms, one per kind of store:
+
+- An embedded store is on this machine: a file lock (`filelock`, flock underneath), which the
+  kernel releases when its holder dies, so a killed run never leaves the store locked.
+- A Chroma server may be shared by several hosts, which a local file cannot make take turns: a
+  *lease*, one record of a `<collection>-lease` collection in the server. Chroma's `add` of an id
+  that exists is ignored, so "add my token, then read the record back" tells exactly one of two
+  racing hosts that it holds the lease. The holder renews it (every third of its time to live)
+  from a thread; a holder that died stops renewing, and once the lease has expired a waiting host
+  deletes it with a `where` on that holder's token, so two hosts breaking the same stale lease
+  cannot delete a fresh one. Hosts' clocks must agree to well within the time to live (NTP).
+  The store's log is the last safeguard: an entry is added under its number only if absent and
+  read back, so a holder that lost its lease (paused longer than the time to live) cannot commit.
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import logging
+import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from index.config import StoreConfig as Settings
+from typing import Any
 
 log = logging.getLogger(__name__)
+
+LEASE_ID = "ingest"
+LEASE_SECONDS = 30.0  # time to live of a lease nobody renews
+LEASE_POLL = 0.5  # seconds between tries while another host holds it
 
 
 def lock_path(data_dir: Path, store_key: str) -> Path:
@@ -27,43 +42,107 @@ def lock_path(data_dir: Path, store_key: str) -> Path:
     return data_dir / "locks" / f"ingest-{digest}.lock"
 
 
-def store_lock_path(settings: Settings) -> Path:
-    """The lock that ingest, reindex and reset hold on the settings' collection of their store
-    (a folder or a server URL)."""
-    where = settings.chroma_url or str(settings.store_dir)
-    return lock_path(settings.data_dir, f"{where}|{settings.collection}")
-
-
-def held(path: Path) -> bool:
-    """Whether some process (this one included) holds the lock on `path` now. A holder that
-    died has released it: the kernel drops a dead process's flocks."""
-    try:
-        with open(path, "rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
-    except FileNotFoundError:
-        return False
-
-
-@contextmanager
+@contextlib.contextmanager
 def exclusive(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on `path`, waiting for the current holder if there is one."""
+    """Hold an exclusive lock on `path`, waiting for the current holder if there is one
+    (calling `on_wait` first)."""
+    from filelock import FileLock, Timeout
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another ingest is writing to this store; waiting for it (%s)", path)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another ingest is writing to this store; waiting for it (%s)", path)
+        if on_wait:
+            on_wait()
+        started = time.monotonic()
+        lock.acquire()
+        log.info("lock acquired after %.1fs", time.monotonic() - started)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the store's lease."""
+
+
+class ChromaLease:
+    """The lease on one Chroma collection's writes (see the module docstring)."""
+
+    def __init__(self, collection: Any, seconds: float = LEASE_SECONDS) -> None:
+        self._collection = collection
+        self.seconds = seconds
+        self.token = uuid.uuid4().hex
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _record(self) -> dict[str, Any] | None:
+        result = self._collection.get(ids=[LEASE_ID], include=["metadatas"])
+        return dict(result["metadatas"][0]) if result["ids"] else None
+
+    def _try(self) -> dict[str, Any] | None:
+        """Take the lease if it is free or expired; None when taken, else the holder's record."""
+        self._collection.add(
+            ids=[LEASE_ID],
+            embeddings=[[1.0]],
+            metadatas=[
+                {"token": self.token, "owner": self.owner, "expires": time.time() + self.seconds}
+            ],
+        )
+        record = self._record()
+        if record is not None and record.get("token") == self.token:
+            return None
+        if record is not None and float(record.get("expires", 0)) < time.time():
+            log.info("the ingest lease of %s expired; taking it over", record.get("owner"))
+            self._collection.delete(ids=[LEASE_ID], where={"token": str(record["token"])})
+            return self._try()
+        return record or {}
+
+    def acquire(self, on_wait: Callable[[], None] | None = None) -> None:
+        holder = self._try()
+        if holder is not None:
+            log.info("%s is writing to this store; waiting for it", holder.get("owner", "a host"))
             if on_wait:
                 on_wait()
-            started = time.monotonic()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            log.info("lock acquired after %.1fs", time.monotonic() - started)
+            while holder is not None:
+                time.sleep(LEASE_POLL)
+                holder = self._try()
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew, name="newsbot-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                self.check()
+                self._collection.update(
+                    ids=[LEASE_ID], metadatas=[{"expires": time.time() + self.seconds}]
+                )
+            except Exception as exc:  # the next check (before a commit) says it is lost
+                log.warning("could not renew the ingest lease: %s", exc)
+
+    def check(self) -> None:
+        """Raise LeaseLost unless this process holds the lease."""
+        record = self._record()
+        if record is None or record.get("token") != self.token:
+            raise LeaseLost(f"lease taken over by {(record or {}).get('owner', 'nobody')}")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+            self._renewer = None
+        with contextlib.suppress(Exception):
+            self._collection.delete(ids=[LEASE_ID], where={"token": self.token})
+
+    @contextlib.contextmanager
+    def held(self, on_wait: Callable[[], None] | None = None) -> Iterator[ChromaLease]:
+        self.acquire(on_wait)
         try:
-            yield
+            yield self
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            self.release()

@@ -1,36 +1,51 @@
-"""The Chroma store: chunk vectors plus a small article registry beside them.
+"""The store: chunks and their vectors in Chroma, the lexical index and article registry beside it.
 
-Two collections: `<name>` holds one record per chunk (vector, verbatim text, article metadata);
-`<name>-articles` holds one record per article (fingerprint, chunk count, duplicate_of), written
-only after the article's chunks are in place. That order is what makes ingest crash-safe: an
-article is "done" only when its registry record says so, and redoing a half-done article
-overwrites the same deterministic chunk ids.
+Chroma holds every chunk (vector, verbatim text, article metadata) and answers the dense search;
+it is the one source of truth. The lexical (BM25) index and the article registry live in a
+tantivy index on local disk (index/lexical.py), derived from Chroma and kept in step with it
+through the store's *log*: a `<name>-log` collection with one small entry per committed batch
+of writes (its number, the registry records it wrote, the ids of the chunks it wrote or changed
+and of those it deleted). A batch is committed in this order:
 
-An embedded store also keeps a *version file* beside Chroma's own files (`newsbot-<name>.json`):
-the chunk collection's id, generation, chunk count and metadata, as of the last completed write.
-It lets a process that only asks (`newsbot ask`) check that the on-disk retrieval index is
-current without importing chromadb (0.45 s of a 1 s start), so the client is opened only when
-something needs it. Before any change to the store the file is overwritten with a "writing"
-mark, and only `publish()`, which the writers call when they finish, holding the store's ingest
-lock, records a version again: while a write is under way (or after one stopped half-way) new
-readers ask Chroma, and readers that already hold an index keep it (bot/retrieve.py). A Chroma
-server has no such file (other machines may write to it).
+1. its chunks are upserted into Chroma (deterministic ids, so redoing a batch overwrites);
+2. its log entry is added to Chroma, numbered one past the last: this is the commit marker, and
+   only the writer holding the store's turn (index/lock.py) adds entries;
+3. the entry is applied to the lexical index: chunk terms and registry records in one tantivy
+   commit, together with the number of the last entry applied.
+
+A run killed before 2 leaves chunks no registry record points to: readers drop them (a dense hit
+counts only if the reader's registry holds its article, with the fingerprint the chunk carries)
+and the rerun, planning against the registry, writes them again. Killed between 2 and 3, the
+entry is applied by the next process that looks (`refresh`). A reader therefore never sees half
+an article, and a rerun ends with exactly the chunks of a clean run.
+
+Where the lexical index lives: `<data_dir>/lexical/<collection>-<hash of store and collection>`,
+on each machine that uses the store, for an embedded store and a Chroma server alike. Every
+process, on every host, catches up from the log (`refresh`, at most once per `check_interval`
+while it asks, always before it writes): it applies the entries numbered after the last one its
+index holds, fetching those chunks' texts from Chroma. The cost is that of the new entries, not
+of the store. A host that has no index yet (or finds that the log was replaced by a reset)
+rebuilds it by replaying the whole log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from index.errors import StoreError
-from index.files import safe_name, write_atomically
+from index.files import safe_name
+from index.lexical import Analyse, ChunkDoc, LexicalIndex
 from index.model import EmbeddingIdentity
 
 if TYPE_CHECKING:
@@ -43,15 +58,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Chroma caps one write at its max batch size (5,461 on SQLite); stay well below it.
 WRITE_BATCH = 1000
-# Registry records need a vector; one constant dimension keeps Chroma's index happy.
-_REGISTRY_VECTOR = [1.0]
-VERSION_FILE_FORMAT = 1
-
-
-class StoreVersion(NamedTuple):
-    collection_id: str
-    generation: int  # bumped by every completed batch of writes
-    settled: bool  # no batch of writes is under way or was left half-done
+# Log entries read and applied per lexical commit while catching up.
+LOG_PAGE = 50
+# Records that are not chunks need a vector; one constant dimension keeps Chroma's index happy.
+_NO_VECTOR = [1.0]
 
 
 @dataclass(frozen=True)
@@ -121,35 +131,39 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
 
 
 class Store:
-    """Chunks and articles in Chroma. Takes a ready client (tests pass real local ones), or a
-    `connect` function that makes one on first use (under the `opening` lock, if given)."""
+    """Chunks in Chroma and the lexical index beside them (see the module docstring). Takes a
+    ready client (tests pass real local ones), or a `connect` function that makes one on first
+    use (under the `opening` lock, if given)."""
 
     def __init__(
         self,
         client: Any,
         name: str,
         *,
+        lexical: LexicalIndex,
         where: str = "embedded store",
         retries: int = 0,
         connect: Callable[[], Any] | None = None,
         opening: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-        version_file: Path | None = None,
-        writer_lock: Path | None = None,
+        turn_lock: Path | None = None,
     ) -> None:
         self._client = client
         self._connect = connect
         self._opening = opening
         self.name = name
         self.where = where
+        self.lexical = lexical
         self._retries = retries
-        self.version_file = version_file  # None: no version file (a Chroma server)
-        self._writer_lock = writer_lock  # the ingest lock a writer holds (index/lock.py)
+        self._turn_lock = turn_lock  # None: a Chroma server, whose writers take turns by lease
+        self._lease: Any = None  # the ChromaLease this process holds while it writes
         self._collections: tuple[Any, Any] | None = None
+        self._checked_at = float("-inf")
+        self._refreshing = threading.Lock()
         if client is not None:
             self._opened()
 
     def _opened(self) -> tuple[Any, Any]:
-        """The chunk and article collections, connecting and creating them on first use."""
+        """The chunk and log collections, connecting and creating them on first use."""
         if self._collections is None:
             with self._opening():
                 if self._client is None:
@@ -165,10 +179,12 @@ class Store:
             embedding_function=None,
             configuration={"hnsw": {"space": "cosine"}},
         )
-        articles = self._call(
-            self._client.get_or_create_collection, f"{self.name}-articles", embedding_function=None
+        return chunks, self._log_collection()
+
+    def _log_collection(self) -> Any:
+        return self._call(
+            self._client.get_or_create_collection, f"{self.name}-log", embedding_function=None
         )
-        return chunks, articles
 
     @property
     def client(self) -> Any:
@@ -181,22 +197,29 @@ class Store:
         return self._opened()[0]
 
     @property
-    def _articles(self) -> Any:
+    def _log(self) -> Any:
         return self._opened()[1]
 
     @classmethod
-    def open(cls, settings: Settings) -> Store:
-        """The store the settings name. Nothing is opened yet: the client is made on first use."""
+    def open(cls, settings: Settings, analyse: Analyse) -> Store:
+        """The store the settings name; `analyse` makes a text's lexical index terms. Nothing is
+        opened yet: the client is made on first use."""
+        from index.lock import exclusive, lock_path
+
         where = settings.chroma_url or str(settings.store_dir)
+        key = hashlib.sha1(f"{where}|{settings.collection}".encode()).hexdigest()[:12]
+        lexical = LexicalIndex(
+            settings.data_dir / "lexical" / f"{safe_name(settings.collection)}-{key}", analyse
+        )
         if settings.chroma_url:
             return cls(
                 None,
                 settings.collection,
+                lexical=lexical,
                 where=where,
                 retries=settings.store_retries,
                 connect=lambda: make_client(settings),
             )
-        from index.lock import exclusive, lock_path, store_lock_path
 
         def opening() -> contextlib.AbstractContextManager[Any]:
             # Two processes creating one embedded store at once race in Chroma's schema set-up
@@ -214,11 +237,11 @@ class Store:
         return cls(
             None,
             settings.collection,
+            lexical=lexical,
             where=where,
             connect=lambda: make_client(settings),
             opening=opening,
-            version_file=settings.store_dir / f"newsbot-{safe_name(settings.collection)}.json",
-            writer_lock=store_lock_path(settings),
+            turn_lock=lock_path(settings.data_dir, f"{where}|{settings.collection}"),
         )
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -226,92 +249,182 @@ class Store:
             lambda: function(*args, **kwargs), where=self.where, retries=self._retries
         )
 
-    # -- the version file ----------------------------------------------------------------------
-    def _read_version_file(self) -> dict[str, Any] | None:
-        if self.version_file is None:
-            return None
-        try:
-            recorded = json.loads(self.version_file.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.debug("version file %s unreadable: %s", self.version_file, exc)
-            return None
-        if (
-            not isinstance(recorded, dict)
-            or recorded.get("format") != VERSION_FILE_FORMAT
-            or recorded.get("collection") != self.name
-        ):
-            return None
-        return recorded
+    # -- taking turns --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def turn(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """This process's turn to write (index/lock.py): a file lock for an embedded store, a
+        lease in the server for a Chroma server. Waits for the current writer, calling
+        `on_wait` first."""
+        from index.lock import ChromaLease, exclusive
 
-    def _recorded(self) -> dict[str, Any] | None:
-        """The settled version the file records, or None (no file, a write under way, or
-        unreadable)."""
-        recorded = self._read_version_file()
-        fields = ("collection_id", "generation", "chunks", "metadata")
-        if recorded is None or recorded.get("writing") or any(f not in recorded for f in fields):
-            return None
-        return recorded
-
-    def _marked_writing(self) -> bool:
-        recorded = self._read_version_file()
-        return bool(recorded and recorded.get("writing"))
-
-    def _writer_alive(self) -> bool:
-        from index.lock import held
-
-        return self._writer_lock is None or held(self._writer_lock)
-
-    def write_under_way(self) -> bool:
-        """A writer has begun changing the store, has not published yet, and still runs (holds
-        the ingest lock). The mark of a writer that died (killed half-way, the machine went down)
-        does not count: what it wrote is what the store holds until the next ingest."""
-        return self._marked_writing() and self._writer_alive()
-
-    def stopped_half_way(self) -> bool:
-        """The last ingest, reindex or reset stopped before it finished (killed, or failed in the
-        middle of a batch): readers ask Chroma until the next one completes."""
-        return self._marked_writing() and not self._writer_alive()
-
-    def _write_version_file(self, recorded: dict[str, Any]) -> None:
-        assert self.version_file is not None
-        recorded = {"format": VERSION_FILE_FORMAT, "collection": self.name, **recorded}
-        write_atomically(self.version_file, json.dumps(recorded, indent=1).encode())
-
-    def _unpublish(self) -> None:
-        """Before any change: the file says a write is under way until `publish`."""
-        if self.version_file is None or self._marked_writing():
+        if self._turn_lock is not None:
+            with exclusive(self._turn_lock, on_wait):
+                yield
             return
-        try:
-            self._write_version_file({"writing": True})
-        except OSError as exc:
-            raise StoreError(
-                f"cannot mark {self.version_file} before writing to the store: "
-                f"{exc.strerror or exc}",
-                hint="check the permissions of the store folder",
-            ) from exc
+        leases = self._call(
+            self.client.get_or_create_collection, f"{self.name}-lease", embedding_function=None
+        )
+        with ChromaLease(leases).held(on_wait) as lease:
+            self._lease = lease
+            try:
+                yield
+            finally:
+                self._lease = None
 
-    def publish(self) -> None:
-        """Record the store's version for readers that do not open Chroma. Call it when a run
-        of writes has finished, holding the ingest lock (bot/core.py does)."""
-        if self.version_file is None:
+    # -- keeping the lexical index in step -----------------------------------------------------
+    def refresh(self, max_age: float = 0.0) -> None:
+        """Apply the log entries the lexical index lacks (written by other processes or hosts),
+        unless this was checked less than `max_age` seconds ago. Costs one small Chroma read
+        when there is nothing new."""
+        if time.monotonic() - self._checked_at < max_age:
             return
-        collection = self._call(self.client.get_collection, self.name)
-        metadata = dict(collection.metadata or {})
-        if metadata.get("writing") or metadata.get("reindexing"):
-            return  # a write stopped half-way: readers keep asking Chroma
-        try:
-            self._write_version_file(
-                {
-                    "collection_id": str(collection.id),
-                    "generation": int(metadata.get("generation", 0)),
-                    "chunks": self.count(chroma=True),
-                    "metadata": metadata,
-                }
+        with self._refreshing:
+            if time.monotonic() - self._checked_at < max_age:
+                return
+            self._catch_up()
+            self._checked_at = time.monotonic()
+
+    def _catch_up(self) -> None:
+        self._opened()
+        log_collection = self._log_collection()
+        log_id = str(log_collection.id)
+        if self._collections is not None and str(self._collections[1].id) != log_id:
+            self._collections = None  # another process reset the store: open the new ones
+        self.lexical.reload()
+        applied_log, applied = self.lexical.state()
+        if applied_log == log_id and not self._entries(log_collection, applied, 1):
+            return
+        if applied_log != log_id and not self._entries(log_collection, 0, 1):
+            self._migrate(log_collection)
+        while True:
+            with self.lexical.writer() as writer:
+                applied_log, applied = self.lexical.state()
+                if applied_log != log_id:
+                    log.info("building the lexical index of %s from the store", self.where)
+                    writer.clear()
+                    applied = 0
+                entries = self._entries(log_collection, applied, LOG_PAGE)
+                for seq, entry in entries:
+                    self._apply(writer, entry)
+                    applied = seq
+                writer.set_state(log_id, applied)
+            if len(entries) < LOG_PAGE:
+                return
+
+    def _entries(self, log_collection: Any, after: int, limit: int) -> list[tuple[int, Any]]:
+        """The log entries numbered after `after` (at most `limit`, in order, no gap)."""
+        result = self._call(
+            log_collection.get,
+            where={"$and": [{"seq": {"$gt": after}}, {"seq": {"$lte": after + limit}}]},
+            include=["documents", "metadatas"],
+        )
+        found = {
+            int((meta or {})["seq"]): json.loads(document or "{}")
+            for meta, document in zip(
+                result["metadatas"] or [], result["documents"] or [], strict=False
             )
-        except OSError as exc:  # readers ask Chroma instead: slower, still right
-            log.info("cannot write the version file %s: %s", self.version_file, exc)
+        }
+        entries = []
+        while after + 1 in found:
+            after += 1
+            entries.append((after, found[after]))
+        return entries
+
+    def _apply(self, writer: Any, entry: dict[str, Any], chunks: Sequence[ChunkDoc] = ()) -> None:
+        """Apply one log entry to the lexical index; its chunks' texts come from Chroma unless
+        given (the writer that just wrote them has them)."""
+        known = {chunk.id for chunk in chunks}
+        missing = [chunk_id for chunk_id in entry.get("chunks", []) if chunk_id not in known]
+        writer.remove_chunks(entry.get("removed", []))
+        writer.put_chunks(chunks)
+        for start in range(0, len(missing), WRITE_BATCH):
+            writer.put_chunks(self.get_chunks(missing[start : start + WRITE_BATCH]))
+        writer.put_articles(entry.get("records", {}))
+
+    def commit(
+        self,
+        records: dict[str, dict[str, Any]],
+        chunks: Sequence[ChunkDoc] = (),
+        changed: Sequence[str] = (),
+        removed: Sequence[str] = (),
+    ) -> int:
+        """Commit a batch whose chunks are in Chroma already (steps 2 and 3 of the module
+        docstring), holding the store's turn: the registry `records`, the `chunks` written (with
+        their texts), the ids of chunks `changed` in place and of those `removed`. Returns the
+        number of its log entry."""
+        self.refresh()
+        log_id, seq = self.lexical.state()
+        seq += 1
+        entry = {
+            "records": records,
+            "chunks": [*(chunk.id for chunk in chunks), *changed],
+            "removed": list(removed),
+        }
+        token = uuid.uuid4().hex
+        entry_id = f"{seq:012d}"
+        if self._lease is not None:
+            from index.lock import LeaseLost
+
+            try:
+                self._lease.check()
+            except LeaseLost as exc:
+                raise StoreError(
+                    f"this ingest lost its turn to write to {self.where}: {exc}",
+                    hint="run the ingest again: it redoes what was not recorded",
+                ) from exc
+        self._call(
+            self._log.add,
+            ids=[entry_id],
+            embeddings=[_NO_VECTOR],
+            metadatas=[{"seq": seq, "token": token}],
+            documents=[json.dumps(entry)],
+        )
+        stored = self._call(self._log.get, ids=[entry_id], include=["metadatas"])
+        if not stored["ids"] or (stored["metadatas"][0] or {}).get("token") != token:
+            raise StoreError(
+                f"another process committed a write to {self.where} (collection {self.name}) "
+                "while this one held its turn; this batch was not recorded",
+                hint="run the ingest again: it redoes what was not recorded",
+            )
+        with self.lexical.writer() as writer:
+            if self.lexical.state() == (log_id, seq - 1):  # else a reader applied it already
+                self._apply(writer, entry, chunks)
+                writer.set_state(log_id, seq)
+        self._checked_at = time.monotonic()
+        return seq
+
+    def _migrate(self, log_collection: Any) -> None:
+        """A store written by an earlier newsbot keeps its registry in `<name>-articles` and has
+        no log: write the registry into the log (its first entries) and drop that collection."""
+        try:
+            old = self._client.get_collection(f"{self.name}-articles")
+        except Exception:  # none: a store of this version
+            return
+        if not old.count():
+            return
+        with self.turn():
+            if self._entries(log_collection, 0, 1):
+                return  # migrated by another process meanwhile
+            log.info("moving the article registry of %s into the store's log", self.where)
+            seq, offset = 0, 0
+            while batch := self._call(old.get, include=["metadatas"], limit=500, offset=offset):
+                if not batch["ids"]:
+                    break
+                records = {
+                    i: dict(m or {})
+                    for i, m in zip(batch["ids"], batch["metadatas"] or [], strict=False)
+                }
+                chunks = [f"{i}#{n}" for i, r in records.items() for n in range(int(r["n_chunks"]))]
+                seq += 1
+                self._call(
+                    log_collection.add,
+                    ids=[f"{seq:012d}"],
+                    embeddings=[_NO_VECTOR],
+                    metadatas=[{"seq": seq, "token": "migrated"}],
+                    documents=[json.dumps({"records": records, "chunks": chunks, "removed": []})],
+                )
+                offset += len(batch["ids"])
+            self._call(self._client.delete_collection, f"{self.name}-articles")
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -358,78 +471,18 @@ class Store:
             )
 
     def _collection_meta(self) -> dict[str, Any]:
-        recorded = self._recorded()
-        if recorded is not None:
-            return dict(recorded["metadata"])
         return dict(self._call(self.client.get_collection, self.name).metadata or {})
 
     def _set_meta(self, updates: dict[str, Any]) -> None:
-        self._unpublish()
         collection = self._call(self.client.get_collection, self.name)
         self._call(collection.modify, metadata={**(collection.metadata or {}), **updates})
 
-    @property
-    def version(self) -> StoreVersion:
-        """The store's version, read in one call. The collection id is new after a reset, which
-        starts the generation again from 0, so together they say whether a copy of the chunks
-        (the in-memory index or its snapshot on disk) is still what the store holds. `settled`
-        is False while a batch is being written, and stays False if its writer died half-way
-        (until the next batch completes): no snapshot may be taken of, or trusted for, that.
-        Read from the version file when there is one, without opening Chroma."""
-        recorded = self._recorded()
-        if recorded is not None:
-            return StoreVersion(str(recorded["collection_id"]), int(recorded["generation"]), True)
-        collection = self._call(self.client.get_collection, self.name)
-        meta = collection.metadata or {}
-        return StoreVersion(
-            str(collection.id), int(meta.get("generation", 0)), not meta.get("writing", False)
-        )
-
-    def _bump_generation(self) -> None:
-        generation = self._call(self.client.get_collection, self.name).metadata or {}
-        self._set_meta({"generation": int(generation.get("generation", 0)) + 1, "writing": False})
-
-    # -- articles ------------------------------------------------------------------------------
-    def articles(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Registry records of those articles that are completely stored."""
-        found: dict[str, dict[str, Any]] = {}
-        for batch in _batches(list(dict.fromkeys(article_ids)), WRITE_BATCH):
-            result = self._call(self._articles.get, ids=batch, include=["metadatas"])
-            for article_id, meta in zip(result["ids"], result["metadatas"] or [], strict=False):
-                found[article_id] = dict(meta or {})
-        return found
-
-    def articles_by_hash(self, content_hashes: Sequence[str]) -> dict[str, str]:
-        """content hash -> id of the primary article stored with that body."""
-        found: dict[str, str] = {}
-        for batch in _batches(list(dict.fromkeys(content_hashes)), WRITE_BATCH):
-            where = {"$and": [{"content_hash": {"$in": batch}}, {"duplicate_of": ""}]}
-            result = self._call(self._articles.get, where=where, include=["metadatas"])
-            for article_id, meta in zip(result["ids"], result["metadatas"] or [], strict=False):
-                found[str((meta or {})["content_hash"])] = article_id
-        return found
-
-    def duplicates_of(self, article_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """primary article id -> registry records of the stored copies of its story, each with
-        the copy's own id under "article_id"."""
-        found: dict[str, list[dict[str, Any]]] = {}
-        for batch in _batches(list(dict.fromkeys(article_ids)), WRITE_BATCH):
-            where = {"duplicate_of": {"$in": batch}}
-            result = self._call(self._articles.get, where=where, include=["metadatas"])
-            for copy_id, meta in zip(result["ids"], result["metadatas"] or [], strict=False):
-                record = {**(meta or {}), "article_id": copy_id}
-                found.setdefault(str(record["duplicate_of"]), []).append(record)
-        return found
-
-    def put_articles(self, records: dict[str, dict[str, Any]]) -> None:
-        self._unpublish()
-        for batch in _batches(list(records), WRITE_BATCH):
-            self._call(
-                self._articles.upsert,
-                ids=batch,
-                embeddings=[_REGISTRY_VECTOR] * len(batch),
-                metadatas=[records[article_id] for article_id in batch],
-            )
+    def set_identity(self, identity: EmbeddingIdentity | None, *, reindexing: bool) -> None:
+        """Record the vectors' identity; `reindexing` marks a store half-way through a re-embed."""
+        meta: dict[str, Any] = {"reindexing": reindexing}
+        if identity is not None:
+            meta.update(identity.to_metadata())
+        self._set_meta(meta)
 
     # -- chunks --------------------------------------------------------------------------------
     def upsert_chunks(
@@ -439,7 +492,6 @@ class Store:
         vectors: np.ndarray,
         metadatas: Sequence[dict[str, Any]],
     ) -> None:
-        self._unpublish()
         for start in range(0, len(ids), WRITE_BATCH):
             end = start + WRITE_BATCH
             self._call(
@@ -451,22 +503,14 @@ class Store:
             )
 
     def update_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        self._unpublish()
         for start in range(0, len(ids), WRITE_BATCH):
             end = start + WRITE_BATCH
             self._call(self._chunks.update, ids=list(ids[start:end]), embeddings=vectors[start:end])
 
-    def set_identity(self, identity: EmbeddingIdentity | None, *, reindexing: bool) -> None:
-        """Record the vectors' identity; `reindexing` marks a store half-way through a re-embed."""
-        meta: dict[str, Any] = {"reindexing": reindexing}
-        if identity is not None:
-            meta.update(identity.to_metadata())
-        self._set_meta(meta)
-
     def delete_chunks_from(self, article_id: str, first_position: int) -> None:
-        """Delete the article's chunks at positions >= first_position (left over by an update)."""
+        """Delete the article's chunks at positions >= first_position (left over by an update,
+        or by a run that stopped half-way through writing a longer version)."""
         where = {"$and": [{"article_id": article_id}, {"position": {"$gte": first_position}}]}
-        self._unpublish()
         self._call(self._chunks.delete, where=where)
 
     def update_chunk_metadata(self, article_id: str, updates: dict[str, Any]) -> list[str]:
@@ -477,38 +521,46 @@ class Store:
         if not result["ids"]:
             return []
         metadatas = [{**(meta or {}), **updates} for meta in result["metadatas"] or []]
-        self._unpublish()
         self._call(self._chunks.update, ids=result["ids"], metadatas=metadatas)
         return list(result["ids"])
 
-    def writing(self) -> None:
-        """Call before a batch of writes: marks the store unsettled until `written`."""
-        self._set_meta({"writing": True})
-
-    def written(self) -> None:
-        """Call after a batch of writes: tells readers in this and other processes to refresh."""
-        self._bump_generation()
-
     def query(
-        self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None
+        self,
+        vector: Sequence[float],
+        k: int,
+        where: dict[str, Any] | None = None,
+        *,
+        vectors: bool = False,
     ) -> list[StoredChunk]:
+        """The k chunks nearest to `vector` (Chroma's HNSW index), within `where`."""
         if k <= 0:
             return []
+        include = ["documents", "metadatas", "distances", *(["embeddings"] if vectors else [])]
         result = self._call(
             self._chunks.query,
             query_embeddings=[list(vector)],
             n_results=k,
             where=where or None,
-            include=["documents", "metadatas", "distances"],
+            include=include,
         )
+        embeddings = result.get("embeddings") if vectors else None
+        rows = (embeddings or [[]])[0] if embeddings is not None else None
         return [
-            StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}), score=1.0 - float(dist))
-            for i, doc, meta, dist in zip(
-                result["ids"][0],
-                (result["documents"] or [[]])[0],
-                (result["metadatas"] or [[]])[0],
-                (result["distances"] or [[]])[0],
-                strict=False,
+            StoredChunk(
+                id=i,
+                text=doc or "",
+                metadata=dict(meta or {}),
+                score=1.0 - float(dist),
+                vector=None if rows is None else rows[n],
+            )
+            for n, (i, doc, meta, dist) in enumerate(
+                zip(
+                    result["ids"][0],
+                    (result["documents"] or [[]])[0],
+                    (result["metadatas"] or [[]])[0],
+                    (result["distances"] or [[]])[0],
+                    strict=False,
+                )
             )
         ]
 
@@ -524,18 +576,18 @@ class Store:
             offset += len(result["ids"])
 
     def get_chunks(self, ids: Sequence[str], *, vectors: bool = False) -> list[StoredChunk]:
+        if not ids:
+            return []
         include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
         return list(_stored(self._call(self._chunks.get, ids=list(ids), include=include), vectors))
 
-    def count(self, *, chroma: bool = False) -> int:
-        """Chunks stored (from the version file if there is one, unless `chroma`)."""
-        recorded = None if chroma else self._recorded()
-        if recorded is not None:
-            return int(recorded["chunks"])
+    def count(self) -> int:
+        """Chunks stored."""
         return int(self._call(self._chunks.count))
 
     def article_count(self) -> int:
-        return int(self._call(self._articles.count))
+        self.refresh()
+        return self.lexical.article_count()
 
     def stats(self) -> dict[str, Any]:
         identity = self.identity
@@ -545,16 +597,17 @@ class Store:
             "articles": self.article_count(),
             "chunks": self.count(),
             "embedding": identity.to_metadata() if identity else None,
-            "stopped_half_way": self.stopped_half_way(),
         }
 
     def reset(self) -> None:
-        """Delete every chunk and article of this collection (the collection itself stays)."""
-        self._unpublish()
-        for name in (self.name, f"{self.name}-articles"):
-            self._call(self.client.delete_collection, name)
+        """Delete every chunk and article of this collection (hold the store's turn)."""
+        for name in (self.name, f"{self.name}-log", f"{self.name}-articles"):
+            with contextlib.suppress(Exception):  # -articles: only in stores of earlier versions
+                self._call(self.client.delete_collection, name)
         self._collections = self._open_collections()
-        self.publish()
+        with self.lexical.writer() as writer:
+            writer.clear()
+            writer.set_state(str(self._log.id), 0)
 
 
 def _stored(result: Any, vectors: bool) -> Iterable[StoredChunk]:

@@ -270,9 +270,8 @@ def test_stats_reindex_and_reset(tmp_path: Path) -> None:
 def test_reset_waits_for_a_running_ingest_and_never_loads_the_model(tmp_path: Path) -> None:
     """`newsbot stats` and `newsbot reset` open only the store: no model, onnxruntime or torch
     (1-8 s each). Reset still takes its turn after an ingest that holds the store's lock."""
-    from bot.core import store_lock
+    from bot.core import open_store, store_lock
     from bot.settings import load_settings
-    from index.store import Store
 
     store = ["--data-dir", str(tmp_path / "store")]
     data = write_jsonl(tmp_path / "data.jsonl", [json.dumps(HARBOUR), json.dumps(LIBRARY)])
@@ -309,7 +308,7 @@ def test_reset_waits_for_a_running_ingest_and_never_loads_the_model(tmp_path: Pa
                 break
         else:
             pytest.fail(f"reset did not say it waits for the lock: {''.join(seen)[-2000:]}")
-        assert Store.open(settings).stats()["articles"] == 2  # nothing deleted while it waits
+        assert open_store(settings).stats()["articles"] == 2  # nothing deleted while it waits
     out, err = process.communicate(timeout=120)
     watchdog.cancel()
     assert process.returncode == 0, err

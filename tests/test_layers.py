@@ -9,9 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "index")
-# The one loop left, removed with bot/lexical_cache.py when the lexical index moves to its own
-# engine (issue 16): delete it from here then.
-PENDING_CYCLES = {frozenset({"bot.retrieve", "bot.lexical_cache"})}
+PENDING_CYCLES: set[frozenset[str]] = set()
 
 
 def module_name(path: Path) -> str:

@@ -1,6 +1,6 @@
-"""Retrieval: the lexical index and fusion (pure), then hybrid search on the real model and Chroma:
-rare names, date filters, outlets and multi-part questions, near-duplicates, and the lexical index
-following ingests in this and other processes."""
+"""Retrieval: text analysis, fusion and selection (pure), then hybrid search on the real model and
+Chroma: rare names, date filters, outlets and multi-part questions, near-duplicates, and the
+lexical index following ingests in this and other processes."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bot.retrieve import (
-    LexicalIndex,
+    Candidate,
     Query,
+    Ranked,
     RetrievalConfig,
     Retriever,
-    Scope,
     query_terms,
     reciprocal_rank_fusion,
+    select,
     stem,
     terms,
 )
 from index.article import Article
-from index.store import StoredChunk
 
-# -- pure: text analysis, BM25, fusion -----------------------------------------------------------
+# -- pure: text analysis, fusion, selection --------------------------------------------------------
 
 
 def test_name_forms_and_plurals_meet() -> None:
@@ -45,70 +45,6 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
     fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], k=60)
     assert [item for item, _ in fused] == ["b", "a", "c"]
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
-
-
-def chunk(
-    chunk_id: str, text: str, *, source: str = "Wire", day: str = "2023-11-24"
-) -> StoredChunk:
-    published = datetime.fromisoformat(f"{day}T12:00:00+00:00")
-    return StoredChunk(
-        id=chunk_id,
-        text=text,
-        metadata={
-            "article_id": chunk_id.split("#")[0],
-            "title": "",
-            "source": source,
-            "published_at": published.isoformat(),
-            "published_ts": int(published.timestamp()),
-        },
-    )
-
-
-def test_bm25_ranks_by_rare_terms_and_follows_removals() -> None:
-    index = LexicalIndex()
-    index.add(chunk("a#0", "Qatar said talks on the ceasefire were positive."))
-    index.add(chunk("b#0", "The ceasefire talks stalled on Tuesday."))
-    index.add(chunk("c#0", "A football match ended in a draw."))
-    hits = index.search(terms("What did the Qatari mediators say about the ceasefire?"), 10)
-    assert [chunk_id for chunk_id, _ in hits] == ["a#0", "b#0"]
-
-    index.remove("a#0")
-    hits = index.search(terms("Qatari ceasefire"), 10)
-    assert [chunk_id for chunk_id, _ in hits] == ["b#0"]
-    assert "a#0" not in index and len(index) == 2
-
-    # Re-adding a chunk id replaces its text.
-    index.add(chunk("b#0", "A new draw in football."))
-    assert index.search(terms("ceasefire"), 10) == []
-
-
-def test_bm25_filters_by_outlet_and_local_day() -> None:
-    index = LexicalIndex()
-    index.add(chunk("verge#0", "Power banks on sale", source="The Verge", day="2023-11-24"))
-    index.add(chunk("wired#0", "Power banks on sale", source="Wired", day="2023-11-25"))
-    index.add(chunk("age#0", "Power banks on sale", source="The Age", day="2023-11-25"))
-    words = terms("power banks")
-
-    def found(scope: Scope) -> set[str]:
-        return {chunk_id for chunk_id, _ in index.search(words, 10, index.mask(scope))}
-
-    assert found(Scope(sources=("Wired",))) == {"wired#0"}
-    assert found(Scope(first=date(2023, 11, 25), last=date(2023, 11, 25))) == {"wired#0", "age#0"}
-    assert found(Scope(sources=("The Verge",), first=date(2023, 11, 25))) == set()
-    assert sorted(index.sources()) == ["The Age", "The Verge", "Wired"]
-    assert index.day_range() == (date(2023, 11, 24), date(2023, 11, 25))
-
-
-def test_many_removals_compact_the_index_and_keep_it_right() -> None:
-    index = LexicalIndex()
-    for n in range(3000):
-        index.add(chunk(f"x{n}#0", f"filler text number {n} about apples"))
-    index.add(chunk("keep#0", "the one about pears"))
-    for n in range(3000):
-        index.remove(f"x{n}#0")
-    assert len(index) == 1
-    assert [chunk_id for chunk_id, _ in index.search(terms("pears"), 5)] == ["keep#0"]
-    assert index.search(terms("apples"), 5) == []
 
 
 # -- real model, real Chroma ---------------------------------------------------------------------
@@ -333,12 +269,11 @@ def test_near_identical_chunks_are_collapsed(make_bot) -> None:
 
 
 @pytest.mark.slow
-def test_the_lexical_index_follows_ingests_without_a_rebuild(make_bot) -> None:
+def test_the_lexical_index_follows_ingests(make_bot) -> None:
     bot = make_bot(chunk_tokens=32)
     retriever = bot.retriever
     bot.ingest([article("first", "Talks", "Negotiators met in Cairo on Monday.")])
     assert ranked_articles_of(retriever, "Cairo negotiators") == ["first"]
-    assert retriever.rebuilds == 0  # an empty store's index is filled as the ingest writes
 
     bot.ingest([article("second", "Zanzibar", "A ferry to Zanzibar was delayed by storms.")])
     assert ranked_articles_of(retriever, "Zanzibar ferry")[0] == "second"
@@ -346,14 +281,13 @@ def test_the_lexical_index_follows_ingests_without_a_rebuild(make_bot) -> None:
     # An update that leaves fewer chunks: the old chunks' words are gone from the index.
     long_body = " ".join(f"Sentence {n} mentions the pangolin sanctuary." for n in range(10))
     bot.ingest([article("third", "Sanctuary", long_body)])
-    chunks_before = len(retriever.lexical_index())
+    chunks_before = bot.store.lexical.chunk_count()
     bot.ingest([article("third", "Sanctuary", "The sanctuary closed.")])
-    assert len(retriever.lexical_index()) < chunks_before
+    assert bot.store.lexical.chunk_count() < chunks_before
+    assert bot.store.lexical.chunk_count() == bot.store.count()
     lexical = Retriever(bot.store, bot.embedder, mode="lexical")
-    assert lexical.search(Query("pangolin"), 5) == []  # a fresh index agrees
-    only_lexical = retriever.lexical_index().search(terms("pangolin"), 5)
-    assert only_lexical == []
-    assert retriever.rebuilds == 0
+    assert lexical.search(Query("pangolin"), 5) == []
+    assert bot.store.lexical.search(terms("pangolin"), 5) == []
 
 
 def ranked_articles_of(retriever: Retriever, question: str) -> list[str]:
@@ -361,19 +295,17 @@ def ranked_articles_of(retriever: Retriever, question: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_write_by_another_process_triggers_a_rebuild(make_bot) -> None:
+def test_a_reader_sees_another_process_ingest_without_a_restart(make_bot) -> None:
     bot = make_bot()
     bot.retriever.config = RetrievalConfig(check_interval=0.0)
     bot.ingest([article("first", "Talks", "Negotiators met in Cairo on Monday.")])
     assert ranked_articles_of(bot.retriever, "Cairo") == ["first"]
-    assert bot.retriever.rebuilds == 0
 
     other = make_bot()  # another Store and Ingestor on the same path, as another process has
     assert other.store is not bot.store
     other.ingest([article("second", "Zanzibar", "A ferry to Zanzibar was delayed by storms.")])
 
     assert ranked_articles_of(bot.retriever, "Zanzibar ferry")[0] == "second"
-    assert bot.retriever.rebuilds == 1  # the other process's snapshot, loaded
 
 
 @pytest.mark.slow
@@ -413,20 +345,23 @@ def test_as_langchain_is_a_base_retriever(deals_bot) -> None:
     assert documents[0].page_content in BLACK_FRIDAY[1].body
 
 
-def test_dense_search_in_memory_respects_the_scope() -> None:
-    import numpy as np
-
-    index = LexicalIndex()
-    for n, (source, direction) in enumerate(
-        [("Wired", [1.0, 0.0]), ("The Verge", [0.9, 0.1]), ("Wired", [0.0, 1.0])]
-    ):
-        stored = chunk(f"c{n}#0", "text", source=source)
-        index.add(StoredChunk(stored.id, stored.text, stored.metadata, vector=np.array(direction)))
-    query = np.array([1.0, 0.0])
-    assert [c for c, _ in index.dense_search(query, 3)] == ["c0#0", "c1#0", "c2#0"]
-    wired = index.mask(Scope(sources=("Wired",)))
-    assert [c for c, _ in index.dense_search(query, 3, wired)] == ["c0#0", "c2#0"]
-    assert index.similarity("c1#0", query) == pytest.approx(0.9 / np.hypot(0.9, 0.1))
+def test_selection_takes_one_chunk_per_article_first_and_collapses_copies() -> None:
+    """Selection is a pure function of candidate lists: no store, no model."""
+    texts = {
+        "a#0": "Qatar said the talks were positive.",
+        "a#1": "Qatar also said a deal was near.",
+        "b#0": "Qatar said the talks were positive.",  # a copy of a#0 in another article
+        "c#0": "Egypt will host the next round in Cairo.",
+    }
+    candidates = {
+        chunk_id: Candidate(chunk_id, chunk_id.split("#")[0], text, {"source": "Wire"})
+        for chunk_id, text in texts.items()
+    }
+    whole = Ranked(["a#0", "a#1", "b#0", "c#0"], {"a#0": 4, "a#1": 3, "b#0": 2, "c#0": 1})
+    config = RetrievalConfig(first_article_chunks=1, coverage_weight=0)
+    chosen = select([], whole, 3, candidates, config)
+    assert [chunk_id for chunk_id, _, _, _ in chosen] == ["a#0", "c#0", "a#1"]
+    assert chosen[0][3] == ("b",)  # b's identical chunk is collapsed into a's
 
 
 @pytest.mark.slow

@@ -28,8 +28,9 @@ def write_jsonl(path: Path, articles) -> Path:
     return path
 
 
-def registry_count(data_dir: Path) -> int:
-    """Articles completely stored, read by a second client as another process would."""
+def committed_batches(data_dir: Path) -> int:
+    """Batches committed (entries in the store's log), read by a second client as another
+    process would."""
     import chromadb
 
     # The same client settings as index.store.make_client: Chroma allows one per path.
@@ -38,7 +39,7 @@ def registry_count(data_dir: Path) -> int:
         settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=True),
     )
     try:
-        return client.get_collection("news-articles").count()
+        return client.get_collection("news-log").count()
     except Exception:
         return 0
 
@@ -73,8 +74,8 @@ def test_ingest_killed_part_way_and_rerun_equals_a_clean_run(corpus, clean_run, 
         deadline = time.monotonic() + 300
         done = 0
         while time.monotonic() < deadline and process.poll() is None:
-            done = registry_count(data_dir)
-            if done >= 64:
+            done = committed_batches(data_dir)
+            if done >= 1:
                 break
             time.sleep(0.1)
         assert process.poll() is None, "ingest finished before it could be killed"
@@ -83,19 +84,18 @@ def test_ingest_killed_part_way_and_rerun_equals_a_clean_run(corpus, clean_run, 
     finally:
         if process.poll() is None:
             process.kill()
-    assert 0 < done < ARTICLES
     stats = [NEWSBOT, "stats", "--json", "--data-dir", str(data_dir)]
-    assert json.loads(subprocess.check_output(stats))["stopped_half_way"] is True
+    # Readers see the batches committed before the kill, whole, and nothing of the others.
+    assert 0 < json.loads(subprocess.check_output(stats))["articles"] < ARTICLES
     asked = subprocess.run(
         [NEWSBOT, "ask", "What happened?", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
     )
-    assert asked.returncode == 0 and "stopped before it finished" in asked.stderr
+    assert asked.returncode == 0, asked.stderr
 
     rerun = subprocess.run(ingest_command(corpus, data_dir), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(subprocess.check_output(stats))["stopped_half_way"] is False
     bot = make_bot(data_dir=data_dir)
     assert snapshot(bot) == clean_run  # none missing, none duplicated, none stale
     assert bot.stats()["articles"] == ARTICLES

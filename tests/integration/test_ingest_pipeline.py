@@ -23,7 +23,7 @@ def store_state(bot) -> tuple[dict[str, Any], dict[str, Any]]:
     chunks = {chunk.id: (chunk.text, chunk.metadata) for chunk in bot.store.iter_chunks()}
     article_ids = [str(meta["article_id"]) for _, meta in chunks.values()]
     article_ids += [f"story-{n}" for n in range(40)] + ["ap-1", "kan-1", "rt-1", "x"]
-    return chunks, bot.store.articles(article_ids)
+    return chunks, bot.store.lexical.articles(article_ids)
 
 
 def story_items() -> list[Article | ReadFailure]:
@@ -123,16 +123,16 @@ def test_a_failing_model_stops_the_run_and_a_rerun_finishes_it(make_bot, monkeyp
 def test_a_failing_store_write_is_the_error_the_run_raises(make_bot, monkeypatch) -> None:
     monkeypatch.setattr(index.ingest, "ARTICLE_BATCH", 4)
     bot = make_bot()
-    put = bot.store.put_articles
+    commit = bot.store.commit
     calls = []
 
-    def failing_put(records: dict[str, Any]) -> None:
+    def failing_commit(records: dict[str, Any], *args: Any, **kwargs: Any) -> int:
         calls.append(len(records))
         if len(calls) == 2:
             raise StoreError("disk full (test)")
-        put(records)
+        return commit(records, *args, **kwargs)
 
-    monkeypatch.setattr(bot.store, "put_articles", failing_put)
+    monkeypatch.setattr(bot.store, "commit", failing_commit)
     threads_before = threading.active_count()
     with pytest.raises(StoreError, match="disk full"):
         bot.ingest(make_articles(40))

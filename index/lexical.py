@@ -1,0 +1,423 @@
+"""The lexical (BM25) index and the article registry: one tantivy index on local disk.
+
+Why tantivy: the lexical side must answer a question with common words in milliseconds at a
+million chunks. Measured here at 1M chunks (/work/shared/notes/full-text-engines.md), SQLite
+FTS5's `bm25()` scores every row that matches before sorting (195-360 ms for questions with
+common words); tantivy keeps the top k with block-max WAND (2-4 ms), builds 3x faster and takes
+a third of the disk. It updates incrementally (a commit per ingest batch, ~7 ms for one
+document), has one writer at a time and any number of readers, in this and other processes,
+which see a commit after `reload()`: a Slack bot sees new articles without reloading anything.
+
+What it holds, per document kind (field `kind`):
+- `chunk`: the chunk's index terms (the project's one analyser, applied before indexing and to
+  questions, so BM25 and answering see the same words; tantivy only splits on spaces), its
+  outlets, publication time and local day (for scoped searches), its id and article id. Not its
+  text: chunk texts and vectors live in Chroma only.
+- `article`: the registry record of an article (fingerprint, content hash, chunk count,
+  duplicate_of, ...). It is committed in the same commit as the article's chunk documents, after
+  its chunks are in Chroma: "registry written last" is one atomic commit, and a reader's view
+  never holds an article without its chunks.
+- `state`: which entries of the store's log in Chroma (index/store.py) this index holds.
+
+The index is derived from Chroma (the chunks and the log) and can always be rebuilt from it;
+see index/store.py for how it is kept in step, in this process, in others and on other hosts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+Analyse = Callable[[str], list[str]]
+# Memory the writer may buffer before it writes a segment (tantivy's floor is 15 MB a thread).
+WRITER_HEAP = 32_000_000
+# Outlets listed at most (a question names one of these to be recognised as naming an outlet).
+MAX_OUTLETS = 10_000
+
+
+@dataclass(frozen=True)
+class LexicalFilter:
+    """Which chunks a search may return: outlets (any of), local publication days (proleptic
+    ordinals, inclusive) and UTC seconds (inclusive)."""
+
+    sources: tuple[str, ...] = ()
+    first_day: int | None = None
+    last_day: int | None = None
+    since_ts: int | None = None
+    until_ts: int | None = None
+
+
+class ChunkDoc(Protocol):
+    """What the index needs of a chunk: its id, its text (analysed, not stored) and metadata
+    (index/store.StoredChunk has them)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+
+
+def local_day(metadata: dict[str, Any]) -> int:
+    """Proleptic ordinal of the day the article was published, in its own time zone (-1: none)."""
+    value = metadata.get("published_at")
+    if not value:
+        return -1
+    try:
+        return datetime.fromisoformat(str(value)).date().toordinal()
+    except ValueError:
+        return -1
+
+
+def _schema() -> Any:
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("key", tokenizer_name="raw")  # kind:id, unique per document
+    builder.add_text_field("kind", tokenizer_name="raw")
+    builder.add_text_field("id", stored=True, tokenizer_name="raw")
+    builder.add_text_field("article", stored=True, tokenizer_name="raw")
+    builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
+    builder.add_text_field("source", fast=True, tokenizer_name="raw")
+    builder.add_integer_field("published_ts", indexed=True, fast=True)
+    builder.add_integer_field("day", indexed=True, fast=True)
+    builder.add_text_field("content_hash", tokenizer_name="raw")
+    builder.add_text_field("duplicate_of", tokenizer_name="raw")
+    builder.add_text_field("record", stored=True, tokenizer_name="raw", index_option="basic")
+    return builder.build()
+
+
+class LexicalIndex:
+    """BM25 search over chunks and the article registry, in a tantivy index at `path`.
+
+    Reading is thread-safe and needs no lock; writing (`apply`, `clear`) takes an exclusive file
+    lock beside the index, so writers in this and other processes take turns. `analyse` turns a
+    text into index terms (the same function must analyse questions).
+    """
+
+    def __init__(self, path: Path, analyse: Analyse) -> None:
+        self.path = path
+        self._analyse = analyse
+        self._index: Any = None
+        self._opening = threading.Lock()
+        self._cache: dict[str, Any] = {}  # per searcher generation: outlets, day range, counts
+        self._cache_generation: Any = None
+
+    # -- opening -------------------------------------------------------------------------------
+    @property
+    def index(self) -> Any:
+        if self._index is None:
+            with self._opening:
+                if self._index is None:
+                    self._index = self._open()
+        return self._index
+
+    def _open(self) -> Any:
+        import tantivy
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            return tantivy.Index(_schema(), path=str(self.path), reuse=True)
+        except ValueError as exc:  # another schema (an older newsbot) or a damaged index
+            log.warning(
+                "lexical index %s unusable (%s); it is rebuilt from the store", self.path, exc
+            )
+            with self._locked():
+                shutil.rmtree(self.path, ignore_errors=True)
+                self.path.mkdir(parents=True, exist_ok=True)
+                return tantivy.Index(_schema(), path=str(self.path), reuse=False)
+
+    def reload(self) -> None:
+        """See the latest commit (of any process)."""
+        self.index.reload()
+        self._cache_generation = None
+
+    def _searcher(self) -> Any:
+        return self.index.searcher()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock"):
+            yield
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(
+        self, terms: Sequence[str], n: int, where: LexicalFilter | None = None
+    ) -> list[tuple[str, str, float]]:
+        """The n best chunks for the terms (a term repeated counts again): (chunk id, article
+        id, BM25 score), best first."""
+        import tantivy
+
+        if not terms or n <= 0:
+            return []
+        schema = self.index.schema
+        should = tantivy.Occur.Should
+        query = tantivy.Query.boolean_query(
+            [(should, tantivy.Query.term_query(schema, "terms", term)) for term in terms]
+        )
+        filters = self._filters(where or LexicalFilter())
+        if filters:
+            must = tantivy.Occur.Must
+            query = tantivy.Query.boolean_query(
+                [(must, query), *((must, tantivy.Query.const_score_query(f, 0.0)) for f in filters)]
+            )
+        searcher = self._searcher()
+        hits = []
+        for score, address in searcher.search(query, n, count=False).hits:
+            document = searcher.doc(address)
+            hits.append((document.get_first("id"), document.get_first("article"), float(score)))
+        return hits
+
+    def _filters(self, where: LexicalFilter) -> list[Any]:
+        import tantivy
+
+        schema = self.index.schema
+        filters = []
+        if where.sources:
+            filters.append(
+                tantivy.Query.boolean_query(
+                    [
+                        (tantivy.Occur.Should, tantivy.Query.term_query(schema, "source", name))
+                        for name in where.sources
+                    ]
+                )
+            )
+        for field, low, high in (
+            ("day", where.first_day, where.last_day),
+            ("published_ts", where.since_ts, where.until_ts),
+        ):
+            if low is not None or high is not None:
+                filters.append(
+                    tantivy.Query.range_query(
+                        schema,
+                        field,
+                        tantivy.FieldType.Integer,
+                        low if low is not None else -(2**62),
+                        high if high is not None else 2**62,
+                    )
+                )
+        return filters
+
+    def term_weights(self, terms: Iterable[str]) -> dict[str, float]:
+        """term -> BM25 idf over the chunks, for the terms the index holds."""
+        import math
+
+        searcher = self._searcher()
+        chunks = self.chunk_count()
+        weights: dict[str, float] = {}
+        for term in dict.fromkeys(terms):
+            df = searcher.doc_freq("terms", term)
+            if df > 0:
+                weights[term] = math.log(1.0 + (chunks - df + 0.5) / (df + 0.5))
+        return weights
+
+    def _cached(self, name: str, compute: Callable[[Any], Any]) -> Any:
+        """A figure of the whole index, computed once per commit seen (bounded: a few values)."""
+        searcher = self._searcher()
+        try:  # tantivy rewrites meta.json at every commit
+            meta = (self.path / "meta.json").stat()
+            generation: Any = (meta.st_mtime_ns, meta.st_size, searcher.num_docs)
+        except OSError:
+            generation = None
+        if generation is None or generation != self._cache_generation:
+            self._cache, self._cache_generation = {}, generation
+        if name not in self._cache:
+            self._cache[name] = compute(searcher)
+        return self._cache[name]
+
+    def sources(self) -> list[str]:
+        """Outlets that have chunks in the index."""
+        import tantivy
+
+        def compute(searcher: Any) -> list[str]:
+            agg = {"outlets": {"terms": {"field": "source", "size": MAX_OUTLETS}}}
+            result = searcher.aggregate(tantivy.Query.all_query(), agg)
+            return [str(bucket["key"]) for bucket in result["outlets"]["buckets"]]
+
+        return list(self._cached("sources", compute))
+
+    def day_range(self) -> tuple[date, date] | None:
+        """The first and last local publication days of the chunks."""
+        import tantivy
+
+        def compute(searcher: Any) -> tuple[date, date] | None:
+            agg = {"low": {"min": {"field": "day"}}, "high": {"max": {"field": "day"}}}
+            result = searcher.aggregate(tantivy.Query.all_query(), agg)
+            low, high = result["low"]["value"], result["high"]["value"]
+            if low is None or high is None:
+                return None
+            return date.fromordinal(int(low)), date.fromordinal(int(high))
+
+        return self._cached("days", compute)  # type: ignore[no-any-return]
+
+    def _count(self, kind: str) -> int:
+        import tantivy
+
+        def compute(searcher: Any) -> int:
+            query = tantivy.Query.term_query(self.index.schema, "kind", kind)
+            return int(searcher.search(query, 1, count=True).count)
+
+        return int(self._cached(f"count:{kind}", compute))
+
+    def chunk_count(self) -> int:
+        return self._count("chunk")
+
+    def article_count(self) -> int:
+        return self._count("article")
+
+    # -- the registry --------------------------------------------------------------------------
+    def _records(self, field: str, values: Sequence[str], kind: str = "article") -> list[Any]:
+        import tantivy
+
+        values = list(dict.fromkeys(values))
+        if not values:
+            return []
+        schema = self.index.schema
+        query = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Must, tantivy.Query.term_query(schema, "kind", kind)),
+                (tantivy.Occur.Must, tantivy.Query.term_set_query(schema, field, values)),
+            ]
+        )
+        searcher = self._searcher()
+        count = searcher.search(query, 1, count=True).count
+        if not count:
+            return []
+        return [searcher.doc(address) for _, address in searcher.search(query, count).hits]
+
+    def articles(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Registry records of those articles that are completely stored."""
+        return {
+            doc.get_first("id"): json.loads(doc.get_first("record"))
+            for doc in self._records("id", article_ids)
+        }
+
+    def articles_by_hash(self, content_hashes: Sequence[str]) -> dict[str, str]:
+        """content hash -> id of the primary article stored with that body."""
+        found = {}
+        for doc in self._records("content_hash", content_hashes):
+            record = json.loads(doc.get_first("record"))
+            if not record.get("duplicate_of"):
+                found[str(record["content_hash"])] = str(doc.get_first("id"))
+        return found
+
+    def duplicates_of(self, article_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """primary article id -> registry records of the stored copies of its story, each with
+        the copy's own id under "article_id"."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for doc in self._records("duplicate_of", article_ids):
+            record = {**json.loads(doc.get_first("record")), "article_id": doc.get_first("id")}
+            found.setdefault(str(record["duplicate_of"]), []).append(record)
+        return found
+
+    def state(self) -> tuple[str, int]:
+        """(log id, last entry applied) of the store log this index follows ("", 0: none)."""
+        docs = self._records("id", ["state"], kind="state")
+        if not docs:
+            return "", 0
+        state = json.loads(docs[0].get_first("record"))
+        return str(state["log"]), int(state["seq"])
+
+    # -- writing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[_Writer]:
+        """Exclusive writing: yields a _Writer; its changes are committed together at the end
+        (and none of them if the block raises). Readers in every process see them after their
+        next `reload()`; this process's reader is reloaded here."""
+        with self._locked():
+            self.reload()  # another process may have committed while this one waited
+            writer = self.index.writer(WRITER_HEAP, 1)
+            try:
+                yield _Writer(writer, self.index.schema, self._analyse)
+                writer.commit()
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                writer.wait_merging_threads()  # releases tantivy's own writer lock
+            self.reload()
+
+
+class _Writer:
+    """Changes to the index, committed together (see LexicalIndex.writer)."""
+
+    def __init__(self, writer: Any, schema: Any, analyse: Analyse) -> None:
+        self._writer = writer
+        self._schema = schema
+        self._analyse = analyse
+
+    def put_chunks(self, chunks: Iterable[ChunkDoc]) -> None:
+        """Index chunks, replacing earlier versions with the same ids."""
+        import tantivy
+
+        for chunk in chunks:
+            meta = chunk.metadata
+            key = f"chunk:{chunk.id}"
+            self._writer.delete_documents_by_term("key", key)
+            doc = tantivy.Document()
+            doc.add_text("key", key)
+            doc.add_text("kind", "chunk")
+            doc.add_text("id", chunk.id)
+            doc.add_text("article", str(meta.get("article_id", "")))
+            heading = f"{meta.get('title', '')} {meta.get('source', '')}"
+            doc.add_text("terms", " ".join([*self._analyse(heading), *self._analyse(chunk.text)]))
+            source = str(meta.get("source", ""))
+            for outlet in dict.fromkeys([source, *(meta.get("sources") or ())]):
+                if outlet:
+                    doc.add_text("source", str(outlet))
+            if meta.get("published_ts") is not None:
+                doc.add_integer("published_ts", int(meta["published_ts"]))
+            day = local_day(meta)
+            if day >= 0:
+                doc.add_integer("day", day)
+            self._writer.add_document(doc)
+
+    def remove_chunks(self, chunk_ids: Iterable[str]) -> None:
+        for chunk_id in chunk_ids:
+            self._writer.delete_documents_by_term("key", f"chunk:{chunk_id}")
+
+    def put_articles(self, records: dict[str, dict[str, Any]]) -> None:
+        """Write registry records (replacing earlier ones of the same articles)."""
+        import tantivy
+
+        for article_id, record in records.items():
+            key = f"article:{article_id}"
+            self._writer.delete_documents_by_term("key", key)
+            doc = tantivy.Document()
+            doc.add_text("key", key)
+            doc.add_text("kind", "article")
+            doc.add_text("id", article_id)
+            doc.add_text("content_hash", str(record.get("content_hash", "")))
+            if record.get("duplicate_of"):
+                doc.add_text("duplicate_of", str(record["duplicate_of"]))
+            doc.add_text("record", json.dumps(record, sort_keys=True))
+            self._writer.add_document(doc)
+
+    def set_state(self, log_id: str, seq: int) -> None:
+        import tantivy
+
+        self._writer.delete_documents_by_term("key", "state:state")
+        doc = tantivy.Document()
+        doc.add_text("key", "state:state")
+        doc.add_text("kind", "state")
+        doc.add_text("id", "state")
+        doc.add_text("record", json.dumps({"log": log_id, "seq": seq}))
+        self._writer.add_document(doc)
+
+    def clear(self) -> None:
+        """Delete every document (a reset store, or a log this index did not follow)."""
+        self._writer.delete_all_documents()
