@@ -141,7 +141,6 @@ class LexicalIndex:
     def reload(self) -> None:
         """See the latest commit (of any process)."""
         self.index.reload()
-        self._cache_generation = None
 
     def _searcher(self) -> Any:
         return self.index.searcher()
@@ -226,7 +225,8 @@ class LexicalIndex:
         return weights
 
     def _cached(self, name: str, compute: Callable[[Any], Any]) -> Any:
-        """A figure of the whole index, computed once per commit seen (bounded: a few values)."""
+        """A figure of the whole index (outlets, days, counts: they cost a pass over a fast field),
+        computed once per commit seen; a few values, whatever the index holds."""
         searcher = self._searcher()
         try:  # tantivy rewrites meta.json at every commit
             meta = (self.path / "meta.json").stat()
