@@ -4,9 +4,11 @@
 
 The answerer gets k=6 passages of ~200 word pieces (what the store returns at the default
 settings), cut by the real chunker from the ../shared/eval MultiHop corpus grouped into long
-articles, and answers every dev question. It prints p50/p95 of the answer stage, then the cost of
-embedding a handful or all of the candidate sentences with the configured embedder: the figure
-that decided against sentence embeddings at question time (docs/answering.md).
+articles, and answers the dev questions and our question set (samples/questions, many of them
+"what did X say", whose speaker attribution is the costliest path). It prints p50/p95 of the
+answer stage, then the cost of embedding a handful or all of the candidate sentences with the
+configured embedder: the figure that decided against sentence embeddings at question time
+(docs/answering.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+REPO = Path(__file__).resolve().parent.parent
+EVAL = REPO.parent.parent / "shared" / "eval"
+if not EVAL.is_dir():  # a checkout without ../shared: the bundled copy
+    EVAL = REPO / "samples" / "eval"
+OWN = REPO / "samples" / "questions" / "questions.jsonl"
 ARTICLE_BODIES = 8  # corpus excerpts joined into one long article
 K = 6
 
@@ -48,6 +54,8 @@ def main() -> None:
     rows = [json.loads(line) for line in (args.eval_dir / "multihop_corpus.jsonl").open()]
     questions = [json.loads(line) for line in (args.eval_dir / "multihop_dev.jsonl").open()]
     questions = questions[: args.questions]
+    # Our question set adds "what did X say" questions, whose speaker attribution costs most.
+    questions += [json.loads(line) for line in OWN.open()]
     count = TokenCounter(settings.embedding_model)
 
     passages: list[Passage] = []

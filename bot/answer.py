@@ -14,6 +14,7 @@ the closest sentences as citations. The LLM answerer is bot/llm.py; it falls bac
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -22,7 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bot.models import Citation
 from bot.speakers import attribute, is_statement, speaker_terms
@@ -46,29 +48,23 @@ SPLIT_CACHE = 4096
 
 @dataclass(frozen=True)
 class Weights:
-    """How much each kind of evidence counts in a sentence's score (tuned on ../shared/eval and
-    the sample article; see docs/answering.md)."""
+    """The hand-set constants left after the learned scorer (bot/answer_model.json), each where
+    the labelled data cannot decide: they shape how an answer is presented, not whether a
+    sentence answers."""
 
-    own: float = 0.6  # question words in the sentence itself
-    context: float = 0.15  # ... only in its neighbours or the article's title
-    retrieval: float = 0.25  # the passage's cosine similarity to the question
-    answer_type: float = 0.08  # a who/when/how-many question meets a name/date/number
-    # "What did X say about Y": the topic Y, the speaker X, and the sentence being a statement.
-    topic: float = 0.35
-    speaker: float = 0.35
-    statement: float = 0.15
-    no_speaker: float = 0.5  # retrieval similarity left as evidence when X said nothing here
-    # Names and numbers in a question pin down what it is about more than other words.
-    name_boost: float = 1.5
-    # Another sentence joins the best one when it scores at least this share of it.
+    # Another sentence joins the best one when its probability is at least this share of the
+    # best's: a presentation choice (how much to quote); the labels say which sentences answer,
+    # not how many of them a reader wants.
     runner_up: float = 0.8
     # A question in parts gets, per part, its statement and who made it.
     sentences_per_part: int = 2
-    part_whole: float = 2.0  # weight of the whole question when ranking a part's sentences
-    part_threshold: float = 0.65  # share of the refusal threshold a part's evidence must reach
-    # Evidence (for refusal) mixes lexical coverage and retrieval similarity.
-    evidence_retrieval: float = 0.4
-    # A "what did X say" question with no statement by X anywhere is weaker evidence.
+    # A part's sentences are ranked by the part's clause plus this many times the whole question
+    # (the clause alone often lacks the names the question is about); measured on MultiHop dev
+    # before the scorer was learned (docs/answering.md, "Questions about several reports").
+    part_whole: float = 2.0
+    # Share of the refusal cut a part's best sentence must reach (a clause is shorter than the
+    # question, so its probability is lower); only reached after the whole question passed.
+    part_threshold: float = 0.65
 
 
 WEIGHTS = Weights()
@@ -328,17 +324,14 @@ def outlet_terms(passages: Sequence[Passage]) -> set[str]:
 
 
 def idf_weights(question: Question, pool: Pool) -> dict[str, float]:
-    """IDF of each question word over the sentence pool (absent words weigh most), names up."""
+    """IDF of each question word over the sentence pool (absent words weigh most)."""
     total = len(pool.sentences)
     counts: Counter[str] = Counter()
     for sentence in pool.sentences:
         counts.update(w for w in sentence.words if w in question.words)
     weights = {}
     for word in question.words:
-        weight = math.log(1.0 + (total + 1) / (counts[word] + 0.5))
-        if word in question.names:
-            weight *= WEIGHTS.name_boost
-        weights[word] = weight
+        weights[word] = math.log(1.0 + (total + 1) / (counts[word] + 0.5))
     return weights
 
 
@@ -348,8 +341,8 @@ def idf_weights(question: Question, pool: Pool) -> dict[str, float]:
 @dataclass(frozen=True)
 class Scored:
     sentence: Sentence
-    score: float  # ranks sentences against each other
-    evidence: float  # how well it answers, comparable across questions (for refusal)
+    score: float  # ranks sentences against each other (the model's probability)
+    evidence: float  # how sure it answers, comparable across questions (for refusal)
     statement: bool = False
     linked: tuple[Sentence, ...] = ()  # neighbours that say who is speaking
 
@@ -363,71 +356,249 @@ def _coverage(words: Iterable[str], weights: dict[str, float], wanted: Iterable[
     return sum(weights[w] for w in wanted if w in present) / total
 
 
-def _answer_type(question: Question, text: str) -> float:
+def _share(present: Iterable[str], wanted: frozenset[str]) -> float:
+    return len(wanted & set(present)) / len(wanted) if wanted else 1.0
+
+
+def _answer_type(question: Question, text: str) -> bool:
+    """Whether a sentence holds what a who/when/where/how-many question asks for, and that the
+    question does not already say (a "when" question naming 2019 is not answered by "2019")."""
+    asked = set(question.words)
     if question.kind == "when":
-        return 1.0 if _DATE.search(text) else 0.0
+        return any(not set(terms(m.group())) <= asked for m in _DATE.finditer(text))
     if question.kind == "number":
-        return 1.0 if _NUMBER.search(text) else 0.0
+        return any(not set(terms(m.group())) <= asked for m in _NUMBER.finditer(text))
     if question.kind in ("who", "where"):
         for match in _CAPITALISED.finditer(text):
-            if not set(terms(match.group())) & set(question.words):
-                return 1.0
-    return 0.0
+            if not set(terms(match.group())) & asked:
+                return True
+    return False
 
 
-def score_sentences(question: Question, pool: Pool) -> list[Scored]:
-    """Every sentence of the pool with its score and evidence, best first."""
+_FULL_NAME = re.compile(r"\b[A-Z][a-z][\w'’-]+(?:\s+[A-Z][a-z][\w'’-]+)+")
+_FULL_DATE = re.compile(
+    r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
+    r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?\s+\d{1,2}\b|"
+    r"\b\d{1,2}\s+(?:January|February|March|April|May|June|July|August|September|October|"
+    r"November|December)\b"
+)
+
+
+def _answer_shape(question: Question, text: str) -> bool:
+    """A stricter answer type: a full name the question does not hold (who), a day and month
+    (when), a figure the question does not hold (how many); for where, the answer type itself
+    (a place is often one word)."""
+    asked = set(question.words)
+    if question.kind == "where":
+        return _answer_type(question, text)
+    if question.kind == "who":
+        return any(not set(terms(m.group())) & asked for m in _FULL_NAME.finditer(text))
+    if question.kind == "when":
+        return _FULL_DATE.search(text) is not None
+    if question.kind == "number":
+        return any(not set(terms(m.group())) <= asked for m in re.finditer(r"\d[\d,.]*", text))
+    return False
+
+
+_YEARS = re.compile(r"\b(?:1[89]|20)\d\d\b")
+TYPED_KINDS = ("who", "when", "where", "number")
+TYPED_APART = ("own", "own_plain", "context", "dense", "rank", "names_here", "own_gap")
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A logistic regression: feature names, their weights and a bias."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+
+    def probability(self, values: dict[str, float]) -> float:
+        logit = self.bias + sum(
+            weight * values.get(name, 0.0)
+            for name, weight in zip(self.features, self.weights, strict=True)
+        )
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Linear:
+        return cls(
+            tuple(data["features"]), tuple(float(w) for w in data["weights"]), float(data["bias"])
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "weights": [round(w, 4) for w in self.weights],
+            "bias": round(self.bias, 4),
+        }
+
+
+@dataclass(frozen=True)
+class SentenceModel:
+    """The learned scorer (bench/fit_answer.py; coefficients in bot/answer_model.json, read
+    once): `sentence` gives the probability that a sentence answers the question (ranking),
+    `question` the probability that the best one does, from the question's best evidence
+    (refusal, below `cut`, the cut chosen on the training folds)."""
+
+    sentence: Linear
+    question: Linear
+    cut: float
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SentenceModel:
+        return cls(
+            Linear.from_dict(data["sentence"]), Linear.from_dict(data["question"]), data["cut"]
+        )
+
+
+MODEL_FILE = Path(__file__).with_name("answer_model.json")
+
+
+@lru_cache(maxsize=1)
+def sentence_model() -> SentenceModel:
+    """The shipped model (bot/answer_model.json)."""
+    return SentenceModel.from_dict(json.loads(MODEL_FILE.read_text(encoding="utf-8")))
+
+
+def sentence_features(
+    question: Question, pool: Pool
+) -> list[tuple[Sentence, dict[str, float], Speaker | None]]:
+    """Every candidate sentence with its features (what bench/fit_answer.py fits on):
+
+    own / context   IDF-weighted share of the question's words (of a "what did X say about Y"
+                    question: of Y) in the sentence, and added by its neighbours and title
+    dense, rank     the passage's cosine similarity to the question; 1 / (1 + its rank)
+    names, names_here  share of the names the question asks about (capitalised words, numbers)
+                    in the sentence, its neighbours or title / in the sentence itself
+    typed, untyped  a who/when/where/how-many question, and the sentence holds / lacks a
+                    name, date or number of the kind it asks for
+    year_match, year_other  the question names a year, and the sentence's passage or title
+                    holds it / holds only other years
+    statement, speaker, say_unsaid  a "what did X say" question: the sentence reports speech;
+                    how well its speaker matches X (times how sure the attribution is); no
+                    statement by X
+    """
     weights = idf_weights(question, pool)
     title_words: dict[str, frozenset[str]] = {}
-    scored = []
+    years = frozenset(_YEARS.findall(question.text))
+    names = question.names - (question.speaker if question.kind == "say" else frozenset())
+    typed_kind = question.kind in TYPED_KINDS
+    found = []
     for sentence in pool.sentences:
         if looks_like_instruction(sentence.text) and not question.about_instructions:
             continue
         passage = sentence.passage
         if passage.article_id not in title_words:
-            title = str(passage.metadata.get("title", ""))
-            title_words[passage.article_id] = frozenset(terms(title))
+            title_words[passage.article_id] = frozenset(
+                terms(str(passage.metadata.get("title", "")))
+            )
         neighbours = pool.neighbours(sentence)
         around = set().union(*(n.words for n in neighbours), title_words[passage.article_id])
-        similarity = max(passage.dense_score or 0.0, 0.0)
-        statement = is_statement(sentence.text)
-        linked: tuple[Sentence, ...] = ()
+        wanted: Iterable[str] = question.words
+        values: dict[str, float] = {}
+        speaker: Speaker | None = None
         if question.kind == "say":
-            speaker = 0.0
+            wanted = question.topic or (set(question.words) - question.speaker)
+            statement = is_statement(sentence.text)
+            match = 0.0
             if statement:
-                who = speaker_of(pool, sentence)
-                speaker = who.certainty * _coverage(who.words, weights, question.speaker)
-                linked = who.linked
-            topic_words = question.topic or (set(question.words) - question.speaker)
-            topic = _coverage(sentence.words, weights, topic_words)
-            topic_around = _coverage(sentence.words | around, weights, topic_words)
-            score = (
-                WEIGHTS.topic * topic
-                + WEIGHTS.context * (topic_around - topic)
-                + WEIGHTS.speaker * speaker
-                + WEIGHTS.statement * statement
-                + WEIGHTS.retrieval * similarity
-            )
-            # What X said: no statement by X, no answer, however close the topic.
-            lexical = speaker * (0.5 + 0.25 * (topic + topic_around))
-            if speaker == 0:
-                similarity *= WEIGHTS.no_speaker
-        else:
-            own = _coverage(sentence.words, weights, question.words)
-            with_context = _coverage(sentence.words | around, weights, question.words)
-            score = (
-                WEIGHTS.own * own
-                + WEIGHTS.context * (with_context - own)
-                + WEIGHTS.answer_type * _answer_type(question, sentence.text)
-                + WEIGHTS.retrieval * similarity
-            )
-            lexical = 0.5 * (own + with_context)
-        evidence = (
-            1 - WEIGHTS.evidence_retrieval
-        ) * lexical + WEIGHTS.evidence_retrieval * similarity
-        scored.append(Scored(sentence, score, evidence, statement, linked))
-    scored.sort(key=lambda s: (-s.score, s.sentence.rank, s.sentence.start))
-    return scored
+                speaker = speaker_of(pool, sentence)
+                match = speaker.certainty * _coverage(speaker.words, weights, question.speaker)
+            values["statement"] = float(statement)
+            values["speaker"] = match
+            values["say_unsaid"] = float(match == 0.0)
+        own = _coverage(sentence.words, weights, wanted)
+        values["own"] = own
+        # The question's ordinary words ("won", "released", "president"): what it asks about
+        # the names, which a sentence that merely repeats the names lacks.
+        values["own_plain"] = _coverage(sentence.words, weights, set(wanted) - question.names)
+        values["context"] = _coverage(sentence.words | around, weights, wanted) - own
+        values["dense"] = max(passage.dense_score or 0.0, 0.0)
+        values["rank"] = 1.0 / (1.0 + sentence.rank)
+        values["names"] = _share(sentence.words | around, names)
+        values["names_here"] = _share(sentence.words, names)
+        if typed_kind:
+            typed = _answer_type(question, sentence.text)
+            values["typed"] = float(typed)
+            values["untyped"] = float(not typed)
+            values["shaped"] = float(_answer_shape(question, sentence.text))
+        if years:
+            # The whole passage: "Who won the 2023 race?" is not answered by a sentence
+            # without a year in a report of the 2024 race.
+            context_text = f"{passage.text} {passage.metadata.get('title', '')}"
+            held = frozenset(_YEARS.findall(context_text))
+            values["year_match"] = float(bool(years & held))
+            values["year_other"] = float(bool(held) and not years & held)
+        found.append((sentence, values, speaker))
+    # How a sentence compares with the best candidate of its own question (ranking), beside the
+    # absolute figures above (refusal: whether even the best one answers).
+    for name in ("own", "dense"):
+        best = max((values[name] for _, values, _ in found), default=0.0)
+        for _, values, _ in found:
+            values[f"{name}_gap"] = values[name] - best
+    for _, values, _ in found:
+        values["typed_own"] = values.get("typed", 0.0) * values["own"]
+        values["typed_names"] = values.get("typed", 0.0) * values["names_here"]
+        # A who/when/where/how-many question is answered by a short fact in one sentence, other
+        # questions by what a whole report says: the model weighs the evidence apart for each.
+        if typed_kind:
+            for name in TYPED_APART:
+                values[f"kind_{name}"] = values[name]
+    return found
+
+
+def _evidence(values: dict[str, float]) -> float:
+    """A sentence's evidence that the question is answered: its own words and, half, its
+    context's, and the passage's similarity (of a "what did X say" question, statements by X
+    only); none when it breaks the question's constraints: it holds another year than the one
+    the question names (and not that one), or lacks the kind of answer a who/when/where/
+    how-many question needs, however many words it shares with the question. (The stricter
+    `shaped` is a ranking feature only: as a constraint it refused 4 of the 6 "when" questions
+    of samples/questions, answered by a weekday, a month or a year.)"""
+    lexical = values["own"] + 0.5 * values["context"]
+    dense = values["dense"]
+    if "speaker" in values:
+        lexical *= values["speaker"]
+        dense *= 0.5 if values["speaker"] == 0 else 1.0
+    if values.get("year_other") or values.get("untyped"):
+        return 0.0
+    return 0.6 * lexical + 0.4 * dense
+
+
+def question_features(ranked: Sequence[tuple[float, dict[str, float]]]) -> dict[str, float]:
+    """What the refusal model may read: the best evidence of any candidate (`_evidence`), and
+    the best sentence probability (`ranked` is best first). The shipped model reads the first
+    only (bench/fit_answer.py says why)."""
+    if not ranked:
+        return {}
+    return {
+        "best": ranked[0][0],
+        "max_evidence": max(_evidence(values) for _, values in ranked),
+    }
+
+
+def score_sentences(
+    question: Question, pool: Pool, model: SentenceModel | None = None
+) -> list[Scored]:
+    """Every sentence of the pool with its probability of answering the question (score), best
+    first; evidence is the probability that the question is answered at all, the same for all."""
+    model = model or sentence_model()
+    ranked = []
+    for sentence, values, speaker in sentence_features(question, pool):
+        ranked.append((model.sentence.probability(values), values, sentence, speaker))
+    ranked.sort(key=lambda item: (-item[0], item[2].rank, item[2].start))
+    answered = model.question.probability(question_features([(p, v) for p, v, _, _ in ranked]))
+    return [
+        Scored(
+            sentence,
+            probability,
+            answered,
+            bool(values.get("statement")),
+            speaker.linked if speaker is not None else (),
+        )
+        for probability, values, sentence, speaker in ranked
+    ]
 
 
 # -- the extractive answer ---------------------------------------------------------------------
@@ -522,7 +693,7 @@ def select(
     for runner in scored[1:]:
         if len(chosen) >= max_sentences or runner.score < WEIGHTS.runner_up * best.score:
             break
-        if runner.sentence.key in taken or runner.evidence < threshold:
+        if runner.sentence.key in taken:
             continue
         if not (runner.sentence.words - covered):
             continue
@@ -540,9 +711,10 @@ def extractive_answer(
     passages: Sequence[Passage],
     *,
     max_sentences: int,
-    threshold: float,
+    threshold: float | None = None,
     ignore: Iterable[str] = (),
     parts: Sequence[Part] = (),
+    model: SentenceModel | None = None,
 ) -> Draft:
     """Answer with the sentences that answer the question, or refuse with the closest ones.
 
@@ -552,7 +724,9 @@ def extractive_answer(
     pool = sentence_pool(passages)
     ignored = set(ignore) | outlet_terms(passages)
     read = read_question(question, ignore=ignored)
-    scored = score_sentences(read, pool)
+    model = model or sentence_model()
+    threshold = model.cut if threshold is None else threshold
+    scored = score_sentences(read, pool, model)
     if not scored:
         return refusal([], 0.0)
     confidence = max(s.evidence for s in scored)
@@ -560,7 +734,7 @@ def extractive_answer(
         return refusal(scored, confidence)
     if len(parts) > 1:
         by_parts = parts_answer(
-            parts, passages, threshold=threshold, ignore=ignored, question=question
+            parts, passages, threshold=threshold, ignore=ignored, question=question, model=model
         )
         if by_parts is not None:
             return replace(by_parts, confidence=confidence)
@@ -581,6 +755,7 @@ def parts_answer(
     threshold: float,
     ignore: Iterable[str] = (),
     question: str = "",
+    model: SentenceModel | None = None,
 ) -> Draft | None:
     """One line per part of the question: the best statement of the part's own report, cited,
     or that the articles don't say. None when no part has evidence of its own.
@@ -601,9 +776,9 @@ def parts_answer(
         chosen: list[tuple[Sentence, float]] = []
         if own:
             pool = sentence_pool(own)
-            scored = score_sentences(read_question(part.text, ignore=ignore), pool)
+            scored = score_sentences(read_question(part.text, ignore=ignore), pool, model)
             if whole is not None and WEIGHTS.part_whole:
-                overall = {s.sentence.key: s for s in score_sentences(whole, pool)}
+                overall = {s.sentence.key: s for s in score_sentences(whole, pool, model)}
                 scored = sorted(
                     (
                         replace(

@@ -109,14 +109,14 @@ class Settings(BaseSettings):
     # model) to the claim; else the marker is dropped. bot/llm.py, bench/citation_mapping.py.
     citation_min_similarity: float = Field(default=0.35, ge=-1, le=1)
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
-    # Calibrated on ../shared/eval (docs/answering.md): on the MultiHop dev set (hybrid retrieval,
-    # k=6) 0.22 refuses 26/28 null questions (0.93) and 1/172 answerable ones (0.006); 0.20
-    # gives 0.89/0.00, 0.24 0.96/0.03, 0.28 0.96/0.08. RGB dev: 1/40 questions refused on their
-    # positive passages; on-topic noise alone is never refused below 0.5 (its lexical evidence
-    # matches the positives'). The sample question scores 0.73, "Who won the 2023 World
-    # Series?" on the sample store 0.05.
-    refusal_threshold: float = Field(
-        default=0.22, ge=-1, le=1, description="Least evidence (0-1) to answer instead of refusing."
+    # Unset: the cut chosen with the learned sentence scorer on its training folds
+    # (bot/answer_model.json, bench/fit_answer.py, docs/answering.md). A value is a probability
+    # (0-1) that the best sentence answers the question, below which the bot refuses.
+    refusal_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Least probability (0-1) to answer instead of refusing; unset: calibrated.",
     )
 
     # -- slack ---------------------------------------------------------------------------------
