@@ -1,15 +1,17 @@
 """The extractive answerer (the default: no LLM, nothing generated, nothing invented).
 
-The extractive answerer splits the retrieved passages into sentences, scores each against the
-question and answers with the few that answer it, in article order, each followed by its [n].
-Scoring is lexical evidence (IDF-weighted coverage of the question's words, with name forms such as
-Qatar/Qatari folded by `bot.terms`), the passage's retrieval score, and the shape of the question:
-"What did Qatar say about X?" wants a statement whose speaker is Qatar's, even when the sentence
-that names the speaker ("Qatari Prime Minister ... al Thani was upbeat") is a neighbour of the one
-that holds the statement ("... it was positive, said al Thani"); both are then quoted.
+The extractive answerer splits the retrieved passages into sentences, gives each the features of
+`sentence_features` (lexical evidence with name forms such as Qatar/Qatari folded by
+`bot.terms`, the passage's similarity and rank, the answer type a who/when/where/how-many
+question needs, the years it names, and for "What did Qatar say about X?" whether the speaker,
+as `bot.speakers` resolves it, is Qatar's) and ranks them by a learned model
+(bot/answer_model.json, fitted by bench/fit_answer.py); it answers with the few best, in
+article order, each followed by its [n], with the neighbour that names a statement's speaker.
 
-When the best evidence falls below `refusal_threshold` the answer is a refusal that still returns
-the closest sentences as citations. The LLM answerer is bot/llm.py; it falls back to this one.
+When the probability that the question is answered at all, from its best constrained evidence,
+falls below `refusal_threshold` (unset: the cut calibrated with the model) the answer is a
+refusal that still returns the closest sentences as citations. The LLM answerer is bot/llm.py;
+it falls back to this one.
 """
 
 from __future__ import annotations
@@ -666,9 +668,7 @@ def refusal(scored: Sequence[Scored], confidence: float) -> Draft:
     return Draft(text, citations, True, confidence)
 
 
-def select(
-    scored: Sequence[Scored], max_sentences: int, threshold: float
-) -> list[tuple[Sentence, float]]:
+def select(scored: Sequence[Scored], max_sentences: int) -> list[tuple[Sentence, float]]:
     """The best sentence; who said it, when a neighbour says that; what the same speaker says
     next; then runners-up that add evidence of their own."""
     if not scored:
@@ -738,7 +738,7 @@ def extractive_answer(
         )
         if by_parts is not None:
             return replace(by_parts, confidence=confidence)
-    text, citations = render(select(scored, max_sentences, threshold))
+    text, citations = render(select(scored, max_sentences))
     return Draft(text, citations, False, confidence)
 
 
