@@ -476,10 +476,13 @@ def ask(
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
     bot = _open_bot(settings, require_articles=True)
 
+    # A chat model's answer is printed as it is written (not for --json).
+    streaming = not as_json and bot.answerer.chat_model is not None
+
     def answer(one: str, *, lines: bool) -> None:
-        with _working(SPINNER_TEXT):
-            result = bot.ask(one, since=since, until=until, k=k)
         if as_json:
+            with _working(SPINNER_TEXT):
+                result = bot.ask(one, since=since, until=until, k=k)
             typer.echo(
                 json.dumps(result.to_dict(), ensure_ascii=False, indent=None if lines else 2)
             )
@@ -487,7 +490,9 @@ def ask(
         console = _stdout()
         if lines:
             console.print(Text(f"> {one}", style="bold"), soft_wrap=True)
-        render_answer(console, result)
+        stream = bot.stream(one, since=since, until=until, k=k)
+        result, streamed = show_stream(console, stream, _stderr(), streaming)
+        render_answer(console, result, text=not streamed)
         if lines:
             console.print()
 
@@ -566,6 +571,39 @@ CHAT_HELP = """Ask a question; follow-ups ("What about Egypt?") use the conversa
   /quit      leave (or Ctrl-D); Ctrl-C cancels an answer in progress"""
 
 
+def show_stream(
+    console: Console, stream: Iterator[str | Answer], spinner: Console, streaming: bool
+) -> tuple[Answer, bool]:
+    """Print the answer's pieces as they arrive (when `streaming`: a chat model answers), with a
+    spinner on `spinner` until the first; returns the Answer and whether its whole text was
+    shown (not when the answer changed after streaming, e.g. fell back to the extractive one)."""
+    from bot.models import Answer
+
+    result: Answer | None = None
+    shown: list[str] = []
+    try:
+        with spinner.status(SPINNER_TEXT, spinner="dots") as status:
+            for item in stream:
+                if isinstance(item, Answer):
+                    result = item
+                elif streaming and item:
+                    if not shown:
+                        status.stop()
+                    shown.append(item)
+                    # out(), not print(): a piece is part of a line; don't wrap it alone.
+                    console.out(item, end="", highlight=False)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # Ctrl-C: let the answerer clean up (e.g. an LLM request)
+    if result is None:
+        raise NewsbotError("the answerer returned no answer", hint="run again with --debug")
+    whole = bool(shown) and "".join(shown).strip() == result.text.strip()
+    if shown:  # end the streamed line; one cut short by a failure says so (the answer follows)
+        console.print("" if whole else Text(" [cut off]", style="dim"))
+    return result, whole
+
+
 class ChatSession:
     """One conversation: the turns so far and the last answer (for /sources)."""
 
@@ -612,33 +650,10 @@ class ChatSession:
         return True
 
     def answer(self, question: str) -> None:
-        from bot.models import Answer, Turn
+        from bot.models import Turn
 
-        result: Answer | None = None
-        shown: list[str] = []
         stream = self.bot.stream(question, history=list(self.history))
-        try:
-            with self.console.status(SPINNER_TEXT, spinner="dots") as status:
-                for item in stream:
-                    if isinstance(item, Answer):
-                        result = item
-                    elif self.streaming and item:
-                        if not shown:
-                            status.stop()
-                        shown.append(item)
-                        # out(), not print(): a piece is part of a line; don't wrap it alone.
-                        self.console.out(item, end="", highlight=False)
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()  # Ctrl-C: let the answerer clean up (e.g. an LLM request)
-        if result is None:
-            raise NewsbotError("the answerer returned no answer", hint="run again with --debug")
-        streamed = bool(shown)
-        if streamed:
-            self.console.print()
-            if "".join(shown).strip() != result.text.strip():
-                streamed = False  # the answer changed after streaming (e.g. a fallback): show it
+        result, streamed = show_stream(self.console, stream, self.console, self.streaming)
         standalone = result.standalone_question.strip()
         if standalone and standalone != result.question.strip():
             # Show how a follow-up was read, so a surprising answer can be explained.

@@ -34,6 +34,7 @@ class Script:
     headers: dict[str, str] = field(default_factory=dict)  # e.g. {"Retry-After": "0"}
     delay: float = 0.0  # seconds before the response starts (a slow or hung server)
     break_after: int | None = None  # streamed: drop the connection after this many pieces
+    piece_delay: float = 0.001  # seconds between streamed pieces (a model writing)
     usage: tuple[int, int] | None = (812, 41)  # prompt and completion tokens reported
 
 
@@ -168,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(2)  # no terminating chunk: the client sees it cut
                 return
             self._chunk(line)
-            time.sleep(0.001)
+            time.sleep(script.piece_delay)
         self.wfile.write(b"0\r\n\r\n")
 
     # -- OpenAI: POST /v1/chat/completions -------------------------------------------------
