@@ -211,3 +211,19 @@ def test_slack_updates_the_placeholder_as_the_server_streams(
         assert ANSWER.startswith(partial["text"][: -len(" …")].rstrip())
     assert final["blocks"][0]["text"]["text"] == ANSWER
     assert all("language model" not in json.dumps(block) for block in final["blocks"])
+
+
+@pytest.mark.slow
+def test_eval_runs_against_a_model_server(server, tmp_path) -> None:
+    from tests.conftest import EVAL
+
+    env = {"NEWSBOT_LLM": f"ollama:{MODEL}", "NEWSBOT_LLM_BASE_URL": server.ollama_url}
+    report = tmp_path / "report.json"
+    result = runner.invoke(
+        app,
+        ["eval", str(EVAL / "rgb_dev.jsonl"), "--limit", "1", "--json-out", str(report)],
+        env={**env, "NEWSBOT_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["answerer"] == f"ollama:{MODEL}"
+    assert server.requests and all(r.path == "/api/chat" for r in server.requests)
