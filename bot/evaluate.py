@@ -355,6 +355,8 @@ class EvalReport:
     own: QuestionSetResult | None = None
     ingest_seconds: float = 0.0
     seconds: float = 0.0
+    # An LLM answerer's fallbacks to the extractive answer: reason -> questions (docs/answering.md)
+    fallbacks: dict[str, int] = field(default_factory=dict)
     finished_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat())
 
     def result(self, retriever: str) -> MultiHopResult:
@@ -375,6 +377,7 @@ class EvalReport:
             "multihop": [item.to_dict() for item in self.multihop],
             "rgb": self.rgb.to_dict() if self.rgb else None,
             "questions_by_kind": self.own.to_dict() if self.own else None,
+            "fallbacks": dict(self.fallbacks),
             "ingest_seconds": round(self.ingest_seconds, 2),
             "seconds": round(self.seconds, 2),
             "finished_at": self.finished_at,
@@ -444,6 +447,9 @@ def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str
             for kind, k in report.own.by_kind.items()
         ]
         tables.append((f"Answers per kind ({report.answerer})", head, rows))
+    if report.fallbacks:
+        rows = [[reason, str(count)] for reason, count in sorted(report.fallbacks.items())]
+        tables.append(("Answered extractively instead", ["why", "questions"], rows))
     return tables
 
 
@@ -684,12 +690,14 @@ def run_eval(
                     )
                 )
             embedding = _identity(bot)
+            fallbacks = dict(bot.answerer.fallbacks)
         return EvalReport(
             dataset=str(path),
             format=kind,
             corpus=str(corpus_path),
             answerer=answerer,
             embedding=embedding,
+            fallbacks=fallbacks,
             questions=len(questions),
             limit=limit,
             multihop=tuple(results),
@@ -708,12 +716,14 @@ def run_eval(
                 bot, questions, {a.id: a.body for a in articles}, progress=progress
             )
             embedding = _identity(bot)
+            fallbacks = dict(bot.answerer.fallbacks)
         return EvalReport(
             dataset=str(path),
             format=kind,
             corpus=str(corpus) if corpus else str(path.parent / "corpus.txt"),
             answerer=answerer,
             embedding=embedding,
+            fallbacks=fallbacks,
             questions=len(questions),
             limit=limit,
             own=own,
@@ -732,12 +742,14 @@ def run_eval(
         use_retriever(bot, retrievers[0])
         rgb = evaluate_rgb(bot, questions, retriever=retrievers[0], progress=progress)
         embedding = _identity(bot)
+        fallbacks = dict(bot.answerer.fallbacks)
     return EvalReport(
         dataset=str(path),
         format=kind,
         corpus=None,
         answerer=answerer,
         embedding=embedding,
+        fallbacks=fallbacks,
         questions=len(questions),
         limit=limit,
         rgb=rgb,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -370,6 +372,7 @@ EXTRAS = {"openai": "openai", "ollama": "ollama"}
 # client refuses to start without one.
 NO_KEY = "not-needed"
 SERVERS = {"openai": "the OpenAI API", "ollama": "the Ollama server"}
+NO_CITATION = "the model's reply cited no passage"
 
 
 def load_chat_model(spec: str, settings: Settings) -> Any:
@@ -587,6 +590,9 @@ class Answerer:
             self.name = f"llm:{settings.llm}"
             self.where = settings.llm_base_url or SERVERS.get(provider, "the model server")
         self.chat_model = chat_model
+        # Why the model's answers were not used, since this answerer was made (newsbot eval).
+        self.fallbacks: Counter[str] = Counter()
+        self._count = threading.Lock()
 
     @property
     def embedder(self) -> Any:
@@ -655,6 +661,7 @@ class Answerer:
                 yield piece
         except ModelFailed as failed:
             log.warning("the chat model gave no answer (%s); answering extractively", failed)
+            self._fell_back(failed.reason)
             if not shown:
                 yield draft.text
             yield Reply(draft, "extractive", failed.reason, timings)
@@ -674,8 +681,13 @@ class Answerer:
             yield Reply(Draft(text, closest, True, draft.confidence), self.name, None, timings)
             return
         log.info("the LLM answer had no valid citation; answering extractively instead")
+        self._fell_back(NO_CITATION)
         yield draft.text
-        yield Reply(draft, "extractive", "the model's reply cited no passage", timings)
+        yield Reply(draft, "extractive", NO_CITATION, timings)
+
+    def _fell_back(self, reason: str) -> None:
+        with self._count:
+            self.fallbacks[reason] += 1
 
     def _model_stream(
         self, messages: list[Any], checker: CitationChecker, timings: dict[str, float]

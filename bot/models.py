@@ -82,7 +82,7 @@ class Answer:
         }
 
     def to_markdown(self) -> str:
-        blocks = [self.text]
+        blocks = [self.text] + ([f"_{self.note}_"] if self.note else [])
         if self.citations:
             blocks.append("**Closest evidence:**" if self.refused else "**Sources:**")
             blocks += [citation.to_markdown() for citation in self.citations]

@@ -24,7 +24,7 @@ def server() -> Iterator[FakeLLM]:
         yield fake
 
 
-def test_slack_shows_the_fallback_note_under_the_answer() -> None:
+def test_slack_and_markdown_show_the_fallback_note_under_the_answer() -> None:
     answer = Answer(
         question="q",
         standalone_question="q",
@@ -47,6 +47,11 @@ def test_slack_shows_the_fallback_note_under_the_answer() -> None:
     }
     plain = Answer("q", "q", "It was positive [1].", (), False)
     assert all("language model" not in json.dumps(block) for block in answer_blocks(plain))
+    # The Python API's Markdown says it too.
+    assert answer.to_markdown().startswith(
+        "It was positive [1].\n\n_Quoted from the articles, without the language model: "
+    )
+    assert "language model" not in plain.to_markdown()
 
 
 @pytest.mark.slow
@@ -218,6 +223,7 @@ def test_eval_runs_against_a_model_server(server, tmp_path) -> None:
     from tests.conftest import EVAL
 
     env = {"NEWSBOT_LLM": f"ollama:{MODEL}", "NEWSBOT_LLM_BASE_URL": server.ollama_url}
+    server.script(Script("Whatever the question, this reply cites nothing."))
     report = tmp_path / "report.json"
     result = runner.invoke(
         app,
@@ -225,5 +231,9 @@ def test_eval_runs_against_a_model_server(server, tmp_path) -> None:
         env={**env, "NEWSBOT_DATA_DIR": str(tmp_path / "data")},
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(report.read_text())["answerer"] == f"ollama:{MODEL}"
+    written = json.loads(report.read_text())
+    assert written["answerer"] == f"ollama:{MODEL}"
     assert server.requests and all(r.path == "/api/chat" for r in server.requests)
+    # Every question the model was asked fell back, and the report says so and why.
+    assert written["fallbacks"] == {"the model's reply cited no passage": len(server.requests)}
+    assert "Answered extractively instead" in result.stdout
