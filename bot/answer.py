@@ -510,7 +510,8 @@ def sentence_features(
             values["statement"] = float(statement)
             values["speaker"] = match
             values["say_unsaid"] = float(match == 0.0)
-        own = _coverage(sentence.words, weights, wanted)
+        # "What did X say?" asks no topic: every statement by X covers all of it.
+        own = _coverage(sentence.words, weights, wanted) if wanted else 1.0
         values["own"] = own
         # The question's ordinary words ("won", "released", "president"): what it asks about
         # the names, which a sentence that merely repeats the names lacks.

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.models import Turn
+from bot.speakers import mention
 from bot.terms import terms
 
 if TYPE_CHECKING:
@@ -145,6 +146,12 @@ def _person(turns: Sequence[Turn], previous: str) -> str | None:
         return speaker.group("speaker")
     answer = turns[-1].answer if turns else ""
     asked = set(terms(previous))
+    # Someone the answer quotes ("..., said Dolores Okafor, the union's president") comes first;
+    # the first name of an answer is often an organisation.
+    for sentence in re.split(r"(?<=[.!?\]])\s+", re.sub(r"\s*\[\d+\]", "", answer)):
+        said = mention(sentence)
+        if said is not None and said.kind == "named" and len(said.text.split()) >= 2:
+            return _OWNER.sub("", said.text)
     for text in (answer, previous):
         for match in _PERSON.finditer(re.sub(r"\[\d+\]", " ", text)):
             words = match.group().split()

@@ -64,6 +64,11 @@ _DESCRIBED_VERB = re.compile(
     rf"(?<![\w'’])(?P<description>(?i:the|its|his|her|their|a|an)\s+[\w'’-]+(?:\s+[\w'’-]+){{0,5}}?)"
     rf"(?:\s*,[^,]{{1,90}},)?\s+(?:{_VERBS})\b"
 )
+# "Hospital workers said", "Farmers told reporters": a sentence that opens with a bare plural or
+# a role and a verb of speech.
+_PLAIN_SUBJECT_VERB = re.compile(
+    rf"^[\"“”'’\s]*(?P<description>[A-Za-z][a-z'’-]+(?:\s+[a-z][a-z'’-]+){{0,2}})\s+(?:{_VERBS})\b"
+)
 # "said the head of US diplomacy", "according to the ministry".
 _VERB_DESCRIBED = re.compile(
     r"\b(?i:said|says|added|according to|told)\s+(?P<description>(?i:the|its|his|her|their|a|an|"
@@ -125,12 +130,23 @@ def mention(text: str) -> Mention | None:
             return Mention("named", name)
     for match in _VERB_TITLED_NAME.finditer(text):
         return Mention("named", match.group("name"), match.group("title").strip())
+    # The earliest name that a verb of speech follows, directly or after an apposition; an
+    # apposition that is itself a name ("Its representative in Nairobi, Dr. Abdourahmane
+    # Diallo, said") is the speaker, and the name before it is not.
+    named = []
     for pattern in (_NAME_VERB, _NAME_APPOSITION_VERB):
         for match in pattern.finditer(text):
             name = _clean_name(match.group("name"))
-            if name:
-                apposition = match.groupdict().get("apposition") or ""
-                return Mention("named", name, apposition.strip(" ,"))
+            apposition = (match.groupdict().get("apposition") or "").strip(" ,")
+            if name and not (apposition and _is_name(apposition)):
+                named.append((match.start(), name, apposition))
+                break
+    if named:
+        _, name, apposition = min(named)
+        return Mention("named", name, apposition)
+    subject = _PLAIN_SUBJECT_VERB.match(text)
+    if subject and not {w.lower() for w in subject.group("description").split()} & _NOT_NAMES:
+        return Mention("described", subject.group("description"))
     pronoun = _PRONOUN_VERB.search(text) or _VERB_PRONOUN.search(text)
     described = [m for m in (_VERB_DESCRIBED.search(text), _DESCRIBED_VERB.search(text)) if m]
     if described:
@@ -140,6 +156,15 @@ def mention(text: str) -> Mention | None:
     if pronoun:
         return Mention("pronoun", pronoun.group("pronoun").lower())
     return None
+
+
+def _is_name(text: str) -> bool:
+    """Whether `text` is capitalised words only ("Dr. Abdourahmane Diallo")."""
+    words = text.split()
+    return bool(words) and all(w[:1].isupper() or w.lower() in _PARTICLE_WORDS for w in words)
+
+
+_PARTICLE_WORDS = frozenset("al el bin ben de del der van von da di du la le ibn abu dos".split())
 
 
 def _looks_like_place_or_outlet(name: str, text: str, end: int) -> bool:

@@ -417,3 +417,14 @@ def test_the_refusal_threshold_setting_overrides_the_calibrated_cut() -> None:
     passages = passages_of(sample_article())
     assert not answer(QATAR_QUESTION, passages).refused
     assert answer(QATAR_QUESTION, passages, threshold=0.999).refused
+
+
+def test_what_did_x_say_without_a_topic_quotes_x() -> None:
+    body = (
+        "The port reopened on Monday after a week of repairs.\n"
+        '"Ships will be back to normal by Friday," said Hana Berg, the port director.\n'
+        "Traders welcomed the news."
+    )
+    draft = answer("What did Hana Berg say?", passages_of(make_article(body)))
+    assert not draft.refused
+    assert "back to normal by Friday" in draft.text

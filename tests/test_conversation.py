@@ -80,6 +80,10 @@ SHAPES = [
     (COST, "...", "When will it launch?", "When will the Kestrel probe launch?"),
     (COST, "...", "And the Rosetta probe?", "How much did the Rosetta probe cost?"),
     (UNION, UNION_ANSWER, "What did she say?", "What did Dolores Okafor say?"),
+    # an answer that opens with an organisation: "she" is the person it quotes
+    ("Who leads the dockers' federation?",
+     'The Northern Dockers Federation represents 900 workers. [1] "We will not wait," said '
+     "Marta Silva, its president. [2]", "What did she say?", "What did Marta Silva say?"),
     (UNION, UNION_ANSWER, "Who did she meet?", "Who did Dolores Okafor meet?"),
     ("When was the Lakeshore Classic first held?", "In 1998. [1]", "Who won it in 2022?",
      "Who won the Lakeshore Classic in 2022?"),

@@ -92,6 +92,12 @@ def test_a_speaker_of_one_sentence_is_not_credited_to_another_name() -> None:
          "the head of the central bank"),
         ("She said prices would rise.", "pronoun", "she"),
         ("The minister, who spoke on Monday, said prices would rise.", "described", "The minister"),
+        # a name after the apposition is not the speaker; a name as the apposition is
+        ("The International Red Cross, which works with the Red Crescent, said the camps were "
+         "full.", "named", "International Red Cross"),
+        ("Its envoy in Lima, Dr. Rosa Quispe, said the camps were full.", "named",
+         "Dr. Rosa Quispe"),
+        ("Dock workers said the cranes had stopped.", "described", "Dock workers"),
     ],
 )  # fmt: skip
 def test_mention_shapes(text: str, kind: str, who: str) -> None:
