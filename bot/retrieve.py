@@ -71,6 +71,9 @@ class RetrievalConfig:
     first_article_chunks: int = 3  # chunks the best article may give a one-part question
     dated_part_votes: int = 1  # articles of a part pinned to publication days that vote in fusion
     check_interval: float = 1.0  # seconds between checks for other processes' ingests
+    # A scope that admits at most this many chunks is searched densely among their ids (listed
+    # by the lexical index); a wider one through Chroma's `where`, whose date ranges are slow.
+    scope_ids: int = 5000
 
 
 # A day named in a question is a day where the article was published; Chroma filters on UTC
@@ -741,7 +744,11 @@ class Retriever:
         recorded in `candidates`, with their texts, metadata and scores."""
         dense_ids: list[str] = []
         if vector is not None:
-            for hit in self.store.query(vector.tolist(), pool, where=scope.where()):
+            where, among = scope.where(), None
+            if where is not None:
+                among = self.store.lexical.chunk_ids(scope.lexical_filter(), self.config.scope_ids)
+                where = where if among is None else None
+            for hit in self.store.query(vector.tolist(), pool, where=where, ids=among):
                 if not scope.admits(hit.metadata):
                     continue  # the `where` widens days by the largest UTC offsets
                 candidate = candidates.setdefault(hit.id, Candidate(hit.id))

@@ -181,6 +181,26 @@ class LexicalIndex:
             hits.append((document.get_first("id"), document.get_first("article"), float(score)))
         return hits
 
+    def chunk_ids(self, where: LexicalFilter, limit: int) -> list[str] | None:
+        """Ids of the chunks the filter admits, or None when there are more than `limit`."""
+        import tantivy
+
+        schema = self.index.schema
+        query = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Must, tantivy.Query.term_query(schema, "kind", "chunk")),
+                *((tantivy.Occur.Must, f) for f in self._filters(where)),
+            ]
+        )
+        searcher = self._searcher()
+        count = searcher.search(query, 1, count=True).count
+        if count > limit:
+            return None
+        if not count:
+            return []
+        hits = searcher.search(query, count, count=False).hits
+        return [searcher.doc(address).get_first("id") for _, address in hits]
+
     def _filters(self, where: LexicalFilter) -> list[Any]:
         import tantivy
 

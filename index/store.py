@@ -156,6 +156,7 @@ class Store:
         self._retries = retries
         self._turn_lock = turn_lock  # None: a Chroma server, whose writers take turns by lease
         self._lease: Any = None  # the ChromaLease this process holds while it writes
+        self._holding = False  # this Store holds the store's turn
         self._collections: tuple[Any, Any] | None = None
         self._checked_at = float("-inf")
         self._refreshing = threading.Lock()
@@ -254,22 +255,25 @@ class Store:
     def turn(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """This process's turn to write (index/lock.py): a file lock for an embedded store, a
         lease in the server for a Chroma server. Waits for the current writer, calling
-        `on_wait` first."""
+        `on_wait` first. Taken again while held (by this Store), it is held already."""
         from index.lock import ChromaLease, exclusive
 
-        if self._turn_lock is not None:
-            with exclusive(self._turn_lock, on_wait):
-                yield
+        if self._holding:
+            yield
             return
-        leases = self._call(
-            self.client.get_or_create_collection, f"{self.name}-lease", embedding_function=None
-        )
-        with ChromaLease(leases).held(on_wait) as lease:
-            self._lease = lease
+        if self._turn_lock is not None:
+            turn: contextlib.AbstractContextManager[Any] = exclusive(self._turn_lock, on_wait)
+        else:
+            leases = self._call(
+                self.client.get_or_create_collection, f"{self.name}-lease", embedding_function=None
+            )
+            turn = ChromaLease(leases).held(on_wait)
+        with turn as lease:
+            self._lease, self._holding = lease, True
             try:
                 yield
             finally:
-                self._lease = None
+                self._lease, self._holding = None, False
 
     # -- keeping the lexical index in step -----------------------------------------------------
     def refresh(self, max_age: float = 0.0) -> None:
@@ -530,10 +534,12 @@ class Store:
         k: int,
         where: dict[str, Any] | None = None,
         *,
+        ids: Sequence[str] | None = None,
         vectors: bool = False,
     ) -> list[StoredChunk]:
-        """The k chunks nearest to `vector` (Chroma's HNSW index), within `where`."""
-        if k <= 0:
+        """The k chunks nearest to `vector` (Chroma's HNSW index), within `where` and among
+        `ids` when given."""
+        if k <= 0 or (ids is not None and not ids):
             return []
         include = ["documents", "metadatas", "distances", *(["embeddings"] if vectors else [])]
         result = self._call(
@@ -541,6 +547,7 @@ class Store:
             query_embeddings=[list(vector)],
             n_results=k,
             where=where or None,
+            ids=list(ids) if ids is not None else None,
             include=include,
         )
         embeddings = result.get("embeddings") if vectors else None

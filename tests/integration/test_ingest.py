@@ -183,3 +183,26 @@ def test_an_unreachable_chroma_server_is_a_clear_error(make_bot) -> None:
         make_bot(chroma_url=url, store_retries=1)
     assert url in str(caught.value)
     assert "chroma run" in (caught.value.hint or "")
+
+
+def test_a_store_of_an_earlier_version_moves_its_registry_into_the_log(make_bot) -> None:
+    """Earlier versions kept the registry in a `<name>-articles` collection and had no log or
+    lexical index: the first process to open such a store moves the registry into the log."""
+    import shutil
+
+    bot = make_bot()
+    articles = make_articles(5)
+    bot.ingest(articles)
+    records = bot.store.lexical.articles([article.id for article in articles])
+    client = bot.store.client
+    client.delete_collection("news-log")
+    old = client.get_or_create_collection("news-articles", embedding_function=None)
+    old.upsert(ids=list(records), embeddings=[[1.0]] * 5, metadatas=list(records.values()))
+    shutil.rmtree(bot.store.lexical.path)
+
+    upgraded = make_bot()
+    answer = upgraded.ask("What did Qatar's prime minister do at the press conference?")
+    assert not answer.refused
+    assert upgraded.stats()["articles"] == 5
+    assert "news-articles" not in {c.name for c in upgraded.store.client.list_collections()}
+    assert upgraded.ingest(articles).unchanged == 5  # nothing embedded again
