@@ -449,6 +449,7 @@ class Failure:
     reason: str
     retryable: bool = False
     retry_after: float | None = None  # seconds the server asked to wait (Retry-After)
+    timed_out: bool = False
 
 
 class ModelFailed(Exception):
@@ -502,7 +503,7 @@ def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
 
     for error in _chain(exc):
         if isinstance(error, ModelTimeoutError | httpx.TimeoutException | TimeoutError):
-            return Failure(f"no reply within {timeout:g} s (NEWSBOT_LLM_TIMEOUT)")
+            return Failure(f"no reply within {timeout:g} s (NEWSBOT_LLM_TIMEOUT)", timed_out=True)
         status = getattr(error, "status_code", None)
         if isinstance(status, int) and status >= 400:
             response = getattr(error, "response", None)
@@ -555,6 +556,21 @@ class Attempts:
 # -- the answerer ------------------------------------------------------------------------------
 
 
+class _Watched:
+    """A chat model whose last `invoke` error is kept (condense swallows it, on purpose)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.error: BaseException | None = None
+
+    def invoke(self, messages: Any, **kwargs: Any) -> Any:
+        try:
+            return self.model.invoke(messages, **kwargs)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
 @dataclass(frozen=True)
 class Reply:
     """What the Answerer produced: the draft, which answerer wrote it, and why the LLM's answer
@@ -593,6 +609,7 @@ class Answerer:
         # Why the model's answers were not used, since this answerer was made (newsbot eval).
         self.fallbacks: Counter[str] = Counter()
         self._count = threading.Lock()
+        self._local = threading.local()  # per question: the rewrite's time-out (standalone)
 
     @property
     def embedder(self) -> Any:
@@ -612,11 +629,19 @@ class Answerer:
         )
 
     def standalone(self, question: str, history: Sequence[Turn] | None) -> str:
+        """The follow-up as a standalone question (bot.conversation.condense: the model, else the
+        rules). A model that timed out rewriting it is not asked again for this question's
+        answer (`stream`, same thread): that would be a second time-out in a row."""
         from bot.conversation import condense
 
-        return condense(
-            question, history, chat_model=self.chat_model, prompt=self.prompts["condense"]
-        )
+        self._local.timed_out = None
+        model = _Watched(self.chat_model) if self.chat_model is not None else None
+        rewritten = condense(question, history, chat_model=model, prompt=self.prompts["condense"])
+        if model is not None and model.error is not None:
+            failure = failure_of(model.error, where=self.where, timeout=self.settings.llm_timeout)
+            if failure.timed_out:
+                self._local.timed_out = failure.reason
+        return rewritten
 
     def extractive(
         self, question: str, passages: Sequence[Passage], query: Query | None = None
@@ -643,11 +668,18 @@ class Answerer:
         some of it was shown: the Reply then holds the extractive answer, and front doors show
         it in full (they compare).
         """
+        timed_out = getattr(self._local, "timed_out", None)
+        self._local.timed_out = None
         draft = self.extractive(question, passages, query)
         if self.chat_model is None or draft.refused:
             # Below the calibrated evidence threshold even an LLM would be guessing.
             yield draft.text
             yield Reply(draft, "extractive")
+            return
+        if timed_out:
+            self._fell_back(timed_out)
+            yield draft.text
+            yield Reply(draft, "extractive", timed_out)
             return
         messages = answer_messages(
             self.prompts["answer"], question, passages, (today or date.today()).isoformat()

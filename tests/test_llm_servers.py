@@ -184,7 +184,10 @@ def test_a_follow_up_is_condensed_by_the_model(provider, server, tmp_path) -> No
     assert answerer.standalone("What about Egypt?", history) == (
         "What did Egypt say about Hamas's response?"
     )
-    assert "What about Egypt?" in server.requests[0].text_of("user")
+    (request,) = server.requests
+    assert "What about Egypt?" in request.text_of("user")
+    if provider == "openai":  # a plain JSON reply, not a stream (Ollama's client always streams)
+        assert not request.body.get("stream")
 
 
 # -- failures --------------------------------------------------------------------------------------
@@ -332,3 +335,18 @@ def test_the_openai_key_falls_back_to_openai_api_key(monkeypatch, server, passag
     replies(answerer_for("openai", server, tmp_path), passages)
     headers = {name.lower(): value for name, value in server.requests[0].headers.items()}
     assert headers["authorization"] == "Bearer sk-from-openai-env"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_model_that_timed_out_rewriting_a_follow_up_is_not_asked_again(
+    provider, server, passages, tmp_path
+) -> None:
+    server.script(Script("What did Egypt say?", delay=30))
+    answerer = answerer_for(provider, server, tmp_path, llm_timeout=0.5)
+    history = [Turn(QATAR_QUESTION, "Qatar was upbeat [1].")]
+    question = answerer.standalone("And what did Qatar say about Hamas's response?", history)
+    assert question  # the rules rewrote it
+    _, reply = replies(answerer, passages)
+    assert reply.fallback_reason == "no reply within 0.5 s (NEWSBOT_LLM_TIMEOUT)"
+    assert len(server.requests) == 1  # one time-out, not two
+    assert answerer.fallbacks == {"no reply within 0.5 s (NEWSBOT_LLM_TIMEOUT)": 1}
