@@ -513,6 +513,8 @@ def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
                 return Failure(f"rate limited by {where} (429)", True, wait)
             if status >= 500:
                 return Failure(f"{where} failed ({status}: {message})", True, wait)
+            if status in (401, 403):  # the server's words may quote the key: not shown
+                return Failure(f"{where} refused the API key ({status}; NEWSBOT_LLM_API_KEY)")
             return Failure(f"{where} refused the request ({status}: {message})")
         if isinstance(error, ModelConnectionError | httpx.ConnectError | ConnectionError):
             return Failure(f"cannot connect to {where}")

@@ -350,3 +350,13 @@ def test_a_model_that_timed_out_rewriting_a_follow_up_is_not_asked_again(
     assert reply.fallback_reason == "no reply within 0.5 s (NEWSBOT_LLM_TIMEOUT)"
     assert len(server.requests) == 1  # one time-out, not two
     assert answerer.fallbacks == {"no reply within 0.5 s (NEWSBOT_LLM_TIMEOUT)": 1}
+
+
+def test_a_refused_key_is_named_but_never_shown(server, passages, tmp_path) -> None:
+    server.script(Script(status=401))
+    answerer = answerer_for("openai", server, tmp_path, llm_api_key="sk-secret-newsbot-key")
+    _, reply = replies(answerer, passages)
+    assert reply.fallback_reason == (
+        f"{server.openai_url} refused the API key (401; NEWSBOT_LLM_API_KEY)"
+    )
+    assert len(server.requests) == 1
