@@ -4,7 +4,7 @@
                                          [--queue 200] [--json-out FILE]
 
 Everything runs on 127.0.0.1 in this process: the fake Slack Web API (tests/fake_slack.py), the
-bot's HTTP server (bot.slack.make_server, as `newsbot slack --http` runs it) and the real Bot over
+bot's HTTP server (bot.slack.http_server, as `newsbot slack --http` runs it) and the real Bot over
 the sample articles. `--events` mentions, each in its own channel, are sent `--concurrency` at a
 time; the answers are then awaited. Printed:
 
@@ -131,7 +131,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     from bot import Bot
-    from bot.slack import build_app, make_server, responder_of
+    from bot.slack import build_app, http_server
 
     data_dir = Path(tempfile.mkdtemp(prefix="newsbot-slack-load-"))
     bot = Bot.open(data_dir=data_dir)
@@ -148,11 +148,12 @@ def main() -> None:
                 "slack_queue": args.queue,
             }
         )
-        app = build_app(bot, settings)
-        pool = responder_of(app).pool
-        server = make_server(app, "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        port = int(server.server_address[1])
+        app, door = build_app(bot, settings)
+        pool = door.pool
+        server, listening = http_server(app, "127.0.0.1", 0)
+        serving = threading.Thread(target=server.run, kwargs={"sockets": [listening]})
+        serving.start()
+        port = int(listening.getsockname()[1])
 
         print(
             f"{args.events} events, {args.concurrency} concurrent; {args.workers} workers, "
@@ -183,14 +184,13 @@ def main() -> None:
             started = time.perf_counter()
             events = describe("mentions", burst(port, bodies, args.concurrency))
             acked = time.perf_counter() - started
-            pool.wait_idle(timeout=600)
-            responder_of(app).notices.wait_idle(timeout=60)
+            door.wait_idle(timeout=600)
             finished = time.perf_counter() - started
             done.set()
         rss_after = memory.rss()
-        server.shutdown()
-        server.server_close()
-        pool.shutdown()
+        server.should_exit = True
+        serving.join()
+        door.shutdown()
 
         answers = Counter(
             call.params["channel"]

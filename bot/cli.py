@@ -32,7 +32,8 @@ from bot.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from bot.core import Bot
-    from bot.models import Answer, Citation, Turn
+    from bot.models import Answer, Citation, StoreStats, Turn
+    from index.ingest import IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,9 @@ def _main(
     _configure_logging(debug)
 
 
+_handlers: list[logging.Handler] = []  # the log handlers newsbot added (none in a host's process)
+
+
 def _configure_logging(debug: bool) -> None:
     root = logging.getLogger()
     if not root.handlers:  # leave a host's logging alone (e.g. tests running the app in-process)
@@ -164,6 +168,7 @@ def _configure_logging(debug: bool) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.WARNING)
+        _handlers.append(handler)
     for name in ("bot", "index"):
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.NOTSET)
 
@@ -208,28 +213,29 @@ def _working(message: str) -> Iterator[None]:
         yield
 
 
-def _require_articles(settings: Settings) -> None:
+def _require_articles(bot: Bot) -> None:
     """Fail early, before the model loads, when there is nothing to answer from."""
-    from bot.core import open_store
-
-    store = open_store(settings)
-    if not store.count():
+    if not bot.count():
+        settings = bot.settings
         raise NewsbotError(
             EMPTY_STORE_MESSAGE,
-            hint=f"the store {store.where} (collection {store.name}) holds no "
-            "articles; e.g. newsbot ingest samples/articles",
+            hint=f"the store {settings.chroma_url or settings.store_dir} (collection "
+            f"{settings.collection}) holds no articles; e.g. newsbot ingest samples/articles",
         )
 
 
 def _open_bot(
     settings: Settings, *, check_identity: bool = True, require_articles: bool = False
 ) -> Bot:
+    """The bot with its embedding model loaded (under a spinner)."""
     from bot.core import Bot
 
+    bot = Bot.open(settings, check_identity=check_identity)
     if require_articles:
-        _require_articles(settings)
+        _require_articles(bot)
     with _working(LOADING_TEXT):
-        return Bot.open(settings, check_identity=check_identity)
+        bot.warm(index=False)
+    return bot
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -254,7 +260,7 @@ def ingest(
     chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Read articles, chunk and embed them, and store them (only what changed)."""
-    from index.ingest import IngestReport, Progress
+    from index.ingest import Progress
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     bot = _open_bot(settings)
@@ -288,7 +294,7 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _summary(report: Any, stats: dict[str, Any]) -> str:
+def _summary(report: IngestReport, stats: StoreStats) -> str:
     return (
         f"{_plural(report.articles, 'article')}: {report.new} new, {report.updated} updated, "
         f"{report.unchanged} unchanged, {report.duplicates} duplicates, {report.failed} failed; "
@@ -725,10 +731,10 @@ def stats(
     chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Show the store: location, collection, articles, chunks, embedding model."""
-    from bot.core import open_store
+    from bot.core import Bot
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
-    figures = open_store(settings).stats()
+    figures = Bot.open(settings).stats()  # no model
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return
@@ -759,11 +765,11 @@ def reset(
     chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Delete every article and chunk of the collection."""
-    from bot.core import open_store
+    from bot.core import Bot
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
-    store = open_store(settings)
-    figures = store.stats()
+    bot = Bot.open(settings)  # deleting needs no model
+    figures = bot.stats()
     where = f"{figures['store']} (collection {figures['collection']})"
     if not yes and not typer.confirm(
         f"Delete {_plural(figures['articles'], 'article')} and "
@@ -773,12 +779,10 @@ def reset(
         _stdout().print(Text("Nothing deleted.", style="yellow"))
         raise typer.Exit(EXIT_FAILED)
 
-    # Deleting needs no model: only the store and the turn a running ingest holds.
     def waiting() -> None:
         _stderr().print("Waiting for a running ingest on this store to finish…")
 
-    with store.turn(on_wait=waiting):
-        store.reset()
+    bot.reset(on_wait=waiting)
     _stdout().print(
         Text(f"Deleted {_plural(figures['articles'], 'article')} from {where}."), soft_wrap=True
     )
@@ -885,7 +889,11 @@ def slack(
     from bot.watch import Watcher, parse_every, read_feed_list
 
     settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
-    bot.slack.slack_settings(settings, socket=socket)  # missing tokens: fail before the model loads
+    # missing tokens: fail before the model loads
+    settings = bot.slack.slack_settings(settings, socket=socket)
+    secrets = (settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret)
+    for handler in _handlers:
+        handler.addFilter(bot.slack.RedactSecrets(secrets))
     feeds = read_feed_list(watch_file) if watch_file else []
     seconds = parse_every(every)
     newsbot = _open_bot(settings)

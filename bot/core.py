@@ -11,17 +11,25 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from datetime import time as clock
-from typing import Any
+from threading import Lock
+from typing import TYPE_CHECKING
 
 from bot.errors import NewsbotError
-from bot.models import Answer, Turn
+from bot.models import Answer, DateLike, StoreStats, Turn
 from bot.settings import Settings, load_settings
 from index.article import Article, ReadFailure
 
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from bot.chain import AnswerChain, NewsRetriever
+    from bot.llm import Answerer
+    from bot.retrieve import Passage, Retriever
+    from index.embed import Embedder
+    from index.ingest import Ingestor, IngestReport, Progress
+    from index.store import Store
+
 log = logging.getLogger(__name__)
-
-
-DateLike = datetime | date | str | None
 
 
 def as_datetime(
@@ -50,7 +58,7 @@ def as_datetime(
     return moment
 
 
-def open_store(settings: Settings) -> Any:
+def open_store(settings: Settings) -> Store:
     """The store the settings name (index/store.py), with the analyser its lexical index uses.
     Opens nothing yet; needs no model."""
     from bot.retrieve import terms
@@ -64,7 +72,7 @@ def store_lock(
 ) -> AbstractContextManager[None]:
     """The turn that ingest, reindex and reset take on one store (index/lock.py): a context
     manager that waits for the current writer, calling `on_wait` first. Needs no model."""
-    return open_store(settings).turn(on_wait)  # type: ignore[no-any-return]
+    return open_store(settings).turn(on_wait)
 
 
 class Bot:
@@ -76,32 +84,70 @@ class Bot:
     """
 
     def __init__(
-        self, settings: Settings, store: Any, embedder: Any, *, chat_model: Any = None
+        self,
+        settings: Settings,
+        store: Store,
+        embedder: Embedder | None = None,
+        *,
+        chat_model: BaseChatModel | None = None,
+        check_identity: bool = True,
     ) -> None:
-        from bot.llm import Answerer
-        from bot.retrieve import Retriever
-
         self.settings = settings
         self.store = store
-        self.embedder = embedder
-        self.retriever = Retriever(store, embedder)
-        self._ingestor: Any = None
-        # Extractive unless settings.llm names a chat model or one is passed in.
-        self.answerer = Answerer(settings, chat_model, embedder)
+        self._embedder = embedder
+        self._check_identity = check_identity
+        self._retriever: Retriever | None = None
+        self._ingestor: Ingestor | None = None
+        self._chat_model = chat_model
+        self._answerer: Answerer | None = None
+        self._loading = Lock()
 
     @property
-    def ingestor(self) -> Any:
+    def embedder(self) -> Embedder:
+        """The embedding model, loaded on first use: stats and reset never need it."""
+        with self._loading:
+            if self._embedder is None:
+                from index.embed import load_embedder
+
+                embedder = load_embedder(self.settings)
+                if self._check_identity:
+                    self.store.check_identity(embedder.identity)
+                self._embedder = embedder
+            return self._embedder
+
+    @property
+    def answerer(self) -> Answerer:
+        """Extractive unless settings.llm names a chat model or one was passed in."""
+        if self._answerer is None:
+            from bot.llm import Answerer
+
+            self._answerer = Answerer(self.settings, self._chat_model, self.embedder)
+        return self._answerer
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            from bot.retrieve import Retriever
+
+            self._retriever = Retriever(self.store, self.embedder)
+        return self._retriever
+
+    @retriever.setter
+    def retriever(self, retriever: Retriever) -> None:
+        self._retriever = retriever
+
+    @property
+    def ingestor(self) -> Ingestor:
         """The Ingestor, made on first use: a process that only asks needs no token counter."""
         if self._ingestor is None:
-            from index.embed import TokenCounter, model_max_tokens, resolve_model_path
+            from index.embed import TokenCounter
             from index.ingest import ChunkingConfig, Ingestor
 
             settings = self.settings
             config = ChunkingConfig(
                 chunk_tokens=settings.chunk_tokens,
                 overlap_sentences=settings.chunk_overlap,
-                max_model_tokens=getattr(self.embedder, "max_tokens", None)
-                or model_max_tokens(resolve_model_path(settings.embedding_model)),
+                max_model_tokens=self.embedder.max_tokens,
                 model=settings.embedding_model,
             )
             counter = TokenCounter(settings.embedding_model)
@@ -114,37 +160,33 @@ class Bot:
         settings: Settings | None = None,
         *,
         check_identity: bool = True,
-        chat_model: Any = None,
-        **overrides: Any,
+        chat_model: BaseChatModel | None = None,
+        **overrides: object,
     ) -> Bot:
-        """Open the store named by the settings (created when missing) and load the model.
+        """The bot over the store the settings name (created when missing). Opening reads no
+        model and no Chroma: the embedding model loads when a question or an ingest needs it.
 
         `check_identity=False` opens a store built with another embedding model or precision;
         only `reindex()` should be called on it then. `chat_model` (any LangChain chat model)
         answers instead of the extractive answerer or the model settings.llm names.
         """
-        from index.embed import load_embedder
-
         if settings is None:
             settings = load_settings(**overrides)
         elif overrides:
             settings = load_settings(**{**settings.model_dump(), **overrides})
         store = open_store(settings)
-        embedder = load_embedder(settings)
-        if check_identity:
-            store.check_identity(embedder.identity)
-        return cls(settings, store, embedder, chat_model=chat_model)
+        return cls(settings, store, chat_model=chat_model, check_identity=check_identity)
 
     def _lock(self) -> AbstractContextManager[None]:
-        return self.store.turn()  # type: ignore[no-any-return]
+        return self.store.turn()
 
     # -- ingesting -----------------------------------------------------------------------------
     def ingest(
         self,
         sources: Iterable[str | Article] | str,
         *,
-        progress: Any = None,
-    ) -> Any:
+        progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
         """Read, chunk, embed and store articles from paths, folders, globs, URLs or feeds.
 
         Returns an IngestReport (new / updated / unchanged / duplicates / failures / chunks).
@@ -155,7 +197,7 @@ class Bot:
             self.store.refresh()  # the registry the run plans against holds every commit
             return self.ingestor.run(self._read(list(sources)), progress=progress)
 
-    def reindex(self, *, progress: Any = None) -> int:
+    def reindex(self, *, progress: Callable[[Progress], None] | None = None) -> int:
         """Re-embed every stored chunk with the configured model, backend and precision.
 
         Use it after changing NEWSBOT_EMBEDDING_PRECISION or the model; the articles' sources
@@ -172,19 +214,64 @@ class Bot:
 
             yield from iter_articles(paths, self.settings)
 
-    def warm(self) -> None:
-        """Open what the first question would otherwise wait for (Chroma, the lexical index)."""
-        self.retriever.refresh()
+    def warm(self, *, index: bool = True) -> None:
+        """Load what the first question would otherwise wait for (and fail now if it cannot):
+        the prompts, the embedding model and, with `index`, Chroma and the lexical index."""
+        _ = self.answerer  # loads the model too
+        if index:
+            self.retriever.refresh()
 
-    def stats(self) -> dict[str, Any]:
-        return dict(self.store.stats())
+    def count(self) -> int:
+        """Chunks stored (no model needed)."""
+        return self.store.count()
 
-    def reset(self) -> None:
-        """Delete every article and chunk of this store."""
-        with self._lock():
+    def stats(self) -> StoreStats:
+        """What the store holds (no model needed)."""
+        figures = self.store.stats()
+        return StoreStats(
+            store=figures["store"],
+            collection=figures["collection"],
+            articles=figures["articles"],
+            chunks=figures["chunks"],
+            embedding=figures["embedding"],
+        )
+
+    def reset(self, *, on_wait: Callable[[], None] | None = None) -> None:
+        """Delete every article and chunk of this store, after any ingest that is writing to it
+        (`on_wait` is called first when one is). Needs no model."""
+        with self.store.turn(on_wait):
             self.store.reset()
 
     # -- answering -----------------------------------------------------------------------------
+    def search(
+        self, question: str, *, k: int | None = None, since: DateLike = None, until: DateLike = None
+    ) -> list[Passage]:
+        """The passages retrieval finds for a question (best first), without answering."""
+        since = as_datetime(since, name="since")
+        until = as_datetime(until, end_of_day=True, name="until")
+        query = self.retriever.understand(question.strip(), since=since, until=until)
+        return list(self.retriever.search(query, k or self.settings.k))
+
+    def as_retriever(
+        self, *, k: int | None = None, since: DateLike = None, until: DateLike = None
+    ) -> NewsRetriever:
+        """A LangChain BaseRetriever over this bot: `invoke(question, k=...)` -> Documents."""
+        from bot.chain import NewsRetriever
+
+        return NewsRetriever(
+            search=self.search,
+            k=k or self.settings.k,
+            since=as_datetime(since, name="since"),
+            until=as_datetime(until, end_of_day=True, name="until"),
+        )
+
+    def as_chain(self) -> AnswerChain:
+        """A LangChain Runnable: a question, or {"question", "history", "since", "until"} ->
+        Answer, with invoke, stream, batch, ainvoke and LangChain callbacks."""
+        from bot.chain import AnswerChain
+
+        return AnswerChain(self)
+
     def ask(
         self,
         question: str,

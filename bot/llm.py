@@ -590,7 +590,7 @@ class Answerer:
 
     The chat model is `chat_model` when given (any LangChain chat model), else the one named by
     settings.llm, else none. Prompts are loaded and checked here, so a broken prompt file fails
-    Bot.open rather than the first question.
+    as a front door starts (Bot.warm) rather than at the first question.
     """
 
     def __init__(self, settings: Settings, chat_model: Any = None, embedder: Any = None) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, TypedDict
+
+# A day or moment the Python API accepts for since/until: a datetime (naive = UTC), a date or an
+# ISO string.
+DateLike = datetime | date | str | None
 
 
 @dataclass(frozen=True)
@@ -96,3 +100,13 @@ class Turn:
     question: str
     answer: str
     standalone_question: str = ""
+
+
+class StoreStats(TypedDict):
+    """What `Bot.stats()` reports about the store (`newsbot stats --json` prints it)."""
+
+    store: str  # the folder or server URL
+    collection: str
+    articles: int
+    chunks: int
+    embedding: dict[str, str | int] | None  # the model, dimension, backend, precision stored

@@ -3,8 +3,7 @@ index/lexical.py) search over the same chunks, fused by reciprocal rank fusion, 
 dates and parts a question names.
 
 `Retriever.understand()` turns a question into a `Query` (what was understood is in
-`Query.filters`, which the user sees); `Retriever.search()` returns the passages; `as_langchain()`
-wraps both as a LangChain BaseRetriever.
+`Query.filters`, which the user sees); `Retriever.search()` returns the passages.
 
 A search runs in stages:
 1. understanding (bot/understand.py, pure): outlets, days and parts the question names;
@@ -817,11 +816,6 @@ class Retriever:
             duplicates=duplicates,
         )
 
-    # -- LangChain -----------------------------------------------------------------------------
-    def as_langchain(self, k: int) -> Any:
-        """This retriever as a LangChain BaseRetriever returning Documents."""
-        return _langchain_class()(newsbot_retriever=self, k=k)
-
 
 def _later_iso(current: str | None, moment: datetime) -> str:
     value = moment.isoformat()
@@ -835,37 +829,3 @@ def _earlier_iso(current: str | None, moment: datetime) -> str:
     if current is None:
         return value
     return min(current, value)
-
-
-@lru_cache(maxsize=1)
-def _langchain_class() -> type:
-    from langchain_core.callbacks import CallbackManagerForRetrieverRun
-    from langchain_core.documents import Document
-    from langchain_core.retrievers import BaseRetriever
-
-    class NewsRetriever(BaseRetriever):
-        """newsbot's hybrid retrieval (outlets, dates, parts understood) as LangChain Documents."""
-
-        newsbot_retriever: Any
-        k: int = 6
-
-        def _get_relevant_documents(
-            self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-        ) -> list[Document]:
-            retriever: Retriever = self.newsbot_retriever
-            passages = retriever.search(retriever.understand(query), self.k)
-            return [
-                Document(
-                    page_content=p.text,
-                    id=p.chunk_id,
-                    metadata={
-                        **p.metadata,
-                        "score": p.score,
-                        "dense_score": p.dense_score,
-                        "part": p.part,
-                    },
-                )
-                for p in passages
-            ]
-
-    return NewsRetriever

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     slack_workers: int = Field(default=4, ge=1, le=64)
     # 200 absorbs a burst of 200 questions (bench/slack_load.py) without telling anyone "busy".
     slack_queue: int = Field(default=200, ge=1, le=10_000)
+    # On Ctrl-C or SIGTERM, answers under way get this long to finish before newsbot slack exits.
+    slack_shutdown_grace: float = Field(default=10.0, ge=0, le=600)
     # Lists: comma-separated in env vars (NEWSBOT_SLACK_ADMINS=U1,U2), arrays in TOML.
     slack_allowed_teams: Annotated[list[str], NoDecode] = Field(default_factory=list)
     slack_allowed_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)

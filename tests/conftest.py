@@ -59,6 +59,22 @@ def make_bot(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
+def fake_bot(tmp_path_factory: pytest.TempPathFactory):
+    """A Bot over the sample articles whose embedder hashes words (tests/fake_embedder.py): for
+    tests of plumbing that need answers, not good ones. Read-only use, please."""
+    from bot import Bot
+    from bot.core import open_store
+    from bot.settings import load_settings
+    from tests.fake_embedder import HashingEmbedder
+
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("fake-bot"))
+    bot = Bot(settings, open_store(settings), HashingEmbedder())
+    report = bot.ingest([str(SAMPLES)])
+    assert report.failed == 0, report.failures
+    return bot
+
+
+@pytest.fixture(scope="session")
 def sample_bot(tmp_path_factory: pytest.TempPathFactory):
     """A Bot with the bundled sample articles ingested (read-only use, please)."""
     from bot import Bot

@@ -50,5 +50,5 @@ def test_a_data_dir_that_is_a_file_is_a_clear_store_error(tmp_path) -> None:
     not_a_folder = tmp_path / "afile"
     not_a_folder.write_text("x")
     with pytest.raises(StoreError, match="afile") as caught:
-        Bot.open(data_dir=not_a_folder)
+        Bot.open(data_dir=not_a_folder).stats()
     assert "NEWSBOT_DATA_DIR" in (caught.value.hint or "")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.models import Answer
-from bot.slack import answer_blocks
+from bot.slack_messages import answer_blocks
 from tests.conftest import QATAR_QUESTION, SAMPLE_ARTICLE, free_port
 from tests.fake_llm import MODEL, FakeLLM, Script
 

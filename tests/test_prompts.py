@@ -112,13 +112,13 @@ def test_a_broken_prompt_fails_the_answerer_before_any_question(prompt_dir: Path
 
 
 @pytest.mark.slow
-def test_a_broken_prompt_fails_bot_open(prompt_dir: Path, make_bot) -> None:
+def test_a_broken_prompt_fails_at_start_up(prompt_dir: Path, make_bot) -> None:
     (prompt_dir / "answer.md").write_text(GOOD, encoding="utf-8")
     (prompt_dir / "condense.md").write_text(
         "---\nvariables: history\n---\n{history}\n", encoding="utf-8"
     )
     with pytest.raises(PromptError, match="condense.md"):
-        make_bot()
+        make_bot().warm(index=False)  # as every front door starts
 
 
 def test_prompts_are_found_in_the_installed_package(

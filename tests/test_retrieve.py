@@ -334,10 +334,10 @@ def test_searches_from_many_threads_during_an_ingest(make_bot) -> None:
 
 
 @pytest.mark.slow
-def test_as_langchain_is_a_base_retriever(deals_bot) -> None:
+def test_as_retriever_is_a_base_retriever(deals_bot) -> None:
     from langchain_core.retrievers import BaseRetriever
 
-    retriever = deals_bot.retriever.as_langchain(k=2)
+    retriever = deals_bot.as_retriever(k=2)
     assert isinstance(retriever, BaseRetriever)
     documents = retriever.invoke("What did Wired recommend for Black Friday?")
     assert len(documents) == 2

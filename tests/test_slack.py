@@ -21,7 +21,8 @@ import pytest
 from bot.errors import SettingsError, StoreError
 from bot.models import Answer, Citation, Turn
 from bot.settings import load_settings
-from bot.slack import (
+from bot.slack import RedactSecrets, SlackDoor, WorkerPool, build_app, register, slack_settings
+from bot.slack_messages import (
     APOLOGY,
     BUSY,
     MAX_BLOCKS,
@@ -30,13 +31,8 @@ from bot.slack import (
     NOT_ADMIN,
     PLACEHOLDER,
     RecentKeys,
-    WorkerPool,
     answer_blocks,
-    build_app,
-    install_redaction,
     plain_text,
-    register,
-    slack_settings,
     thread_history,
 )
 from tests.conftest import QATAR_QUESTION, SAMPLE_ARTICLE
@@ -222,19 +218,27 @@ def test_missing_tokens_name_the_env_var(settings, monkeypatch: pytest.MonkeyPat
     assert (resolved.slack_bot_token, resolved.slack_app_token) == (TOKEN, APP_TOKEN)
 
 
-def test_log_records_never_carry_tokens(caplog: pytest.LogCaptureFixture) -> None:
-    install_redaction(SECRET)
-    logger = logging.getLogger("bot.some.module")
+@pytest.fixture
+def redacted(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """caplog behind the filter `newsbot slack` puts on its log handler."""
+    caplog.handler.addFilter(RedactSecrets([TOKEN, APP_TOKEN, SECRET]))
+    return caplog
+
+
+def test_the_log_handler_filter_keeps_tokens_out_of_every_record(caplog) -> None:
+    handler_filter = RedactSecrets([SECRET])
+    caplog.handler.addFilter(handler_filter)
     with caplog.at_level(logging.DEBUG):
-        logger.info("calling with %s and %s", TOKEN, APP_TOKEN)
-        logger.warning("secret is " + SECRET)
+        logging.getLogger("slack_sdk.web").info("calling with %s and %s", TOKEN, APP_TOKEN)
+        logging.getLogger("bot.some.module").warning("secret is " + SECRET)
         try:
             raise RuntimeError(f"bad token {TOKEN}")
         except RuntimeError:
-            logger.exception("failed")
-    assert caplog.records
+            logging.getLogger("elsewhere").exception("failed")
+    assert len(caplog.records) == 3
     assert TOKEN not in caplog.text and APP_TOKEN not in caplog.text and SECRET not in caplog.text
-    assert "[redacted]" in caplog.text
+    assert caplog.text.count("[redacted]") == 4
+    assert logging.getLogRecordFactory() is logging.LogRecord  # the process's logging untouched
 
 
 # -- a real Bolt app against the fake Slack API ----------------------------------------------------
@@ -268,8 +272,8 @@ class SpyBot:
 
 
 class Harness:
-    def __init__(self, app: Any, pool: WorkerPool, slack: FakeSlack, bot: SpyBot) -> None:
-        self.app, self.pool, self.slack, self.bot = app, pool, slack, bot
+    def __init__(self, app: Any, door: SlackDoor, slack: FakeSlack, bot: SpyBot) -> None:
+        self.app, self.door, self.slack, self.bot = app, door, slack, bot
 
     def send(self, body: dict[str, Any], **header_options: Any) -> Any:
         from slack_bolt import BoltRequest
@@ -281,8 +285,7 @@ class Harness:
         return response
 
     def settle(self) -> None:
-        assert self.pool.wait_idle(timeout=120)
-        assert self.app._newsbot_responder.notices.wait_idle(timeout=30)
+        assert self.door.wait_idle(timeout=120)
 
     def texts(self, channel: str, thread_ts: str) -> list[str]:
         return [m["text"] for m in self.slack.replies_in(channel, thread_ts)]
@@ -296,8 +299,8 @@ def harness(sample_bot, fake_slack, slack_config) -> Iterator[Any]:
         pool = WorkerPool(2, 10)
         pools.append(pool)
         bot = SpyBot(sample_bot)
-        app = build_app(bot, slack_config(**overrides), executor=pool)  # type: ignore[arg-type]
-        return Harness(app, pool, fake_slack, bot)
+        app, door = build_app(bot, slack_config(**overrides), executor=pool)  # type: ignore[arg-type]
+        return Harness(app, door, fake_slack, bot)
 
     yield make
     for pool in pools:
@@ -446,7 +449,8 @@ def test_a_follow_up_in_the_thread_is_answered_with_the_thread_as_history(harnes
 
 
 @pytest.mark.slow
-def test_a_core_error_gives_an_apology_and_no_token_or_traceback(harness, caplog) -> None:
+def test_a_core_error_gives_an_apology_and_no_token_or_traceback(harness, redacted) -> None:
+    caplog = redacted
     h = harness()
     h.bot.fail = StoreError(f"Chroma at http://10.0.0.5:8000 is down (client token {TOKEN})")
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
@@ -465,7 +469,8 @@ def test_a_core_error_gives_an_apology_and_no_token_or_traceback(harness, caplog
 
 
 @pytest.mark.slow
-def test_the_whole_exchange_logs_no_secret_even_at_debug(harness, caplog) -> None:
+def test_the_whole_exchange_logs_no_secret_even_at_debug(harness, redacted) -> None:
+    caplog = redacted
     h = harness()
     with caplog.at_level(logging.DEBUG):
         h.send(event_body(f"<@UBOT> {QATAR_QUESTION}"))
@@ -534,7 +539,7 @@ def test_allow_lists_ignore_other_workspaces_and_channels(harness, caplog) -> No
     other_channel = event_body(f"<@UBOT> {QATAR_QUESTION}", channel="C0RANDOM")
     other_team = event_body(f"<@UBOT> {QATAR_QUESTION}", channel="C0NEWS", team_id="T0EVIL")
 
-    with caplog.at_level(logging.INFO, logger="bot.slack"):
+    with caplog.at_level(logging.INFO, logger="bot"):
         for body in (allowed, other_channel, other_team):
             assert h.send(body).status == 200
         h.settle()
@@ -575,8 +580,8 @@ def test_a_full_queue_answers_busy_instead_of_growing(sample_bot, fake_slack, sl
 
     pool = WorkerPool(workers=1, queue=1)
     bot = SlowBot(sample_bot)
-    app = build_app(bot, slack_config(), executor=pool)  # type: ignore[arg-type]
-    h = Harness(app, pool, fake_slack, bot)
+    app, door = build_app(bot, slack_config(), executor=pool)  # type: ignore[arg-type]
+    h = Harness(app, door, fake_slack, bot)
     bodies = [event_body(f"<@UBOT> {QATAR_QUESTION}") for _ in range(4)]
     try:
         assert [h.send(body).status for body in bodies] == [200] * 4  # acked while busy
@@ -616,8 +621,8 @@ def test_streamed_text_updates_the_placeholder_about_once_a_second(
         signing_secret=SECRET,
         process_before_response=True,
     )
-    register(app, StreamingBot(sample_bot), settings, executor=pool, update_interval=0.2)  # type: ignore[arg-type]
-    h = Harness(app, pool, fake_slack, SpyBot(sample_bot))
+    door = register(app, StreamingBot(sample_bot), settings, executor=pool, update_interval=0.2)  # type: ignore[arg-type]
+    h = Harness(app, door, fake_slack, SpyBot(sample_bot))
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
     h.send(body)
     h.settle()

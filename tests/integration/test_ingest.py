@@ -145,7 +145,7 @@ def test_a_store_built_with_another_precision_is_refused_until_reindexed(make_bo
         dataclasses.replace(bot.embedder.identity, precision="int8"), reindexing=False
     )
     with pytest.raises(StoreError, match="int8.*fp32") as caught:
-        make_bot()
+        make_bot().ask("What did Qatar say?")  # when the model loads
     assert "newsbot reindex" in (caught.value.hint or "")
 
     stale = make_bot(check_identity=False)
@@ -160,7 +160,7 @@ def test_an_interrupted_reindex_is_refused(make_bot) -> None:
     bot.ingest(make_articles(2))
     bot.store.set_identity(None, reindexing=True)
     with pytest.raises(StoreError, match="re-embedded when that run stopped") as caught:
-        make_bot()
+        make_bot().ask("What did Qatar say?")
     assert "newsbot reindex" in (caught.value.hint or "")
 
 
@@ -180,7 +180,7 @@ def test_an_unreachable_chroma_server_is_a_clear_error(make_bot) -> None:
 
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StoreError) as caught:
-        make_bot(chroma_url=url, store_retries=1)
+        make_bot(chroma_url=url, store_retries=1).stats()
     assert url in str(caught.value)
     assert "chroma run" in (caught.value.hint or "")
 

@@ -17,22 +17,21 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from bot.errors import SettingsError
-from bot.slack import (
-    PLACEHOLDER,
-    SlackHTTPServer,
-    WorkerPool,
-    build_app,
-    make_server,
-    responder_of,
-    serve,
-    socket_mode_handler,
+from bot.slack import SlackDoor, WorkerPool, build_app, http_server, serve, socket_mode_handler
+from bot.slack_messages import PLACEHOLDER
+from tests.conftest import (
+    QATAR_QUESTION,
+    REPO,
+    SAMPLE_ARTICLE,
+    free_port,
+    stop,
+    wait_until_listening,
 )
-from tests.conftest import QATAR_QUESTION, SAMPLE_ARTICLE, free_port, stop, wait_until_listening
 from tests.fake_slack import APP_TOKEN, SECRET, TOKEN, event_body, quoted, signed_headers
 
 pytestmark = pytest.mark.slow
@@ -40,17 +39,23 @@ pytestmark = pytest.mark.slow
 ARTICLE_TEXT = SAMPLE_ARTICLE.read_text(encoding="utf-8")
 
 
+class Served(NamedTuple):
+    port: int
+    door: SlackDoor
+
+
 @pytest.fixture
-def server(sample_bot, slack_config) -> Iterator[SlackHTTPServer]:
-    """build_app + make_server on 127.0.0.1, as serve(socket=False) runs them."""
-    app = build_app(sample_bot, slack_config())
-    httpd = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+def server(sample_bot, slack_config) -> Iterator[Served]:
+    """build_app + http_server on 127.0.0.1, as serve(socket=False) runs them."""
+    app, door = build_app(sample_bot, slack_config())
+    httpd, listening = http_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    responder_of(app).pool.shutdown()
+    port = listening.getsockname()[1]
+    yield Served(port, door)
+    httpd.should_exit = True
+    thread.join(30)
+    door.shutdown(30)
 
 
 def post(
@@ -70,15 +75,11 @@ def send(port: int, body: dict[str, Any], **header_options: Any) -> tuple[int, s
     return post(port, raw, signed_headers(raw, SECRET, **header_options))
 
 
-def port_of(httpd: SlackHTTPServer) -> int:
-    return int(httpd.server_address[1])
-
-
 def test_a_mention_over_http_is_answered_in_its_thread(server, fake_slack) -> None:
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
     ts = body["event"]["ts"]
 
-    status, _ = send(port_of(server), body)
+    status, _ = send(server.port, body)
 
     assert status == 200
     [reply] = fake_slack.wait_for(lambda: fake_slack.answers("C0GENERAL", ts))
@@ -91,7 +92,7 @@ def test_a_mention_over_http_is_answered_in_its_thread(server, fake_slack) -> No
 def test_slacks_url_verification_handshake_is_answered(server) -> None:
     challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
     body = {"token": "legacy", "challenge": challenge, "type": "url_verification"}
-    status, text = send(port_of(server), body)
+    status, text = send(server.port, body)
     assert status == 200 and challenge in text
 
 
@@ -111,27 +112,27 @@ def test_bad_missing_or_stale_signatures_get_401_and_no_reply(
     else:
         headers["x-slack-request-timestamp"] = "1e10"
 
-    status, _ = post(port_of(server), raw, headers)
+    status, _ = post(server.port, raw, headers)
 
     assert status == 401
-    assert responder_of(server.app).pool.wait_idle(10)
+    assert server.door.wait_idle(10)
     assert fake_slack.calls_to("chat.postMessage") == []
 
 
 def test_a_retried_delivery_over_http_is_answered_once(server, fake_slack) -> None:
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
     ts = body["event"]["ts"]
-    statuses = [send(port_of(server), body, retry_num=n)[0] for n in (None, 1, 2)]
+    statuses = [send(server.port, body, retry_num=n)[0] for n in (None, 1, 2)]
 
     assert statuses == [200, 200, 200]
     fake_slack.wait_for(lambda: fake_slack.answers("C0GENERAL", ts))
-    assert responder_of(server.app).pool.wait_idle(30)
+    assert server.door.wait_idle(30)
     assert len(fake_slack.answers("C0GENERAL", ts)) == 1
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
 
 
 def test_the_endpoint_refuses_what_is_not_a_slack_event(server) -> None:
-    port = port_of(server)
+    port = server.port
     assert post(port, "{}", {}, path="/elsewhere")[0] == 404
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.request("GET", "/health")
@@ -140,7 +141,7 @@ def test_the_endpoint_refuses_what_is_not_a_slack_event(server) -> None:
     # a 2 MB body is refused from its Content-Length, before it is read
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
-        assert raw.recv(100).startswith(b"HTTP/1.0 413")
+        assert raw.recv(100).startswith(b"HTTP/1.1 413")
 
 
 def test_a_burst_of_events_is_acked_and_each_answered_exactly_once(server, fake_slack) -> None:
@@ -148,10 +149,10 @@ def test_a_burst_of_events_is_acked_and_each_answered_exactly_once(server, fake_
     200 at 50). Every request gets its 200; every question gets one answer, no more."""
     bodies = [event_body(f"<@UBOT> {QATAR_QUESTION}", channel=f"C{i:04d}") for i in range(30)]
     with ThreadPoolExecutor(max_workers=10) as clients:
-        statuses = list(clients.map(lambda body: send(port_of(server), body)[0], bodies))
+        statuses = list(clients.map(lambda body: send(server.port, body)[0], bodies))
 
     assert statuses == [200] * 30
-    assert responder_of(server.app).pool.wait_idle(180)
+    assert server.door.wait_idle(180)
     answered = Counter(
         (call.params["channel"], call.params["ts"])
         for call in fake_slack.calls_to("chat.update")
@@ -169,7 +170,7 @@ def test_socket_mode_acks_each_envelope_and_answers_once(
     sample_bot, slack_config, fake_slack
 ) -> None:
     settings = slack_config()
-    app = build_app(sample_bot, settings, socket=True, executor=WorkerPool(2, 10))
+    app, door = build_app(sample_bot, settings, socket=True, executor=WorkerPool(2, 10))
     handler = socket_mode_handler(app, settings)
     handler.connect()
     try:
@@ -182,13 +183,13 @@ def test_socket_mode_acks_each_envelope_and_answers_once(
         assert {ack["envelope_id"] for ack in fake_slack.socket_acks} == {first, again}
         ts = body["event"]["ts"]
         fake_slack.wait_for(lambda: fake_slack.answers("C0SOCKET", ts))
-        assert responder_of(app).pool.wait_idle(30)
+        assert door.wait_idle(30)
         assert len(fake_slack.answers("C0SOCKET", ts)) == 1
         opened = fake_slack.calls_to("apps.connections.open")
         assert opened and opened[0].token == APP_TOKEN
     finally:
         handler.close()
-        responder_of(app).pool.shutdown()
+        door.shutdown(30)
 
 
 def test_serve_names_the_missing_token(sample_bot) -> None:
@@ -196,30 +197,131 @@ def test_serve_names_the_missing_token(sample_bot) -> None:
         serve(sample_bot, socket=True)
 
 
-def test_newsbot_slack_http_serves_signed_events(tmp_path: Path, fake_slack) -> None:
-    """The command people run: `newsbot slack --http --port N`, configured by env vars only."""
-    port = free_port()
-    env = {
+def slack_env(tmp_path: Path, fake_slack, **more: str) -> dict[str, str]:
+    """The environment of a `newsbot slack` process, configured by env vars only."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("NEWSBOT_", "SLACK_"))},
         "NEWSBOT_CONFIG": "/nonexistent/newsbot-test-config.toml",
         "NEWSBOT_DATA_DIR": str(tmp_path / "data"),
         "NEWSBOT_SLACK_API_URL": fake_slack.api_url,
         "SLACK_BOT_TOKEN": TOKEN,  # Slack's own variable names are accepted
         "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_APP_TOKEN": APP_TOKEN,
         "HF_HUB_OFFLINE": "1",
+        **more,
     }
+
+
+def wait_for_text(path: Path, text: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} in: {path.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def stopped(process: subprocess.Popen, log: Path, sig: int) -> str:
+    """Send `sig`; the process must exit by itself (it is killed after 60 s) with status 0."""
+    sent = time.monotonic()
+    stop(process, sig, seconds=60)
+    print(f"stopped by {signal.Signals(sig).name} in {time.monotonic() - sent:.2f} s")
+    output = log.read_text()
+    assert process.returncode == 0, output[-3000:]  # Ctrl-C or SIGTERM is how it is stopped
+    assert TOKEN not in output and SECRET not in output and APP_TOKEN not in output
+    assert "Traceback" not in output
+    return output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_newsbot_slack_http_serves_signed_events_and_stops(tmp_path: Path, fake_slack, sig) -> None:
+    """The command people run: `newsbot slack --http --port N`, stopped as people stop it."""
+    port = free_port()
     command = [sys.executable, "-m", "bot.cli", "slack", "--http", "--port", str(port)]
-    log = open(tmp_path / "newsbot.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until_listening(process, port, tmp_path / "newsbot.log", seconds=120)
-        body = event_body("<@UBOT> What did Qatar say?")  # an empty store: a refusal
-        assert send(port, body)[0] == 200
-        [reply] = fake_slack.wait_for(lambda: fake_slack.answers("C0GENERAL", body["event"]["ts"]))
-        assert "Not found in the articles" in reply["blocks"][0]["text"]["text"]
-    finally:
-        stop(process, signal.SIGINT, seconds=30)
-        log.close()
-    output = (tmp_path / "newsbot.log").read_text()
-    assert process.returncode == 0, output[-3000:]  # Ctrl-C is a normal way to stop it
-    assert TOKEN not in output and SECRET not in output and "Traceback" not in output
+    log = tmp_path / "newsbot.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=slack_env(tmp_path, fake_slack), stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_until_listening(process, port, log, seconds=120)
+            body = event_body("<@UBOT> What did Qatar say?")  # an empty store: a refusal
+            assert send(port, body)[0] == 200
+            ts = body["event"]["ts"]
+            [reply] = fake_slack.wait_for(lambda: fake_slack.answers("C0GENERAL", ts))
+            assert "Not found in the articles" in reply["blocks"][0]["text"]["text"]
+        finally:
+            stopped(process, log, sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_newsbot_slack_socket_mode_answers_and_stops(tmp_path: Path, fake_slack, sig) -> None:
+    command = [sys.executable, "-m", "bot.cli", "slack", "--socket"]
+    log = tmp_path / "newsbot.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=slack_env(tmp_path, fake_slack), stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            fake_slack.wait_for(lambda: fake_slack.socket_connections, timeout=120)
+            body = event_body("<@UBOT> What did Qatar say?", channel="C0SOCKET")
+            fake_slack.push_socket_event(body)
+            fake_slack.wait_for(lambda: fake_slack.answers("C0SOCKET", body["event"]["ts"]))
+        finally:
+            stopped(process, log, sig)
+
+
+# A `newsbot slack --http` whose answers are slow, or never end ("stuck").
+SLOW_SLACK = """
+import sys, threading, time
+from bot import Bot
+from bot.slack import serve
+
+bot = Bot.open()
+stream = bot.stream
+
+def slow(question, **options):
+    print("answering:", question, flush=True)
+    if question == "stuck":
+        threading.Event().wait()
+    time.sleep(1)
+    yield from stream(question, **options)
+
+bot.stream = slow
+serve(bot, socket=False, port=int(sys.argv[1]))
+print("served", flush=True)
+"""
+
+
+@pytest.mark.parametrize("question", ["What did Qatar say?", "stuck"])
+def test_a_stop_gives_answers_under_way_a_bounded_grace(
+    tmp_path: Path, fake_slack, question: str
+) -> None:
+    """An answer under way at SIGTERM is still posted; one that never ends is abandoned after
+    NEWSBOT_SLACK_SHUTDOWN_GRACE seconds, and the process exits all the same."""
+    port = free_port()
+    grace = "60" if question != "stuck" else "1"
+    env = slack_env(tmp_path, fake_slack, NEWSBOT_SLACK_SHUTDOWN_GRACE=grace)
+    log = tmp_path / "newsbot.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SLOW_SLACK, str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        try:
+            wait_until_listening(process, port, log, seconds=120)
+            body = event_body(f"<@UBOT> {question}")
+            assert send(port, body)[0] == 200
+            wait_for_text(log, f"answering: {question}", process)
+        finally:
+            output = stopped(process, log, signal.SIGTERM)
+    assert "served" in output
+    ts = body["event"]["ts"]
+    answers = fake_slack.answers("C0GENERAL", ts)
+    if question == "stuck":
+        assert answers == [] and "abandoned" in output
+        assert [m["text"] for m in fake_slack.replies_in("C0GENERAL", ts)] == [PLACEHOLDER]
+    else:
+        assert len(answers) == 1 and "abandoned" not in output

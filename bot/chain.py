@@ -1,0 +1,146 @@
+"""The Bot as LangChain sees it: a BaseRetriever of cited passages and an answering Runnable.
+
+Both call the Bot, so a chain composed from them answers exactly as `newsbot ask` does:
+
+    retriever = bot.as_retriever(k=4, since="2024-02-01")   # BaseRetriever -> Documents
+    chain = bot.as_chain()                                   # str or dict -> Answer
+    chain.invoke({"question": "What about Egypt?", "history": [Turn(...)]})
+
+The chain runs under LangChain's callbacks: tracers see its run (input, the Answer, errors), and a
+chat model that answers inside it reports as its child run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, NotRequired, Protocol, TypedDict, cast
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from bot.errors import NewsbotError
+from bot.models import Answer, DateLike, Turn
+from bot.retrieve import Passage  # at run time: pydantic checks the retriever's fields
+
+
+class Question(TypedDict):
+    """What the chain takes besides a bare question string."""
+
+    question: str
+    history: NotRequired[Sequence[Turn]]
+    since: NotRequired[DateLike]
+    until: NotRequired[DateLike]
+
+
+ChainInput = str | Question
+
+
+class Answering(Protocol):
+    """What the chain asks of a Bot."""
+
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] | None = None,
+        since: DateLike = None,
+        until: DateLike = None,
+    ) -> Answer: ...
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] | None = None,
+        since: DateLike = None,
+        until: DateLike = None,
+    ) -> Iterator[str | Answer]: ...
+
+
+class NewsRetriever(BaseRetriever):
+    """newsbot's hybrid retrieval (outlets, dates, parts understood) as LangChain Documents:
+    `page_content` is verbatim article text, `metadata` its article, offsets and scores.
+    `search` is `Bot.search`."""
+
+    search: Callable[..., list[Passage]]
+    k: int = 6
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        since: DateLike = None,
+        until: DateLike = None,
+    ) -> list[Document]:
+        passages = self.search(
+            query,
+            k=k or self.k,
+            since=self.since if since is None else since,
+            until=self.until if until is None else until,
+        )
+        return [document(passage) for passage in passages]
+
+
+def document(passage: Passage) -> Document:
+    return Document(
+        page_content=passage.text,
+        id=passage.chunk_id,
+        metadata={
+            **passage.metadata,
+            "score": passage.score,
+            "dense_score": passage.dense_score,
+            "part": passage.part,
+        },
+    )
+
+
+class AnswerChain(Runnable[ChainInput, Answer]):
+    """`Bot.ask` as a Runnable: invoke, batch and ainvoke return the Answer; stream yields the
+    answer text as it is produced (str pieces, as `Bot.stream` does), then the Answer."""
+
+    def __init__(self, bot: Answering) -> None:
+        self.bot = bot
+
+    def invoke(self, input: ChainInput, config: RunnableConfig | None = None, **_: Any) -> Answer:
+        return self._call_with_config(self._answer, input, config, run_type="chain")
+
+    def stream(  # type: ignore[override]  # str pieces before the Answer, as Bot.stream
+        self, input: ChainInput, config: RunnableConfig | None = None, **_: Any
+    ) -> Iterator[str | Answer]:
+        pieces = cast(Callable[[Iterator[ChainInput]], Iterator[Answer]], self._pieces)
+        yield from self._transform_stream_with_config(
+            iter([input]), pieces, config, run_type="chain"
+        )
+
+    def _answer(self, input: ChainInput) -> Answer:
+        question, options = _parse(input)
+        return self.bot.ask(question, **options)
+
+    def _pieces(self, inputs: Iterator[ChainInput]) -> Iterator[str | Answer]:
+        for input in inputs:
+            question, options = _parse(input)
+            yield from self.bot.stream(question, **options)
+
+
+def _parse(input: ChainInput) -> tuple[str, dict[str, Any]]:
+    if isinstance(input, str):
+        return input, {}
+    if not isinstance(input, dict) or not isinstance(input.get("question"), str):
+        raise NewsbotError(
+            f"the chain's input is {type(input).__name__}, not a question",
+            hint='pass a string, or {"question": ..., "history": [...], "since": ..., '
+            '"until": ...}',
+        )
+    options = {
+        "history": list(input.get("history") or ()),
+        "since": input.get("since"),
+        "until": input.get("until"),
+    }
+    return input["question"], options
