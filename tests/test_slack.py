@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.errors import SettingsError, StoreError
+from bot.feedback import FeedbackLog
 from bot.models import Answer, Citation, Turn
 from bot.settings import load_settings
 from bot.slack import RedactSecrets, SlackDoor, WorkerPool, build_app, register, slack_settings
@@ -30,9 +31,11 @@ from bot.slack_messages import (
     MAX_TEXT,
     NOT_ADMIN,
     PLACEHOLDER,
+    EventGate,
     RecentKeys,
     answer_blocks,
     plain_text,
+    read_request,
     thread_history,
 )
 from tests.conftest import QATAR_QUESTION, SAMPLE_ARTICLE
@@ -179,6 +182,56 @@ def test_thread_history_pairs_questions_with_the_bots_answers() -> None:
     assert turns == [Turn(question="Who mediates?", answer="Qatar & Egypt [1].")]
 
 
+def test_a_message_asks_a_question_an_ingest_or_for_help() -> None:
+    assert read_request("<@UBOT> Who &amp; why?", bot_user_id="UBOT") == ("ask", "Who & why?")
+    link = "<@UBOT> ingest <https://news.example/a?b=1&amp;c=2|news.example>"
+    assert read_request(link, bot_user_id="UBOT") == ("ingest", "https://news.example/a?b=1&c=2")
+    assert read_request("<@UBOT>  ", bot_user_id="UBOT") == ("help", "")
+    assert read_request("ingest the news please", bot_user_id=None)[0] == "ask"
+
+
+def test_the_gate_admits_each_message_once_and_only_from_people_where_allowed() -> None:
+    gate = EventGate(teams=["T0001"], channels=["C0GENERAL", "D0ALICE"])
+    mention = event_body("<@UBOT> Who mediates?", thread_ts="1.0")
+    request = gate.admit(mention, mention["event"], bot_user_id="UBOT", bot_id="BBOT")
+    assert request is not None
+    assert (request.action, request.text, request.user) == ("ask", "Who mediates?", "UALICE")
+    assert (request.thread_ts, request.follow_up, request.bot_id) == ("1.0", True, "BBOT")
+    assert gate.admit(mention, mention["event"], bot_user_id="UBOT") is None  # a retry
+    twin = dict(mention, event_id="EvTWIN")  # the same message under another event id
+    assert gate.admit(twin, mention["event"], bot_user_id="UBOT") is None
+
+    def admitted(body: dict[str, Any], **options: Any) -> bool:
+        return gate.admit(body, body["event"], bot_user_id="UBOT", **options) is not None
+
+    assert not admitted(event_body("hi", channel="C0RANDOM"))
+    assert not admitted(event_body("hi", team_id="T0EVIL"))
+    assert not admitted(event_body("hi", user="UBOT"))
+    assert not admitted(event_body("hi", bot_id="BOTHER"))
+    assert not admitted(event_body("hi", subtype="message_changed"))
+    chatter = event_body("lunch?", event_type="message", channel_type="channel")
+    assert not admitted(chatter, direct=True)
+    dm = event_body("Who?", event_type="message", channel="D0ALICE", channel_type="im")
+    assert admitted(dm, direct=True)
+
+
+def test_a_vote_records_the_answer_it_voted_on_or_what_the_message_showed(tmp_path) -> None:
+    votes = FeedbackLog(tmp_path / "feedback.jsonl", memory=1)
+    votes.remember(("C1", "1.0"), answer())
+    votes.remember(("C1", "2.0"), answer("Another [1]."))  # 1.0 is forgotten (memory=1)
+    votes.vote(("C1", "2.0"), "up", "UALICE", {"question": "unused"})
+    votes.vote(("C1", "1.0"), "down", "UBOB", {"question": "shown", "answer": "as shown"})
+
+    known, forgotten = [json.loads(line) for line in votes.path.read_text().splitlines()]
+    assert (known["vote"], known["answer"], known["user"]) == ("up", "Another [1].", "UALICE")
+    assert known["citations"][0]["quote"] == citation().quote
+    assert (forgotten["question"], forgotten["answer"], forgotten["vote"]) == (
+        "shown",
+        "as shown",
+        "down",
+    )
+
+
 # -- bounded memory --------------------------------------------------------------------------------
 def test_recent_keys_forget_after_the_ttl_and_beyond_the_size() -> None:
     keys = RecentKeys(ttl=0.05, size=3)
@@ -292,13 +345,16 @@ class Harness:
 
 
 @pytest.fixture
-def harness(sample_bot, fake_slack, slack_config) -> Iterator[Any]:
+def harness(fake_bot, fake_slack, slack_config) -> Iterator[Any]:
+    """make(**settings) -> a real Bolt app over a Bot with the hashing embedder: these tests are
+    about Slack's rules, not about what retrieval finds (tests/integration/test_slack_http.py
+    runs the real model)."""
     pools: list[WorkerPool] = []
 
     def make(**overrides: Any) -> Harness:
         pool = WorkerPool(2, 10)
         pools.append(pool)
-        bot = SpyBot(sample_bot)
+        bot = SpyBot(fake_bot)
         app, door = build_app(bot, slack_config(**overrides), executor=pool)  # type: ignore[arg-type]
         return Harness(app, door, fake_slack, bot)
 
@@ -307,7 +363,6 @@ def harness(sample_bot, fake_slack, slack_config) -> Iterator[Any]:
         pool.shutdown()
 
 
-@pytest.mark.slow
 def test_a_mention_gets_a_threaded_answer_with_citation_blocks(harness) -> None:
     h = harness()
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
@@ -330,7 +385,6 @@ def test_a_mention_gets_a_threaded_answer_with_citation_blocks(harness) -> None:
     assert {call.token for call in h.slack.calls} == {TOKEN}
 
 
-@pytest.mark.slow
 def test_direct_messages_are_answered_and_channel_chatter_is_not(harness) -> None:
     h = harness()
     dm = event_body(QATAR_QUESTION, event_type="message", channel="D0ALICE", channel_type="im")
@@ -343,7 +397,6 @@ def test_direct_messages_are_answered_and_channel_chatter_is_not(harness) -> Non
     assert [q for q, _ in h.bot.streams] == [QATAR_QUESTION]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "fields",
     [
@@ -365,7 +418,6 @@ def test_own_bot_and_edited_messages_are_ignored(harness, fields: dict[str, Any]
     assert h.slack.calls_to("chat.postMessage") == [] and h.bot.streams == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "problem", ["bad signature", "no signature", "stale", "from the future", "no timestamp"]
 )
@@ -394,14 +446,12 @@ def test_unsigned_or_stale_requests_get_401_and_no_reply(harness, problem: str) 
     assert h.slack.calls_to("chat.postMessage") == [] and h.bot.streams == []
 
 
-@pytest.mark.slow
 def test_a_request_signed_four_minutes_ago_is_still_accepted(harness) -> None:
     h = harness()
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
     assert h.send(body, timestamp=int(time.time()) - 4 * 60).status == 200
 
 
-@pytest.mark.slow
 def test_a_retried_event_is_answered_once(harness) -> None:
     h = harness()
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
@@ -419,7 +469,6 @@ def test_a_retried_event_is_answered_once(harness) -> None:
     assert len(h.bot.streams) == 1
 
 
-@pytest.mark.slow
 def test_a_follow_up_in_the_thread_is_answered_with_the_thread_as_history(harness) -> None:
     h = harness()
     first = event_body(f"<@UBOT> {QATAR_QUESTION}")
@@ -448,7 +497,6 @@ def test_a_follow_up_in_the_thread_is_answered_with_the_thread_as_history(harnes
     assert len(h.slack.answers("C0GENERAL", thread)) == 2
 
 
-@pytest.mark.slow
 def test_a_core_error_gives_an_apology_and_no_token_or_traceback(harness, redacted) -> None:
     caplog = redacted
     h = harness()
@@ -468,7 +516,6 @@ def test_a_core_error_gives_an_apology_and_no_token_or_traceback(harness, redact
     assert len(failures) == 1 and "StoreError" in failures[0].getMessage()
 
 
-@pytest.mark.slow
 def test_the_whole_exchange_logs_no_secret_even_at_debug(harness, redacted) -> None:
     caplog = redacted
     h = harness()
@@ -506,7 +553,6 @@ def action_body(
     }
 
 
-@pytest.mark.slow
 def test_feedback_buttons_append_the_vote_to_a_jsonl_file(harness, slack_config) -> None:
     from slack_bolt import BoltRequest
 
@@ -532,7 +578,6 @@ def test_feedback_buttons_append_the_vote_to_a_jsonl_file(harness, slack_config)
     assert len(h.slack.calls_to("chat.postEphemeral")) == 2  # "thanks" only the voter sees
 
 
-@pytest.mark.slow
 def test_allow_lists_ignore_other_workspaces_and_channels(harness, caplog) -> None:
     h = harness(slack_allowed_teams=["T0001"], slack_allowed_channels=["C0NEWS"])
     allowed = event_body(f"<@UBOT> {QATAR_QUESTION}", channel="C0NEWS")
@@ -550,7 +595,6 @@ def test_allow_lists_ignore_other_workspaces_and_channels(harness, caplog) -> No
     assert len(ignored) == 2 and any("T0EVIL" in m for m in ignored)
 
 
-@pytest.mark.slow
 def test_only_admins_may_ingest_from_slack(harness) -> None:
     h = harness(slack_admins=["UADMIN"])
     by_alice = event_body("<@UBOT> ingest <https://news.example/story>")
@@ -569,8 +613,7 @@ def test_only_admins_may_ingest_from_slack(harness) -> None:
     assert "http" in refused and h.bot.streams == []
 
 
-@pytest.mark.slow
-def test_a_full_queue_answers_busy_instead_of_growing(sample_bot, fake_slack, slack_config) -> None:
+def test_a_full_queue_answers_busy_instead_of_growing(fake_bot, fake_slack, slack_config) -> None:
     release = threading.Event()
 
     class SlowBot(SpyBot):
@@ -579,7 +622,7 @@ def test_a_full_queue_answers_busy_instead_of_growing(sample_bot, fake_slack, sl
             return super().stream(question, **kwargs)
 
     pool = WorkerPool(workers=1, queue=1)
-    bot = SlowBot(sample_bot)
+    bot = SlowBot(fake_bot)
     app, door = build_app(bot, slack_config(), executor=pool)  # type: ignore[arg-type]
     h = Harness(app, door, fake_slack, bot)
     bodies = [event_body(f"<@UBOT> {QATAR_QUESTION}") for _ in range(4)]
@@ -595,9 +638,8 @@ def test_a_full_queue_answers_busy_instead_of_growing(sample_bot, fake_slack, sl
     assert [len(h.slack.answers("C0GENERAL", b["event"]["ts"])) for b in bodies[:2]] == [1, 1]
 
 
-@pytest.mark.slow
 def test_streamed_text_updates_the_placeholder_about_once_a_second(
-    sample_bot, fake_slack, slack_config
+    fake_bot, fake_slack, slack_config
 ) -> None:
     from slack_bolt import App
     from slack_sdk import WebClient
@@ -621,8 +663,8 @@ def test_streamed_text_updates_the_placeholder_about_once_a_second(
         signing_secret=SECRET,
         process_before_response=True,
     )
-    door = register(app, StreamingBot(sample_bot), settings, executor=pool, update_interval=0.2)  # type: ignore[arg-type]
-    h = Harness(app, door, fake_slack, SpyBot(sample_bot))
+    door = register(app, StreamingBot(fake_bot), settings, executor=pool, update_interval=0.2)  # type: ignore[arg-type]
+    h = Harness(app, door, fake_slack, SpyBot(fake_bot))
     body = event_body(f"<@UBOT> {QATAR_QUESTION}")
     h.send(body)
     h.settle()
@@ -662,7 +704,6 @@ def send_command(h: Harness, text: str, **options: Any) -> Any:
     return h.app.dispatch(BoltRequest(body=raw, headers=headers))
 
 
-@pytest.mark.slow
 def test_the_slash_command_posts_the_question_and_answers_in_its_thread(harness) -> None:
     h = harness()
     response = send_command(h, QATAR_QUESTION)
@@ -685,7 +726,6 @@ def test_the_slash_command_posts_the_question_and_answers_in_its_thread(harness)
     assert turn.question == QATAR_QUESTION
 
 
-@pytest.mark.slow
 def test_the_slash_command_answers_privately_when_it_cannot_help(harness) -> None:
     h = harness(slack_admins=["UADMIN"])
     assert "Ask me about the news articles" in send_command(h, "").body
