@@ -98,9 +98,9 @@ def main() -> None:
     from bot.llm import NAME_TIE, SentenceMatcher
     from bot.retrieve import Passage
     from bot.settings import load_settings
-    from bot.terms import terms
     from index.embed import load_embedder
     from index.read import read_text
+    from index.text import query_terms
 
     settings = load_settings()
     embedder = load_embedder(settings)
@@ -113,7 +113,7 @@ def main() -> None:
     def lexical(claim: str, passage: Passage) -> str:
         from bot.answer import sentence_pool
 
-        words = set(terms(claim))
+        words = set(query_terms(claim))
         pool = sentence_pool([passage]).sentences
         return max(pool, key=lambda s: (len(s.words & words), -s.start)).text
 

@@ -2,7 +2,7 @@
 
 The extractive answerer splits the retrieved passages into sentences, gives each the features of
 `sentence_features` (lexical evidence with name forms such as Qatar/Qatari folded by
-`bot.terms`, the passage's similarity and rank, the answer type a who/when/where/how-many
+`index.text`, the passage's similarity and rank, the answer type a who/when/where/how-many
 question needs, the years it names, and for "What did Qatar say about X?" whether the speaker,
 as `bot.speakers` resolves it, is Qatar's) and ranks them by a learned model
 (bot/answer_model.json, fitted by bench/fit_answer.py); it answers with the few best, in
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from bot.models import Citation
 from bot.speakers import attribute, is_statement, speaker_terms
-from bot.terms import terms
 from index.chunk import split_sentences
+from index.text import query_terms
 
 if TYPE_CHECKING:
     from bot.retrieve import Passage
@@ -143,7 +143,7 @@ def _split(text: str) -> tuple[tuple[int, int, str, frozenset[str]], ...]:
             span.start,
             span.end,
             text[span.start : span.end],
-            frozenset(terms(text[span.start : span.end])),
+            frozenset(query_terms(text[span.start : span.end])),
         )
         for span in split_sentences(text)
     )
@@ -286,17 +286,17 @@ def read_question(text: str, *, ignore: Iterable[str] = ()) -> Question:
     """The question's content words (without `ignore`, e.g. the outlets it names), its kind and,
     for "what did X say about Y", the speaker X and topic Y."""
     ignored = set(ignore)
-    words = tuple(dict.fromkeys(t for t in terms(text) if t not in ignored))
+    words = tuple(dict.fromkeys(t for t in query_terms(text) if t not in ignored))
     names = set()
     for match in re.finditer(r"(?<!^)\b[A-Z][\w'’.-]*|\b\d[\d,.]*\b", text.strip()):
-        names.update(terms(match.group()))
+        names.update(query_terms(match.group()))
     kind = "other"
     speaker: frozenset[str] = frozenset()
     topic: frozenset[str] = frozenset()
     frame = _SPEECH_FRAME.match(text)
     if frame:
         speaker = speaker_terms(frame.group("speaker")) - ignored
-        topic = frozenset(terms(frame.group("topic") or "")) - ignored
+        topic = frozenset(query_terms(frame.group("topic") or "")) - ignored
         if speaker:
             kind = "say"
     if kind == "other":
@@ -321,7 +321,7 @@ def outlet_terms(passages: Sequence[Passage]) -> set[str]:
     found: set[str] = set()
     for passage in passages:
         for source in (passage.source, *(passage.metadata.get("sources") or ())):
-            found.update(terms(str(source)))
+            found.update(query_terms(str(source)))
     return found
 
 
@@ -367,12 +367,12 @@ def _answer_type(question: Question, text: str) -> bool:
     question does not already say (a "when" question naming 2019 is not answered by "2019")."""
     asked = set(question.words)
     if question.kind == "when":
-        return any(not set(terms(m.group())) <= asked for m in _DATE.finditer(text))
+        return any(not set(query_terms(m.group())) <= asked for m in _DATE.finditer(text))
     if question.kind == "number":
-        return any(not set(terms(m.group())) <= asked for m in _NUMBER.finditer(text))
+        return any(not set(query_terms(m.group())) <= asked for m in _NUMBER.finditer(text))
     if question.kind in ("who", "where"):
         for match in _CAPITALISED.finditer(text):
-            if not set(terms(match.group())) & asked:
+            if not set(query_terms(match.group())) & asked:
                 return True
     return False
 
@@ -394,11 +394,13 @@ def _answer_shape(question: Question, text: str) -> bool:
     if question.kind == "where":
         return _answer_type(question, text)
     if question.kind == "who":
-        return any(not set(terms(m.group())) & asked for m in _FULL_NAME.finditer(text))
+        return any(not set(query_terms(m.group())) & asked for m in _FULL_NAME.finditer(text))
     if question.kind == "when":
         return _FULL_DATE.search(text) is not None
     if question.kind == "number":
-        return any(not set(terms(m.group())) <= asked for m in re.finditer(r"\d[\d,.]*", text))
+        return any(
+            not set(query_terms(m.group())) <= asked for m in re.finditer(r"\d[\d,.]*", text)
+        )
     return False
 
 
@@ -493,7 +495,7 @@ def sentence_features(
         passage = sentence.passage
         if passage.article_id not in title_words:
             title_words[passage.article_id] = frozenset(
-                terms(str(passage.metadata.get("title", "")))
+                query_terms(str(passage.metadata.get("title", "")))
             )
         neighbours = pool.neighbours(sentence)
         around = set().union(*(n.words for n in neighbours), title_words[passage.article_id])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.models import Turn
 from bot.speakers import mention
-from bot.terms import terms
+from index.text import query_terms
 
 if TYPE_CHECKING:
     from bot.prompts import Prompt
@@ -145,7 +145,7 @@ def _person(turns: Sequence[Turn], previous: str) -> str | None:
     if speaker:
         return speaker.group("speaker")
     answer = turns[-1].answer if turns else ""
-    asked = set(terms(previous))
+    asked = set(query_terms(previous))
     # Someone the answer quotes ("..., said Dolores Okafor, the union's president") comes first;
     # the first name of an answer is often an organisation.
     for sentence in re.split(r"(?<=[.!?\]])\s+", re.sub(r"\s*\[\d+\]", "", answer)):
@@ -160,7 +160,7 @@ def _person(turns: Sequence[Turn], previous: str) -> str | None:
             if len(words) < 2:
                 continue
             name = " ".join(words)
-            if text is answer and set(terms(name)) <= asked:
+            if text is answer and set(query_terms(name)) <= asked:
                 continue
             return _OWNER.sub("", name)
     return None
@@ -216,7 +216,9 @@ def _resolve(question: str, turns: Sequence[Turn], previous: str) -> str:
 
 def _lacks_context(question: str) -> bool:
     """A short question that names nothing: "Who finished second?"."""
-    return not _entities(question) and not _YEAR.search(question) and len(terms(question)) <= 3
+    return (
+        not _entities(question) and not _YEAR.search(question) and len(query_terms(question)) <= 3
+    )
 
 
 def is_follow_up(question: str) -> bool:
@@ -225,7 +227,7 @@ def is_follow_up(question: str) -> bool:
         return True
     if _LEADING_AND.match(question):
         return True
-    content = terms(_REFERENCE.sub(" ", question))
+    content = query_terms(_REFERENCE.sub(" ", question))
     return (bool(_REFERENCE.search(question)) and len(content) <= 3) or _lacks_context(question)
 
 

@@ -61,8 +61,8 @@ def as_datetime(
 def open_store(settings: Settings) -> Store:
     """The store the settings name (index/store.py), with the analyser its lexical index uses.
     Opens nothing yet; needs no model."""
-    from bot.retrieve import terms
     from index.store import Store
+    from index.text import terms
 
     return Store.open(settings, terms)
 

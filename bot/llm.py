@@ -37,7 +37,7 @@ from bot.answer import (
     speaker_of,
 )
 from bot.models import Citation, Turn
-from bot.terms import terms
+from index.text import query_terms
 
 if TYPE_CHECKING:
     from bot.prompts import Prompt
@@ -61,7 +61,7 @@ _NAMED = re.compile(r"\b[A-Z][\w'’.-]*|\b\d[\d,.]*\b")
 
 def named(text: str) -> frozenset[str]:
     """The terms of the names and numbers in `text` ("al Thani's" -> {thani})."""
-    return frozenset(terms(" ".join(_NAMED.findall(text))))
+    return frozenset(query_terms(" ".join(_NAMED.findall(text))))
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class SentenceMatcher:
             # credited to the statement.
             if not speaker or (reports and names & speaker):
                 similarities[owner] = max(similarities[owner], float(similarity))
-        words = set(terms(claim))
+        words = set(query_terms(claim))
         support = [
             max(float(similarity), len(words & sentence.words) / (len(words) or 1))
             for sentence, similarity in zip(sentences, similarities, strict=True)

@@ -32,17 +32,17 @@ import hashlib
 import logging
 import math
 import re
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from bot.understand import Part, understand_question
 from index.lexical import LexicalFilter, local_day
+from index.text import query_terms, terms
 
 if TYPE_CHECKING:
     from index.embed import Embedder
@@ -151,87 +151,9 @@ def date_filter(since: datetime | None, until: datetime | None) -> dict[str, Any
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-# -- text analysis -----------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further
-    had has have having he her here hers herself him himself his how i if in into is it its itself
-    just me more most my myself no nor not now of off on once only or other our ours ourselves out
-    over own same she should so some such than that the their theirs them themselves then there
-    these they this those through to too under until up very was we were what when where which
-    while who whom why will with would you your yours yourself yourselves also s t""".split()
-)
-# Words questions use about reports rather than about their content.
-QUESTION_WORDS = frozenset(
-    """article articles report reports reported reporting according suggest suggests suggested
-    mention mentions mentioned indicate indicates indicated discuss discusses discussed piece
-    story stories news source sources published publish outlet coverage covered""".split()
-)
-
-
-@lru_cache(maxsize=200_000)
-def stem(word: str) -> str:
-    """A light stemmer: plurals, -ing/-ed/-ation, a final -e, and -i/-ian name forms, so that
-    Qatar/Qatari, negotiation/negotiations/negotiating and Egypt/Egyptian meet."""
-    if len(word) <= 3 or not word.isalpha():
-        return word
-    if word.endswith("ies") and len(word) > 4:
-        word = word[:-3] + "y"
-    elif word.endswith("sses"):
-        word = word[:-2]
-    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    if word.endswith("ation") and len(word) >= 8:
-        word = word[:-5] + "ate"
-    elif word.endswith("ing") and len(word) >= 7:
-        word = _undouble(word[:-3])
-    elif word.endswith("ed") and len(word) >= 6:
-        word = _undouble(word[:-2])
-    elif word.endswith("ian") and len(word) >= 8:
-        word = word[:-3]
-    elif word.endswith("i") and len(word) >= 5 and word[-2] not in "aeiou":
-        word = word[:-1]
-    if word.endswith("e") and len(word) >= 5:
-        word = word[:-1]
-    return word
-
-
-def _undouble(word: str) -> str:
-    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouslz":
-        return word[:-1]
-    return word
-
-
-def _words(text: str) -> Iterable[str]:
-    text = text.lower()
-    if not text.isascii():
-        text = "".join(
-            c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
-        )
-    for match in _TOKEN.finditer(text):
-        word = match.group()
-        if word.endswith(("'s", "’s")):
-            word = word[:-2]
-        yield word.replace("'", "").replace("’", "")
-
-
-def terms(text: str) -> list[str]:
-    """Index terms of a text: lower-cased, possessive 's dropped, stop words out, stemmed."""
-    return [stem(word) for word in _words(text) if word and word not in STOPWORDS]
-
-
-_QUESTION_STEMS = frozenset(stem(word) for word in QUESTION_WORDS)
-
-
-def query_terms(text: str) -> list[str]:
-    """Terms of a question, without the words questions use about reports."""
-    return [term for term in terms(text) if term not in _QUESTION_STEMS]
-
-
 def _text_hash(text: str) -> int:
-    normal = " ".join(_words(text))
+    """The same text up to case, spacing and punctuation (syndicated copies of one story)."""
+    normal = " ".join(re.findall(r"[^\W_]+", text.lower()))
     return int.from_bytes(hashlib.blake2b(normal.encode(), digest_size=8).digest(), "little") >> 1
 
 

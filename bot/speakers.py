@@ -17,7 +17,7 @@ about. A described speaker ("the head of US diplomacy") takes the profile of the
 speaker or subject whose profile shares a word with the description ("U.S. Secretary of State
 Antony Blinken": `usa`); a pronoun takes the latest named person. A question then names the
 speaker any of these ways ("the Qatari prime minister", "the union", "Verbeke") and is matched
-against the profile. Pure functions of text; words are compared by `bot.terms`.
+against the profile. Pure functions of text; words are compared by `index.text`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bot.terms import terms
+from index.text import query_terms
 
 # Verbs that attribute a statement to its subject or to the name after them.
 _VERBS = (
@@ -85,7 +85,7 @@ _NOT_NAMES = frozenset(
 )
 # Descriptions that point back at an organisation, not at a person.
 _ORGANISATIONS = frozenset(
-    terms(
+    query_terms(
         "group movement organisation organization union ministry agency authority company firm "
         "office government party militia council committee department team club association "
         "federation board bank court army police alliance coalition campaign"
@@ -189,12 +189,12 @@ def descriptions(name: str, text: str) -> frozenset[str]:
     ("Dolores Okafor, the union's president,"; "Its chief executive, Paul Brennan,")."""
     surname = name.split()[-1]
     found: set[str] = set()
-    target = terms(surname)
+    target = query_terms(surname)
     if not target:
         return frozenset()
     tokens = re.findall(r"[\w'’.-]+|[^\w\s]", text)
     for index, token in enumerate(tokens):
-        if terms(token) != target:
+        if query_terms(token) != target:
             continue
         run = [token]
         lower = 0
@@ -208,7 +208,7 @@ def descriptions(name: str, text: str) -> frozenset[str]:
                 lower += 1
             else:
                 break
-        found.update(terms(" ".join(run)))
+        found.update(query_terms(" ".join(run)))
     escaped = re.escape(surname)
     after = re.search(
         rf"{escaped}\s*,\s*(?P<desc>(?:the|its|his|her|their|a|an)\s[^,.;]{{2,80}})", text
@@ -216,14 +216,14 @@ def descriptions(name: str, text: str) -> frozenset[str]:
     if after is None:
         after = re.search(rf"{escaped}\s*,\s*(?P<desc>[\w'’]+['’]s\s[^,.;]{{2,80}})", text)
     if after:
-        found.update(terms(after.group("desc")))
+        found.update(query_terms(after.group("desc")))
     before = re.search(
         rf"(?:^|[,;]\s*)(?P<desc>(?:[A-Z][\w'’]*|the|its|his|her|their)\s[^,.;]{{2,80}}?),\s*"
         rf"(?:[A-Z][\w'’.-]*\s+){{0,4}}{escaped}\b",
         text,
     )
     if before:
-        found.update(terms(before.group("desc")))
+        found.update(query_terms(before.group("desc")))
     return frozenset(found | _acronyms(text) & _mentioned_near(found, text))
 
 
@@ -254,7 +254,7 @@ class Attribution:
 
 
 def _profile(name: str, texts: Sequence[str]) -> frozenset[str]:
-    words = set(terms(name))
+    words = set(query_terms(name))
     for text in texts:
         words |= descriptions(name, text)
     return frozenset(words)
@@ -267,9 +267,9 @@ def _owner(text: str, before: Sequence[str]) -> set[str]:
         return set()
     said = mention(before[-1])
     if said is not None and said.kind != "pronoun":
-        return set(terms(said.text))
+        return set(query_terms(said.text))
     subject = _subject(before[-1])
-    return set(terms(subject)) if subject else set()
+    return set(query_terms(subject)) if subject else set()
 
 
 def _subject(text: str) -> str | None:
@@ -310,9 +310,9 @@ def attribute(
     around = [*elsewhere, *before, text, *([after] if after else [])]
     said = mention(text)
     if said is not None and said.kind == "named":
-        words = set(_profile(said.text, around)) | set(terms(said.apposition))
+        words = set(_profile(said.text, around)) | set(query_terms(said.apposition))
         words |= _owner(text, before) | _owner(said.apposition, before)
-        own = descriptions(said.text, text) | set(terms(said.text))
+        own = descriptions(said.text, text) | set(query_terms(said.text))
         neighbours = ((-1, before[-1] if before else None), (1, after))
         linked = tuple(
             offset
@@ -321,7 +321,7 @@ def attribute(
         )
         return Attribution(frozenset(words), linked, NAMED)
     if said is not None and said.kind == "described":
-        description = set(terms(said.text)) | _owner(said.text, before)
+        description = set(query_terms(said.text)) | _owner(said.text, before)
         antecedent = _antecedent(description, before)
         if antecedent is not None:
             offset, name = antecedent
@@ -343,7 +343,7 @@ def attribute(
         names = _named_in(before[-1])
         if names:
             return Attribution(_profile(names[0], around), (-1,), POINTED)
-    return Attribution(frozenset(terms(text)), (), 0.3)
+    return Attribution(frozenset(query_terms(text)), (), 0.3)
 
 
 def _antecedent(description: set[str], before: Sequence[str]) -> tuple[int, str] | None:
@@ -355,10 +355,10 @@ def _antecedent(description: set[str], before: Sequence[str]) -> tuple[int, str]
     for offset in range(1, min(4, len(before)) + 1):
         sentence = before[-offset]
         for name in _named_in(sentence):
-            if description & (set(terms(name)) | descriptions(name, sentence)):
-                surname = terms(name.split()[-1])
+            if description & (set(query_terms(name)) | descriptions(name, sentence)):
+                surname = query_terms(name.split()[-1])
                 for nearer in range(1, offset):
-                    if surname and set(surname) <= set(terms(before[-nearer])):
+                    if surname and set(surname) <= set(query_terms(before[-nearer])):
                         return -nearer, name
                 return -offset, name
     if description & _ORGANISATIONS:
@@ -380,7 +380,7 @@ def _organisation_like(name: str) -> bool:
 def speaker_terms(text: str) -> frozenset[str]:
     """How a question names a speaker, as words: its terms, and initials written in capitals
     ("WHO", "ESA"), which are not stop words there."""
-    found = set(terms(text))
+    found = set(query_terms(text))
     found.update(w.lower() for w in re.findall(r"\b[A-Z]{2,5}\b", text) if w not in ("US", "UK"))
     return frozenset(found)
 

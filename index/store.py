@@ -47,6 +47,7 @@ from index.errors import StoreError
 from index.files import safe_name
 from index.lexical import Analyse, ChunkDoc, LexicalIndex
 from index.model import EmbeddingIdentity
+from index.text import ANALYSER_VERSION
 
 if TYPE_CHECKING:
     import numpy as np
@@ -208,7 +209,10 @@ class Store:
         from index.lock import exclusive, lock_path
 
         where = settings.chroma_url or str(settings.store_dir)
-        key = hashlib.sha1(f"{where}|{settings.collection}".encode()).hexdigest()[:12]
+        # The index holds analysed terms: another analyser (index/text.py) gets a new index,
+        # built from the log.
+        identity = f"{where}|{settings.collection}|analyser {ANALYSER_VERSION}"
+        key = hashlib.sha1(identity.encode()).hexdigest()[:12]
         lexical = LexicalIndex(
             settings.data_dir / "lexical" / f"{safe_name(settings.collection)}-{key}", analyse
         )

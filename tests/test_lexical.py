@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.retrieve import Scope, terms
+from bot.retrieve import Scope
 from index.lexical import LexicalIndex
 from index.store import StoredChunk
+from index.text import terms
 
 
 def chunk(
@@ -135,7 +136,7 @@ def test_a_reader_in_another_process_sees_a_commit_after_reload(
         writer.put_chunks([chunk("a#0", "Nothing about ferries here.")])
     assert index.search(terms("Zanzibar"), 5) == []  # this reader has opened the index
     writer_code = (
-        "import sys; from pathlib import Path; from bot.retrieve import terms; "
+        "import sys; from pathlib import Path; from index.text import terms; "
         "from index.lexical import LexicalIndex; from tests.test_lexical import chunk\n"
         "index = LexicalIndex(Path(sys.argv[1]), terms)\n"
         "with index.writer() as writer:\n"

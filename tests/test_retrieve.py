@@ -15,30 +15,13 @@ from bot.retrieve import (
     Ranked,
     RetrievalConfig,
     Retriever,
-    query_terms,
     reciprocal_rank_fusion,
     select,
-    stem,
-    terms,
 )
 from index.article import Article
+from index.text import terms
 
-# -- pure: text analysis, fusion, selection --------------------------------------------------------
-
-
-def test_name_forms_and_plurals_meet() -> None:
-    assert stem("qatari") == stem("qatar")
-    assert stem("negotiations") == stem("negotiation") == stem("negotiating")
-    assert stem("egyptian") == stem("egypt")
-    assert terms("Hamas's response") == terms("Hamas response")
-    assert terms("The talks were about the ceasefire") == ["talk", "ceasefir"]
-
-
-def test_question_words_about_reports_are_not_searched_for() -> None:
-    assert query_terms("What does the article from Wired report about chargers?") == [
-        stem("wired"),
-        stem("chargers"),
-    ]
+# -- pure: fusion, selection ---------------------------------------------------------------------
 
 
 def test_reciprocal_rank_fusion_rewards_agreement() -> None:

@@ -1,0 +1,151 @@
+"""The one text analyser: the words of a text as retrieval, answering and follow-ups compare them.
+
+Both sides call it: the lexical index (BM25) indexes `terms(chunk text)` and searches with
+`query_terms(question)`; the extractive answerer and the follow-up reader compare
+`query_terms` of questions, claims and sentences. So a word means the same everywhere: "U.S.",
+"US", "United States" and "American" are all `usa`; "Emirati", "Emirates" and "UAE" are `uae`;
+"Qatar's", "Qatari" and "Qataris" are `qatar`.
+
+The steps, in order:
+1. Dotted capital abbreviations lose their dots ("U.S." -> "US", "U.K." -> "UK"), and the names
+   of several words in index/data/names.tsv ("United States") become their one name.
+2. Words are runs of letters and digits (inner apostrophes kept); a final possessive "'s" goes.
+3. A form written in capitals in names.tsv matches only in capitals ("US" is the country, "us" a
+   pronoun); then words are lower-cased and accents dropped.
+4. Stop words go (and, in `query_terms`, the words people use about reports: "said", "article",
+   "according").
+5. A name form becomes its name ("qatari" -> "qatar", plural "qataris" too); names are not
+   stemmed. Every other word is stemmed by the Snowball English stemmer (PyStemmer).
+
+The public names - `terms`, `query_terms`, `fold_name`, `STOPWORDS`, `REPORT_WORDS` - are
+stable: the lexical index stores pre-analysed terms and the answerer's features are built on
+them. Changing what they return changes every stored index's terms: bump `ANALYSER_VERSION`
+then, so that indexes built by an older analyser are rebuilt rather than searched with new terms.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+from importlib import resources
+
+import Stemmer
+
+ANALYSER_VERSION = 1
+
+# Words that carry no evidence about what a text says.
+STOPWORDS = frozenset(
+    """
+    a about above after again against all also am among amid an and any are around as at be
+    because been before being below between both but by can could did do does doing down during
+    each even ever few for from further had has have having he her here hers herself him himself
+    his how i if in into is it its itself just let me more most much must my myself no nor not now
+    of off on once only or other ought our ours ourselves out over own per same shall she should
+    so some such than that the their theirs them themselves then there these they this those
+    through to too under until up upon us very via was we were what whatever when whenever where
+    whether which while who whom whose why will with within without would yet you your yours
+    yourself yourselves s t
+    """.split()
+)
+
+# Words questions use about reports rather than about what happened ("what did the article say",
+# "according to the report"): dropped from questions, kept in the articles' own index.
+REPORT_WORDS = frozenset(
+    """
+    according article articles based considering covered coverage discuss discussed discusses
+    indicate indicated indicates mention mentioned mentions news outlet piece publish published
+    regarding report reported reporting reports said say says source sources stated stories
+    story suggest suggested suggests tell told
+    """.split()
+)
+
+_ABBREVIATION = re.compile(r"\b(?:[A-Z]\.){2,}")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+
+
+def _load_names() -> tuple[dict[str, str], dict[str, str], re.Pattern[str] | None]:
+    """(lower-case form -> name, capitalised form -> name, phrase pattern) from names.tsv."""
+    lower: dict[str, str] = {}
+    cased: dict[str, str] = {}
+    phrases: list[str] = []
+    table = resources.files("index") / "data" / "names.tsv"
+    for line in table.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, _, forms = line.partition("\t")
+        lower[name] = name
+        for form in (form.strip() for form in forms.split(",")):
+            if " " in form:
+                phrases.append(form)
+            (lower if form.islower() else cased)[form] = name
+    phrases.sort(key=len, reverse=True)  # "united arab emirates" before any shorter phrase
+    pattern = r"\b(?:" + "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases) + r")\b"
+    return lower, cased, re.compile(pattern, re.IGNORECASE) if phrases else None
+
+
+_NAMES, _CASED_NAMES, _PHRASES = _load_names()
+
+# PyStemmer's Stemmer objects are not thread-safe (Slack answers questions on several threads).
+_local = threading.local()
+
+
+@lru_cache(maxsize=200_000)
+def _analyse_word(token: str) -> tuple[str, str]:
+    """(the word as stop lists spell it, its term) for one token as the text writes it."""
+    if token.endswith(("'s", "’s")):
+        token = token[:-2]
+    if token in _CASED_NAMES:
+        return token, _CASED_NAMES[token]
+    word = token.lower()
+    if not word.isascii():
+        decomposed = unicodedata.normalize("NFKD", word)
+        word = "".join(c for c in decomposed if not unicodedata.combining(c))
+    word = word.replace("'", "").replace("’", "")
+    name = _NAMES.get(word)
+    if name is None and word.endswith("s"):
+        name = _NAMES.get(word[:-1])  # "Qataris"
+    if name is not None:
+        return word, name
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return word, str(stemmer.stemWord(word))
+
+
+def _normalise(text: str) -> str:
+    text = _ABBREVIATION.sub(lambda match: match.group().replace(".", ""), text)
+    if _PHRASES is not None:
+        text = _PHRASES.sub(lambda match: _NAMES[" ".join(match.group().lower().split())], text)
+    return text
+
+
+def _analyse(text: str, dropped: frozenset[str]) -> list[str]:
+    found = []
+    for token in _WORD.findall(_normalise(text)):
+        word, term = _analyse_word(token)
+        if word and word not in dropped:
+            found.append(term)
+    return found
+
+
+_QUESTION_DROPPED = STOPWORDS | REPORT_WORDS
+
+
+def terms(text: str) -> list[str]:
+    """The terms of `text` in order: stop words out, names folded, other words stemmed."""
+    return _analyse(text, STOPWORDS)
+
+
+def query_terms(text: str) -> list[str]:
+    """The terms of a question, claim or sentence that carry evidence: `terms` without the words
+    people use about reports ("said", "article", "according")."""
+    return _analyse(text, _QUESTION_DROPPED)
+
+
+def fold_name(word: str) -> str:
+    """The name a word stands for ("Emirati" -> "uae", "U.S." -> "usa", "Qatar's" -> "qatar");
+    a word that names nothing comes back as its term ("talks" -> "talk")."""
+    found = _analyse(word, frozenset())
+    return found[0] if found else word.lower()
