@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -404,14 +404,13 @@ def _show_round(result: Any) -> None:
 
 # -- ask ---------------------------------------------------------------------------------------
 def _parse_day(value: str | None, *, end_of_day: bool) -> datetime | None:
-    if value is None:
-        return None
+    from index.dates import to_datetime
+
+    # --until is inclusive: a bare day counts whole.
     try:
-        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        return to_datetime(value, end_of_day=end_of_day)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date like 2024-02-07") from None
-    # --until is inclusive: the whole of that day counts.
-    return day + timedelta(days=1, microseconds=-1) if end_of_day else day
 
 
 def _since(value: str | None) -> datetime | None:

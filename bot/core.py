@@ -9,8 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, date, datetime
-from datetime import time as clock
+from datetime import datetime
 from threading import Lock
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from bot.errors import NewsbotError
 from bot.models import Answer, DateLike, StoreStats, Turn
 from bot.settings import Settings, load_settings
 from index.article import Article, ReadFailure
+from index.dates import to_datetime
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -35,27 +35,11 @@ log = logging.getLogger(__name__)
 def as_datetime(
     value: DateLike, *, end_of_day: bool = False, name: str = "date"
 ) -> datetime | None:
-    """A timezone-aware datetime from a datetime (naive = UTC), a date or an ISO string.
-
-    A bare day means its whole day: its start for `since`, its last moment for `until`.
-    """
-    if value is None or isinstance(value, datetime):
-        moment = value
-    else:
-        if isinstance(value, str):
-            try:
-                parsed: datetime | date = (
-                    date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
-                )
-            except ValueError:
-                raise NewsbotError(
-                    f"{name} {value!r} is not a date", hint="use YYYY-MM-DD"
-                ) from None
-            return as_datetime(parsed, end_of_day=end_of_day, name=name)
-        moment = datetime.combine(value, clock.max if end_of_day else clock.min)
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
+    """`index.dates.to_datetime`, its error named for the argument (`since`, `until`)."""
+    try:
+        return to_datetime(value, end_of_day=end_of_day)
+    except ValueError:
+        raise NewsbotError(f"{name} {value!r} is not a date", hint="use YYYY-MM-DD") from None
 
 
 def open_store(settings: Settings) -> Store:

@@ -23,19 +23,18 @@ import json
 import logging
 import os
 import re
-import time
 import unicodedata
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from index.article import Article, ReadFailure, stable_id
 from index.config import ReadConfig
+from index.dates import parse_date
 from index.errors import ReadError
 from index.fetch import fetch
 
@@ -417,70 +416,6 @@ def _detect_non_latin(data: bytes) -> str | None:
 
 def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-# -- dates -------------------------------------------------------------------------------------
-
-
-def parse_date(value: object) -> datetime | None:
-    """A timezone-aware datetime from what sources put in date fields, or None.
-
-    Accepts datetimes, dates, epoch seconds (or milliseconds), struct_time (UTC), ISO 8601,
-    RFC 2822 (feeds, e-mail) and other complete dates dateutil reads ("7 February 2024").
-    A value without a zone is taken as UTC. Incomplete dates ("February 2024") give None.
-    """
-    try:
-        parsed = _parse_date(value)
-    except Exception:  # odd input must not cost the article, only its date
-        return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
-
-
-def _parse_date(value: object) -> datetime | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day)
-    if isinstance(value, time.struct_time):
-        return datetime(*value[:6], tzinfo=UTC)
-    if isinstance(value, int | float):
-        return _from_epoch(float(value))
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if re.fullmatch(r"\d{9,13}(?:\.\d+)?", text):
-        return _from_epoch(float(text))
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        pass
-    from dateutil import parser
-
-    # Parse twice with different defaults: a part missing from the text (year, month, day)
-    # shows up as a difference, and an incomplete date is no date.
-    first = parser.parse(text, default=datetime(2000, 1, 1))
-    second = parser.parse(text, default=datetime(2001, 2, 2))
-    if first.date() != second.date():
-        return None
-    return first
-
-
-def _from_epoch(seconds: float) -> datetime:
-    if seconds > 1e11:  # milliseconds
-        seconds /= 1000
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 # -- plain text and markdown -------------------------------------------------------------------

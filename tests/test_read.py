@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bot.errors import ReadError
 from index.article import Article, ReadFailure, stable_id
-from index.read import iter_articles, parse_date, read_text
+from index.read import iter_articles, read_text
 from tests.conftest import EVAL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -477,37 +477,6 @@ def test_multihop_corpus_reads_completely(settings):
     assert all(a.published_at is not None and a.published_at.tzinfo for a in articles)
     first = json.loads(MULTIHOP.read_text(encoding="utf-8").split("\n", 1)[0])
     assert articles[0].body == first["body"] and articles[0].source == first["source"]
-
-
-# -- dates -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2024-02-07", datetime(2024, 2, 7, tzinfo=UTC)),
-        ("2024-02-07T10:00:00", datetime(2024, 2, 7, 10, tzinfo=UTC)),
-        ("2024-02-07T10:00:00Z", datetime(2024, 2, 7, 10, tzinfo=UTC)),
-        (
-            "2024-02-07T10:00:00+05:30",
-            datetime(2024, 2, 7, 10, tzinfo=timezone(timedelta(hours=5, minutes=30))),
-        ),
-        ("Wed, 07 Feb 2024 10:00:00 GMT", datetime(2024, 2, 7, 10, tzinfo=UTC)),
-        ("7 February 2024", datetime(2024, 2, 7, tzinfo=UTC)),
-        (1707300000, datetime(2024, 2, 7, 10, tzinfo=UTC)),
-        ("1707300000000", datetime(2024, 2, 7, 10, tzinfo=UTC)),
-        ("February 2024", None),
-        ("yesterday", None),
-        ("", None),
-        (None, None),
-        ("99999-99-99", None),
-    ],
-)
-def test_parse_date(value, expected):
-    parsed = parse_date(value)
-    assert parsed == expected
-    if parsed is not None:
-        assert parsed.tzinfo is not None
 
 
 # -- feed files --------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from bot.errors import ReadError
 from index.article import Article, ReadFailure
-from index.read import iter_articles, parse_date, read_text
+from index.dates import parse_date
+from index.read import iter_articles, read_text
 
 # The settings fixture is immutable and every example writes to its own temporary folder,
 # so sharing the function-scoped fixture across examples is safe.

@@ -1,0 +1,116 @@
+"""Dates: the one place where text and values become timezone-aware datetimes.
+
+`parse_date` reads what sources put in date fields (index/read.py): anything it cannot read is no
+date, never an error. `to_datetime` reads what a person asks for (`Bot.ask(since=...)`, the
+CLI's --since/--until): a value that is no date is an error, and a bare day means the whole day.
+Both take a value without a zone as UTC; dateutil reads the forms the standard library does not.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, date, datetime
+from datetime import time as clock
+from email.utils import parsedate_to_datetime
+
+from dateutil import parser
+
+# Two defaults that differ in every field: a field the text leaves out shows up as a difference.
+_DEFAULTS = (datetime(2000, 1, 1, 0, 0), datetime(2001, 2, 2, 1, 1))
+
+
+def to_datetime(
+    value: datetime | date | str | None, *, end_of_day: bool = False
+) -> datetime | None:
+    """A timezone-aware datetime from a datetime, a date or a string naming either.
+
+    A bare day ("2024-02-07", "7 Feb 2024", a `date`) means its whole day: its first moment, or
+    with `end_of_day` (an inclusive `until`) its last. Raises ValueError when a string names no
+    complete date ("last Tuesday", "February 2024").
+    """
+    if isinstance(value, str):
+        day = _bare_day(value.strip())
+        if day is None:
+            moment = parse_date(value)
+            if moment is None:
+                raise ValueError(f"{value!r} is not a date")
+            return moment
+        value = day
+    if value is not None and not isinstance(value, datetime):
+        value = datetime.combine(value, clock.max if end_of_day else clock.min)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _bare_day(text: str) -> date | None:
+    """The day `text` names when it names a whole day and no time of it."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        first, second = (parser.parse(text, default=default) for default in _DEFAULTS)
+    except (ValueError, OverflowError):
+        return None
+    if first.date() != second.date() or first.time() == second.time() or first.tzinfo:
+        return None
+    return first.date()
+
+
+def parse_date(value: object) -> datetime | None:
+    """A timezone-aware datetime from what sources put in date fields, or None.
+
+    Accepts datetimes, dates, epoch seconds (or milliseconds), struct_time (UTC), ISO 8601,
+    RFC 2822 (feeds, e-mail) and other complete dates dateutil reads ("7 February 2024").
+    A value without a zone is taken as UTC. Incomplete dates ("February 2024") give None.
+    """
+    try:
+        parsed = _parse_date(value)
+    except Exception:  # odd input must not cost the article, only its date
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _parse_date(value: object) -> datetime | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, time.struct_time):
+        return datetime(*value[:6], tzinfo=UTC)
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if re.fullmatch(r"\d{9,13}(?:\.\d+)?", text):
+        return _from_epoch(float(text))
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        pass
+    # An incomplete date ("February 2024") is no date.
+    first, second = (parser.parse(text, default=default) for default in _DEFAULTS)
+    if first.date() != second.date():
+        return None
+    return first
+
+
+def _from_epoch(seconds: float) -> datetime:
+    if seconds > 1e11:  # milliseconds
+        seconds /= 1000
+    return datetime.fromtimestamp(seconds, UTC)
