@@ -29,27 +29,17 @@ def to_datetime(
     with `end_of_day` (an inclusive `until`) its last. Raises ValueError when a string names no
     complete date ("last Tuesday", "February 2024").
     """
-    if isinstance(value, str):
-        day = _bare_day(value.strip())
-        if day is None:
-            moment = parse_date(value)
-            if moment is None:
-                raise ValueError(f"{value!r} is not a date")
-            return moment
-        value = day
-    if value is not None and not isinstance(value, datetime):
-        value = datetime.combine(value, clock.max if end_of_day else clock.min)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
+    day = _bare_day(value.strip()) if isinstance(value, str) else value
+    if isinstance(day, date) and not isinstance(day, datetime):
+        day = datetime.combine(day, clock.max if end_of_day else clock.min)
+    moment = parse_date(day or value)
+    if moment is None and value is not None:
+        raise ValueError(f"{value!r} is not a date")
+    return moment
 
 
 def _bare_day(text: str) -> date | None:
     """The day `text` names when it names a whole day and no time of it."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        pass
     try:
         first, second = (parser.parse(text, default=default) for default in _DEFAULTS)
     except (ValueError, OverflowError):
