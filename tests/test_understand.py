@@ -8,7 +8,14 @@ from datetime import date
 
 import pytest
 
-from bot.understand import match_outlets, parse_dates, understand_question, wants_latest
+from bot.understand import (
+    DATE_RULES,
+    DateContext,
+    match_outlets,
+    parse_dates,
+    understand_question,
+    wants_latest,
+)
 
 TODAY = date(2024, 2, 14)  # a Wednesday
 STORE_DAYS = (date(2023, 9, 1), date(2023, 12, 31))
@@ -82,6 +89,50 @@ def test_the_following_day_is_relative_to_the_date_before_it() -> None:
     ]
     assert days("on 3 October 2023 and the previous day")[1][:2] == ("2023-10-02", "2023-10-02")
     assert days("on 3 October 2023 and two days later")[1][:2] == ("2023-10-05", "2023-10-05")
+
+
+# One phrase per rule of the table, read by that rule alone (with the dates found before it, for
+# the anchored rule). A new rule without an example here fails test_every_date_rule_has_an_example.
+RULE_EXAMPLES = {
+    "iso day": ("published 2023-11-24", "2023-11-24", "2023-11-24"),
+    "day month [year]": ("on the 7th of February 2024", "2024-02-07", "2024-02-07"),
+    "month day [year]": ("on Oct. 18th", "2023-10-18", "2023-10-18"),
+    "month year": ("in early November 2023", "2023-11-01", "2023-11-10"),
+    "month": ("in late November", "2023-11-21", "2023-11-30"),
+    "year": ("throughout 2022", "2022-01-01", "2022-12-31"),
+    "relative": ("over the past two weeks", "2024-01-31", "2024-02-14"),
+    "weekday": ("last Friday", "2024-02-09", "2024-02-09"),
+    "anchored": ("on 3 October 2023 and two days later", "2023-10-05", "2023-10-05"),
+}
+
+
+def test_every_date_rule_has_an_example() -> None:
+    assert [rule.name for rule in DATE_RULES] == list(RULE_EXAMPLES)
+
+
+@pytest.mark.parametrize("rule", DATE_RULES, ids=lambda rule: rule.name)
+def test_each_date_rule_reads_its_phrase(rule) -> None:
+    text, first, last = RULE_EXAMPLES[rule.name]
+    earlier = tuple(m for m in parse_dates(text, today=TODAY) if not m.anchored)
+    context = DateContext(text, TODAY, STORE_DAYS, earlier if rule.name == "anchored" else ())
+    matches = list(rule.pattern.finditer(text))
+    assert len(matches) == 1
+    mention = rule.resolve(matches[0], context)
+    assert mention is not None
+    assert (mention.first.isoformat(), mention.last.isoformat()) == (first, last)
+    assert text.endswith(mention.text)
+    # The whole pipeline reads the phrase the same way.
+    assert days(text)[-1][:2] == (first, last)
+
+
+def test_a_relative_phrase_refers_to_the_nearest_date_before_it() -> None:
+    question = "on 3 October 2023, the next day, on 9 October 2023 and two days later"
+    assert [first for first, _, _ in days(question)] == [
+        "2023-10-03",
+        "2023-10-04",
+        "2023-10-09",
+        "2023-10-11",
+    ]
 
 
 @pytest.mark.parametrize(
