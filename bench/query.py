@@ -57,6 +57,8 @@ OUTLETS = [
 EPOCH = datetime(2022, 1, 1, tzinfo=UTC)
 DAYS = 730
 CHUNKS_PER_ARTICLE = 4
+# Chunks made and written at a time: memory stays flat up to a million chunks.
+FILL_BATCH = 5_000
 WORDS_PER_SENTENCE = 18
 SENTENCES_PER_CHUNK = 7
 
@@ -85,20 +87,21 @@ class Vocabulary:
 
 
 def synthetic_chunks(
-    count: int, seed: int, vocabulary: Vocabulary
+    count: int, seed: int, vocabulary: Vocabulary, first: int = 0
 ) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """`count` chunks of synthetic articles: ids, texts and store metadata."""
-    rng = np.random.default_rng(seed)
+    """`count` chunks of synthetic articles, from chunk number `first` on (a multiple of
+    CHUNKS_PER_ARTICLE): ids, texts and store metadata."""
+    rng = np.random.default_rng([seed, first])
     picks = rng.choice(len(vocabulary.words), p=vocabulary.p, size=count * 130)
     ids, texts, metadatas = [], [], []
     cursor = 0
-    for article_number in range(0, count, CHUNKS_PER_ARTICLE):
+    for article_number in range(first, first + count, CHUNKS_PER_ARTICLE):
         outlet = OUTLETS[int(rng.integers(len(OUTLETS)))]
         published = EPOCH + timedelta(seconds=int(rng.integers(DAYS * 86_400)))
         article_id = f"syn-{article_number // CHUNKS_PER_ARTICLE:07d}"
         title_words = [vocabulary.words[int(i)] for i in rng.choice(2_000, size=6)]
         title = " ".join(title_words).capitalize()
-        chunks_here = min(CHUNKS_PER_ARTICLE, count - article_number)
+        chunks_here = min(CHUNKS_PER_ARTICLE, first + count - article_number)
         offset = 0
         for position in range(chunks_here):
             sentences = []
@@ -137,34 +140,30 @@ def synthetic_chunks(
     return ids, texts, metadatas
 
 
-def fill_store(bot: Any, count: int, seed: int, vocabulary: Vocabulary) -> float:
-    """Write `count` synthetic chunks with random unit vectors; returns seconds taken."""
+def fill_store(bot: Any, count: int, seed: int, vocabulary: Vocabulary, start: int = 0) -> float:
+    """Write `count` synthetic chunks with random unit vectors, from chunk number `start` on
+    (a multiple of the batch: a fill that was stopped goes on); returns seconds taken."""
     started = time.perf_counter()
-    ids, texts, metadatas = synthetic_chunks(count, seed, vocabulary)
     from index.store import StoredChunk
 
-    rng = np.random.default_rng(seed + 1)
     dimension = bot.embedder.identity.dimension
-    batch = 5_000
     with bot.store.turn():
-        for start in range(0, count, batch):
-            vectors = rng.standard_normal((min(batch, count - start), dimension)).astype(np.float32)
+        for first in range(start, count, FILL_BATCH):
+            ids, texts, metadatas = synthetic_chunks(
+                min(FILL_BATCH, count - first), seed, vocabulary, first=first
+            )
+            rng = np.random.default_rng([seed + 1, first])
+            vectors = rng.standard_normal((len(ids), dimension)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            end = start + len(vectors)
-            bot.store.upsert_chunks(ids[start:end], texts[start:end], vectors, metadatas[start:end])
+            bot.store.upsert_chunks(ids, texts, vectors, metadatas)
             records: dict[str, dict[str, Any]] = {}
-            for metadata in metadatas[start:end]:
+            for metadata in metadatas:
                 record = records.setdefault(
                     metadata["article_id"],
                     {"content_hash": metadata["content_hash"], "duplicate_of": "", "n_chunks": 0},
                 )
                 record["n_chunks"] += 1
-            chunks = [
-                StoredChunk(i, t, m)
-                for i, t, m in zip(
-                    ids[start:end], texts[start:end], metadatas[start:end], strict=True
-                )
-            ]
+            chunks = [StoredChunk(*fields) for fields in zip(ids, texts, metadatas, strict=True)]
             bot.store.commit(records, chunks)
     return time.perf_counter() - started
 
