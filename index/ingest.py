@@ -3,7 +3,10 @@
 Per batch of articles: skip what the registry already holds with the same fingerprint, store
 byte-identical stories once (every outlet kept in `sources`), chunk (pure) and embed the rest,
 upsert their chunks under deterministic ids, delete chunks an update left over, and only then
-write the registry records. A run killed anywhere and run again ends with the chunks of a clean run.
+commit the batch: its log entry in Chroma, then its registry records and chunk terms in the
+lexical index, in one commit (index/store.py). A run killed anywhere and run again ends with the
+chunks of a clean run. The registry the batches are planned against is the lexical index's, so
+the caller holds the store's turn and has caught it up (`Store.refresh`) first (bot/core.py).
 
 The stages overlap (see `_Pipeline`): while the model embeds, a thread reads and chunks the next
 batches and another writes the last ones, each batch committed whole and in order.
