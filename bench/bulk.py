@@ -110,8 +110,15 @@ def run_sampled(
 
     started = time.monotonic()
     with tempfile.TemporaryFile("w+") as output:
+        # A process started from a background job inherits SIGINT ignored (and Python then
+        # installs no Ctrl-C handler): give the child the default, so the SIGINT below is Ctrl-C.
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         watched = psutil.Process(process.pid)
         samples: list[tuple[float, float]] = []
@@ -175,6 +182,11 @@ def ingest_phase(path: Path, data_dir: Path, seconds: float) -> dict[str, float]
         "rss_1min_mib": after_minute[0] if after_minute else float("nan"),
         "rss_end_mib": samples[-1][1] if samples else float("nan"),
         "peak_mib": max((rss for _, rss in samples), default=float("nan")),
+        "per_minute": [  # type: ignore[dict-item]
+            max(rss for at, rss in samples if minute * 60 <= at < minute * 60 + 60)
+            for minute in range(int(wall // 60))
+            if any(minute * 60 <= at < minute * 60 + 60 for at, _ in samples)
+        ],
         "output": "\n".join(lines[-5:]),  # type: ignore[dict-item]
     }
 
@@ -231,6 +243,8 @@ def main() -> None:
             f" {result['rss_end_mib']:.0f} MiB, peak {result['peak_mib']:.0f} MiB;"
             f" the whole file would take ~{hours:.1f} h at this rate"
         )
+        per_minute = " ".join(f"{rss:.0f}" for rss in result["per_minute"])  # type: ignore[attr-defined]
+        print(f"RSS (MiB), highest of each minute: {per_minute}")
         print(result["output"])
 
 

@@ -226,8 +226,8 @@ def copy_host_index(embedded: Path, host: Path, url: str) -> None:
     target = host / "lexical" / f"news-{key}"
     if target.exists():
         return
-    [source] = [p for p in (embedded / "lexical").iterdir() if p.is_dir()]
-    shutil.copytree(source, target)
+    own = hashlib.sha1(f"{embedded / 'chroma'}|news".encode()).hexdigest()[:12]
+    shutil.copytree(embedded / "lexical" / f"news-{own}", target)
 
 
 def measure(args: argparse.Namespace, size: int, data_dir: Path, url: str | None) -> dict:
