@@ -115,10 +115,15 @@ class ChromaServer:
         self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("wb")
+        with socket.socket() as sock:  # a server left from an earlier run would answer instead
+            if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise SystemExit(f"port {self.port} is in use: stop what listens there first")
+        # Its own process group: `chroma run` may leave workers, and stop() ends them all.
         self.process = subprocess.Popen(
             [str(CHROMA), "run", "--path", str(path), "--port", str(self.port)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 300
         while True:
@@ -137,11 +142,11 @@ class ChromaServer:
         return sum(p.memory_info().rss for p in [process, *process.children(True)]) / 2**20
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
+        os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.log.close()
 
