@@ -52,7 +52,7 @@ from index.text import ANALYSER_VERSION
 if TYPE_CHECKING:
     import numpy as np
 
-    from index.config import StoreConfig as Settings
+    from index.config import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class StoredChunk:
     vector: Any = None  # the stored embedding, when asked for (iter_chunks/get_chunks vectors=True)
 
 
-def make_client(settings: Settings) -> Any:
+def make_client(settings: StoreConfig) -> Any:
     """A Chroma client: embedded in settings.store_dir, or a server when chroma_url is set."""
     import chromadb
 
@@ -206,7 +206,7 @@ class Store:
         return self._opened()[1]
 
     @classmethod
-    def open(cls, settings: Settings, analyse: Analyse) -> Store:
+    def open(cls, settings: StoreConfig, analyse: Analyse) -> Store:
         """The store the settings name; `analyse` makes a text's lexical index terms. Nothing is
         opened yet: the client is made on first use."""
         from index.lock import exclusive, lock_path
