@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "The articles don't say."
-NOT_FOUND_PREFIX = NOT_FOUND  # older name, kept for callers
 CLOSEST_NOTE = " The closest passages are below."
 # Citations returned with a refusal, so the user can see what the bot did find.
 CLOSEST_CITATIONS = 2

@@ -139,18 +139,6 @@ class Query:
     lexical_text: str | None = None  # the question without its dates, for BM25
 
 
-def date_filter(since: datetime | None, until: datetime | None) -> dict[str, Any] | None:
-    """A Chroma `where` on the integer `published_ts`; `until` is inclusive."""
-    clauses: list[dict[str, Any]] = []
-    if since is not None:
-        clauses.append({"published_ts": {"$gte": int(since.timestamp())}})
-    if until is not None:
-        clauses.append({"published_ts": {"$lte": int(until.timestamp())}})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
 def _text_hash(text: str) -> int:
     """The same text up to case, spacing and punctuation (syndicated copies of one story)."""
     normal = " ".join(re.findall(r"[^\W_]+", text.lower()))

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EVERY = "15m"
 STATE_FOLDER = "feeds"
 
 

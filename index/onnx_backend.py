@@ -495,12 +495,6 @@ def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = F
     return _ensure(entry, precision, _ChecksumMemo(None), force=force)
 
 
-def export_manifest(model: str, precision: str, cache_dir: Path) -> dict[str, Any] | None:
-    """The manifest of the cached export (for `newsbot model export` to show), or None."""
-    _check_precision(precision)
-    return _read_manifest(_entry(model, cache_dir, None), precision)
-
-
 # -- running (no torch) ------------------------------------------------------------------------
 
 
