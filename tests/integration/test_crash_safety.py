@@ -67,6 +67,10 @@ def clean_run(corpus, tmp_path_factory) -> dict:
 
 def test_ingest_killed_part_way_and_rerun_equals_a_clean_run(corpus, clean_run, tmp_path, make_bot):
     data_dir = tmp_path / "killed"
+    # chromadb imported before the ingest starts: its first import takes long enough on a quiet
+    # machine for a 200-article ingest to finish before the first look at the log.
+    import chromadb  # noqa: F401
+
     process = subprocess.Popen(
         ingest_command(corpus, data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -77,7 +81,7 @@ def test_ingest_killed_part_way_and_rerun_equals_a_clean_run(corpus, clean_run, 
             done = committed_batches(data_dir)
             if done >= 1:
                 break
-            time.sleep(0.1)
+            time.sleep(0.02)
         assert process.poll() is None, "ingest finished before it could be killed"
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)

@@ -195,9 +195,13 @@ def test_the_last_window_is_written_while_its_last_batch_is_embedded(make_bot, m
         read.set()
 
     def before(call: int) -> None:
-        if call == 1:  # the model starts on batch 1; let the reader queue batches 2 and 3
+        if call == 1:  # the model starts on batch 1; the reader queues batches 2, 3 and its end
             assert read.wait(10)
-            time.sleep(0.2)
+            # Until the reader has queued them all (a sleep here raced its planning of batch 3).
+            for reader in threading.enumerate():
+                if reader.name == "newsbot-ingest-plan":
+                    reader.join(10)
+                    assert not reader.is_alive()
         if call == 3:  # batch 3 alone: the writer gets batch 2 meanwhile
             deadline = time.monotonic() + 10
             while 8 not in done and time.monotonic() < deadline:
