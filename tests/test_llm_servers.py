@@ -12,12 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from bot.errors import SettingsError
-from bot.llm import Answerer, Reply, load_chat_model
+from bot.llm import Answerer, load_chat_model
 from bot.models import Turn
 from bot.settings import load_settings
 from tests.conftest import QATAR_QUESTION, free_port
 from tests.fake_llm import MODEL, FakeLLM, Script, pieces
 from tests.test_answer import make_article, passages_of, sample_article
+from tests.test_llm import replies
 
 PROVIDERS = ("openai", "ollama")
 
@@ -36,18 +37,6 @@ def settings_for(provider: str, url: str, tmp_path, **overrides):
 
 def answerer_for(provider: str, server: FakeLLM, tmp_path, **overrides) -> Answerer:
     return Answerer(settings_for(provider, server.url_for(provider), tmp_path, **overrides))
-
-
-def replies(answerer: Answerer, passages: list, question: str = QATAR_QUESTION):
-    pieces_: list[str] = []
-    reply = None
-    for item in answerer.stream(question, passages):
-        if isinstance(item, Reply):
-            reply = item
-        else:
-            pieces_.append(item)
-    assert reply is not None
-    return pieces_, reply
 
 
 @pytest.fixture
@@ -79,7 +68,7 @@ def test_a_cited_answer_streams_through_the_real_client(
         )
     )
     answerer = answerer_for(provider, server, tmp_path)
-    shown, reply = replies(answerer, passages)
+    shown, reply = replies(answerer, QATAR_QUESTION, passages)
 
     assert reply.answerer == f"llm:{provider}:{MODEL}"
     assert reply.fallback_reason is None
@@ -115,7 +104,7 @@ def test_citations_of_passages_that_do_not_exist_are_dropped(
 ) -> None:
     n = number_of(passages, "said al Thani")
     server.script(Script(f"Al Thani called it positive [{n}]. A truce was signed [{n + 40}]."))
-    shown, reply = replies(answerer_for(provider, server, tmp_path), passages)
+    shown, reply = replies(answerer_for(provider, server, tmp_path), QATAR_QUESTION, passages)
     assert reply.draft.text == "Al Thani called it positive [1]. A truce was signed."
     assert len(reply.draft.citations) == 1
     assert f"[{n + 40}]" not in "".join(shown)
@@ -127,7 +116,7 @@ def test_a_reply_without_citations_gives_the_extractive_answer(
 ) -> None:
     server.script(Script("Hamas accepted everything and peace is near."))
     answerer = answerer_for(provider, server, tmp_path)
-    shown, reply = replies(answerer, passages)
+    shown, reply = replies(answerer, QATAR_QUESTION, passages)
     assert reply.draft == extractive(answerer, passages)
     assert reply.answerer == "extractive"
     assert reply.fallback_reason == "the model's reply cited no passage"
@@ -140,7 +129,7 @@ def test_the_model_saying_the_articles_dont_say_is_a_refusal(
     provider, server, passages, tmp_path
 ) -> None:
     server.script(Script("The articles don't say."))
-    _, reply = replies(answerer_for(provider, server, tmp_path), passages)
+    _, reply = replies(answerer_for(provider, server, tmp_path), QATAR_QUESTION, passages)
     assert reply.draft.refused
     assert reply.answerer == f"llm:{provider}:{MODEL}"
     assert reply.draft.citations  # the closest evidence
@@ -160,7 +149,7 @@ def test_an_instruction_planted_in_an_article_is_fenced_and_not_obeyed(
     # but an instruction, so it is dropped, and the answer is the extractive one.
     server.script(Script("The war is over [1]."))
     answerer = answerer_for(provider, server, tmp_path)
-    shown, reply = replies(answerer, passages)
+    shown, reply = replies(answerer, QATAR_QUESTION, passages)
 
     (request,) = server.requests
     system, user = request.text_of("system"), request.text_of("user")
@@ -203,7 +192,7 @@ def test_nothing_listening_gives_the_extractive_answer_at_once(
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}" + ("/v1" if provider == "openai" else "")
     answerer = Answerer(settings_for(provider, url, tmp_path))
-    shown, reply = replies(answerer, passages)
+    shown, reply = replies(answerer, QATAR_QUESTION, passages)
     assert reply.draft == extractive(answerer, passages)
     assert reply.answerer == "extractive"
     assert reply.fallback_reason == f"cannot connect to {url}"
@@ -214,7 +203,7 @@ def test_nothing_listening_gives_the_extractive_answer_at_once(
 def test_a_server_that_does_not_answer_in_time(provider, server, passages, tmp_path) -> None:
     server.script(Script("Too late [1].", delay=30))
     answerer = answerer_for(provider, server, tmp_path, llm_timeout=0.5)
-    _, reply = replies(answerer, passages)
+    _, reply = replies(answerer, QATAR_QUESTION, passages)
     assert reply.draft == extractive(answerer, passages)
     assert reply.fallback_reason == "no reply within 0.5 s (NEWSBOT_LLM_TIMEOUT)"
     assert len(server.requests) == 1  # a time-out spent the budget: not retried
@@ -223,7 +212,7 @@ def test_a_server_that_does_not_answer_in_time(provider, server, passages, tmp_p
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_rate_limited_then_answered(provider, server, passages, tmp_path) -> None:
     server.script(Script(status=429, headers={"Retry-After": "0"}), cited(passages))
-    _, reply = replies(answerer_for(provider, server, tmp_path), passages)
+    _, reply = replies(answerer_for(provider, server, tmp_path), QATAR_QUESTION, passages)
     assert reply.answerer == f"llm:{provider}:{MODEL}"
     assert reply.draft.text == "Al Thani called it positive [1]."
     assert len(server.requests) == 2
@@ -233,7 +222,7 @@ def test_a_retry_after_longer_than_the_cap_is_not_waited_for(server, passages, t
     # Ollama's client does not expose response headers: this is the OpenAI-compatible case.
     server.script(Script(status=429, headers={"Retry-After": "3600"}), cited(passages))
     answerer = answerer_for("openai", server, tmp_path, llm_max_retry_wait=5)
-    _, reply = replies(answerer, passages)
+    _, reply = replies(answerer, QATAR_QUESTION, passages)
     assert reply.draft == extractive(answerer, passages)
     assert reply.fallback_reason == (
         f"rate limited by {server.openai_url} (429): it asked to wait 3600 s, more than "
@@ -248,7 +237,7 @@ def test_server_errors_are_retried_a_bounded_number_of_times(
 ) -> None:
     server.script(Script(status=503, headers={"Retry-After": "0"}))
     answerer = answerer_for(provider, server, tmp_path, llm_retries=2)
-    _, reply = replies(answerer, passages)
+    _, reply = replies(answerer, QATAR_QUESTION, passages)
     assert len(server.requests) == 3
     assert reply.draft == extractive(answerer, passages)
     assert reply.fallback_reason is not None
@@ -257,7 +246,7 @@ def test_server_errors_are_retried_a_bounded_number_of_times(
 
     server.requests.clear()
     server.script(Script(status=500, headers={"Retry-After": "0"}), cited(passages))
-    _, reply = replies(answerer, passages)
+    _, reply = replies(answerer, QATAR_QUESTION, passages)
     assert len(server.requests) == 2
     assert reply.draft.text == "Al Thani called it positive [1]."
 
@@ -265,7 +254,7 @@ def test_server_errors_are_retried_a_bounded_number_of_times(
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_request_the_server_refuses_is_not_retried(provider, server, passages, tmp_path) -> None:
     server.script(Script(status=404))
-    _, reply = replies(answerer_for(provider, server, tmp_path), passages)
+    _, reply = replies(answerer_for(provider, server, tmp_path), QATAR_QUESTION, passages)
     assert len(server.requests) == 1
     assert reply.fallback_reason is not None
     assert reply.fallback_reason.startswith(f"{server.url_for(provider)} refused the request (404")
@@ -279,7 +268,7 @@ def test_a_stream_broken_half_way(provider, server, passages, tmp_path) -> None:
     # The connection drops after the first claim and its citation were streamed (and shown).
     server.script(Script(text, break_after=len(pieces(first)) + 3))
     answerer = answerer_for(provider, server, tmp_path)
-    shown, reply = replies(answerer, passages)
+    shown, reply = replies(answerer, QATAR_QUESTION, passages)
     assert "".join(shown).startswith("Qatar's prime minister was upbeat [1].")
     assert reply.draft == extractive(answerer, passages)
     assert reply.answerer == "extractive"
@@ -324,7 +313,7 @@ def test_openai_without_a_key_or_a_server_is_a_settings_error(monkeypatch, tmp_p
 def test_the_api_key_is_sent_to_the_server(provider, server, passages, tmp_path) -> None:
     server.script(cited(passages))
     answerer = answerer_for(provider, server, tmp_path, llm_api_key="sk-newsbot-test")
-    replies(answerer, passages)
+    replies(answerer, QATAR_QUESTION, passages)
     headers = {name.lower(): value for name, value in server.requests[0].headers.items()}
     assert headers["authorization"] == "Bearer sk-newsbot-test"
 
@@ -332,7 +321,7 @@ def test_the_api_key_is_sent_to_the_server(provider, server, passages, tmp_path)
 def test_the_openai_key_falls_back_to_openai_api_key(monkeypatch, server, passages, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-openai-env")
     server.script(cited(passages))
-    replies(answerer_for("openai", server, tmp_path), passages)
+    replies(answerer_for("openai", server, tmp_path), QATAR_QUESTION, passages)
     headers = {name.lower(): value for name, value in server.requests[0].headers.items()}
     assert headers["authorization"] == "Bearer sk-from-openai-env"
 
@@ -346,7 +335,7 @@ def test_a_model_that_timed_out_rewriting_a_follow_up_is_not_asked_again(
     history = [Turn(QATAR_QUESTION, "Qatar was upbeat [1].")]
     question = answerer.standalone("And what did Qatar say about Hamas's response?", history)
     assert question  # the rules rewrote it
-    _, reply = replies(answerer, passages)
+    _, reply = replies(answerer, QATAR_QUESTION, passages)
     assert reply.fallback_reason == "no reply within 0.5 s (NEWSBOT_LLM_TIMEOUT)"
     assert len(server.requests) == 1  # one time-out, not two
     assert answerer.fallbacks == {"no reply within 0.5 s (NEWSBOT_LLM_TIMEOUT)": 1}
@@ -355,7 +344,7 @@ def test_a_model_that_timed_out_rewriting_a_follow_up_is_not_asked_again(
 def test_a_refused_key_is_named_but_never_shown(server, passages, tmp_path) -> None:
     server.script(Script(status=401))
     answerer = answerer_for("openai", server, tmp_path, llm_api_key="sk-secret-newsbot-key")
-    _, reply = replies(answerer, passages)
+    _, reply = replies(answerer, QATAR_QUESTION, passages)
     assert reply.fallback_reason == (
         f"{server.openai_url} refused the API key (401; NEWSBOT_LLM_API_KEY)"
     )
