@@ -42,6 +42,11 @@ def as_datetime(
         raise NewsbotError(f"{name} {value!r} is not a date", hint="use YYYY-MM-DD") from None
 
 
+def as_window(since: DateLike, until: DateLike) -> tuple[datetime | None, datetime | None]:
+    """`since` and `until` as datetimes; a bare `until` day counts whole (it is inclusive)."""
+    return as_datetime(since, name="since"), as_datetime(until, end_of_day=True, name="until")
+
+
 def open_store(settings: Settings) -> Store:
     """The store the settings name (index/store.py), with the analyser its lexical index uses.
     Opens nothing yet; needs no model."""
@@ -231,8 +236,7 @@ class Bot:
         self, question: str, *, k: int | None = None, since: DateLike = None, until: DateLike = None
     ) -> list[Passage]:
         """The passages retrieval finds for a question (best first), without answering."""
-        since = as_datetime(since, name="since")
-        until = as_datetime(until, end_of_day=True, name="until")
+        since, until = as_window(since, until)
         query = self.retriever.understand(question.strip(), since=since, until=until)
         return list(self.retriever.search(query, k or self.settings.k))
 
@@ -242,12 +246,8 @@ class Bot:
         """A LangChain BaseRetriever over this bot: `invoke(question, k=...)` -> Documents."""
         from bot.chain import NewsRetriever
 
-        return NewsRetriever(
-            search=self.search,
-            k=k or self.settings.k,
-            since=as_datetime(since, name="since"),
-            until=as_datetime(until, end_of_day=True, name="until"),
-        )
+        since, until = as_window(since, until)
+        return NewsRetriever(search=self.search, k=k or self.settings.k, since=since, until=until)
 
     def as_chain(self) -> AnswerChain:
         """A LangChain Runnable: a question, or {"question", "history", "since", "until"} ->
@@ -292,8 +292,7 @@ class Bot:
         question = question.strip()
         if not question:
             raise NewsbotError("the question is empty", hint="ask something about the articles")
-        since = as_datetime(since, name="since")
-        until = as_datetime(until, end_of_day=True, name="until")
+        since, until = as_window(since, until)
         timings: dict[str, float] = {}
         started = time.perf_counter()
         standalone = self.answerer.standalone(question, history)
