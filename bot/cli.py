@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -130,13 +131,9 @@ app.add_typer(model_app, name="model")
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from bot import __version__
 
-        try:
-            number = version("newsbot")
-        except PackageNotFoundError:
-            from bot import __version__ as number
-        typer.echo(f"newsbot {number}")
+        typer.echo(f"newsbot {__version__}")
         raise typer.Exit()
 
 
@@ -202,10 +199,6 @@ LlmOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _settings(**overrides: Any) -> Settings:
-    return load_settings(**overrides)
-
-
 @contextmanager
 def _working(message: str) -> Iterator[None]:
     """A spinner on stderr while something slow runs (nothing at all when not a terminal)."""
@@ -262,7 +255,7 @@ def ingest(
     """Read articles, chunk and embed them, and store them (only what changed)."""
     from index.ingest import Progress
 
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     bot = _open_bot(settings)
     err = _stderr()
     with _progress_bar(err, "Ingesting", enabled=not as_json) as update:
@@ -374,7 +367,7 @@ def watch(
     from bot.watch import Watcher, parse_every
 
     seconds = parse_every(every)
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     watcher = Watcher.for_bot(_open_bot(settings), feeds)
     stop = threading.Event()
 
@@ -403,29 +396,20 @@ def _show_round(result: Any) -> None:
 
 
 # -- ask ---------------------------------------------------------------------------------------
-def _parse_day(value: str | None, *, end_of_day: bool) -> datetime | None:
+def _parse_day(value: str | None, *, end_of_day: bool = False) -> datetime | None:
     from index.dates import to_datetime
 
-    # --until is inclusive: a bare day counts whole.
     try:
         return to_datetime(value, end_of_day=end_of_day)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date like 2024-02-07") from None
 
 
-def _since(value: str | None) -> datetime | None:
-    return _parse_day(value, end_of_day=False)
-
-
-def _until(value: str | None) -> datetime | None:
-    return _parse_day(value, end_of_day=True)
-
-
 SinceOption = Annotated[
     datetime | None,
     typer.Option(
         "--since",
-        parser=_since,
+        parser=_parse_day,
         metavar="YYYY-MM-DD",
         help="Only articles published on or after this day (UTC).",
     ),
@@ -434,7 +418,7 @@ UntilOption = Annotated[
     datetime | None,
     typer.Option(
         "--until",
-        parser=_until,
+        parser=partial(_parse_day, end_of_day=True),  # inclusive: a bare day counts whole
         metavar="YYYY-MM-DD",
         help="Only articles published on or before this day (UTC).",
     ),
@@ -478,7 +462,9 @@ def ask(
         raise typer.BadParameter(
             "give a question, or pipe questions on stdin", param_hint="QUESTION"
         )
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
+    settings = load_settings(
+        data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm
+    )
     bot = _open_bot(settings, require_articles=True)
 
     # A chat model's answer is printed as it is written (not for --json).
@@ -618,8 +604,7 @@ class ChatSession:
         self.history: list[Turn] = []
         self.last: Answer | None = None
         # Stream when a chat model answers (named by settings.llm or passed to Bot.open).
-        answerer = getattr(bot, "answerer", None)
-        self.streaming = bool(bot.settings.llm) or getattr(answerer, "chat_model", None) is not None
+        self.streaming = bot.answerer.chat_model is not None
 
     def handle(self, line: str) -> bool:
         """Handle one input line; False when the user asked to leave."""
@@ -699,7 +684,9 @@ def chat(
     llm: LlmOption = None,
 ) -> None:
     """Talk with the bot: follow-up questions, /sources, /reset, /help, /quit (Ctrl-D)."""
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
+    settings = load_settings(
+        data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm
+    )
     bot = _open_bot(settings, require_articles=True)
     console = _stdout()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -732,7 +719,7 @@ def stats(
     """Show the store: location, collection, articles, chunks, embedding model."""
     from bot.core import Bot
 
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     figures = Bot.open(settings).stats()  # no model
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
@@ -740,10 +727,8 @@ def stats(
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("store", str(figures["store"]))
-    table.add_row("collection", str(figures["collection"]))
-    table.add_row("articles", str(figures["articles"]))
-    table.add_row("chunks", str(figures["chunks"]))
+    for name in ("store", "collection", "articles", "chunks"):
+        table.add_row(name, str(figures[name]))  # type: ignore[literal-required]
     embedding = figures.get("embedding")
     if embedding:
         table.add_row(
@@ -766,7 +751,7 @@ def reset(
     """Delete every article and chunk of the collection."""
     from bot.core import Bot
 
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     bot = Bot.open(settings)  # deleting needs no model
     figures = bot.stats()
     where = f"{figures['store']} (collection {figures['collection']})"
@@ -795,7 +780,7 @@ def reindex(
     chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Re-embed every stored chunk with the current embedding settings (no re-reading)."""
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
+    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     from index.ingest import Progress
 
     # The store may hold vectors of another model or precision: that is what reindex is for.
@@ -843,7 +828,7 @@ def model_export(
     """Export the embedding model to ONNX (checked against the original) and print its path."""
     from index.onnx_backend import export_model
 
-    settings = _settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir)
     chosen = precision.value if precision else settings.embedding_precision
     with _working(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
         path = export_model(settings.embedding_model, chosen, settings.model_cache_dir, force=force)
@@ -887,7 +872,9 @@ def slack(
     import bot.slack
     from bot.watch import Watcher, parse_every, read_feed_list
 
-    settings = _settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm)
+    settings = load_settings(
+        data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm
+    )
     # missing tokens: fail before the model loads
     settings = bot.slack.slack_settings(settings, socket=socket)
     secrets = (settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret)
@@ -951,7 +938,7 @@ def evaluate(
 
     from bot.evaluate import rich_tables, run_eval
 
-    settings = _settings(data_dir=data_dir, llm=llm)
+    settings = load_settings(data_dir=data_dir, llm=llm)
     with Progress(
         "{task.description}",
         BarColumn(),

@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -210,8 +210,15 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+class _Result:
+    """A frozen dataclass of results: to_dict() is its fields, nested ones too, floats rounded."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _rounded(asdict(self))  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class RetrievalScores:
+class RetrievalScores(_Result):
     """Article-level retrieval over the questions that have evidence (not null_query)."""
 
     questions: int
@@ -223,12 +230,9 @@ class RetrievalScores:
     any_at_10: float | None
     mrr_at_10: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _rounded(asdict(self))
-
 
 @dataclass(frozen=True)
-class AnswerScores:
+class AnswerScores(_Result):
     answerable: int  # questions with evidence
     unanswerable: int  # null_query questions
     evidence_cited_any: float | None  # answers citing at least one evidence article
@@ -242,12 +246,9 @@ class AnswerScores:
     sentences_cited: float | None  # share of answer sentences carrying a [n]
     seconds_per_question: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _rounded(asdict(self))
-
 
 @dataclass(frozen=True)
-class QuestionResult:
+class QuestionResult(_Result):
     """One MultiHop question as the bot handled it (for the JSON report and for debugging)."""
 
     id: str
@@ -255,20 +256,18 @@ class QuestionResult:
     # k -> the distinct articles of the retriever's top k chunks when asked for k (a retriever
     # may share out a small k among a question's parts, so top 4 is not the head of top 10).
     ranked_at_k: dict[int, tuple[str, ...]]
-    refused: bool
-    answer: str
-    cited_articles: tuple[str, ...]
-    correct: bool | None  # None when the gold answer is not scored for this answerer
-    verbatim: tuple[bool, ...]  # per citation
-    sentences_cited: float | None
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return _rounded(asdict(self))
+    # The defaults are a retrieval-only run's: no answer asked for.
+    refused: bool = False
+    answer: str = ""
+    cited_articles: tuple[str, ...] = ()
+    correct: bool | None = None  # None when the gold answer is not scored for this answerer
+    verbatim: tuple[bool, ...] = ()  # per citation
+    sentences_cited: float | None = None
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
-class MultiHopResult:
+class MultiHopResult(_Result):
     retriever: str
     retrieval: RetrievalScores
     retrieval_by_type: dict[str, RetrievalScores]
@@ -276,19 +275,9 @@ class MultiHopResult:
     answers_by_type: dict[str, AnswerScores]
     questions: tuple[QuestionResult, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "retriever": self.retriever,
-            "retrieval": self.retrieval.to_dict(),
-            "retrieval_by_type": {k: v.to_dict() for k, v in self.retrieval_by_type.items()},
-            "answers": self.answers.to_dict() if self.answers else None,
-            "answers_by_type": {k: v.to_dict() for k, v in self.answers_by_type.items()},
-            "questions": [question.to_dict() for question in self.questions],
-        }
-
 
 @dataclass(frozen=True)
-class RgbResult:
+class RgbResult(_Result):
     retriever: str
     questions: int
     accuracy_by_noise: dict[str, float | None]  # noise ratio ("0.4") -> share answered right
@@ -298,12 +287,9 @@ class RgbResult:
     citations_verbatim: float | None
     seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return _rounded(asdict(self))
-
 
 @dataclass(frozen=True)
-class KindScores:
+class KindScores(_Result):
     """A question set of our own (samples/questions), one kind of question."""
 
     questions: int
@@ -311,12 +297,9 @@ class KindScores:
     refused: float | None  # share refused (right for `refusal`, wrong for the others)
     citations_verbatim: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _rounded(asdict(self))
-
 
 @dataclass(frozen=True)
-class OwnQuestion:
+class OwnQuestion(_Result):
     id: str
     kind: str
     question: str
@@ -325,20 +308,11 @@ class OwnQuestion:
     correct: bool
     answer: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class QuestionSetResult:
+class QuestionSetResult(_Result):
     by_kind: dict[str, KindScores]  # "all" first, then each kind
     questions: tuple[OwnQuestion, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "by_kind": {kind: scores.to_dict() for kind, scores in self.by_kind.items()},
-            "questions": [question.to_dict() for question in self.questions],
-        }
 
 
 @dataclass(frozen=True)
@@ -656,14 +630,33 @@ def run_eval(
         raise NewsbotError(f"limit must be at least 1, not {limit}")
     rows = read_jsonl(path)
     kind = detect_format(rows, path)
+    if kind == "rgb" and not answer:
+        raise NewsbotError(
+            f"{path.name} is an RGB set, which measures answers only",
+            hint="drop --retrieval-only, or pass a MultiHop questions file",
+        )
     started = time.perf_counter()
-    answerer = settings.llm or "extractive"
+    if kind == "multihop" and limit:
+        questions = stratified_subset(rows, limit, "question_type")
+    else:
+        questions = rows[:limit]
+    # What each format asks over: MultiHop's corpus file, a question set's listed articles, or
+    # (RGB) each question's own passages, ingested per question by evaluate_rgb.
+    corpus_name: str | None = None
+    articles: list[Article] = []
     if kind == "multihop":
-        questions = stratified_subset(rows, limit, "question_type") if limit else rows
         corpus_path = find_corpus(path, corpus)
-        articles = corpus_articles(read_jsonl(corpus_path), str(corpus_path))
-        with throwaway_bot(settings) as bot:
-            ingest_started = time.perf_counter()
+        corpus_name = str(corpus_path)
+        articles = corpus_articles(read_jsonl(corpus_path), corpus_name)
+    elif kind == "questions":
+        corpus_name = str(corpus) if corpus else str(path.parent / "corpus.txt")
+        articles = read_corpus(question_set_corpus(path, corpus), settings)
+    results: dict[str, Any] = {}
+    with throwaway_bot(settings) as bot:
+        # RGB and question sets measure the answerer: they run once, with the first retriever.
+        use_retriever(bot, retrievers[0])
+        ingest_started = time.perf_counter()
+        if articles:
             _tick(progress, "ingest corpus", 0, len(articles))
             report = bot.ingest(
                 articles,
@@ -673,11 +666,12 @@ def run_eval(
                 raise NewsbotError(
                     f"{len(report.failures)} corpus articles failed to ingest: {report.failures[0]}"
                 )
-            ingest_seconds = time.perf_counter() - ingest_started
-            results = []
+        ingest_seconds = time.perf_counter() - ingest_started
+        if kind == "multihop":
+            multihop = []
             for mode in retrievers:
                 use_retriever(bot, mode)
-                results.append(
+                multihop.append(
                     evaluate_multihop(
                         bot,
                         questions,
@@ -689,71 +683,28 @@ def run_eval(
                         answer=answer,
                     )
                 )
-            embedding = _identity(bot)
-            fallbacks = dict(bot.answerer.fallbacks)
-        return EvalReport(
-            dataset=str(path),
-            format=kind,
-            corpus=str(corpus_path),
-            answerer=answerer,
-            embedding=embedding,
-            fallbacks=fallbacks,
-            questions=len(questions),
-            limit=limit,
-            multihop=tuple(results),
-            ingest_seconds=ingest_seconds,
-            seconds=time.perf_counter() - started,
-        )
-    if kind == "questions":
-        questions = rows[:limit] if limit else rows
-        with throwaway_bot(settings) as bot:
-            use_retriever(bot, retrievers[0])
-            articles = read_corpus(question_set_corpus(path, corpus), settings)
-            ingest_started = time.perf_counter()
-            bot.ingest(articles)
-            ingest_seconds = time.perf_counter() - ingest_started
-            own = evaluate_question_set(
-                bot, questions, {a.id: a.body for a in articles}, progress=progress
+            results["multihop"] = tuple(multihop)
+        elif kind == "questions":
+            bodies = {a.id: a.body for a in articles}
+            results["own"] = evaluate_question_set(bot, questions, bodies, progress=progress)
+        else:
+            results["rgb"] = evaluate_rgb(
+                bot, questions, retriever=retrievers[0], progress=progress
             )
-            embedding = _identity(bot)
-            fallbacks = dict(bot.answerer.fallbacks)
-        return EvalReport(
-            dataset=str(path),
-            format=kind,
-            corpus=str(corpus) if corpus else str(path.parent / "corpus.txt"),
-            answerer=answerer,
-            embedding=embedding,
-            fallbacks=fallbacks,
-            questions=len(questions),
-            limit=limit,
-            own=own,
-            ingest_seconds=ingest_seconds,
-            seconds=time.perf_counter() - started,
-        )
-    if not answer:
-        raise NewsbotError(
-            f"{path.name} is an RGB set, which measures answers only",
-            hint="drop --retrieval-only, or pass a MultiHop questions file",
-        )
-    questions = rows[:limit] if limit else rows
-    with throwaway_bot(settings) as bot:
-        # Every retriever returns all of a question's five passages at the bot's k, so RGB
-        # measures the answerer; it runs once, with the first retriever asked for.
-        use_retriever(bot, retrievers[0])
-        rgb = evaluate_rgb(bot, questions, retriever=retrievers[0], progress=progress)
         embedding = _identity(bot)
         fallbacks = dict(bot.answerer.fallbacks)
     return EvalReport(
         dataset=str(path),
         format=kind,
-        corpus=None,
-        answerer=answerer,
+        corpus=corpus_name,
+        answerer=settings.llm or "extractive",
         embedding=embedding,
         fallbacks=fallbacks,
         questions=len(questions),
         limit=limit,
-        rgb=rgb,
+        ingest_seconds=ingest_seconds,
         seconds=time.perf_counter() - started,
+        **results,
     )
 
 
@@ -821,20 +772,15 @@ def _ask_multihop(
     answer: bool = True,
 ) -> QuestionResult:
     question = str(row["question"])
-    ranked = {k: tuple(ranked_articles(bot, question, k)) for k in (*HIT_CUTOFFS, MRR_CUTOFF)}
+    asked = QuestionResult(
+        id=str(row.get("id", "")),
+        question_type=str(row.get("question_type") or "unknown"),
+        ranked_at_k={
+            k: tuple(ranked_articles(bot, question, k)) for k in (*HIT_CUTOFFS, MRR_CUTOFF)
+        },
+    )
     if not answer:
-        return QuestionResult(
-            id=str(row.get("id", "")),
-            question_type=str(row.get("question_type") or "unknown"),
-            ranked_at_k=ranked,
-            refused=False,
-            answer="",
-            cited_articles=(),
-            correct=None,
-            verbatim=(),
-            sentences_cited=None,
-            seconds=0.0,
-        )
+        return asked
     started = time.perf_counter()
     reply = bot.ask(question)
     seconds = time.perf_counter() - started
@@ -847,10 +793,8 @@ def _ask_multihop(
             correct = yes_no_matches(reply.text, gold)
         else:
             correct = contains_phrase(reply.text, gold)
-    return QuestionResult(
-        id=str(row.get("id", "")),
-        question_type=str(row.get("question_type") or "unknown"),
-        ranked_at_k=ranked,
+    return replace(
+        asked,
         refused=reply.refused,
         answer=reply.text,
         cited_articles=() if reply.refused else cited_articles(reply),
