@@ -40,12 +40,24 @@ from index.fetch import fetch
 
 logger = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown"})
-HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
-JSON_SUFFIXES = frozenset({".json"})
-JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
-FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom"})
-READABLE_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFIXES | FEED_SUFFIXES
+# The kind of content a file suffix, or a media type a server sends, names.
+_SUFFIX_KINDS = {
+    **dict.fromkeys((".txt", ".text", ".md", ".markdown"), "text"),
+    **dict.fromkeys((".html", ".htm", ".xhtml"), "html"),
+    ".json": "json",
+    **dict.fromkeys((".jsonl", ".ndjson"), "jsonl"),
+    **dict.fromkeys((".xml", ".rss", ".atom"), "feed"),
+}
+_MEDIA_KINDS = {
+    **dict.fromkeys(("text/html", "application/xhtml+xml"), "html"),
+    **dict.fromkeys(("application/rss+xml", "application/atom+xml", "application/rdf+xml"), "feed"),
+    "application/json": "json",
+    **dict.fromkeys(
+        ("application/x-ndjson", "application/jsonl", "application/x-jsonlines"), "jsonl"
+    ),
+    **dict.fromkeys(("text/plain", "text/markdown", "text/x-markdown"), "text"),
+}
+READABLE_SUFFIXES = frozenset(_SUFFIX_KINDS)
 
 # A feed entry whose text is shorter than this is taken for a teaser, and (when
 # settings.fetch_full_articles) its linked page is fetched for the full article. Real feeds
@@ -74,8 +86,15 @@ _BINARY_SIGNATURES = (
     b"\x7fELF",
 )
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27)) + b"\x7f"
-_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
-_UTF16_32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff", b"\xff\xfe", b"\xfe\xff")
+# Byte order marks and the codecs that read them (UTF-32's before UTF-16's: they share a prefix).
+_BOMS = {
+    b"\xef\xbb\xbf": "utf-8-sig",
+    b"\xff\xfe\x00\x00": "utf-32",
+    b"\x00\x00\xfe\xff": "utf-32",
+    b"\xff\xfe": "utf-16",
+    b"\xfe\xff": "utf-16",
+}
+_UTF16_32_BOMS = tuple(bom for bom, codec in _BOMS.items() if codec != "utf-8-sig")
 
 # "date 2024-02-07", "date: 2024-02-07T10:00Z", possibly followed by body text on the same line.
 _DATE_LINE = re.compile(
@@ -138,6 +157,10 @@ class _Where:
     def item_id(self, suffix: str) -> str:
         return stable_id(self.id_prefix, f"{self.id_key}#{suffix}")
 
+    def article_id(self, url: str) -> str:
+        """The id of the article read from here: by its URL when it has one."""
+        return stable_id("url", url) if url else stable_id(self.id_prefix, self.id_key)
+
 
 # -- entry point -------------------------------------------------------------------------------
 
@@ -174,28 +197,25 @@ def _read_source(
             yield ReadFailure(source, f"cannot read {scheme}: URLs; only http and https URLs")
         return
     path = Path(source).expanduser()
-    if path.is_dir():
-        files = _walk(path)
-        if not files:
+    if path.exists():
+        matches = [path]
+    elif glob.has_magic(source):
+        matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(source), recursive=True))]
+        if not matches:
+            yield ReadFailure(source, "no files match this pattern")
+    else:
+        yield ReadFailure(source, "no such file or folder")
+        return
+    for match in matches:
+        files = _walk(match) if match.is_dir() else [match]
+        if not files and match is path:
             kinds = ", ".join(sorted(READABLE_SUFFIXES))
             yield ReadFailure(source, f"no articles here: the folder holds no {kinds} files")
         for file in files:
-            yield from _read_file_once(file, settings, seen)
-    elif path.exists():
-        yield from _read_file_once(path, settings, seen)
-    elif glob.has_magic(source):
-        matches = sorted(glob.glob(os.path.expanduser(source), recursive=True))
-        if not matches:
-            yield ReadFailure(source, "no files match this pattern")
-        for match in matches:
-            match_path = Path(match)
-            if match_path.is_dir():
-                for file in _walk(match_path):
-                    yield from _read_file_once(file, settings, seen)
-            else:
-                yield from _read_file_once(match_path, settings, seen)
-    else:
-        yield ReadFailure(source, "no such file or folder")
+            resolved = file.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                yield from _read_file(file, resolved, settings)
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -212,20 +232,10 @@ def _walk(folder: Path) -> list[Path]:
     return sorted(files)
 
 
-def _read_file_once(
-    path: Path, settings: ReadConfig, seen: set[Path]
-) -> Iterator[Article | ReadFailure]:
-    resolved = path.resolve()
-    if resolved in seen:
-        return
-    seen.add(resolved)
-    yield from _read_file(path, resolved, settings)
-
-
 def _read_file(path: Path, resolved: Path, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     location = str(path)
     where = _Where(location=location, id_prefix="file", id_key=str(resolved))
-    kind = _kind_from_suffix(path.suffix.lower())
+    kind = _SUFFIX_KINDS.get(path.suffix.lower())
     try:
         if not path.is_file():
             yield ReadFailure(location, "not a regular file")
@@ -266,7 +276,7 @@ def _read_url(url: str, settings: ReadConfig) -> Iterator[Article | ReadFailure]
     ):
         yield ReadFailure(url, f"not an article: the server sent {media}")
         return
-    kind = _kind_from_content_type(media)
+    kind = _MEDIA_KINDS.get(media) or ("json" if media.endswith("+json") else None)
     yield from _guarded(
         _read_content(fetched.content, where, kind, settings, charset=fetched.encoding), url
     )
@@ -286,34 +296,6 @@ def _guarded(
 
 
 # -- dispatch by content -----------------------------------------------------------------------
-
-
-def _kind_from_suffix(suffix: str) -> str | None:
-    if suffix in TEXT_SUFFIXES:
-        return "text"
-    if suffix in HTML_SUFFIXES:
-        return "html"
-    if suffix in JSON_SUFFIXES:
-        return "json"
-    if suffix in JSONL_SUFFIXES:
-        return "jsonl"
-    if suffix in FEED_SUFFIXES:
-        return "feed"
-    return None
-
-
-def _kind_from_content_type(media: str) -> str | None:
-    if media in ("text/html", "application/xhtml+xml"):
-        return "html"
-    if media in ("application/rss+xml", "application/atom+xml", "application/rdf+xml"):
-        return "feed"
-    if media == "application/json" or media.endswith("+json"):
-        return "json"
-    if media in ("application/x-ndjson", "application/jsonl", "application/x-jsonlines"):
-        return "jsonl"
-    if media in ("text/plain", "text/markdown", "text/x-markdown"):
-        return "text"
-    return None
 
 
 def _sniff(data: bytes) -> str:
@@ -344,7 +326,7 @@ def _read_content(
     elif kind == "json":
         yield from _read_json(decode_bytes(data, charset), where)
     elif kind == "jsonl":
-        yield from _read_jsonl(decode_bytes(data, charset), where)
+        yield from _read_json_lines(decode_bytes(data, charset).split("\n"), where)
     else:
         yield from _read_feed(data, where, settings)
 
@@ -365,12 +347,9 @@ def _looks_binary(data: bytes) -> bool:
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
     """Bytes to text: a BOM, else UTF-8, else the declared charset, else a detected non-Latin
     charset, else Windows-1252 (which Latin-1 backs up for its five undefined bytes)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="replace")
-    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
-        return data.decode("utf-32", errors="replace")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16", errors="replace")
+    for bom, codec in _BOMS.items():
+        if data.startswith(bom):
+            return data.decode(codec, errors="replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -461,15 +440,9 @@ def _article_from_text(text: str, where: _Where) -> Article:
         )
     if published_at is None and "date" not in headers:
         published_at = _date_from_name(where.name)
-    if not title:
-        title = _title_from_name(where.name) or _title_from_body(body)
-    if article_url:
-        article_id = stable_id("url", article_url)
-    else:
-        article_id = stable_id(where.id_prefix, where.id_key)
     return Article(
-        id=article_id,
-        title=title,
+        id=where.article_id(article_url),
+        title=title or _title_from_name(where.name) or _title_from_body(body),
         body=body,
         source=headers.get("source", "").strip(),
         url=article_url,
@@ -594,7 +567,7 @@ def _article_from_html(data: bytes | str, where: _Where) -> Article:
     if published_at is None and where.id_prefix == "file":
         published_at = _date_from_name(where.name)
     return Article(
-        id=stable_id("url", url) if url else stable_id(where.id_prefix, where.id_key),
+        id=where.article_id(url),
         title=title,
         body=body,
         source=(document.sitename or document.hostname or "").strip(),
@@ -693,7 +666,7 @@ def _read_json(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # JSON Lines in a .json file
-            yield from _read_jsonl(text, where)
+            yield from _read_json_lines(text.split("\n"), where)
             return
         yield ReadFailure(
             where.location, f"not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno
@@ -722,10 +695,6 @@ def _record_item(record: Any, index: int, where: _Where) -> Article | ReadFailur
         )
     origin = f"{where.location}[{index}]"
     return _guard_record(record, where, str(index), origin, item=f"item {index}: ")
-
-
-def _read_jsonl(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
-    yield from _read_json_lines(text.split("\n"), where)
 
 
 def _read_json_lines(lines: Iterable[str], where: _Where) -> Iterator[Article | ReadFailure]:
@@ -913,12 +882,10 @@ def _article_from_record(
     raw_id = fields.get("id") if fields.get("id") not in (None, "") else fields.get("articleid")
     if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id).strip():
         article_id = str(raw_id).strip()
-    elif url:
-        article_id = stable_id("url", url)
-    elif suffix is not None:
-        article_id = where.item_id(suffix)
+    elif url or suffix is None:
+        article_id = where.article_id(url)
     else:
-        article_id = stable_id(where.id_prefix, where.id_key)
+        article_id = where.item_id(suffix)
     raw_date = first(_DATE_KEYS)
     published_at = parse_date(raw_date)
     if raw_date is not None and published_at is None:
@@ -1084,16 +1051,14 @@ def feed_articles(
     """The articles of `entries` (of `feed`); for an entry with only a teaser, the linked page
     is fetched (settings.fetch_full_articles), a few at a time."""
     where, items = feed.where, list(entries)
-
-    def needs_page(item: FeedEntry | ReadFailure) -> bool:
-        return (
-            isinstance(item, FeedEntry)
-            and settings.fetch_full_articles
-            and item.link.lower().startswith(("http://", "https://"))
-            and (not item.has_content or len(item.text) < SUMMARY_MAX_CHARS)
-        )
-
-    to_fetch = [item for item in items if isinstance(item, FeedEntry) and needs_page(item)]
+    to_fetch = [
+        item
+        for item in items
+        if isinstance(item, FeedEntry)
+        and settings.fetch_full_articles
+        and item.link.lower().startswith(("http://", "https://"))
+        and (not item.has_content or len(item.text) < SUMMARY_MAX_CHARS)
+    ]
     pages: dict[int, Article | None] = {}
     if to_fetch:
         with ThreadPoolExecutor(max_workers=min(FEED_FETCH_WORKERS, len(to_fetch))) as pool:
@@ -1118,17 +1083,11 @@ def _prepare_entry(entry: Any, number: int) -> FeedEntry:
     ]
     content = max(contents, key=len, default="")
     summary = _detail_text(entry.get("summary_detail")) or _fragment_or_text(entry.get("summary"))
-    published_at = None
-    # dict.get: FeedParserDict.get maps "updated" to "published" with a DeprecationWarning.
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        published_at = parse_date(dict.get(entry, key))
-        if published_at:
-            break
-    if published_at is None:
-        for key in ("published", "updated", "created"):
-            published_at = parse_date(dict.get(entry, key))
-            if published_at:
-                break
+    # The dates feedparser parsed first, then its text ones. dict.get: FeedParserDict.get maps
+    # "updated" to "published" with a DeprecationWarning.
+    names = ("published", "updated", "created")
+    dates = (parse_date(dict.get(entry, key)) for key in (*(f"{n}_parsed" for n in names), *names))
+    published_at = next((when for when in dates if when is not None), None)
     author = _plain(entry.get("author"))
     if not author and entry.get("authors"):
         author = _name_value(entry.get("authors"))
@@ -1167,10 +1126,7 @@ def _fetch_page(link: str, settings: ReadConfig) -> Article | None:
     """The full article behind a feed entry's link, or None (logged) when it cannot be had."""
     try:
         fetched = fetch(link, settings)
-        if _sniff(fetched.content) != "html" and fetched.content_type not in (
-            "text/html",
-            "application/xhtml+xml",
-        ):
+        if _sniff(fetched.content) != "html" and _MEDIA_KINDS.get(fetched.content_type) != "html":
             raise ReadError(f"{link} is not an HTML page ({fetched.content_type or 'unknown'})")
         where = _Where(location=link, id_prefix="url", id_key=fetched.url, url=fetched.url)
         return _article_from_html(fetched.content, where)
