@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from index.config import EmbeddingConfig
 from index.errors import EmbeddingError
-from index.model import EmbeddingIdentity, model_max_tokens, resolve_model_path
+from index.model import EmbeddingIdentity, load_tokenizer, model_max_tokens, resolve_model_path
 
 if TYPE_CHECKING:
     import numpy as np
-    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +33,16 @@ class Embedder(Protocol):
 
 
 @lru_cache(maxsize=4)
-def load_tokenizer(model: str) -> Tokenizer:
-    """The model's fast tokenizer, without padding or truncation (we count, we never cut)."""
-    from tokenizers import Tokenizer
-
-    path = resolve_model_path(model) / "tokenizer.json"
-    if not path.is_file():
-        raise EmbeddingError(f"no tokenizer.json in the model folder {path.parent}")
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    return tokenizer
+def _counting_tokenizer(model: str) -> Any:
+    return load_tokenizer(resolve_model_path(model))
 
 
 class TokenCounter:
-    """Counts word pieces as the model will see them (without the [CLS]/[SEP] pair)."""
+    """Counts word pieces as the model will see them (without the [CLS]/[SEP] pair); it never
+    cuts a text, so a chunk too long for the model shows up in the count."""
 
     def __init__(self, model: str) -> None:
-        self._tokenizer = load_tokenizer(model)
+        self._tokenizer = _counting_tokenizer(model)
 
     def __call__(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)

