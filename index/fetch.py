@@ -169,18 +169,19 @@ def _get_once(
             logger.debug("cannot connect to %s at %s: %s", url, address, exc)
             continue
         except _httpx.TimeoutException:
-            raise ReadError(
-                f"timed out fetching {url} (after {settings.fetch_timeout:g} s)",
-                hint="try again later or raise NEWSBOT_FETCH_TIMEOUT",
-            ) from None
+            raise _timed_out(url, settings) from None
         except _httpx.HTTPError as exc:
             raise ReadError(f"cannot fetch {url}: {_describe(exc)}") from None
     if last_error is None:
-        raise ReadError(
-            f"timed out fetching {url} (after {settings.fetch_timeout:g} s)",
-            hint="try again later or raise NEWSBOT_FETCH_TIMEOUT",
-        )
+        raise _timed_out(url, settings)
     raise ReadError(f"cannot connect to {url}: {_describe(last_error)}")
+
+
+def _timed_out(url: str, settings: FetchConfig) -> ReadError:
+    return ReadError(
+        f"timed out fetching {url} (after {settings.fetch_timeout:g} s)",
+        hint="try again later or raise NEWSBOT_FETCH_TIMEOUT",
+    )
 
 
 def _read_response(
@@ -213,10 +214,7 @@ def _read_response(
             raise ReadError(_too_big(url, limit, "it sent more"))
         chunks.append(chunk)
         if time.monotonic() > deadline:
-            raise ReadError(
-                f"timed out fetching {url} (after {settings.fetch_timeout:g} s)",
-                hint="try again later or raise NEWSBOT_FETCH_TIMEOUT",
-            )
+            raise _timed_out(url, settings)
     content_type = response.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     return Fetched(

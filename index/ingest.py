@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from index.article import Article, Chunk, ReadFailure, embed_text
 from index.chunk import HEADER_FORMAT, chunk_article
@@ -30,6 +31,7 @@ from index.embed import Embedder, TokenCounter
 from index.store import Store, StoredChunk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Articles handled per store round-trip: small enough that a killed run loses little work and
 # progress moves.
@@ -177,14 +179,9 @@ def rehomed_copies(
     return records
 
 
-def _batched(items: Iterable[Article | ReadFailure], size: int) -> Iterator[list]:
-    batch: list[Article | ReadFailure] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
         yield batch
 
 
@@ -612,20 +609,12 @@ class Ingestor:
         """
         self.store.set_identity(None, reindexing=True)
         done = 0
-        ids: list[str] = []
-        texts: list[str] = []
-        for chunk in self.store.iter_chunks():
-            ids.append(chunk.id)
-            texts.append(embed_text(str(chunk.metadata.get("context", "")), chunk.text))
-            if len(ids) >= page:
-                self.store.update_vectors(ids, self.embedder.embed(texts))
-                done += len(ids)
-                ids, texts = [], []
-                if progress:
-                    progress(Progress(done, done))
-        if ids:
-            self.store.update_vectors(ids, self.embedder.embed(texts))
-            done += len(ids)
+        for chunks in _batched(self.store.iter_chunks(), page):
+            texts = [embed_text(str(c.metadata.get("context", "")), c.text) for c in chunks]
+            self.store.update_vectors([chunk.id for chunk in chunks], self.embedder.embed(texts))
+            done += len(chunks)
+            if progress:
+                progress(Progress(done, done))
         self.store.set_identity(self.embedder.identity, reindexing=False)
         if progress:
             progress(Progress(done, done))

@@ -219,15 +219,6 @@ class Store:
         lexical = LexicalIndex(
             settings.data_dir / "lexical" / f"{safe_name(settings.collection)}-{key}", analyse
         )
-        if settings.chroma_url:
-            return cls(
-                None,
-                settings.collection,
-                lexical=lexical,
-                where=where,
-                retries=settings.store_retries,
-                connect=lambda: make_client(settings),
-            )
 
         def opening() -> contextlib.AbstractContextManager[Any]:
             # Two processes creating one embedded store at once race in Chroma's schema set-up
@@ -242,14 +233,17 @@ class Store:
                 ) from exc
             return exclusive(lock)
 
+        server = bool(settings.chroma_url)  # a server's writers take turns by lease, not by file
+        turn_lock = lock_path(settings.data_dir, f"{where}|{settings.collection}")
         return cls(
             None,
             settings.collection,
             lexical=lexical,
             where=where,
+            retries=settings.store_retries if server else 0,
             connect=lambda: make_client(settings),
-            opening=opening,
-            turn_lock=lock_path(settings.data_dir, f"{where}|{settings.collection}"),
+            opening=contextlib.nullcontext if server else opening,
+            turn_lock=None if server else turn_lock,
         )
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -666,8 +660,3 @@ def _stored(result: Any, vectors: bool) -> Iterable[StoredChunk]:
         strict=False,
     ):
         yield StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}), vector=vector)
-
-
-def _batches(items: list[T], size: int) -> Iterable[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
