@@ -380,18 +380,23 @@ class _Writer:
         self._schema = schema
         self._analyse = analyse
 
-    def put_chunks(self, chunks: Iterable[ChunkDoc]) -> None:
-        """Index chunks, replacing earlier versions with the same ids."""
+    def _replacing(self, kind: str, doc_id: str) -> Any:
+        """A new document of this kind and id; the one it replaces is deleted."""
         import tantivy
 
+        key = f"{kind}:{doc_id}"
+        self._writer.delete_documents_by_term("key", key)
+        doc = tantivy.Document()
+        doc.add_text("key", key)
+        doc.add_text("kind", kind)
+        doc.add_text("id", doc_id)
+        return doc
+
+    def put_chunks(self, chunks: Iterable[ChunkDoc]) -> None:
+        """Index chunks, replacing earlier versions with the same ids."""
         for chunk in chunks:
             meta = chunk.metadata
-            key = f"chunk:{chunk.id}"
-            self._writer.delete_documents_by_term("key", key)
-            doc = tantivy.Document()
-            doc.add_text("key", key)
-            doc.add_text("kind", "chunk")
-            doc.add_text("id", chunk.id)
+            doc = self._replacing("chunk", chunk.id)
             doc.add_text("article", str(meta.get("article_id", "")))
             heading = f"{meta.get('title', '')} {meta.get('source', '')}"
             doc.add_text("terms", " ".join([*self._analyse(heading), *self._analyse(chunk.text)]))
@@ -412,15 +417,8 @@ class _Writer:
 
     def put_articles(self, records: dict[str, dict[str, Any]]) -> None:
         """Write registry records (replacing earlier ones of the same articles)."""
-        import tantivy
-
         for article_id, record in records.items():
-            key = f"article:{article_id}"
-            self._writer.delete_documents_by_term("key", key)
-            doc = tantivy.Document()
-            doc.add_text("key", key)
-            doc.add_text("kind", "article")
-            doc.add_text("id", article_id)
+            doc = self._replacing("article", article_id)
             doc.add_text("content_hash", str(record.get("content_hash", "")))
             if record.get("duplicate_of"):
                 doc.add_text("duplicate_of", str(record["duplicate_of"]))
@@ -428,13 +426,7 @@ class _Writer:
             self._writer.add_document(doc)
 
     def set_state(self, log_id: str, seq: int) -> None:
-        import tantivy
-
-        self._writer.delete_documents_by_term("key", "state:state")
-        doc = tantivy.Document()
-        doc.add_text("key", "state:state")
-        doc.add_text("kind", "state")
-        doc.add_text("id", "state")
+        doc = self._replacing("state", "state")
         doc.add_text("record", json.dumps({"log": log_id, "seq": seq}))
         self._writer.add_document(doc)
 
