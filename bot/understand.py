@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, Literal
@@ -21,77 +21,31 @@ Precision = Literal["day", "week", "month", "year"]
 
 # -- dates -------------------------------------------------------------------------------------
 
-_MONTHS = {
-    "january": 1,
-    "jan": 1,
-    "february": 2,
-    "feb": 2,
-    "march": 3,
-    "mar": 3,
-    "april": 4,
-    "apr": 4,
-    "may": 5,
-    "june": 6,
-    "jun": 6,
-    "july": 7,
-    "jul": 7,
-    "august": 8,
-    "aug": 8,
-    "september": 9,
-    "sept": 9,
-    "sep": 9,
-    "october": 10,
-    "oct": 10,
-    "november": 11,
-    "nov": 11,
-    "december": 12,
-    "dec": 12,
-}
+_MONTH_NAMES = """january february march april may june july august september october november
+    december""".split()
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
+_MONTHS |= {name[:3]: number for name, number in _MONTHS.items()} | {"sept": 9}
 # Month words that are also ordinary English words count only when capitalised.
 _AMBIGUOUS_MONTHS = frozenset({"may", "mar", "jan", "jun", "sep", "dec", "oct", "aug"})
 _WEEKDAYS = {
     name: index
-    for index, names in enumerate(
-        [
-            ("monday", "mon"),
-            ("tuesday", "tue", "tues"),
-            ("wednesday", "wed"),
-            ("thursday", "thu", "thur", "thurs"),
-            ("friday", "fri"),
-            ("saturday", "sat"),
-            ("sunday", "sun"),
-        ]
-    )
-    for name in names
+    for index, name in enumerate("monday tuesday wednesday thursday friday saturday sunday".split())
 }
 _NUMBER_WORDS = {
-    "a": 1,
-    "an": 1,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "couple of": 2,
-    "few": 3,
+    w: n for n, w in enumerate("one two three four five six seven eight nine ten".split(), 1)
 }
+_NUMBER_WORDS |= {"a": 1, "an": 1, "couple of": 2, "few": 3}
 
-_MONTH_RE = (
-    r"(?P<{name}>january|february|march|april|may|june|july|august|september|october|november"
-    r"|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.?"
-)
+# Longest first, so that "march" is not read as "mar".
+_MONTH_RE = "(?P<{name}>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _DAY_RE = r"(?P<{name}>[0-3]?\d)(?:st|nd|rd|th)?"
 _YEAR_RE = r"(?P<{name}>(?:19|20)\d\d)"
 _PHASE_RE = (
     r"(?:(?P<phase>early|mid|late|the\s+(?:start|beginning|middle|end)\s+of|end\s+of"
     r"|beginning\s+of|start\s+of)[\s-]+)?"
 )
-_COUNT_RE = r"(?P<count>\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple\s+of|few)"
+_COUNT_WORDS = r"\d+|" + "|".join(word.replace(" ", r"\s+") for word in _NUMBER_WORDS)
+_COUNT_RE = f"(?P<count>{_COUNT_WORDS})"
 
 
 def _re(pattern: str) -> re.Pattern[str]:
@@ -137,16 +91,12 @@ _RELATIVE = _re(
     r"|this\s+afternoon|this\s+evening|last\s+night|(?:the\s+)?(?:last|past|previous)\s+"
     + _COUNT_RE
     + r"\s+(?P<unit>days?|weeks?|months?|years?)"
-    r"|(?P<count2>\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple\s+of|few)"
-    r"\s+(?P<unit2>days?|weeks?|months?|years?)\s+ago"
+    rf"|(?P<count2>{_COUNT_WORDS})\s+(?P<unit2>days?|weeks?|months?|years?)\s+ago"
     r"|(?:the\s+)?(?:last|past|previous)\s+(?P<unit3>week|month|year)"
     r"|this\s+(?:past\s+)?(?P<unit4>week|month|year)"
     r"|(?:this|last|past)\s+weekend)\b"
 )
-_WEEKDAY = _re(
-    r"\b(?:(?P<which>last|this|past|on)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday"
-    r"|saturday|sunday)\b"
-)
+_WEEKDAY = _re(r"\b(?:(?P<which>last|this|past|on)\s+)?(?P<wd>" + "|".join(_WEEKDAYS) + r")\b")
 _ANCHORED = _re(
     r"\b(?:(?P<same>the\s+same\s+(?:day|date)|that\s+same\s+day|that\s+day)"
     r"|(?P<next>the\s+(?:following|next)\s+day|the\s+day\s+after|a\s+day\s+later|the\s+next\s+morning)"
@@ -203,28 +153,25 @@ class DateMention:
         return f"{self.first.isoformat()}..{self.last.isoformat()}"
 
 
+def _phase(text: str | None) -> str:
+    """ "early", "mid", "late", or "" for a whole month or year."""
+    words = " ".join((text or "").lower().split()).removeprefix("the ")
+    return {"start of": "early", "beginning of": "early", "middle of": "mid", "end of": "late"}.get(
+        words, words
+    )
+
+
 def _month_bounds(year: int, month: int, phase: str | None) -> tuple[date, date]:
     last_day = calendar.monthrange(year, month)[1]
-    first, last = date(year, month, 1), date(year, month, last_day)
-    phase = " ".join((phase or "").lower().split())
-    if phase in ("early", "the start of", "the beginning of", "start of", "beginning of"):
-        return first, date(year, month, 10)
-    if phase in ("mid", "the middle of"):
-        return date(year, month, 11), date(year, month, 20)
-    if phase in ("late", "the end of", "end of"):
-        return date(year, month, 21), last
-    return first, last
+    days = {"early": (1, 10), "mid": (11, 20), "late": (21, last_day)}
+    first, last = days.get(_phase(phase), (1, last_day))
+    return date(year, month, first), date(year, month, last)
 
 
 def _year_bounds(year: int, phase: str | None) -> tuple[date, date]:
-    phase = " ".join((phase or "").lower().split())
-    if phase in ("early", "the start of", "the beginning of", "start of", "beginning of"):
-        return date(year, 1, 1), date(year, 4, 30)
-    if phase in ("mid", "the middle of"):
-        return date(year, 5, 1), date(year, 8, 31)
-    if phase in ("late", "the end of", "end of"):
-        return date(year, 9, 1), date(year, 12, 31)
-    return date(year, 1, 1), date(year, 12, 31)
+    months = {"early": (1, 4), "mid": (5, 8), "late": (9, 12)}
+    first, last = months.get(_phase(phase), (1, 12))
+    return date(year, first, 1), _month_bounds(year, last, None)[1]
 
 
 def _infer_year(
@@ -555,24 +502,10 @@ def _apply_relations(question: str, mentions: list[DateMention]) -> list[DateMen
         elif _BEFORE_CUE.search(before_text):
             relation = "before"
         if relation != "on":
-            mention = DateMention(
-                mention.start,
-                mention.end,
-                mention.text,
-                mention.first,
-                mention.last,
-                relation,
-                mention.precision,
-                mention.anchored,
-            )
+            mention = replace(mention, relation=relation)
         result.append(mention)
         index += 1
     return result
-
-
-def wants_latest(question: str) -> bool:
-    """The question asks for the newest reports ("latest", "most recent")."""
-    return bool(_LATEST.search(question))
 
 
 # -- outlets -----------------------------------------------------------------------------------

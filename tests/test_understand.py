@@ -14,7 +14,6 @@ from bot.understand import (
     match_outlets,
     parse_dates,
     understand_question,
-    wants_latest,
 )
 
 TODAY = date(2024, 2, 14)  # a Wednesday
@@ -150,9 +149,12 @@ def test_words_that_only_look_like_dates_are_not_dates(question: str) -> None:
 
 
 def test_latest_is_understood() -> None:
-    assert wants_latest("What is the latest on the ceasefire talks?")
-    assert wants_latest("the most recent report about Gaza")
-    assert not wants_latest("What did Qatar say about Hamas's response?")
+    def latest(question: str) -> bool:
+        return understand_question(question, SOURCES, today=TODAY).latest
+
+    assert latest("What is the latest on the ceasefire talks?")
+    assert latest("the most recent report about Gaza")
+    assert not latest("What did Qatar say about Hamas's response?")
 
 
 @pytest.mark.parametrize(
