@@ -206,8 +206,6 @@ def _resolve(question: str, turns: Sequence[Turn], previous: str) -> str:
         topic = _topic(previous)
         if topic:
             thing = previous[topic[0] : topic[1]]
-            if thing[:1].isupper() and not thing.lower().startswith("the "):
-                thing = thing  # a bare name
             question = _THING_PRONOUN.sub(
                 lambda m: thing + ("'s" if m.group().lower() == "its" else ""), question, count=1
             )
@@ -334,20 +332,15 @@ def condense(
     except Exception as exc:  # a provider's error must not end the conversation
         log.warning("condensing the question failed (%s); using the rules", exc)
         return rewrite_follow_up(question, history)
-    text = _first_line(getattr(reply, "content", reply))
+    text = _first_line(reply.text)
     if not text or len(text) > MAX_REWRITE_CHARS:
         log.info("the model's rewrite was unusable; using the rules")
         return rewrite_follow_up(question, history)
     return text
 
 
-def _first_line(content: Any) -> str:
-    if isinstance(content, list):
-        content = "".join(
-            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
-        )
-    text = str(content or "").strip()
-    for line in text.splitlines():
+def _first_line(text: str) -> str:
+    for line in text.strip().splitlines():
         line = line.strip().strip("\"'“”").strip()
         line = re.sub(r"^(?:standalone question\s*:\s*)", "", line, flags=re.I)
         if line:

@@ -40,7 +40,6 @@ from bot.models import Citation, Turn
 from index.text import query_terms
 
 if TYPE_CHECKING:
-    from bot.prompts import Prompt
     from bot.retrieve import Passage, Query
     from bot.settings import Settings
 
@@ -315,17 +314,6 @@ def is_refusal(text: str) -> bool:
     return normal.startswith(NOT_FOUND.lower().rstrip(".")) or normal in ("", "i don't know.")
 
 
-def _content(chunk: Any) -> str:
-    content = getattr(chunk, "content", chunk)
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content blocks
-        return "".join(
-            block.get("text", "") if isinstance(block, dict) else str(block) for block in content
-        )
-    return str(content or "")
-
-
 # -- the LLM prompt ----------------------------------------------------------------------------
 
 
@@ -356,12 +344,6 @@ def format_passages(passages: Sequence[Passage]) -> str:
         )
         blocks.append(f"<passage {head}>\n{neutralise(passage.text)}\n</passage>")
     return "\n".join(blocks)
-
-
-def answer_messages(
-    prompt: Prompt, question: str, passages: Sequence[Passage], today: str
-) -> list[tuple[str, str]]:
-    return prompt.messages(question=question, passages=format_passages(passages), today=today)
 
 
 # -- the chat model ----------------------------------------------------------------------------
@@ -683,8 +665,10 @@ class Answerer:
             yield draft.text
             yield Reply(draft, "extractive", timed_out)
             return
-        messages = answer_messages(
-            self.prompts["answer"], question, passages, (today or date.today()).isoformat()
+        messages = self.prompts["answer"].messages(
+            question=question,
+            passages=format_passages(passages),
+            today=(today or date.today()).isoformat(),
         )
         checker = CitationChecker(passages, self.matcher(question))
         timings: dict[str, float] = {}
@@ -744,7 +728,7 @@ class Answerer:
                             count = (getattr(chunk, "usage_metadata", None) or {}).get(key)
                             if count:
                                 usage[key] = usage.get(key, 0) + count
-                        piece = _content(chunk)
+                        piece = chunk.text  # str content, or the text of content blocks
                         if piece and "model_first_token" not in timings:
                             timings["model_first_token"] = time.monotonic() - started
                         shown = checker.feed(piece) if piece else ""
