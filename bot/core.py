@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from threading import Lock
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bot.errors import NewsbotError
 from bot.models import Answer, DateLike, StoreStats, Turn
@@ -54,14 +53,6 @@ def open_store(settings: Settings) -> Store:
     from index.text import terms
 
     return Store.open(settings, terms)
-
-
-def store_lock(
-    settings: Settings, on_wait: Callable[[], None] | None = None
-) -> AbstractContextManager[None]:
-    """The turn that ingest, reindex and reset take on one store (index/lock.py): a context
-    manager that waits for the current writer, calling `on_wait` first. Needs no model."""
-    return open_store(settings).turn(on_wait)
 
 
 class Bot:
@@ -166,9 +157,6 @@ class Bot:
         store = open_store(settings)
         return cls(settings, store, chat_model=chat_model, check_identity=check_identity)
 
-    def _lock(self) -> AbstractContextManager[None]:
-        return self.store.turn()
-
     # -- ingesting -----------------------------------------------------------------------------
     def ingest(
         self,
@@ -182,7 +170,7 @@ class Bot:
         """
         if isinstance(sources, str):
             sources = [sources]
-        with self._lock():
+        with self.store.turn():
             self.store.refresh()  # the registry the run plans against holds every commit
             return self.ingestor.run(self._read(list(sources)), progress=progress)
 
@@ -192,7 +180,7 @@ class Bot:
         Use it after changing NEWSBOT_EMBEDDING_PRECISION or the model; the articles' sources
         are not read again. Returns the number of chunks re-embedded.
         """
-        with self._lock():
+        with self.store.turn():
             return int(self.ingestor.reindex(progress=progress))
 
     def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:
@@ -216,14 +204,7 @@ class Bot:
 
     def stats(self) -> StoreStats:
         """What the store holds (no model needed)."""
-        figures = self.store.stats()
-        return StoreStats(
-            store=figures["store"],
-            collection=figures["collection"],
-            articles=figures["articles"],
-            chunks=figures["chunks"],
-            embedding=figures["embedding"],
-        )
+        return cast(StoreStats, self.store.stats())
 
     def reset(self, *, on_wait: Callable[[], None] | None = None) -> None:
         """Delete every article and chunk of this store, after any ingest that is writing to it

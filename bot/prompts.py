@@ -19,9 +19,9 @@ prompts/ folder, else from the installed `newsbot_prompts` package (prompts/ in 
 
 from __future__ import annotations
 
+import functools
 import re
 import string
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -147,19 +147,19 @@ def parse_prompt(name: str, text: str, origin: str = "") -> Prompt:
     return Prompt(name, where, parts["system"], parts["user"], frozenset(declared))
 
 
-_cache: dict[str, Prompt] = {}
-_lock = threading.Lock()
+@functools.cache
+def _parsed(name: str) -> Prompt:
+    return parse_prompt(name, *_read(name))
+
+
+clear_cache = _parsed.cache_clear
 
 
 def load_prompt(name: str, *, variables: Iterable[str] | None = None) -> Prompt:
     """The prompt called `name`, checked against the variables the code passes (by default the
     ones in PROMPT_VARIABLES)."""
     expected = frozenset(variables) if variables is not None else PROMPT_VARIABLES.get(name)
-    with _lock:
-        prompt = _cache.get(name)
-        if prompt is None:
-            text, origin = _read(name)
-            prompt = _cache[name] = parse_prompt(name, text, origin)
+    prompt = _parsed(name)
     if expected is not None and prompt.variables != expected:
         raise PromptError(
             f"prompt {prompt.origin} declares {_names(prompt.variables)} but newsbot passes "
@@ -172,8 +172,3 @@ def load_prompt(name: str, *, variables: Iterable[str] | None = None) -> Prompt:
 def load_prompts() -> dict[str, Prompt]:
     """Every prompt the code uses, checked: called by Bot.open."""
     return {name: load_prompt(name) for name in PROMPT_VARIABLES}
-
-
-def clear_cache() -> None:
-    with _lock:
-        _cache.clear()

@@ -16,14 +16,15 @@ stand in for the validators).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
 
 from bot.errors import NewsbotError, ReadError
 from bot.settings import Settings
@@ -123,14 +124,13 @@ class Round:
 # -- what is remembered per feed ---------------------------------------------------------------
 
 
-@dataclass
-class FeedState:
-    """What the last successful round learnt of a feed."""
+class FeedState(BaseModel):
+    """What the last successful round learnt of a feed (its file's JSON)."""
 
     feed: str
     etag: str = ""
     last_modified: str = ""
-    entries: dict[str, str] = field(default_factory=dict)  # entry key -> fingerprint ingested
+    entries: dict[str, str] = {}  # entry key -> fingerprint ingested
 
     def conditional_headers(self) -> dict[str, str]:
         headers = {}
@@ -155,29 +155,17 @@ class FeedStates:
 
     def load(self, feed: str) -> FeedState:
         try:
-            data = json.loads(self.path(feed).read_text(encoding="utf-8"))
-            return FeedState(
-                feed=feed,
-                etag=str(data.get("etag", "")),
-                last_modified=str(data.get("last_modified", "")),
-                entries={str(key): str(value) for key, value in data["entries"].items()},
-            )
+            return FeedState.model_validate_json(self.path(feed).read_bytes())
         except FileNotFoundError:
-            return FeedState(feed)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            pass
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
             log.warning("%s: forgetting what was seen of %s (%s)", self.path(feed), feed, exc)
-            return FeedState(feed)
+        return FeedState(feed=feed)
 
     def save(self, state: FeedState) -> None:
         from index.files import write_atomically
 
-        record = {
-            "feed": state.feed,
-            "etag": state.etag,
-            "last_modified": state.last_modified,
-            "entries": state.entries,
-        }
-        write_atomically(self.path(state.feed), json.dumps(record, indent=1).encode("utf-8"))
+        write_atomically(self.path(state.feed), state.model_dump_json(indent=1).encode("utf-8"))
 
 
 # -- polling -----------------------------------------------------------------------------------

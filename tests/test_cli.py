@@ -270,7 +270,7 @@ def test_stats_reindex_and_reset(tmp_path: Path) -> None:
 def test_reset_waits_for_a_running_ingest_and_never_loads_the_model(tmp_path: Path) -> None:
     """`newsbot stats` and `newsbot reset` open only the store: no model, onnxruntime or torch
     (1-8 s each). Reset still takes its turn after an ingest that holds the store's lock."""
-    from bot.core import open_store, store_lock
+    from bot.core import open_store
     from bot.settings import load_settings
 
     store = ["--data-dir", str(tmp_path / "store")]
@@ -289,7 +289,7 @@ def test_reset_waits_for_a_running_ingest_and_never_loads_the_model(tmp_path: Pa
         "print('HEAVY:', [name for name in heavy if name in sys.modules])\n"
     )
     settings = load_settings(data_dir=tmp_path / "store")
-    with store_lock(settings):  # an ingest is writing
+    with open_store(settings).turn():  # an ingest is writing
         process = subprocess.Popen(
             [sys.executable, "-c", script],
             cwd=REPO,
