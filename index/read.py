@@ -328,7 +328,8 @@ def _read_content(
     elif kind == "jsonl":
         yield from _read_json_lines(decode_bytes(data, charset).split("\n"), where)
     else:
-        yield from _read_feed(data, where, settings)
+        feed = _parse_feed(data, where)
+        yield from feed_articles(feed, feed.entries, settings)
 
 
 # -- bytes to text -----------------------------------------------------------------------------
@@ -879,7 +880,7 @@ def _article_from_record(
     if not body:
         raise ReadError("the article text is empty")
     url = _web_url(first(_URL_KEYS))
-    raw_id = fields.get("id") if fields.get("id") not in (None, "") else fields.get("articleid")
+    raw_id = first(_ID_KEYS)
     if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id).strip():
         article_id = str(raw_id).strip()
     elif url or suffix is None:
@@ -999,15 +1000,6 @@ def read_feed(data: bytes, location: str, url: str = "") -> Feed:
     else:
         where = _Where(location=location, id_prefix="file", id_key=str(Path(location).resolve()))
     return _parse_feed(data, where)
-
-
-def _read_feed(data: bytes, where: _Where, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
-    try:
-        feed = _parse_feed(data, where)
-    except ReadError as exc:
-        yield ReadFailure(where.location, str(exc))
-        return
-    yield from feed_articles(feed, feed.entries, settings)
 
 
 def _parse_feed(data: bytes, where: _Where) -> Feed:
