@@ -66,6 +66,7 @@ def samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- no model needed -----------------------------------------------------------------------------
+@pytest.mark.slow  # a Python process per case
 @pytest.mark.parametrize("args", [["--help"], ["ask", "--help"]])
 def test_help_imports_no_heavy_library(args: list[str]) -> None:
     script = (

@@ -129,6 +129,7 @@ def test_the_registry_answers_by_id_hash_and_primary(index: LexicalIndex) -> Non
     assert index.state() == ("log-1", 7)
 
 
+@pytest.mark.slow  # a second Python process
 def test_a_reader_in_another_process_sees_a_commit_after_reload(
     index: LexicalIndex, tmp_path: Path
 ) -> None:

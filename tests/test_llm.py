@@ -31,6 +31,7 @@ from bot.llm import (
 )
 from bot.models import Answer
 from tests.conftest import QATAR_QUESTION
+from tests.fake_embedder import HashingEmbedder
 from tests.test_answer import make_article, passages_of, sample_article
 
 
@@ -46,6 +47,12 @@ class RecordingChatModel(GenericFakeChatModel):
 
 def chat(*replies: str) -> RecordingChatModel:
     return RecordingChatModel(messages=iter([AIMessage(content=reply) for reply in replies]))
+
+
+def llm_answerer(settings: Any, model: Any) -> Answerer:
+    """An Answerer with a fake chat model, matching claims to sentences by shared words
+    (tests/fake_embedder.py); the real model's matching is tested below (the slow tests)."""
+    return Answerer(settings, chat_model=model, embedder=HashingEmbedder())
 
 
 def replies(answerer: Answerer, question: str, passages: list) -> tuple[list[str], Reply]:
@@ -80,7 +87,7 @@ def test_good_citations_point_to_verbatim_sentences(settings, passages) -> None:
     article = sample_article()
     n = number_of(passages, "in general we can say that it was positive")
     model = chat(f"Qatar's prime minister said Hamas's comments were positive overall [{n}].")
-    pieces, draft = run(Answerer(settings, chat_model=model), QATAR_QUESTION, passages)
+    pieces, draft = run(llm_answerer(settings, model), QATAR_QUESTION, passages)
 
     assert not draft.refused
     assert draft.text == "Qatar's prime minister said Hamas's comments were positive overall [1]."
@@ -99,7 +106,7 @@ def test_streaming_yields_several_pieces_that_add_up_to_the_answer(settings, pas
         f"Qatar's prime minister was upbeat [{m}]. He said Hamas's response was positive in "
         f"general, though details could not be shared [{n}]."
     )
-    pieces, draft = run(Answerer(settings, chat_model=model), QATAR_QUESTION, passages)
+    pieces, draft = run(llm_answerer(settings, model), QATAR_QUESTION, passages)
     # Text is shown from the first valid citation on (an answer without one is replaced), then
     # as the model writes it.
     assert pieces[0] == "Qatar's prime minister was upbeat [1]."
@@ -112,7 +119,7 @@ def test_a_hallucinated_citation_is_removed(settings, passages) -> None:
     n = number_of(passages, "said al Thani")
     bogus = len(passages) + 3
     model = chat(f"Al Thani called it positive [{n}]. A truce was signed on Friday [{bogus}].")
-    pieces, draft = run(Answerer(settings, chat_model=model), QATAR_QUESTION, passages)
+    pieces, draft = run(llm_answerer(settings, model), QATAR_QUESTION, passages)
     assert draft.text == "Al Thani called it positive [1]. A truce was signed on Friday."
     assert [c.n for c in draft.citations] == [1]
     assert f"[{bogus}]" not in "".join(pieces)
@@ -121,7 +128,7 @@ def test_a_hallucinated_citation_is_removed(settings, passages) -> None:
 def test_an_answer_without_valid_citations_falls_back_to_the_extractive_one(
     settings, passages
 ) -> None:
-    answerer = Answerer(settings, chat_model=chat("Hamas accepted everything [42]. Peace is near."))
+    answerer = llm_answerer(settings, chat("Hamas accepted everything [42]. Peace is near."))
     pieces, draft = run(answerer, QATAR_QUESTION, passages)
     extractive = answerer.extractive(QATAR_QUESTION, passages)
     assert draft.text == extractive.text
@@ -132,7 +139,7 @@ def test_an_answer_without_valid_citations_falls_back_to_the_extractive_one(
 
 def test_the_model_saying_the_articles_dont_say_is_a_refusal(settings, passages) -> None:
     pieces, draft = run(
-        Answerer(settings, chat_model=chat("The articles don't say.")), QATAR_QUESTION, passages
+        llm_answerer(settings, chat("The articles don't say.")), QATAR_QUESTION, passages
     )
     assert draft.refused
     assert draft.text.startswith(NOT_FOUND)
@@ -142,7 +149,7 @@ def test_the_model_saying_the_articles_dont_say_is_a_refusal(settings, passages)
 def test_weak_evidence_is_refused_without_asking_the_model(settings, passages) -> None:
     model = chat("The Texas Rangers won [1].")
     far = passages_of(sample_article(), similarity=0.1)
-    _, draft = run(Answerer(settings, chat_model=model), "Who won the 2023 World Series?", far)
+    _, draft = run(llm_answerer(settings, model), "Who won the 2023 World Series?", far)
     assert draft.refused
     assert model.calls == []
 
@@ -150,7 +157,7 @@ def test_weak_evidence_is_refused_without_asking_the_model(settings, passages) -
 def test_prompt_numbers_and_delimits_the_passages(settings, passages) -> None:
     n = number_of(passages, "said al Thani")
     model = chat(f"Positive [{n}].")
-    run(Answerer(settings, chat_model=model), QATAR_QUESTION, passages)
+    run(llm_answerer(settings, model), QATAR_QUESTION, passages)
     (messages,) = model.calls
     system, human = messages[0].content, messages[-1].content
     assert "data, not instructions" in system
@@ -170,7 +177,7 @@ def test_a_poisoned_article_stays_inside_its_passage(settings) -> None:
     passages = poisoned + passages_of(sample_article())
     # The model "obeys" the article: no citations, so its text is not used.
     model = chat("The war is over.")
-    pieces, draft = run(Answerer(settings, chat_model=model), QATAR_QUESTION, passages)
+    pieces, draft = run(llm_answerer(settings, model), QATAR_QUESTION, passages)
 
     human = model.calls[0][-1].content
     assert human.count("</passage>") == len(passages)
@@ -190,7 +197,7 @@ def test_a_failing_model_gives_the_extractive_answer_and_says_why(settings, pass
             raise ConnectionError("provider down")
             yield
 
-    answerer = Answerer(settings, chat_model=Broken(messages=iter([])))
+    answerer = llm_answerer(settings, Broken(messages=iter([])))
     pieces, reply = replies(answerer, QATAR_QUESTION, passages)
     assert reply.draft == answerer.extractive(QATAR_QUESTION, passages)
     assert reply.answerer == "extractive"
@@ -201,7 +208,7 @@ def test_a_failing_model_gives_the_extractive_answer_and_says_why(settings, pass
 def test_fake_list_model_works_too(settings, passages) -> None:
     n = number_of(passages, "said al Thani")
     model = FakeListChatModel(responses=[f"It was positive, said al Thani [{n}]."])
-    _, draft = run(Answerer(settings, chat_model=model), QATAR_QUESTION, passages)
+    _, draft = run(llm_answerer(settings, model), QATAR_QUESTION, passages)
     assert draft.text == "It was positive, said al Thani [1]."
 
 
@@ -228,8 +235,16 @@ def test_prompt_passages_cannot_be_closed_by_article_text() -> None:
 
 @pytest.fixture
 def matcher(settings) -> SentenceMatcher:
-    """Claims mapped to sentences with the real embedding model (loaded once per process)."""
+    """Claims mapped to sentences with the real embedding model (loaded once per process): for
+    the tests of which sentence a claim rests on (marked slow)."""
     return Answerer(settings).matcher(QATAR_QUESTION)
+
+
+@pytest.fixture
+def word_matcher(settings) -> SentenceMatcher:
+    """Claims mapped to sentences by shared words (tests/fake_embedder.py): for the tests of how
+    markers are parsed, renumbered and streamed, which hold whatever the vectors."""
+    return Answerer(settings, embedder=HashingEmbedder()).matcher(QATAR_QUESTION)
 
 
 def few_passages() -> list:
@@ -239,34 +254,35 @@ def few_passages() -> list:
     return [next(p for p in passages if text in p.text) for text in wanted]
 
 
-def test_valid_citations_are_renumbered_in_order_of_use(matcher) -> None:
+def test_valid_citations_are_renumbered_in_order_of_use(word_matcher) -> None:
     checker = check_citations(
-        "Al Thani was upbeat [2]. Kan reported a rejection [1].", few_passages(), matcher
+        "Al Thani was upbeat [2]. Kan reported a rejection [1].", few_passages(), word_matcher
     )
     assert checker.text == "Al Thani was upbeat [1]. Kan reported a rejection [2]."
     quotes = [c.quote for c in checker.citations()]
     assert "was upbeat" in quotes[0] and quotes[1].startswith("Kan reported")
 
 
-def test_citations_of_missing_passages_are_removed(matcher) -> None:
+def test_citations_of_missing_passages_are_removed(word_matcher) -> None:
     checker = check_citations(
-        "Al Thani was upbeat [2]. The truce was signed [7].", few_passages(), matcher
+        "Al Thani was upbeat [2]. The truce was signed [7].", few_passages(), word_matcher
     )
     assert checker.text == "Al Thani was upbeat [1]. The truce was signed."
     assert len(checker.citations()) == 1
 
 
-def test_grouped_and_ranged_markers(matcher) -> None:
+def test_grouped_and_ranged_markers(word_matcher) -> None:
     checker = check_citations(
         "Al Thani spoke positively [2, 3]. Blinken and al Thani spoke too [3-4][9].",
         few_passages(),
-        matcher,
+        word_matcher,
     )
     assert checker.text == (
         "Al Thani spoke positively [1][2]. Blinken and al Thani spoke too [2][3]."
     )
 
 
+@pytest.mark.slow
 def test_each_citation_quotes_the_sentence_its_claim_rests_on(matcher) -> None:
     article = sample_article()
     whole = [p for p in passages_of(article, chunk_tokens=200) if "was upbeat" in p.text]
@@ -285,6 +301,7 @@ def test_each_citation_quotes_the_sentence_its_claim_rests_on(matcher) -> None:
         assert article.body[citation.start : citation.end] == citation.quote
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("claim", "quoted"),
     [
@@ -311,6 +328,7 @@ def test_a_paraphrased_claim_cites_the_sentence_that_says_it(claim, quoted, matc
     assert article.body[citation.start : citation.end] == citation.quote
 
 
+@pytest.mark.slow
 def test_a_claim_its_passage_says_nothing_like_is_not_cited(matcher) -> None:
     checker = check_citations(
         "Al Thani was upbeat [2]. The Texas Rangers won the World Series [2].",
@@ -321,6 +339,7 @@ def test_a_claim_its_passage_says_nothing_like_is_not_cited(matcher) -> None:
     assert len(checker.citations()) == 1
 
 
+@pytest.mark.slow
 def test_a_sentence_that_reads_as_an_instruction_supports_no_claim(settings) -> None:
     poisoned = passages_of(
         make_article(
@@ -340,18 +359,18 @@ def test_a_sentence_that_reads_as_an_instruction_supports_no_claim(settings) -> 
     assert citation.quote.startswith("Ignore previous instructions")
 
 
-def test_no_valid_citation_shows_nothing(matcher) -> None:
-    checker = CitationChecker(few_passages(), matcher)
+def test_no_valid_citation_shows_nothing(word_matcher) -> None:
+    checker = CitationChecker(few_passages(), word_matcher)
     shown = checker.feed("The truce was signed [5].") + checker.finish()
     assert shown == ""
     assert not checker.citations()
 
 
-def test_streamed_markers_split_across_pieces_are_checked(matcher) -> None:
+def test_streamed_markers_split_across_pieces_are_checked(word_matcher) -> None:
     text = "Al Thani was upbeat [2]. Hamas replied [9]. Kan reported a rejection [1]."
-    checker = CitationChecker(few_passages(), matcher)
+    checker = CitationChecker(few_passages(), word_matcher)
     shown = "".join(checker.feed(piece) for piece in _pieces(text, 3)) + checker.finish()
-    assert shown == check_citations(text, few_passages(), matcher).text
+    assert shown == check_citations(text, few_passages(), word_matcher).text
     assert shown == "Al Thani was upbeat [1]. Hamas replied. Kan reported a rejection [2]."
 
 

@@ -16,6 +16,7 @@ from bot.llm import Answerer, load_chat_model
 from bot.models import Turn
 from bot.settings import load_settings
 from tests.conftest import QATAR_QUESTION, free_port
+from tests.fake_embedder import HashingEmbedder
 from tests.fake_llm import MODEL, FakeLLM, Script, pieces
 from tests.test_answer import make_article, passages_of, sample_article
 from tests.test_llm import replies
@@ -36,7 +37,8 @@ def settings_for(provider: str, url: str, tmp_path, **overrides):
 
 
 def answerer_for(provider: str, server: FakeLLM, tmp_path, **overrides) -> Answerer:
-    return Answerer(settings_for(provider, server.url_for(provider), tmp_path, **overrides))
+    settings = settings_for(provider, server.url_for(provider), tmp_path, **overrides)
+    return Answerer(settings, embedder=HashingEmbedder())
 
 
 @pytest.fixture
@@ -191,7 +193,7 @@ def test_nothing_listening_gives_the_extractive_answer_at_once(
     provider, passages, tmp_path
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}" + ("/v1" if provider == "openai" else "")
-    answerer = Answerer(settings_for(provider, url, tmp_path))
+    answerer = Answerer(settings_for(provider, url, tmp_path), embedder=HashingEmbedder())
     shown, reply = replies(answerer, QATAR_QUESTION, passages)
     assert reply.draft == extractive(answerer, passages)
     assert reply.answerer == "extractive"
@@ -279,6 +281,7 @@ def test_a_stream_broken_half_way(provider, server, passages, tmp_path) -> None:
 # -- choosing the model ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_a_missing_provider_package_names_the_extra(tmp_path) -> None:
     # A fresh interpreter in which langchain_openai cannot be imported (init_chat_model caches
     # the import in this one).

@@ -436,6 +436,7 @@ def test_json_documents_over_the_limit_are_read_item_by_item(settings, tmp_path)
     assert isinstance(nothing, ReadFailure) and "no articles found" in nothing.message
 
 
+@pytest.mark.slow  # writes and reads a large file
 def test_reading_a_large_export_takes_memory_of_a_record_not_of_the_file(settings, tmp_path):
     """30 MB exports, over the default 20 MB file limit: read whole, each would take over 60 MB
     (its bytes and its text) before the first article; streamed, a few MB."""

@@ -17,6 +17,10 @@ from index.article import Article, ReadFailure
 from index.dates import parse_date
 from index.read import iter_articles, read_text
 
+# Hundreds of generated inputs: thorough, not quick, so in the slow set (tests/test_read.py holds
+# the readers' example tests, which the fast set runs).
+pytestmark = pytest.mark.slow
+
 # The settings fixture is immutable and every example writes to its own temporary folder,
 # so sharing the function-scoped fixture across examples is safe.
 PROPERTY = hypothesis_settings(
