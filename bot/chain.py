@@ -6,17 +6,18 @@ Both call the Bot, so a chain composed from them answers exactly as `newsbot ask
     chain = bot.as_chain()                                   # str or dict -> Answer
     chain.invoke({"question": "What about Egypt?", "history": [Turn(...)]})
 
-The chain runs under LangChain's callbacks: tracers see its run (input, the Answer, errors), and a
-chat model that answers inside it reports as its child run.
+The chain runs under LangChain's callbacks: tracers see its run (input, the Answer, errors) and,
+as its children, the retrieval (a NewsRetriever run: the question as understood, the Documents
+found) and the chat model when one answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, NotRequired, Protocol, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import CallbackManagerForChainRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -24,6 +25,11 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from bot.errors import NewsbotError
 from bot.models import Answer, DateLike, Turn
 from bot.retrieve import Passage  # at run time: pydantic checks the retriever's fields
+
+if TYPE_CHECKING:
+    from bot.retrieve import Query, Retriever
+
+Retrieve = Callable[["Query", int], list[Passage]]
 
 
 class Question(TypedDict):
@@ -41,6 +47,9 @@ ChainInput = str | Question
 class Answering(Protocol):
     """What the chain asks of a Bot."""
 
+    @property
+    def retriever(self) -> Retriever: ...
+
     def ask(
         self,
         question: str,
@@ -48,6 +57,7 @@ class Answering(Protocol):
         history: Sequence[Turn] | None = None,
         since: DateLike = None,
         until: DateLike = None,
+        retrieve: Retrieve | None = None,
     ) -> Answer: ...
 
     def stream(
@@ -57,6 +67,7 @@ class Answering(Protocol):
         history: Sequence[Turn] | None = None,
         since: DateLike = None,
         until: DateLike = None,
+        retrieve: Retrieve | None = None,
     ) -> Iterator[str | Answer]: ...
 
 
@@ -101,32 +112,58 @@ def document(passage: Passage) -> Document:
     )
 
 
-class AnswerChain(Runnable[ChainInput, Answer]):
+class AnswerChain(Runnable[ChainInput, str | Answer]):
     """`Bot.ask` as a Runnable: invoke, batch and ainvoke return the Answer; stream yields the
-    answer text as it is produced (str pieces, as `Bot.stream` does), then the Answer."""
+    answer text as it is produced (str pieces, as `Bot.stream` does), then the Answer: hence the
+    Runnable's output type, `str | Answer`."""
 
     def __init__(self, bot: Answering) -> None:
         self.bot = bot
 
     def invoke(self, input: ChainInput, config: RunnableConfig | None = None, **_: Any) -> Answer:
-        return self._call_with_config(self._answer, input, config, run_type="chain")
+        answer = self._call_with_config(self._answer, input, config, run_type="chain")
+        assert isinstance(answer, Answer)  # only stream yields str pieces
+        return answer
 
-    def stream(  # type: ignore[override]  # str pieces before the Answer, as Bot.stream
+    def stream(
         self, input: ChainInput, config: RunnableConfig | None = None, **_: Any
     ) -> Iterator[str | Answer]:
-        pieces = cast(Callable[[Iterator[ChainInput]], Iterator[Answer]], self._pieces)
         yield from self._transform_stream_with_config(
-            iter([input]), pieces, config, run_type="chain"
+            iter([input]), self._pieces, config, run_type="chain"
         )
 
-    def _answer(self, input: ChainInput) -> Answer:
+    # LangChain calls these two with the chain's run and the config for its children.
+    def _answer(
+        self, input: ChainInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Answer:
         question, options = _parse(input)
-        return self.bot.ask(question, **options)
+        return self.bot.ask(question, retrieve=self._retrieval(config), **options)
 
-    def _pieces(self, inputs: Iterator[ChainInput]) -> Iterator[str | Answer]:
+    def _pieces(
+        self,
+        inputs: Iterator[ChainInput],
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> Iterator[str | Answer]:
         for input in inputs:
             question, options = _parse(input)
-            yield from self.bot.stream(question, **options)
+            yield from self.bot.stream(question, retrieve=self._retrieval(config), **options)
+
+    def _retrieval(self, config: RunnableConfig) -> Retrieve:
+        """The bot's retrieval run as a NewsRetriever under the chain's run (`config` holds its
+        child callbacks): tracers see the question as understood and the Documents found."""
+
+        def retrieve(query: Query, k: int) -> list[Passage]:
+            found: list[Passage] = []
+
+            def search(_question: str, **_: Any) -> list[Passage]:
+                found.extend(self.bot.retriever.search(query, k))
+                return found
+
+            NewsRetriever(search=search, k=k).invoke(query.text, config)
+            return found
+
+        return retrieve
 
 
 def _parse(input: ChainInput) -> tuple[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from bot.chain import AnswerChain, NewsRetriever
     from bot.llm import Answerer
-    from bot.retrieve import Passage, Retriever
+    from bot.retrieve import Passage, Query, Retriever
     from index.embed import Embedder
     from index.ingest import Ingestor, IngestReport, Progress
     from index.store import Store
@@ -245,10 +245,13 @@ class Bot:
         since: DateLike = None,
         until: DateLike = None,
         k: int | None = None,
+        retrieve: Callable[[Query, int], list[Passage]] | None = None,
     ) -> Answer:
         """Answer from the stored articles, citing each claim; refuse when they don't say."""
         answer: Answer | None = None
-        for item in self.stream(question, history=history, since=since, until=until, k=k):
+        for item in self.stream(
+            question, history=history, since=since, until=until, k=k, retrieve=retrieve
+        ):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None
@@ -262,11 +265,14 @@ class Bot:
         since: DateLike = None,
         until: DateLike = None,
         k: int | None = None,
+        retrieve: Callable[[Query, int], list[Passage]] | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer text as it is produced (str pieces), then the final Answer.
 
         A follow-up is first rewritten into a standalone question from `history`; with a chat
         model the pieces are its tokens (citations already checked), otherwise one piece.
+        `retrieve(query, k)` finds the passages instead of `self.retriever.search` (the LangChain
+        chain passes one that runs as a retriever run, which its tracers see).
         """
         from bot.llm import Reply
 
@@ -281,7 +287,7 @@ class Bot:
             timings["condense"] = time.perf_counter() - started
         mark = time.perf_counter()
         query = self.retriever.understand(standalone, since=since, until=until)
-        passages = self.retriever.search(query, k or self.settings.k)
+        passages = (retrieve or self.retriever.search)(query, k or self.settings.k)
         timings["retrieve"] = time.perf_counter() - mark
         mark = time.perf_counter()
         reply: Reply | None = None

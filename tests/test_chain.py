@@ -114,4 +114,23 @@ def test_a_chat_model_answering_inside_the_chain_is_its_child_run(fake_bot) -> N
 
     [run] = tracer.traced_runs
     assert run.outputs == {"output": answer}
-    assert [child.run_type for child in run.child_runs] == ["llm"]
+    assert [child.run_type for child in run.child_runs] == ["retriever", "llm"]
+
+
+def test_the_chains_retrieval_is_a_retriever_run_under_the_chains_run(fake_bot) -> None:
+    tracer = RunCollectorCallbackHandler()
+    chain = fake_bot.as_chain()
+    answer = chain.invoke(QATAR_QUESTION, config={"callbacks": [tracer]})
+    *_, streamed = chain.stream(QATAR_QUESTION, config={"callbacks": [tracer]})
+
+    for run, result in zip(tracer.traced_runs, (answer, streamed), strict=True):
+        [retrieval] = run.child_runs
+        assert (retrieval.run_type, retrieval.name) == ("retriever", "NewsRetriever")
+        assert retrieval.parent_run_id == run.id and retrieval.trace_id == run.trace_id
+        assert retrieval.inputs == {"query": result.standalone_question}
+        documents = retrieval.outputs["documents"]
+        assert documents and all(d.page_content in ARTICLE_TEXT for d in documents)
+        # The Answer cites the passages this run found.
+        cited = {(c.start, c.end) for c in result.citations}
+        found = [(d.metadata["chunk_start"], d.metadata["chunk_end"]) for d in documents]
+        assert all(any(s <= start and end <= e for s, e in found) for start, end in cited)
