@@ -6,9 +6,9 @@ The answerer gets k=6 passages of ~200 word pieces (what the store returns at th
 settings), cut by the real chunker from the ../shared/eval MultiHop corpus grouped into long
 articles, and answers the dev questions and our question set (samples/questions, many of them
 "what did X say", whose speaker attribution is the costliest path). It prints p50/p95 of the
-answer stage, then the cost of embedding a handful or all of the candidate sentences with the
-configured embedder: the figure that decided against sentence embeddings at question time
-(docs/answering.md).
+answer stage, then the wall and CPU time of embedding all of a question's candidate sentences in
+one batched call (fp32 and int8): the figure that decided against sentence embeddings at
+question time (docs/answering.md).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--eval-dir", type=Path, default=EVAL)
+    parser.add_argument("--embed-questions", type=int, default=40)
     args = parser.parse_args()
 
     from bot.answer import _split, extractive_answer, sentence_pool
@@ -119,21 +120,25 @@ def main() -> None:
             f"p50 {p50:.1f} ms, p95 {p95:.1f} ms"
         )
 
-    embedder = load_embedder(settings)
-    sample = [
-        s.text for s in sentence_pool(chosen[0][1]).sentences for _ in range(3)
-    ]  # enough sentences for the largest batch
-    embedder.embed(sample[:2])
-    for size in (1, 5, 30):
-        times = []
-        for _ in range(7):
-            started = time.perf_counter()
-            embedder.embed(sample[:size])
-            times.append(time.perf_counter() - started)
+    # One batched call over every candidate sentence of a question (what a sentence-similarity
+    # feature would cost): wall and CPU time of the calling process, as the machine is loaded.
+    for precision in ("fp32", "int8"):
+        embedder = load_embedder(settings.model_copy(update={"embedding_precision": precision}))
+        embedder.embed([row[0] for row in chosen[:3]])
+        wall, cpu = [], []
+        for _, found in chosen[: args.embed_questions]:
+            texts = [s.text for s in sentence_pool(found).sentences]
+            started, started_cpu = time.perf_counter(), time.process_time()
+            embedder.embed(texts)
+            wall.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
         print(
-            f"embedding {size:>2} sentences ({settings.embedding_backend}): "
-            f"median {statistics.median(times) * 1000:.1f} ms"
+            f"embedding all candidate sentences, one call ({settings.embedding_backend} "
+            f"{precision}, {len(wall)} questions): wall p50 {percentile(wall, 0.5) * 1000:.0f} / "
+            f"p95 {percentile(wall, 0.95) * 1000:.0f} ms, CPU p50 "
+            f"{percentile(cpu, 0.5) * 1000:.0f} / p95 {percentile(cpu, 0.95) * 1000:.0f} ms"
         )
+    print(f"load average: {os.getloadavg()[0]:.1f}")
     print(f"machine: {os.cpu_count()} cores")
 
 

@@ -339,22 +339,6 @@ FEATURES = [
 QUESTION_FEATURES = ["max_evidence"]
 
 
-# The refusal model reads one figure: the best constrained evidence (bot.answer._evidence).
-# With the best sentence probability, or the names, years and speaker features beside it, it
-# refused fewer null MultiHop questions on the held-out folds (0.46-0.64 vs 0.93 at the same
-# answerable refusals): RGB's on-topic noise cannot be told from its answers by these features,
-# and the fit traded MultiHop's separation away for it.
-QUESTION_FEATURES = ["max_evidence"]
-
-
-# The refusal model reads one figure: the best constrained evidence (bot.answer._evidence).
-# With the best sentence probability, or the names, years and speaker features beside it, it
-# refused fewer null MultiHop questions on the held-out folds (0.46-0.64 vs 0.93 at the same
-# answerable refusals): RGB's on-topic noise cannot be told from its answers by these features,
-# and the fit traded MultiHop's separation away for it.
-QUESTION_FEATURES = ["max_evidence"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
@@ -390,9 +374,15 @@ def main() -> None:
         ]
         print(f"  confidence {setting:14} median {statistics.median(values):.3f}")
     held_out = answer_figures(cases, models, args.folds)
+    by_fold = [
+        answer_figures([c for c in cases if fold_of(c, args.folds) == fold], models, args.folds)
+        for fold in range(args.folds)
+    ]
     print(f"held-out figures ({args.folds} folds by question; model and cut fitted on the rest):")
+    print(f"  {'':36} {'pooled':>6} " + " ".join(f"{f'f{f}':>5}" for f in range(args.folds)))
     for name, value in held_out.items():
-        print(f"  {name:36} {value:.3f}")
+        folds = " ".join(f"{fold.get(name, float('nan')):5.2f}" for fold in by_fold)
+        print(f"  {name:36} {value:6.3f} {folds}")
     cuts = [m.cut for m in models.values()]
     print(f"  cut per fold: {', '.join(f'{c:.3f}' for c in cuts)}")
     final = fit(cases)
