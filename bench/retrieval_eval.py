@@ -106,8 +106,10 @@ def run_config(
             if mode == "baseline":
                 # The dense-only retriever this work started from: k nearest chunks in Chroma.
                 vector = embedder.embed([question["question"]])[0]
-                hits = bot.store.query(vector.tolist(), k)
-                ranked[k] = list(dict.fromkeys(str(h.metadata.get("article_id")) for h in hits))
+                nearest = [chunk_id for chunk_id, _ in bot.store.nearest(vector.tolist(), k)]
+                read = {chunk.id: chunk for chunk in bot.store.get_chunks(nearest)}
+                articles = (read[i].metadata.get("article_id") for i in nearest if i in read)
+                ranked[k] = list(dict.fromkeys(str(article) for article in articles))
             else:
                 query = (
                     retriever.understand(question["question"], today=TODAY)

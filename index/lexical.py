@@ -181,21 +181,20 @@ class LexicalIndex:
             hits.append((document.get_first("id"), document.get_first("article"), float(score)))
         return hits
 
-    def chunk_ids(self, where: LexicalFilter, limit: int) -> list[str] | None:
-        """Ids of the chunks the filter admits, or None when there are more than `limit`."""
+    def _chunks(self, where: LexicalFilter, among: Sequence[str] | None = None) -> Any:
         import tantivy
 
         schema = self.index.schema
-        query = tantivy.Query.boolean_query(
-            [
-                (tantivy.Occur.Must, tantivy.Query.term_query(schema, "kind", "chunk")),
-                *((tantivy.Occur.Must, f) for f in self._filters(where)),
-            ]
-        )
+        clauses = [tantivy.Query.term_query(schema, "kind", "chunk"), *self._filters(where)]
+        if among is not None:
+            clauses.append(tantivy.Query.term_set_query(schema, "id", list(among)))
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, query) for query in clauses])
+
+    def chunk_ids(self, where: LexicalFilter, among: Sequence[str] | None = None) -> list[str]:
+        """Ids of the chunks the filter admits (of those `among`, when given)."""
         searcher = self._searcher()
-        count = searcher.search(query, 1, count=True).count
-        if count > limit:
-            return None
+        query = self._chunks(where, among)
+        count = len(among) if among is not None else self.chunk_count(where)
         if not count:
             return []
         hits = searcher.search(query, count, count=False).hits
@@ -293,8 +292,11 @@ class LexicalIndex:
 
         return int(self._cached(f"count:{kind}", compute))
 
-    def chunk_count(self) -> int:
-        return self._count("chunk")
+    def chunk_count(self, where: LexicalFilter | None = None) -> int:
+        """Chunks in the index (that the filter admits)."""
+        if where is None:
+            return self._count("chunk")
+        return int(self._searcher().search(self._chunks(where), 1, count=True).count)
 
     def article_count(self) -> int:
         return self._count("article")

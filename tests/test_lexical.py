@@ -99,11 +99,12 @@ def test_searches_filter_by_outlet_local_day_and_time(index: LexicalIndex) -> No
     noon = datetime.fromisoformat("2023-11-25T12:00:00+00:00")
     assert found(Scope(since=noon)) == {"wired#0", "age#0"}
     assert found(Scope(until=noon.replace(day=24))) == {"verge#0", "copy#0"}
-    # The chunks a scope admits, listed for a dense search among them (None: too many to list).
+    # The chunks a scope admits (of given ids): how many, which; dense search keeps those.
     day = Scope(first=date(2023, 11, 25), last=date(2023, 11, 25)).lexical_filter()
-    assert sorted(index.chunk_ids(day, 2) or []) == ["age#0", "wired#0"]
-    assert index.chunk_ids(day, 1) is None
-    assert index.chunk_ids(Scope(sources=("Nobody",)).lexical_filter(), 5) == []
+    assert index.chunk_count(day) == 2
+    assert sorted(index.chunk_ids(day)) == ["age#0", "wired#0"]
+    assert index.chunk_ids(day, among=["verge#0", "age#0", "gone#0"]) == ["age#0"]
+    assert index.chunk_ids(Scope(sources=("Nobody",)).lexical_filter()) == []
     assert sorted(index.sources()) == ["AP", "Kan", "The Age", "The Verge", "Wired"]
     assert index.day_range() == (date(2023, 11, 24), date(2023, 11, 25))
 
