@@ -316,7 +316,7 @@ class QuestionSetResult(_Result):
 
 
 @dataclass(frozen=True)
-class EvalReport:
+class EvalReport(_Result):
     dataset: str
     format: DatasetFormat
     corpus: str | None
@@ -326,7 +326,7 @@ class EvalReport:
     limit: int | None
     multihop: tuple[MultiHopResult, ...] = ()
     rgb: RgbResult | None = None
-    own: QuestionSetResult | None = None
+    questions_by_kind: QuestionSetResult | None = None
     ingest_seconds: float = 0.0
     seconds: float = 0.0
     # An LLM answerer's fallbacks to the extractive answer: reason -> questions (docs/answering.md)
@@ -340,22 +340,11 @@ class EvalReport:
         raise KeyError(retriever)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "format": self.format,
-            "corpus": self.corpus,
-            "answerer": self.answerer,
-            "embedding": dict(self.embedding),
-            "questions": self.questions,
-            "limit": self.limit,
-            "multihop": [item.to_dict() for item in self.multihop],
-            "rgb": self.rgb.to_dict() if self.rgb else None,
-            "questions_by_kind": self.own.to_dict() if self.own else None,
-            "fallbacks": dict(self.fallbacks),
+        seconds = {
             "ingest_seconds": round(self.ingest_seconds, 2),
             "seconds": round(self.seconds, 2),
-            "finished_at": self.finished_at,
         }
+        return super().to_dict() | seconds
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -370,40 +359,40 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+# The MultiHop tables' columns: headings, and the fields they show.
+_RETRIEVAL_HEAD = ["Hits@1", "Hits@4", "Hits@10", "any@4", "any@10", "MRR@10"]
+_RETRIEVAL_FIELDS = "hits_at_1 hits_at_4 hits_at_10 any_at_4 any_at_10 mrr_at_10".split()
+_ANSWER_HEAD = ["cites evidence", "evidence share", "accuracy", "accuracy n"]
+_ANSWER_HEAD += ["refuses answerable", "refuses null", "verbatim", "sentences cited", "s/question"]
+_ANSWER_FIELDS = """evidence_cited_any evidence_cited_share accuracy accuracy_questions
+    refused_answerable refused_unanswerable citations_verbatim sentences_cited
+    seconds_per_question""".split()
+
+
+def _cell(value: float | int | None, name: str = "") -> str:
+    if isinstance(value, int):
+        return str(value)
+    return _fmt(value, 2 if name.startswith("seconds") else 3)
+
+
 def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of each summary table."""
     tables: list[tuple[str, list[str], list[list[str]]]] = []
-    if report.multihop:
-        head = ["retriever", "type", "n", "Hits@1", "Hits@4", "Hits@10", "any@4", "any@10"]
-        head.append("MRR@10")
-        rows = []
-        for item in report.multihop:
-            groups = [("all", item.retrieval), *sorted(item.retrieval_by_type.items())]
-            for name, scores in groups:
-                rows.append(
-                    [item.retriever, name, str(scores.questions)]
-                    + [_fmt(scores.hits_at_1), _fmt(scores.hits_at_4), _fmt(scores.hits_at_10)]
-                    + [_fmt(scores.any_at_4), _fmt(scores.any_at_10), _fmt(scores.mrr_at_10)]
-                )
-        tables.append(("Retrieval (article level)", head, rows))
-        head = ["retriever", "type", "n", "cites evidence", "evidence share", "accuracy"]
-        head += ["accuracy n", "refuses answerable", "refuses null", "verbatim", "sentences cited"]
-        head += ["s/question"]
-        rows = []
-        for item in report.multihop:
-            if item.answers is None:
-                continue
+    retrieval, answers = [], []
+    for item in report.multihop:
+        for name, scores in [("all", item.retrieval), *sorted(item.retrieval_by_type.items())]:
+            cells = [_cell(getattr(scores, field)) for field in _RETRIEVAL_FIELDS]
+            retrieval.append([item.retriever, name, str(scores.questions), *cells])
+        if item.answers is not None:
             for name, a in [("all", item.answers), *sorted(item.answers_by_type.items())]:
-                rows.append(
-                    [item.retriever, name, str(a.answerable + a.unanswerable)]
-                    + [_fmt(a.evidence_cited_any), _fmt(a.evidence_cited_share)]
-                    + [_fmt(a.accuracy), str(a.accuracy_questions)]
-                    + [_fmt(a.refused_answerable), _fmt(a.refused_unanswerable)]
-                    + [_fmt(a.citations_verbatim), _fmt(a.sentences_cited)]
-                    + [_fmt(a.seconds_per_question, 2)]
-                )
-        if rows:
-            tables.append((f"Answers ({report.answerer})", head, rows))
+                cells = [_cell(getattr(a, field), field) for field in _ANSWER_FIELDS]
+                answers.append([item.retriever, name, str(a.answerable + a.unanswerable), *cells])
+    if retrieval:
+        head = ["retriever", "type", "n", *_RETRIEVAL_HEAD]
+        tables.append(("Retrieval (article level)", head, retrieval))
+    if answers:
+        head = ["retriever", "type", "n", *_ANSWER_HEAD]
+        tables.append((f"Answers ({report.answerer})", head, answers))
     if report.rgb:
         rgb = report.rgb
         head = ["retriever", "n"]
@@ -414,11 +403,11 @@ def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str
         row += [_fmt(rgb.rejection_rate), _fmt(rgb.counterfactual_fake)]
         row += [_fmt(rgb.counterfactual_correct), _fmt(rgb.citations_verbatim)]
         tables.append((f"RGB ({report.answerer})", head, [row]))
-    if report.own:
+    if report.questions_by_kind:
         head = ["kind", "n", "right", "refused", "verbatim"]
         rows = [
             [kind, str(k.questions), _fmt(k.correct), _fmt(k.refused), _fmt(k.citations_verbatim)]
-            for kind, k in report.own.by_kind.items()
+            for kind, k in report.questions_by_kind.by_kind.items()
         ]
         tables.append((f"Answers per kind ({report.answerer})", head, rows))
     if report.fallbacks:
@@ -686,7 +675,9 @@ def run_eval(
             results["multihop"] = tuple(multihop)
         elif kind == "questions":
             bodies = {a.id: a.body for a in articles}
-            results["own"] = evaluate_question_set(bot, questions, bodies, progress=progress)
+            results["questions_by_kind"] = evaluate_question_set(
+                bot, questions, bodies, progress=progress
+            )
         else:
             results["rgb"] = evaluate_rgb(
                 bot, questions, retriever=retrievers[0], progress=progress
