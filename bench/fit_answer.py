@@ -65,11 +65,12 @@ class Case:
 def multihop_cases(settings: Any) -> list[Case]:
     """MultiHop dev questions and our training questions (samples/training), retrieved from one
     store of the MultiHop corpus and the training articles."""
-    from bot.evaluate import corpus_articles, read_corpus, read_jsonl, throwaway_bot
+    from bot.evaluate import read_corpus, read_jsonl, throwaway_bot
 
     questions = read_jsonl(EVAL / "multihop_dev.jsonl")
-    articles = corpus_articles(read_jsonl(EVAL / "multihop_corpus.jsonl"), "corpus")
-    articles += read_corpus([str(TRAINING / "articles")], settings)
+    articles = read_corpus(
+        [str(EVAL / "multihop_corpus.jsonl"), str(TRAINING / "articles")], settings
+    )
     cases = []
     with throwaway_bot(settings) as bot:
         bot.ingest(articles)

@@ -101,9 +101,10 @@ def sample_article() -> dict[str, Any]:
 
 
 def load_articles(path: Path) -> list[Any]:
-    from bot.evaluate import corpus_articles, read_jsonl
+    from bot.evaluate import read_corpus
+    from bot.settings import load_settings
 
-    return corpus_articles(read_jsonl(path), str(path))
+    return read_corpus([str(path)], load_settings())
 
 
 def words(articles: list[Any]) -> int:

@@ -515,36 +515,6 @@ def find_corpus(questions: Path, corpus: str | Path | None) -> Path:
     return path
 
 
-def corpus_articles(rows: Iterable[dict[str, Any]], origin: str = "") -> list[Article]:
-    """Corpus lines as Articles, keeping their ids (the questions' evidence_ids refer to them)."""
-    from index.article import Article
-
-    articles = []
-    for number, row in enumerate(rows, start=1):
-        published = row.get("published_at")
-        try:
-            when = datetime.fromisoformat(published) if published else None
-            if when is not None and when.tzinfo is None:
-                raise ValueError("no UTC offset")
-        except ValueError as exc:
-            raise NewsbotError(
-                f"{origin}:{number}: bad published_at {published!r} ({exc})"
-            ) from None
-        articles.append(
-            Article(
-                id=str(row["id"]),
-                title=str(row.get("title") or ""),
-                body=str(row.get("body") or ""),
-                source=str(row.get("source") or ""),
-                url=str(row.get("url") or ""),
-                author=str(row.get("author") or ""),
-                published_at=when,
-                origin=f"{origin}:{number}",
-            )
-        )
-    return articles
-
-
 # -- running -----------------------------------------------------------------------------------
 @contextmanager
 def throwaway_bot(settings: Settings) -> Iterator[Bot]:
@@ -636,7 +606,7 @@ def run_eval(
     if kind == "multihop":
         corpus_path = find_corpus(path, corpus)
         corpus_name = str(corpus_path)
-        articles = corpus_articles(read_jsonl(corpus_path), corpus_name)
+        articles = read_corpus([corpus_name], settings)
     elif kind == "questions":
         corpus_name = str(corpus) if corpus else str(path.parent / "corpus.txt")
         articles = read_corpus(question_set_corpus(path, corpus), settings)
@@ -857,14 +827,15 @@ def _answer_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) -> An
 def read_corpus(paths: Sequence[str], settings: Settings) -> list[Article]:
     """Every article of `paths` (files, folders, JSON Lines); any that cannot be read is an
     error: a question set is only meaningful over all of its articles."""
+    from index.article import ReadFailure
     from index.read import iter_articles
 
     articles = []
     for item in iter_articles(paths, settings):
-        if not hasattr(item, "body"):
+        if isinstance(item, ReadFailure):
             raise NewsbotError(f"a corpus article failed to read: {item}")
         articles.append(item)
-    return articles  # type: ignore[return-value]
+    return articles
 
 
 def evaluate_question_set(
