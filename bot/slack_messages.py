@@ -58,15 +58,17 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _before_entity(text: str, cut: int) -> int:
+    """`cut`, moved back to the start of an &entity; of escaped mrkdwn that it would split."""
+    amp = text.rfind("&", max(0, cut - 5), cut)
+    return amp if amp != -1 and ";" not in text[amp:cut] else cut
+
+
 def _cut(text: str, limit: int) -> str:
     """Shorten escaped mrkdwn to `limit` characters without splitting an &entity;."""
     if len(text) <= limit:
         return text
-    cut = text[: limit - 1]
-    amp = cut.rfind("&", max(0, len(cut) - 5))
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"
+    return text[: _before_entity(text, limit - 1)] + "…"
 
 
 def _split(text: str, limit: int) -> list[str]:
@@ -75,10 +77,7 @@ def _split(text: str, limit: int) -> list[str]:
     while len(text) > limit:
         cut = text.rfind(" ", limit // 2, limit)
         if cut == -1:
-            cut = limit
-            amp = text.rfind("&", cut - 5, cut)
-            if amp != -1 and ";" not in text[amp:cut]:
-                cut = amp
+            cut = _before_entity(text, limit)
         pieces.append(text[:cut])
         text = text[cut:].lstrip(" ")
     pieces.append(text)

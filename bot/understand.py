@@ -700,7 +700,6 @@ class Understanding:
     only boost articles published then.
     """
 
-    outlets: list[OutletMention] = field(default_factory=list)
     dates: list[DateMention] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)
     latest: bool = False
@@ -709,7 +708,6 @@ class Understanding:
     last: date | None = None
     near_first: date | None = None
     near_last: date | None = None
-    publication: tuple[bool, ...] = ()  # per date mention: tied to a report (a filter)
 
 
 def _clauses(question: str) -> list[tuple[int, int]]:
@@ -891,18 +889,7 @@ def understand_question(
             parts.append(Part(text, part_sources, part_first, part_last, ", ".join(label_bits)))
     if len(parts) < 2:
         parts = []
-    return Understanding(
-        outlets,
-        dates,
-        parts,
-        latest,
-        named,
-        first,
-        last,
-        near_first,
-        near_last,
-        tuple(publication),
-    )
+    return Understanding(dates, parts, latest, named, first, last, near_first, near_last)
 
 
 def _publication_flags(
