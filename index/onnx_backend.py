@@ -267,7 +267,6 @@ def _write_manifest(
 
 def _load_reference(model_path: Path) -> Any:
     """The sentence-transformers model, checked to be one this export reproduces."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import torch  # noqa: F401
         from sentence_transformers import SentenceTransformer
@@ -278,7 +277,7 @@ def _load_reference(model_path: Path) -> Any:
             "or set NEWSBOT_EMBEDDING_BACKEND=torch",
         ) from exc
     try:
-        reference = SentenceTransformer(str(model_path), device="cpu")
+        reference = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
     except Exception as exc:
         raise EmbeddingError(f"cannot load embedding model from {model_path}: {exc}") from exc
     modules = [type(module).__name__ for module in reference]

@@ -207,6 +207,56 @@ print(json.dumps({
     assert float(np.dot(report["vector"], reference_vectors[3])) >= 0.9999
 
 
+OFFLINE_VARIABLES = (
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_HUB_DISABLE_PROGRESS_BARS",
+    "TRANSFORMERS_VERBOSITY",
+)
+
+
+@pytest.mark.slow
+def test_both_backends_load_the_model_with_no_network_and_no_offline_variables(
+    data_dir: Path, reference_vectors: np.ndarray
+) -> None:
+    # A process whose every connection or name lookup is recorded and refused, with none of the
+    # variables that would tell huggingface to stay offline: loading by path must not need them,
+    # and must not set them in the host's process either.
+    script = """
+import json, os, socket, sys
+attempts = []
+def refuse(*args, **kwargs):
+    attempts.append(repr(args)[:200])
+    raise OSError("network attempted")
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.getaddrinfo = socket.create_connection = refuse
+from bot.settings import load_settings
+from index.embed import load_embedder
+vectors = {}
+for backend in ("torch", "onnx"):
+    settings = load_settings(data_dir=sys.argv[1], embedding_backend=backend,
+                             model_cache_dir=os.path.join(sys.argv[1], "models"))
+    vectors[backend] = load_embedder(settings).embed([sys.argv[2]])[0].tolist()
+print(json.dumps({"attempts": attempts, "vectors": vectors,
+                  "set": [n for n in sys.argv[3:] if n in os.environ]}))
+"""
+    environment = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARIABLES}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir), TEXTS[3], *OFFLINE_VARIABLES],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["attempts"] == []
+    assert report["set"] == []
+    for vector in report["vectors"].values():
+        assert float(np.dot(vector, reference_vectors[3])) >= 0.9999
+
+
 @pytest.mark.slow
 def test_a_second_load_reuses_the_export(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import index.onnx_backend as backend
