@@ -5,6 +5,7 @@ TYPE_CHECKING count too: a lazy import is still a dependency a reader has to kee
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     return found
 
 
+@cache  # parsed once for the three tests
 def import_graph() -> dict[str, set[str]]:
     files = {module_name(path): path for pkg in PACKAGES for path in (ROOT / pkg).glob("*.py")}
     known = set(files)
