@@ -8,6 +8,7 @@ extractive answer computed first (below the refusal threshold the model is not a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -456,24 +457,13 @@ def retry_after(headers: Any) -> float | None:
     as an HTTP date."""
     if not headers:
         return None
-    milliseconds = headers.get("retry-after-ms")
-    try:
-        if milliseconds is not None:
-            return max(float(milliseconds) / 1000, 0.0)
-    except ValueError:
-        pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - datetime.now(when.tzinfo or UTC)).total_seconds(), 0.0)
+    for name, seconds in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        with contextlib.suppress(TypeError, ValueError):  # absent (None), or not a number
+            return max(float(headers.get(name)) * seconds, 0.0)
+    with contextlib.suppress(TypeError, ValueError):
+        when = parsedate_to_datetime(headers.get("retry-after"))
+        return max((when - datetime.now(when.tzinfo or UTC)).total_seconds(), 0.0)
+    return None
 
 
 def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
@@ -655,53 +645,45 @@ class Answerer:
         timed_out = getattr(self._local, "timed_out", None)
         self._local.timed_out = None
         draft = self.extractive(question, passages, query)
-        if self.chat_model is None or draft.refused:
-            # Below the calibrated evidence threshold even an LLM would be guessing.
-            yield draft.text
-            yield Reply(draft, "extractive")
-            return
-        if timed_out:
-            self._fell_back(timed_out)
-            yield draft.text
-            yield Reply(draft, "extractive", timed_out)
-            return
-        messages = self.prompts["answer"].messages(
-            question=question,
-            passages=format_passages(passages),
-            today=(today or date.today()).isoformat(),
-        )
-        checker = CitationChecker(passages, self.matcher(question))
         timings: dict[str, float] = {}
         shown = False
-        try:
-            for piece in self._model_stream(messages, checker, timings):
-                shown = True
-                yield piece
-        except ModelFailed as failed:
-            log.warning("the chat model gave no answer (%s); answering extractively", failed)
-            self._fell_back(failed.reason)
-            if not shown:
-                yield draft.text
-            yield Reply(draft, "extractive", failed.reason, timings)
-            return
-        if checker.sentences:
-            yield Reply(
-                Draft(checker.text, checker.citations(), False, draft.confidence),
-                self.name,
-                None,
-                timings,
+        # Below the calibrated evidence threshold even an LLM would be guessing: no fallback.
+        asking = self.chat_model is not None and not draft.refused
+        reason = timed_out if asking else None
+        if asking and not timed_out:
+            messages = self.prompts["answer"].messages(
+                question=question,
+                passages=format_passages(passages),
+                today=(today or date.today()).isoformat(),
             )
-            return
-        if is_refusal(checker.raw):
-            closest = draft.citations[:CLOSEST_CITATIONS]
-            text = NOT_FOUND + (CLOSEST_NOTE if closest else "")
-            yield text
-            yield Reply(Draft(text, closest, True, draft.confidence), self.name, None, timings)
-            return
-        log.info("the LLM answer had no valid citation; answering extractively instead")
-        self._fell_back(NO_CITATION)
-        yield draft.text
-        yield Reply(draft, "extractive", NO_CITATION, timings)
+            checker = CitationChecker(passages, self.matcher(question))
+            try:
+                for piece in self._model_stream(messages, checker, timings):
+                    shown = True
+                    yield piece
+            except ModelFailed as failed:
+                log.warning("the chat model gave no answer (%s); answering extractively", failed)
+                reason = failed.reason
+            else:
+                if checker.sentences:
+                    draft = Draft(checker.text, checker.citations(), False, draft.confidence)
+                    yield Reply(draft, self.name, None, timings)
+                    return
+                if is_refusal(checker.raw):
+                    closest = draft.citations[:CLOSEST_CITATIONS]
+                    text = NOT_FOUND + (CLOSEST_NOTE if closest else "")
+                    yield text
+                    yield Reply(
+                        Draft(text, closest, True, draft.confidence), self.name, None, timings
+                    )
+                    return
+                log.info("the LLM answer had no valid citation; answering extractively instead")
+                reason = NO_CITATION
+        if reason:
+            self._fell_back(reason)
+        if not shown:
+            yield draft.text
+        yield Reply(draft, "extractive", reason, timings)
 
     def _fell_back(self, reason: str) -> None:
         with self._count:

@@ -482,7 +482,6 @@ def build_app(
     client: WebClient | None = None,
     executor: WorkerPool | None = None,
     socket: bool = False,
-    token_verification_enabled: bool = True,
 ) -> tuple[App, SlackDoor]:
     """A Bolt app with newsbot's listeners, and the SlackDoor they queue work in. The Web API
     client talks to settings.slack_api_url.
@@ -505,7 +504,6 @@ def build_app(
             client=client,
             signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",
             process_before_response=True,
-            token_verification_enabled=token_verification_enabled,
             request_verification_enabled=not socket,
         )
     except BoltError as exc:  # auth.test refused the token
