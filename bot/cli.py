@@ -69,7 +69,7 @@ class _NewsbotGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except NewsbotError as exc:
-            _show_error(str(exc), exc.hint, exc, debug=bool(ctx.meta.get(_DEBUG_KEY)))
+            _show_error(_stderr(), str(exc), exc.hint, exc, debug=bool(ctx.meta.get(_DEBUG_KEY)))
             raise typer.Exit(EXIT_FAILED) from None
         except KeyboardInterrupt:
             _stderr().print(Text("interrupted", style="yellow"))
@@ -78,6 +78,7 @@ class _NewsbotGroup(TyperGroup):
             if _is_cli_signal(exc):
                 raise
             _show_error(
+                _stderr(),
                 f"unexpected {type(exc).__name__}: {exc}",
                 "this is a bug in newsbot; run again with --debug to see the traceback",
                 exc,
@@ -94,8 +95,9 @@ def _is_cli_signal(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("click", "typer")
 
 
-def _show_error(message: str, hint: str | None, exc: BaseException, *, debug: bool) -> None:
-    console = _stderr()
+def _show_error(
+    console: Console, message: str, hint: str | None, exc: BaseException, *, debug: bool = False
+) -> None:
     if debug:
         console.print(
             Text("".join(traceback.format_exception(exc)).rstrip(), style="dim"), soft_wrap=True
@@ -618,9 +620,7 @@ class ChatSession:
         except KeyboardInterrupt:
             self.console.print(Text("(cancelled)", style="dim"))
         except NewsbotError as exc:
-            self.console.print(Text(f"error: {exc}", style="bold red"), soft_wrap=True)
-            if exc.hint:
-                self.console.print(Text(exc.hint, style="dim"), soft_wrap=True)
+            _show_error(self.console, str(exc), exc.hint, exc)
         return True
 
     def command(self, line: str) -> bool:

@@ -73,17 +73,7 @@ class Answer:
         return f"Quoted from the articles, without the language model: {self.fallback_reason}."
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "standalone_question": self.standalone_question,
-            "text": self.text,
-            "refused": self.refused,
-            "citations": [citation.to_dict() for citation in self.citations],
-            "timings": dict(self.timings),
-            "filters": dict(self.filters),
-            "answerer": self.answerer,
-            "fallback_reason": self.fallback_reason,
-        }
+        return asdict(self) | {"citations": [citation.to_dict() for citation in self.citations]}
 
     def to_markdown(self) -> str:
         blocks = [self.text] + ([f"_{self.note}_"] if self.note else [])
