@@ -22,6 +22,9 @@ from tests.test_answer import make_article, passages_of, sample_article
 from tests.test_llm import replies
 
 PROVIDERS = ("openai", "ollama")
+# The real clients over HTTP, with their time-outs and retry waits: integration tests (the
+# answerer's own logic is tested with fake chat models in tests/test_llm.py, in the fast set).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -281,7 +284,6 @@ def test_a_stream_broken_half_way(provider, server, passages, tmp_path) -> None:
 # -- choosing the model ----------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # a fresh Python process
 def test_a_missing_provider_package_names_the_extra(tmp_path) -> None:
     # A fresh interpreter in which langchain_openai cannot be imported (init_chat_model caches
     # the import in this one).
