@@ -249,26 +249,10 @@ _SPEECH_FRAME = re.compile(
 _KINDS = (
     (
         "who",
-        re.compile(
-            r"^\s*(?:who|whom|whose)\b|\b(?:which|what) (?:person|man|woman|official|player|"
-            r"actor|actress|director|singer|artist|author|athlete)\b",
-            re.I,
-        ),
+        re.compile(r"^\s*(?:who|whom|whose)\b|\bwhich (?:person|man|woman|official|player)", re.I),
     ),
-    # "What is the release date of X?" and "X location" ask for a date and a place as plainly
-    # as "when" and "where" do (on held-out folds: RGB accuracy at noise 0.4 0.775 -> 0.825).
-    (
-        "when",
-        re.compile(
-            r"^\s*(?:when|(?:on )?what (?:date|day|year|time|month))\b|"
-            r"\b(?:what|which) (?:is|was|will be) the (?:\w+ )?date\b",
-            re.I,
-        ),
-    ),
-    (
-        "where",
-        re.compile(r"^\s*(?:where|(?:in )?which (?:city|country|place))\b|\blocation\b", re.I),
-    ),
+    ("when", re.compile(r"^\s*(?:when|what (?:date|day|year|time|month))\b", re.I)),
+    ("where", re.compile(r"^\s*(?:where|in which (?:city|country|place))\b", re.I)),
     (
         "number",
         re.compile(r"^\s*(?:how (?:many|much|long|old|far)|what (?:percentage|number))\b", re.I),

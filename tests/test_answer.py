@@ -215,12 +215,6 @@ def test_question_frames() -> None:
     assert read_question("Who won the 2023 World Series?").kind == "who"
     assert read_question("When did Hamas reply?").kind == "when"
     assert read_question("Did Qatar welcome the reply?").kind == "yesno"
-    # A date or a place asked for without "when" / "where" needs one as much.
-    assert read_question("What is the release date of the new console?").kind == "when"
-    assert read_question("What was the date of the vote?").kind == "when"
-    assert read_question("Summit 2031 location").kind == "where"
-    assert read_question("Which actress won the award?").kind == "who"
-    assert read_question("What is the name of the new probe?").kind == "other"
 
 
 # -- instructions inside articles ---------------------------------------------------------------
