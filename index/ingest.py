@@ -80,13 +80,9 @@ class IngestReport:
         return self.chunks / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        counts = ("new", "updated", "unchanged", "duplicates", "failed", "chunks")
         return {
-            "new": self.new,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "duplicates": self.duplicates,
-            "failed": self.failed,
-            "chunks": self.chunks,
+            **{name: getattr(self, name) for name in counts},
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 1),
             "failures": [str(failure) for failure in self.failures],
