@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bulk.py                          # 1 GB, read it, ingest for 5 min
     .venv/bin/python bench/bulk.py --gigabytes 0.1 --ingest-seconds 60
+    .venv/bin/python bench/bulk.py --skip-read --server --ingest-seconds 1200
 
 Writes (once; reused when its size matches) a seeded JSON Lines export of synthetic articles of
 ~3,000 characters each in --data-dir, plus a 10 MB export of the same articles as the baseline.
@@ -12,8 +13,14 @@ Then, each in a new process whose resident memory is sampled every half second:
    tenth of the file: flat memory means the big file's peak is that of the 10 MB one.
 2. ingest: `newsbot ingest BIG.jsonl` into a fresh store for --ingest-seconds (the real
    model embeds every chunk: a whole GB would take hours on 2 cores), then Ctrl-C. Prints the
-   articles ingested, chunks/s, the RSS after the first minute and at the end, and the time the
-   whole file would take at that rate.
+   articles ingested, chunks/s, the RSS after the first minute and at the end, the highest RSS
+   of each minute, and the time the whole file would take at that rate. With --server the store
+   is a `chroma run` server the bench starts (bench/scale.py's ChromaServer): the ingesting
+   process then holds no vector index, and the server's RSS is sampled beside it.
+   With --hashing-embedder the ingest runs `Bot.ingest` with tests/fake_embedder.py's hashing
+   embedder instead of the model: everything but the model (reading, chunking, token counting,
+   Chroma, the lexical index, the pipeline's queues) at ~50x the model's pace here, so that what
+   grows with the input shows within minutes; it prints articles, chunks and RSS every 15 s.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("TMPDIR", "/tmp")) / "newsbot-bench-bulk"
@@ -54,6 +63,32 @@ for item in iter_articles([path], settings):
         failures += 1
 print(json.dumps({"articles": articles, "failures": failures,
                   "seconds": time.perf_counter() - started, "done": True}), flush=True)
+"""
+
+
+# The ingest without the model (--hashing-embedder): Bot.ingest with a hashing embedder, printing
+# its progress every 15 s; Ctrl-C stops it as it stops `newsbot ingest`.
+PIPELINE = """
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[2])
+from bot.core import Bot, open_store
+from bot.settings import load_settings
+from tests.fake_embedder import HashingEmbedder
+settings = load_settings()
+bot = Bot(settings, open_store(settings), embedder=HashingEmbedder())
+done = {"articles": 0, "chunks": 0}
+started = time.monotonic()
+def report():
+    while True:
+        time.sleep(15)
+        print(json.dumps({"t": time.monotonic() - started, **done}), flush=True)
+threading.Thread(target=report, daemon=True).start()
+def progress(event):
+    done["articles"], done["chunks"] = event.articles_done, event.chunks_written
+try:
+    bot.ingest([sys.argv[1]], progress=progress)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
 """
 
 
@@ -102,10 +137,14 @@ def prefix_of(source: Path, target: Path, size: int) -> None:
 
 
 def run_sampled(
-    command: list[str], seconds: float | None = None, env: dict[str, str] | None = None
-) -> tuple[list[str], list[tuple[float, float]], float]:
+    command: list[str],
+    seconds: float | None = None,
+    env: dict[str, str] | None = None,
+    beside: Callable[[], float] | None = None,
+) -> tuple[list[str], list[tuple[float, float]], float, list[tuple[float, float]]]:
     """Run `command`, sampling its RSS (MiB) every 0.5 s; after `seconds`, send it SIGINT.
-    Returns its output lines, the (time, RSS) samples, and its wall time."""
+    Returns its output lines, the (time, RSS) samples, its wall time, and the (time, MiB) samples
+    of `beside` (another process's RSS) taken with them."""
     import psutil
 
     started = time.monotonic()
@@ -122,11 +161,14 @@ def run_sampled(
         )
         watched = psutil.Process(process.pid)
         samples: list[tuple[float, float]] = []
+        others: list[tuple[float, float]] = []
         interrupted = False
         while process.poll() is None:
             try:
                 rss = sum(p.memory_info().rss for p in [watched, *watched.children(True)])
                 samples.append((time.monotonic() - started, rss / 2**20))
+                if beside is not None:
+                    others.append((time.monotonic() - started, beside()))
             except psutil.Error:
                 pass
             if seconds is not None and not interrupted and time.monotonic() - started > seconds:
@@ -135,13 +177,22 @@ def run_sampled(
             time.sleep(0.5)
         wall = time.monotonic() - started
         output.seek(0)
-        return output.read().splitlines(), samples, wall
+        return output.read().splitlines(), samples, wall, others
+
+
+def per_minute(samples: list[tuple[float, float]], wall: float) -> list[float]:
+    """The highest sample of each whole minute."""
+    minutes = [
+        [value for at, value in samples if m * 60 <= at < m * 60 + 60]
+        for m in range(int(wall // 60))
+    ]
+    return [max(values) for values in minutes if values]
 
 
 def read_phase(path: Path, data_dir: Path) -> dict[str, float]:
     size = path.stat().st_size
     command = [sys.executable, "-c", READER, str(path), str(size), str(data_dir / "settings")]
-    lines, samples, wall = run_sampled(command)
+    lines, samples, wall, _ = run_sampled(command)
     done = [json.loads(line) for line in lines if line.startswith("{") and '"done"' in line]
     if not done:
         raise SystemExit("the reader failed:\n" + "\n".join(lines[-20:]))
@@ -161,19 +212,38 @@ def read_phase(path: Path, data_dir: Path) -> dict[str, float]:
     }
 
 
-def ingest_phase(path: Path, data_dir: Path, seconds: float) -> dict[str, float]:
-    store = data_dir / "store"
-    if store.exists():
-        import shutil
+def ingest_phase(
+    path: Path, data_dir: Path, seconds: float, server: bool, hashing: bool
+) -> dict[str, Any]:
+    import shutil
 
-        shutil.rmtree(store)
+    store, served = data_dir / "store", data_dir / "server-db"
+    for folder in (store, served):
+        if folder.exists():
+            shutil.rmtree(folder)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NEWSBOT_DATA_DIR": str(store)}
-    command = [str(REPO / ".venv" / "bin" / "newsbot"), "ingest", str(path)]
-    lines, samples, wall = run_sampled(command, seconds=seconds, env=env)
-    stats_command = [str(REPO / ".venv" / "bin" / "newsbot"), "stats", "--json"]
-    stats = json.loads(
-        subprocess.run(stats_command, env=env, capture_output=True, text=True, check=True).stdout
-    )
+    chroma = None
+    if server:
+        from scale import ChromaServer
+
+        chroma = ChromaServer(served, data_dir / "chroma-server.log", free_port())
+        env["NEWSBOT_CHROMA_URL"] = chroma.url
+    try:
+        command = [str(REPO / ".venv" / "bin" / "newsbot"), "ingest", str(path)]
+        if hashing:
+            command = [sys.executable, "-c", PIPELINE, str(path), str(REPO)]
+        lines, samples, wall, server_samples = run_sampled(
+            command, seconds=seconds, env=env, beside=chroma.rss_mib if chroma else None
+        )
+        stats_command = [str(REPO / ".venv" / "bin" / "newsbot"), "stats", "--json"]
+        stats = json.loads(
+            subprocess.run(
+                stats_command, env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+    finally:
+        if chroma is not None:
+            chroma.stop()
     after_minute = [rss for at, rss in samples if 55 <= at <= 65]
     return {
         "seconds": wall,
@@ -182,13 +252,38 @@ def ingest_phase(path: Path, data_dir: Path, seconds: float) -> dict[str, float]
         "rss_1min_mib": after_minute[0] if after_minute else float("nan"),
         "rss_end_mib": samples[-1][1] if samples else float("nan"),
         "peak_mib": max((rss for _, rss in samples), default=float("nan")),
-        "per_minute": [  # type: ignore[dict-item]
-            max(rss for at, rss in samples if minute * 60 <= at < minute * 60 + 60)
-            for minute in range(int(wall // 60))
-            if any(minute * 60 <= at < minute * 60 + 60 for at, _ in samples)
-        ],
-        "output": "\n".join(lines[-5:]),  # type: ignore[dict-item]
+        "per_minute": per_minute(samples, wall),
+        "server_per_minute": per_minute(server_samples, wall),
+        "output": "\n".join(lines[-5:]),
+        "progress": progress_table(lines, samples, server_samples),
     }
+
+
+def progress_table(
+    lines: list[str], samples: list[tuple[float, float]], server: list[tuple[float, float]]
+) -> list[str]:
+    """Rows of articles, chunks and RSS at each progress line the ingest printed."""
+    rows = []
+    for line in lines:
+        if not line.startswith('{"t"'):
+            continue
+        done = json.loads(line)
+        near = [rss for at, rss in samples if abs(at - done["t"]) < 2]
+        near_server = [rss for at, rss in server if abs(at - done["t"]) < 2]
+        rows.append(
+            f"{done['t']:>6.0f} {done['articles']:>9,} {done['chunks']:>8,}"
+            f" {max(near, default=float('nan')):>8.0f}"
+            f" {max(near_server, default=float('nan')):>11.0f}"
+        )
+    return rows
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def main() -> None:
@@ -197,6 +292,11 @@ def main() -> None:
     parser.add_argument("--ingest-seconds", type=float, default=300)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seed", type=int, default=20240207)
+    parser.add_argument("--skip-read", action="store_true", help="only the ingest phase")
+    parser.add_argument("--server", action="store_true", help="ingest into a `chroma run` server")
+    parser.add_argument(
+        "--hashing-embedder", action="store_true", help="ingest without the model (see above)"
+    )
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     big = args.data_dir / f"export-{args.gigabytes:g}GB.jsonl"
@@ -210,6 +310,46 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at start")
 
+    if args.skip_read:
+        with big.open("rb") as export:
+            articles_in_file = sum(1 for _ in export)
+    else:
+        articles_in_file = read_phase_report(args, small, big)
+
+    if args.ingest_seconds > 0:
+        mode = "a `chroma run` server" if args.server else "embedded Chroma"
+        how = "Bot.ingest, hashing embedder," if args.hashing_embedder else "newsbot ingest"
+        print(
+            f"\n2. {how} {big.name} into {mode}, stopped by Ctrl-C after"
+            f" {args.ingest_seconds:.0f} s"
+        )
+        result = ingest_phase(
+            big, args.data_dir, args.ingest_seconds, args.server, args.hashing_embedder
+        )
+        rate = result["chunks"] / result["seconds"]
+        share = result["articles"] / articles_in_file
+        hours = result["seconds"] / share / 3600 if share else float("nan")
+        print(
+            f"{result['articles']:,} articles ({share:.2%} of the file), {result['chunks']:,}"
+            f" chunks in {result['seconds']:.0f} s ({rate:.1f} chunks/s, model load included);"
+            f" RSS after 1 min {result['rss_1min_mib']:.0f} MiB, at the end"
+            f" {result['rss_end_mib']:.0f} MiB, peak {result['peak_mib']:.0f} MiB;"
+            f" the whole file would take ~{hours:.1f} h at this rate"
+        )
+        print(f"RSS (MiB), highest of each minute: {minutes(result['per_minute'])}")
+        if args.server:
+            print(f"the server's RSS (MiB), same minutes: {minutes(result['server_per_minute'])}")
+        if result["progress"]:
+            print(f"{'s':>6} {'articles':>9} {'chunks':>8} {'RSS MiB':>8} {'server MiB':>11}")
+            print("\n".join(result["progress"]))
+        print(result["output"])
+
+
+def minutes(values: list[float]) -> str:
+    return " ".join(f"{value:.0f}" for value in values)
+
+
+def read_phase_report(args: argparse.Namespace, small: Path, big: Path) -> int:
     print("\n1. read (iter_articles, a new process each)")
     print(f"{'export':>10} {'articles':>9} {'s':>7} {'MB/s':>6} {'art/s':>7} {'peak RSS MiB':>13}")
     results = {}
@@ -227,25 +367,7 @@ def main() -> None:
     )
     tenths = " ".join(f"{rss:.0f}" for rss in whole["tenths"])  # type: ignore[attr-defined]
     print(f"RSS (MiB) at each tenth of the read: {tenths}")
-
-    if args.ingest_seconds > 0:
-        print(
-            f"\n2. newsbot ingest {big.name}, stopped by Ctrl-C after {args.ingest_seconds:.0f} s"
-        )
-        result = ingest_phase(big, args.data_dir, args.ingest_seconds)
-        rate = result["chunks"] / result["seconds"]
-        share = result["articles"] / whole["articles"]
-        hours = result["seconds"] / share / 3600 if share else float("nan")
-        print(
-            f"{result['articles']:,} articles ({share:.2%} of the file), {result['chunks']:,}"
-            f" chunks in {result['seconds']:.0f} s ({rate:.1f} chunks/s, model load included);"
-            f" RSS after 1 min {result['rss_1min_mib']:.0f} MiB, at the end"
-            f" {result['rss_end_mib']:.0f} MiB, peak {result['peak_mib']:.0f} MiB;"
-            f" the whole file would take ~{hours:.1f} h at this rate"
-        )
-        per_minute = " ".join(f"{rss:.0f}" for rss in result["per_minute"])  # type: ignore[attr-defined]
-        print(f"RSS (MiB), highest of each minute: {per_minute}")
-        print(result["output"])
+    return int(whole["articles"])
 
 
 if __name__ == "__main__":
