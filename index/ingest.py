@@ -294,19 +294,15 @@ class _Pipeline:
     def put(self, channel: queue.Queue[Any], item: Any) -> None:
         while True:
             self._check()
-            try:
+            with contextlib.suppress(queue.Full):
                 channel.put(item, timeout=0.1)
                 return
-            except queue.Full:
-                continue
 
     def get(self, channel: queue.Queue[Any]) -> Any:
         while True:
             self._check()
-            try:
+            with contextlib.suppress(queue.Empty):
                 return channel.get(timeout=0.1)
-            except queue.Empty:
-                continue
 
     def fail(self, error: BaseException) -> None:
         """The writer failed: everything stops."""
@@ -326,11 +322,9 @@ class _Pipeline:
         self.stop.set()
         log.debug("ingest stopping: %r", error)
         while writer.is_alive():
-            try:
+            with contextlib.suppress(queue.Full):
                 embedded.put(_End(), timeout=0.1)
                 break
-            except queue.Full:
-                continue
         while writer.is_alive():
             writer.join(0.1)
 
