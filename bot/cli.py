@@ -16,10 +16,9 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -201,13 +200,6 @@ LlmOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-@contextmanager
-def _working(message: str) -> Iterator[None]:
-    """A spinner on stderr while something slow runs (nothing at all when not a terminal)."""
-    with _stderr().status(message, spinner="dots"):
-        yield
-
-
 def _require_articles(bot: Bot) -> None:
     """Fail early, before the model loads, when there is nothing to answer from."""
     if not bot.count():
@@ -228,7 +220,7 @@ def _open_bot(
     bot = Bot.open(settings, check_identity=check_identity)
     if require_articles:
         _require_articles(bot)
-    with _working(LOADING_TEXT):
+    with _stderr().status(LOADING_TEXT):
         bot.warm(index=False)
     return bot
 
@@ -474,7 +466,7 @@ def ask(
 
     def answer(one: str, *, lines: bool) -> None:
         if as_json:
-            with _working(SPINNER_TEXT):
+            with _stderr().status(SPINNER_TEXT):
                 result = bot.ask(one, since=since, until=until, k=k)
             typer.echo(
                 json.dumps(result.to_dict(), ensure_ascii=False, indent=None if lines else 2)
@@ -575,7 +567,7 @@ def show_stream(
     result: Answer | None = None
     shown: list[str] = []
     try:
-        with spinner.status(SPINNER_TEXT, spinner="dots") as status:
+        with spinner.status(SPINNER_TEXT) as status:
             for item in stream:
                 if isinstance(item, Answer):
                     result = item
@@ -671,11 +663,6 @@ def _interactive_lines(history_file: Path) -> Iterator[str]:
             return
 
 
-def _plain_lines() -> Iterator[str]:
-    for line in sys.stdin:
-        yield line.rstrip("\n")
-
-
 @app.command(epilog=_examples("newsbot chat", "newsbot chat --llm openai:gpt-4o-mini"))
 def chat(
     data_dir: DataDirOption = None,
@@ -701,7 +688,9 @@ def chat(
         )
     session = ChatSession(bot, console)
     lines = (
-        _interactive_lines(settings.data_dir / "chat_history") if interactive else _plain_lines()
+        _interactive_lines(settings.data_dir / "chat_history")
+        if interactive
+        else (line.rstrip("\n") for line in sys.stdin)
     )
     for line in lines:
         if not session.handle(line):
@@ -808,15 +797,10 @@ def reindex(
     )
 
 
-class Precision(StrEnum):
-    fp32 = "fp32"
-    int8 = "int8"
-
-
 @model_app.command("export", epilog=_examples("newsbot model export --precision int8"))
 def model_export(
     precision: Annotated[
-        Precision | None,
+        Literal["fp32", "int8"] | None,
         typer.Option(
             "--precision",
             help="fp32 or int8 [env NEWSBOT_EMBEDDING_PRECISION; default fp32].",
@@ -829,8 +813,8 @@ def model_export(
     from index.onnx_backend import export_model
 
     settings = load_settings(data_dir=data_dir)
-    chosen = precision.value if precision else settings.embedding_precision
-    with _working(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
+    chosen = precision or settings.embedding_precision
+    with _stderr().status(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
         path = export_model(settings.embedding_model, chosen, settings.model_cache_dir, force=force)
     typer.echo(str(path))
 
