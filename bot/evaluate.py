@@ -537,12 +537,9 @@ def use_retriever(bot: Bot, mode: str) -> None:
     """Point the bot's answering path at a retriever of another mode over the same store."""
     from bot.retrieve import Retriever
 
-    if getattr(bot.retriever, "mode", None) == mode:
-        return
-    # Same tuning as the bot's own retriever; only the mode differs.
-    tuning = {"config": bot.retriever.config} if hasattr(bot.retriever, "config") else {}
-    retriever = Retriever(bot.store, bot.embedder, mode=mode, **tuning)  # type: ignore[arg-type]
-    bot.retriever = retriever
+    if bot.retriever.mode != mode:  # same tuning as the bot's own retriever
+        config = bot.retriever.config
+        bot.retriever = Retriever(bot.store, bot.embedder, mode=mode, config=config)  # type: ignore[arg-type]
 
 
 def ranked_articles(bot: Bot, question: str, k: int) -> list[str]:
@@ -670,8 +667,7 @@ def run_eval(
 
 
 def _identity(bot: Bot) -> dict[str, Any]:
-    identity = getattr(bot.embedder, "identity", None)
-    return dict(identity.to_metadata()) if identity is not None else {}
+    return dict(bot.embedder.identity.to_metadata())
 
 
 def evaluate_multihop(
@@ -692,10 +688,10 @@ def evaluate_multihop(
         _tick(progress, stage, done, len(questions))
         results.append(_ask_multihop(bot, row, articles, llm_answerer, answer=answer))
     _tick(progress, stage, len(questions), len(questions))
-    by_type: dict[str, list[tuple[dict[str, Any], QuestionResult]]] = defaultdict(list)
-    for row, result in zip(questions, results, strict=True):
-        by_type[result.question_type].append((row, result))
     pairs = list(zip(questions, results, strict=True))
+    by_type: dict[str, list[tuple[dict[str, Any], QuestionResult]]] = defaultdict(list)
+    for row, result in pairs:
+        by_type[result.question_type].append((row, result))
     return MultiHopResult(
         retriever=retriever,
         retrieval=_retrieval_scores(pairs),

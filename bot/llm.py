@@ -349,11 +349,10 @@ def format_passages(passages: Sequence[Passage]) -> str:
 
 # -- the chat model ----------------------------------------------------------------------------
 
-# The pip extra that installs each provider family newsbot documents and tests (pyproject.toml).
-EXTRAS = {"openai": "openai", "ollama": "ollama"}
 # A local OpenAI-compatible server (llama-server, vLLM, LM Studio) checks no key, but the openai
 # client refuses to start without one.
 NO_KEY = "not-needed"
+# The providers newsbot documents and tests; each has a pip extra of its name (pyproject.toml).
 SERVERS = {"openai": "the OpenAI API", "ollama": "the Ollama server"}
 NO_CITATION = "the model's reply cited no passage"
 
@@ -403,8 +402,8 @@ def load_chat_model(spec: str, settings: Settings) -> Any:
             options["base_url"] = settings.llm_base_url
         if key:
             options["api_key"] = key
-    extra = EXTRAS.get(provider)
-    install = f"pip install -e '.[{extra}]'" if extra else f"pip install langchain-{provider}"
+    extra = provider in SERVERS
+    install = f"pip install -e '.[{provider}]'" if extra else f"pip install langchain-{provider}"
     try:
         from langchain.chat_models import init_chat_model
 
