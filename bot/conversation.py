@@ -89,13 +89,10 @@ def previous_question(history: Sequence[Turn]) -> str | None:
 
 
 def _entities(question: str) -> list[re.Match[str]]:
-    """Names (capitalised runs) and years in a question, without its first word."""
-    found = []
-    for match in _ENTITY.finditer(question):
-        if match.start() == len(question) - len(question.lstrip()):
-            continue  # the first word is capitalised because it starts the question
-        found.append(match)
-    return found
+    """Names (capitalised runs) in a question, without its first word (capitalised because it
+    starts the question)."""
+    first = len(question) - len(question.lstrip())
+    return [match for match in _ENTITY.finditer(question) if match.start() != first]
 
 
 def _topic(previous: str) -> tuple[int, int] | None:
@@ -243,11 +240,8 @@ def rewrite_follow_up(question: str, history: Sequence[Turn]) -> str:
     if not about:
         bare = _LEADING_AND.sub("", question)
         return _rewrite_question(bare[:1].upper() + bare[1:], history, previous)
-    if about:
-        replaced = _replace_subject(previous, about.group("subject"))
-        if replaced:
-            return _tidy(replaced)
-    return question
+    replaced = _replace_subject(previous, about.group("subject"))
+    return _tidy(replaced) if replaced else question
 
 
 def _rewrite_question(question: str, history: Sequence[Turn], previous: str) -> str:
