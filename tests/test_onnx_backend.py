@@ -217,11 +217,11 @@ OFFLINE_VARIABLES = (
 
 @pytest.mark.slow
 def test_both_backends_load_the_model_with_no_network_and_no_offline_variables(
-    data_dir: Path, reference_vectors: np.ndarray
+    tmp_path: Path, reference_vectors: np.ndarray
 ) -> None:
     # A process whose every connection or name lookup is recorded and refused, with none of the
-    # variables that would tell huggingface to stay offline: loading by path must not need them,
-    # and must not set them in the host's process either.
+    # variables that would tell huggingface to stay offline: loading by path (and exporting to
+    # ONNX into an empty cache) must not need them, nor set them in the host's process.
     script = """
 import json, os, socket, sys
 attempts = []
@@ -242,7 +242,7 @@ print(json.dumps({"attempts": attempts, "vectors": vectors,
 """
     environment = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARIABLES}
     result = subprocess.run(
-        [sys.executable, "-c", script, str(data_dir), TEXTS[3], *OFFLINE_VARIABLES],
+        [sys.executable, "-c", script, str(tmp_path), TEXTS[3], *OFFLINE_VARIABLES],
         capture_output=True,
         text=True,
         timeout=300,
@@ -253,6 +253,7 @@ print(json.dumps({"attempts": attempts, "vectors": vectors,
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["attempts"] == []
     assert report["set"] == []
+    assert list((tmp_path / "models").glob("*/model-fp32.onnx"))  # exported here, offline
     for vector in report["vectors"].values():
         assert float(np.dot(vector, reference_vectors[3])) >= 0.9999
 
