@@ -21,7 +21,6 @@ import logging
 import math
 import random
 import re
-import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -494,19 +493,12 @@ def question_set_corpus(questions: Path, corpus: str | Path | None) -> list[str]
             f"no corpus for {questions.name}: {listing} does not exist",
             hint="list the articles' paths in corpus.txt beside the questions or pass --corpus",
         )
-    paths = []
-    for line in listing.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            paths.append(str((listing.parent / line).resolve()))
-    return paths
+    lines = [line.split("#", 1)[0].strip() for line in listing.read_text("utf-8").splitlines()]
+    return [str((listing.parent / line).resolve()) for line in lines if line]
 
 
 def find_corpus(questions: Path, corpus: str | Path | None) -> Path:
-    if corpus is not None:
-        path = Path(corpus).expanduser()
-    else:
-        path = questions.parent / "multihop_corpus.jsonl"
+    path = Path(corpus).expanduser() if corpus else questions.parent / "multihop_corpus.jsonl"
     if not path.is_file():
         raise NewsbotError(
             f"no corpus for {questions.name}: {path} does not exist",
@@ -526,11 +518,8 @@ def throwaway_bot(settings: Settings) -> Iterator[Bot]:
     # throwaway Bot reuses it, and a backend that caches exported models keeps using the
     # caller's data_dir for them instead of exporting again into the temporary folder.
     load_embedder(settings)
-    folder = Path(tempfile.mkdtemp(prefix="newsbot-eval-"))
-    try:
-        yield Bot.open(settings.model_copy(update={"data_dir": folder}))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="newsbot-eval-", ignore_cleanup_errors=True) as folder:
+        yield Bot.open(settings.model_copy(update={"data_dir": Path(folder)}))
 
 
 def use_retriever(bot: Bot, mode: str) -> None:
