@@ -552,26 +552,20 @@ def _tokens(text: str) -> list[tuple[str, int, int, str]]:
 def outlet_aliases(source: str) -> set[tuple[str, ...]]:
     """Word sequences that name `source`: the full name, the name before a '|' or ' - '
     subtitle, without a leading 'The', without a trailing 'News' or '.com'."""
-    heads = {source, _SEPARATORS.split(source)[0]}
     aliases: set[tuple[str, ...]] = set()
-    for head in heads:
+    for head in {source, _SEPARATORS.split(source)[0]}:
         words = tuple(word for word, _, _, _ in _tokens(head))
         if not words:
             continue
-        variants = {words}
-        if words[-1] == "com" and len(words) > 1:
-            variants.add(words[:-1])
-        for variant in list(variants):
-            if variant[0] == "the" and len(variant) > 1:
-                variants.add(variant[1:])
-        for variant in list(variants):
-            if variant[-1] == "news" and len(variant) > 1:
-                variants.add(variant[:-1])
-        for variant in variants:
-            if variant == words:
-                aliases.add(variant)  # the name (before any subtitle) always counts
-            elif not all(word in _GENERIC for word in variant):
-                aliases.add(variant)
+        variants = {words, words[:-1] if words[-1] == "com" and len(words) > 1 else words}
+        variants |= {
+            variant[1:] for variant in variants if variant[0] == "the" and len(variant) > 1
+        }
+        variants |= {
+            variant[:-1] for variant in variants if variant[-1] == "news" and len(variant) > 1
+        }
+        # The name (before any subtitle) always counts; a shorter form only if not all generic.
+        aliases |= {v for v in variants if v == words or not all(w in _GENERIC for w in v)}
     return aliases
 
 
