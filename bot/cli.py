@@ -33,7 +33,7 @@ from bot.settings import Settings, load_settings
 if TYPE_CHECKING:
     from bot.core import Bot
     from bot.models import Answer, Citation, StoreStats, Turn
-    from index.ingest import IngestReport
+    from index.ingest import IngestReport, Progress
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +247,6 @@ def ingest(
     chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Read articles, chunk and embed them, and store them (only what changed)."""
-    from index.ingest import Progress
-
     settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     bot = _open_bot(settings)
     err = _stderr()
@@ -257,7 +255,7 @@ def ingest(
         def on_progress(event: Progress) -> None:
             if event.failure is not None and not as_json:
                 err.print(Text(f"failed: {event.failure}", style="red"), soft_wrap=True)
-            update(event.articles_done, event.chunks_written)
+            update(event)
 
         report: IngestReport = bot.ingest(sources, progress=on_progress)
     if as_json:
@@ -298,34 +296,18 @@ def _progress_bar(
     counts: str = "{task.fields[articles]} articles, {task.fields[chunks]} chunks written",
     *,
     enabled: bool = True,
-) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar of unknown length counting articles and chunks; yields update()."""
-    if not enabled:
-        yield lambda articles, chunks: None
-        return
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+) -> Iterator[Callable[[Progress], None]]:
+    """A progress bar of unknown length counting articles and chunks; yields the `progress`
+    callback of Bot.ingest and Bot.reindex."""
+    from rich import progress as bar
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn(counts),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=None, articles=0, chunks=0)
-
-        def update(articles: int, chunks: int) -> None:
-            progress.update(task, articles=articles, chunks=chunks)
-
-        yield update
+    columns = [bar.SpinnerColumn(), bar.TextColumn("{task.description}"), bar.BarColumn()]
+    columns += [bar.TextColumn(counts), bar.TimeElapsedColumn()]
+    with bar.Progress(*columns, console=console, transient=True, disable=not enabled) as shown:
+        task = shown.add_task(label, total=None, articles=0, chunks=0)
+        yield lambda event: shown.update(
+            task, articles=event.articles_done, chunks=event.chunks_written
+        )
 
 
 # -- watch -------------------------------------------------------------------------------------
@@ -770,19 +752,11 @@ def reindex(
 ) -> None:
     """Re-embed every stored chunk with the current embedding settings (no re-reading)."""
     settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
-    from index.ingest import Progress
-
     # The store may hold vectors of another model or precision: that is what reindex is for.
     bot = _open_bot(settings, check_identity=False)
     started = time.perf_counter()
-    with _progress_bar(
-        _stderr(), "Re-embedding", "{task.fields[chunks]} chunks re-embedded"
-    ) as update:
-
-        def on_progress(event: Progress) -> None:
-            update(event.articles_done, event.chunks_written)
-
-        count = bot.reindex(progress=on_progress)
+    with _progress_bar(_stderr(), "Re-embedding", "{task.fields[chunks]} chunks re-embedded") as on:
+        count = bot.reindex(progress=on)
     seconds = time.perf_counter() - started
     embedding = bot.stats().get("embedding") or {}
     _stdout().print(
