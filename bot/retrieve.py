@@ -10,10 +10,10 @@ A search runs in stages:
 2. candidates, from the stores, in one place (`Retriever._probe`): each probe takes the nearest
    chunks within its outlet/date scope (`Retriever._dense`: one Chroma query per question, the
    lexical index telling which hits a scope admits) and the best BM25 chunks within the same
-   scope; the chunks found get their text, metadata and vector from Chroma in one read per
-   probe. A chunk counts only if the reader's
-   registry holds its article with the fingerprint the chunk carries (index/store.py: no half-
-   written article is ever seen);
+   scope, fused. Only the first `pool` chunks of the whole question's list and of each part's
+   are read from Chroma (text, metadata, vector: `Retriever._read`), and a chunk counts only if
+   the reader's registry holds its article with the fingerprint the chunk carries
+   (index/store.py: no half-written article is ever seen);
 3. fusion and selection, pure functions over candidate lists (`fuse`, `select`): the whole
    question's list, outlets and publication days the question names ranked first (dates of
    events only boost); a question about several reports has parts, each probed within its own
@@ -552,7 +552,7 @@ class Retriever:
 
         def probe(lexical: str, scope: Scope) -> Ranked:
             dense = [] if vector is None else self._dense(scope, pool, nearest, vector)
-            return self._probe(lexical, dense, scope, pool, candidates, vector)
+            return self._probe(lexical, dense, scope, pool, candidates)
 
         whole = probe(lexical_text, base)
         if query.sources or query.first or query.last:
@@ -563,6 +563,7 @@ class Retriever:
             whole = fuse(
                 [whole, probe(lexical_text, near)], [1.0, config.near_weight], config.rrf_k
             )
+        whole = self._read(whole, pool, candidates, vector)
         if query.latest:
             whole = by_recency(whole, candidates, config, dense=vector is not None)
 
@@ -580,7 +581,7 @@ class Retriever:
                 # question; those must not crowd out the whole question's list.
                 ranked.votes = config.dated_part_votes
             ranked.part = number
-            parts.append(ranked)
+            parts.append(self._read(ranked, pool, candidates, vector))
         if relaxed:
             query.filters["relaxed"] = relaxed
 
@@ -626,10 +627,9 @@ class Retriever:
         scope: Scope,
         pool: int,
         candidates: dict[str, Candidate],
-        vector: np.ndarray | None,
     ) -> Ranked:
         """The dense hits and the lexical search within the scope, fused; the candidates they
-        found are recorded in `candidates`, with their texts, metadata and scores."""
+        found are recorded in `candidates`, with their scores (read later: `_read`)."""
         for chunk_id, score in dense:
             _raise(candidates.setdefault(chunk_id, Candidate(chunk_id)), "dense_score", score)
         dense_ids = [chunk_id for chunk_id, _ in dense]
@@ -643,43 +643,41 @@ class Retriever:
                 candidate.article_id = article_id
                 _raise(candidate, "lexical_score", score)
                 lexical_ids.append(chunk_id)
-        visible = self._complete(candidates, vector)
-        rankings = [[c for c in ids if c in visible] for ids in (dense_ids, lexical_ids) if ids]
-        weights = [
-            weight
-            for ids, weight in (
-                (dense_ids, self.config.dense_weight),
-                (lexical_ids, self.config.lexical_weight),
-            )
-            if ids
-        ]
-        return fuse_ids(rankings, weights, self.config.rrf_k)
+        weights = [self.config.dense_weight, self.config.lexical_weight]
+        return fuse_ids([dense_ids, lexical_ids], weights, self.config.rrf_k)
 
-    def _complete(self, candidates: dict[str, Candidate], vector: np.ndarray | None) -> set[str]:
-        """Fill in what the lexical index does not hold (text, metadata, vector: one Chroma read
-        for the chunks only it found), then the ids of the candidates that may be shown: those
-        whose article the registry holds, in the version the chunk was written for."""
-        unread = [c.chunk_id for c in candidates.values() if c.metadata is None]
-        for chunk in self.store.get_chunks(unread, vectors=vector is not None):
-            candidate = candidates[chunk.id]
-            candidate.text, candidate.metadata = chunk.text, chunk.metadata
-            if vector is not None and chunk.vector is not None and candidate.dense_score is None:
-                candidate.dense_score = _cosine(chunk.vector, vector)
-        unchecked = [c for c in candidates.values() if c.visible is None]
-        for candidate in unchecked:
-            candidate.visible = candidate.metadata is not None  # else gone from Chroma
-            if candidate.metadata is not None:
-                candidate.article_id = str(candidate.metadata.get("article_id", ""))
-        registered = self.store.lexical.articles([c.article_id for c in unchecked if c.visible])
-        for candidate in unchecked:
-            if candidate.visible:
+    def _read(
+        self, ranked: Ranked, size: int, candidates: dict[str, Candidate], vector: Any
+    ) -> Ranked:
+        """The first `size` chunks of a list that may be shown, read (text, metadata, and the
+        vector of those only lexical search found: one Chroma read per round): those whose
+        article the registry holds, in the version the chunk was written for. Only these are
+        read because reading is what a chunk costs (0.1-0.2 ms each at 100k chunks, more than
+        the searches), and selection looks no further than the pool."""
+        while True:
+            unread = [c for c in ranked.ids[:size] if candidates[c].visible is None]
+            if not unread:
+                return replace(ranked, ids=ranked.ids[:size])
+            for chunk in self.store.get_chunks(unread, vectors=vector is not None):
+                candidate = candidates[chunk.id]
+                candidate.text, candidate.metadata = chunk.text, chunk.metadata
+                candidate.article_id = str(chunk.metadata.get("article_id", ""))
+                if chunk.vector is not None and candidate.dense_score is None:
+                    candidate.dense_score = _cosine(chunk.vector, vector)
+            read = [candidates[c] for c in unread if candidates[c].metadata is not None]
+            registered = self.store.lexical.articles([c.article_id for c in read])
+            for chunk_id in unread:  # not read: gone from Chroma
+                candidate = candidates[chunk_id]
                 record = registered.get(candidate.article_id)
                 written_for = (candidate.metadata or {}).get("fingerprint", "")
-                candidate.visible = record is not None and written_for in (
-                    "",
-                    record.get("fingerprint"),
+                candidate.visible = (
+                    candidate.metadata is not None
+                    and record is not None
+                    and written_for in ("", record.get("fingerprint"))
                 )
-        return {chunk_id for chunk_id, candidate in candidates.items() if candidate.visible}
+            ranked = replace(
+                ranked, ids=[c for c in ranked.ids if candidates[c].visible is not False]
+            )
 
     def _passage(self, item: Chosen, candidates: dict[str, Candidate]) -> Passage:
         chunk_id, score, part, duplicates = item
