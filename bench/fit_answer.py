@@ -332,16 +332,15 @@ FEATURES = [
 ]  # fmt: skip
 
 
-# The refusal model reads the best lexical evidence and the best similarity of the sentences
-# that meet the question's constraints (bot.answer.question_features), and weighs them itself:
-# a hand-set 0.6/0.4 mix of the two before (held out: RGB accuracy at noise 0.4 0.775 -> 0.800,
-# MultiHop null refused 0.964 -> 0.929, answerable 0.012 -> 0.017, one of our two unanswerable
-# training questions no longer refused; docs/answering.md). With the best sentence
-# probability, or the names, years and speaker features beside it, it refused fewer null
-# MultiHop questions on the held-out folds (0.46-0.64 vs 0.93 at the same answerable
-# refusals): RGB's on-topic noise cannot be told from its answers by these features, and the
-# fit traded MultiHop's separation away for it.
-QUESTION_FEATURES = ["lexical", "dense"]
+# The refusal model reads one figure: the best constrained evidence (bot.answer._evidence).
+# With the best sentence probability, or the names, years and speaker features beside it, it
+# refused fewer null MultiHop questions on the held-out folds (0.46-0.64 vs 0.93 at the same
+# answerable refusals): RGB's on-topic noise cannot be told from its answers by these features,
+# and the fit traded MultiHop's separation away for it. The best lexical evidence and the best
+# similarity as two features (the model weighing them instead of the 0.6/0.4 mix) were a wash
+# held out and made the plumbing tests' hashing embedder refuse the sample question: see
+# docs/answering.md.
+QUESTION_FEATURES = ["max_evidence"]
 
 
 def main() -> None:

@@ -552,32 +552,33 @@ def sentence_features(
     return found
 
 
-def _evidence(values: dict[str, float]) -> tuple[float, float] | None:
-    """A sentence's evidence that the question is answered, as (its own words and, half, its
-    context's; the passage's similarity), of a "what did X say" question statements by X only;
-    None when it breaks the question's constraints: it holds another year than the one the
-    question names (and not that one), or lacks the kind of answer a who/when/where/how-many
-    question needs, however many words it shares with the question. (The stricter `shaped` is
-    a ranking feature only: as a constraint it refused 4 of the 6 "when" questions of
-    samples/questions, answered by a weekday, a month or a year.)"""
-    if values.get("year_other") or values.get("untyped"):
-        return None
+def _evidence(values: dict[str, float]) -> float:
+    """A sentence's evidence that the question is answered: its own words and, half, its
+    context's, and the passage's similarity (of a "what did X say" question, statements by X
+    only); none when it breaks the question's constraints: it holds another year than the one
+    the question names (and not that one), or lacks the kind of answer a who/when/where/
+    how-many question needs, however many words it shares with the question. (The stricter
+    `shaped` is a ranking feature only: as a constraint it refused 4 of the 6 "when" questions
+    of samples/questions, answered by a weekday, a month or a year.)"""
     lexical = values["own"] + 0.5 * values["context"]
     dense = values["dense"]
     if "speaker" in values:
         lexical *= values["speaker"]
         dense *= 0.5 if values["speaker"] == 0 else 1.0
-    return lexical, dense
+    if values.get("year_other") or values.get("untyped"):
+        return 0.0
+    return 0.6 * lexical + 0.4 * dense
 
 
 def question_features(ranked: Sequence[tuple[float, dict[str, float]]]) -> dict[str, float]:
-    """What the refusal model reads: the best lexical evidence and the best similarity of the
-    candidates that meet the question's constraints (`_evidence`); the model weighs the two
-    (it was a hand-set 0.6/0.4 mix: bench/fit_answer.py)."""
-    found = [evidence for _, values in ranked if (evidence := _evidence(values)) is not None]
+    """What the refusal model may read: the best evidence of any candidate (`_evidence`), and
+    the best sentence probability (`ranked` is best first). The shipped model reads the first
+    only (bench/fit_answer.py says why)."""
+    if not ranked:
+        return {}
     return {
-        "lexical": max((lexical for lexical, _ in found), default=0.0),
-        "dense": max((dense for _, dense in found), default=0.0),
+        "best": ranked[0][0],
+        "max_evidence": max(_evidence(values) for _, values in ranked),
     }
 
 
