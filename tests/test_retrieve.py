@@ -209,6 +209,22 @@ def test_an_outlet_named_in_the_question_comes_first(deals_bot) -> None:
 
 
 @pytest.mark.slow
+def test_a_scoped_dense_search_finds_the_same_chunks_either_way(deals_bot) -> None:
+    # Within an outlet: among the scope's own chunks (nearest_limit 0), or the store's nearest
+    # chunks that the scope admits (any limit above the store's size).
+    def search(nearest_limit: int) -> list[tuple[str, float]]:
+        config = RetrievalConfig(nearest_limit=nearest_limit)
+        retriever = Retriever(deals_bot.store, deals_bot.embedder, mode="dense", config=config)
+        query = retriever.understand("What did TechCrunch say about power banks?")
+        return [(p.article_id, p.dense_score or 0.0) for p in retriever.search(query, 3)]
+
+    among, nearest = search(0), search(10**9)
+    assert among[0][0] == "tc-deals"
+    assert [article for article, _ in nearest] == [article for article, _ in among]
+    assert [score for _, score in nearest] == pytest.approx([s for _, s in among], abs=1e-4)
+
+
+@pytest.mark.slow
 def test_one_chunk_per_article_before_a_second(make_bot) -> None:
     bot = make_bot(chunk_tokens=32)
     long_body = " ".join(
