@@ -846,7 +846,7 @@ def slack(
         bot.slack.serve(newsbot, socket=socket, port=port, host=host)
     finally:
         if watching is not None:
-            watching[1].set()
+            watching.set()
 
 
 @app.command(

@@ -220,7 +220,7 @@ class Watcher:
 
     def start(
         self, every: float, on_round: Callable[[Round], None] | None = None
-    ) -> tuple[threading.Thread, threading.Event]:
+    ) -> threading.Event:
         """Run the rounds in a daemon thread (next to a Slack bot); set the event to stop it."""
         stop = threading.Event()
 
@@ -230,9 +230,8 @@ class Watcher:
             except Exception:  # the bot must go on answering even if watching breaks
                 log.exception("watching feeds stopped")
 
-        thread = threading.Thread(target=loop, name="newsbot-watch", daemon=True)
-        thread.start()
-        return thread, stop
+        threading.Thread(target=loop, name="newsbot-watch", daemon=True).start()
+        return stop
 
     def round(self, stop: threading.Event | None = None) -> Round:
         """Poll every feed once; ingest what is new."""
