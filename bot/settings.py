@@ -149,9 +149,8 @@ class Settings(BaseSettings):
     @field_validator("chroma_url", "llm_base_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
+        if not value:
             return None
-        assert value is not None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https:// (e.g. http://localhost:8000)")
         return value.rstrip("/")
