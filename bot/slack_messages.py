@@ -117,7 +117,7 @@ def feedback_value(question: str) -> str:
         question = question[: len(question) * 3 // 4]
 
 
-def answer_blocks(answer: Answer, *, feedback: bool = True) -> list[dict[str, Any]]:
+def answer_blocks(answer: Answer) -> list[dict[str, Any]]:
     """Block Kit for an Answer: the text with its [n] markers, one context block per citation,
     a clear "not found" line for a refusal, and 👍/👎 buttons. Within Slack's limits."""
     blocks: list[dict[str, Any]] = []
@@ -138,7 +138,7 @@ def answer_blocks(answer: Answer, *, feedback: bool = True) -> list[dict[str, An
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": "*Closest evidence:*"}]}
         )
-    room = MAX_BLOCKS - len(blocks) - (1 if feedback else 0)
+    room = MAX_BLOCKS - len(blocks) - 1  # the last block holds the feedback buttons
     shown = citations if len(citations) <= room else citations[: room - 1]
     for citation in shown:
         element = {"type": "mrkdwn", "text": citation_text(citation)}
@@ -147,27 +147,16 @@ def answer_blocks(answer: Answer, *, feedback: bool = True) -> list[dict[str, An
         more = f"…and {len(citations) - len(shown)} more sources not shown."
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
 
-    if feedback:
-        value = feedback_value(answer.question)
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": "newsbot_feedback",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": action_id,
-                        "text": {"type": "plain_text", "text": label, "emoji": True},
-                        "value": value,
-                    }
-                    for action_id, label in (
-                        ("newsbot_feedback_up", "👍 Helpful"),
-                        ("newsbot_feedback_down", "👎 Not helpful"),
-                    )
-                ],
-            }
-        )
-    return blocks
+    buttons = [
+        {
+            "type": "button",
+            "action_id": f"newsbot_feedback_{vote}",
+            "text": {"type": "plain_text", "text": label, "emoji": True},
+            "value": feedback_value(answer.question),
+        }
+        for vote, label in (("up", "👍 Helpful"), ("down", "👎 Not helpful"))
+    ]
+    return [*blocks, {"type": "actions", "block_id": "newsbot_feedback", "elements": buttons}]
 
 
 # -- reading Slack messages -----------------------------------------------------------------------
