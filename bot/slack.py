@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-FEEDBACK_ACTIONS = {"newsbot_feedback_up": "up", "newsbot_feedback_down": "down"}
 STREAM_UPDATE_SECONDS = 1.0  # chat.update is rate limited (Tier 3), so partial text at most ~1/s
 THREAD_FETCH_LIMIT = 200
 # "busy" notices waiting to be sent (~1 kB each); beyond that they are dropped (and logged)
@@ -455,7 +454,7 @@ def register(
         message = body.get("message") or {}
         ts = message.get("ts") or (body.get("container") or {}).get("message_ts", "")
         user = (body.get("user") or {}).get("id", "")
-        vote = FEEDBACK_ACTIONS.get(action.get("action_id", ""), "unknown")
+        vote = action["action_id"].removeprefix("newsbot_feedback_")  # up or down: the pattern
         shown = shown_answer(message, action.get("value"))
         door.feedback.vote((channel, ts), vote, user, shown)
         if channel and user:
