@@ -554,15 +554,16 @@ class Retriever:
             dense = [] if vector is None else self._dense(scope, pool, nearest, vector)
             return self._probe(lexical, dense, scope, pool, candidates)
 
-        whole = probe(lexical_text, base)
+        # A narrower scope first: it reads more of the store's nearest chunks (`_dense`), which
+        # the whole question's probe then takes its own from, without asking Chroma again.
         if query.sources or query.first or query.last:
-            pinned = base.narrowed(query.sources, query.first, query.last)
-            whole = pinned_first(probe(lexical_text, pinned), whole)
+            pinned = probe(lexical_text, base.narrowed(query.sources, query.first, query.last))
+            whole = pinned_first(pinned, probe(lexical_text, base))
         elif query.near_first or query.near_last:
-            near = base.narrowed((), query.near_first, query.near_last)
-            whole = fuse(
-                [whole, probe(lexical_text, near)], [1.0, config.near_weight], config.rrf_k
-            )
+            near = probe(lexical_text, base.narrowed((), query.near_first, query.near_last))
+            whole = fuse([probe(lexical_text, base), near], [1.0, config.near_weight], config.rrf_k)
+        else:
+            whole = probe(lexical_text, base)
         whole = self._read(whole, pool, candidates, vector)
         if query.latest:
             whole = by_recency(whole, candidates, config, dense=vector is not None)
