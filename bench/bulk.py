@@ -166,7 +166,8 @@ def run_sampled(
         while process.poll() is None:
             try:
                 rss = sum(p.memory_info().rss for p in [watched, *watched.children(True)])
-                samples.append((time.monotonic() - started, rss / 2**20))
+                if rss:  # 0 once the process has exited and not been reaped yet
+                    samples.append((time.monotonic() - started, rss / 2**20))
                 if beside is not None:
                     others.append((time.monotonic() - started, beside()))
             except psutil.Error:
