@@ -30,7 +30,7 @@ import os
 import random
 import statistics
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,7 @@ def featurise(case: Case) -> None:
     from bot.evaluate import contains_phrase, rgb_answer_matches
 
     question = read_question(case.question, ignore=outlet_terms(case.passages))
+    question = replace(question, outlets=frozenset(s for part in case.parts for s in part.sources))
     found = sentence_features(question, sentence_pool(case.passages))
     case.features = [(sentence, values) for sentence, values, _ in found]
     if case.setting.startswith("mh"):

@@ -279,6 +279,7 @@ class Question:
     speaker: frozenset[str] = frozenset()
     topic: frozenset[str] = frozenset()
     about_instructions: bool = False
+    outlets: frozenset[str] = frozenset()  # the outlets whose reports it asks about (Part.sources)
 
 
 def read_question(text: str, *, ignore: Iterable[str] = ()) -> Question:
@@ -519,6 +520,12 @@ def sentence_features(
         values["own_plain"] = _coverage(sentence.words, weights, set(wanted) - question.names)
         values["context"] = _coverage(sentence.words | around, weights, wanted) - own
         values["dense"] = max(passage.dense_score or 0.0, 0.0)
+        # "According to The New York Times, ..." is not answered by another outlet's report.
+        if question.outlets and not question.outlets & {
+            passage.source,
+            *(passage.metadata.get("sources") or ()),
+        }:
+            values["outlet_other"] = 1.0
         values["rank"] = 1.0 / (1.0 + sentence.rank)
         values["names"] = _share(sentence.words | around, names)
         values["names_here"] = _share(sentence.words, names)
@@ -565,7 +572,7 @@ def _evidence(values: dict[str, float]) -> float:
     if "speaker" in values:
         lexical *= values["speaker"]
         dense *= 0.5 if values["speaker"] == 0 else 1.0
-    if values.get("year_other") or values.get("untyped"):
+    if values.get("year_other") or values.get("untyped") or values.get("outlet_other"):
         return 0.0
     return 0.6 * lexical + 0.4 * dense
 
@@ -726,6 +733,7 @@ def extractive_answer(
     pool = sentence_pool(passages)
     ignored = set(ignore) | outlet_terms(passages)
     read = read_question(question, ignore=ignored)
+    read = replace(read, outlets=frozenset(source for part in parts for source in part.sources))
     model = model or sentence_model()
     threshold = model.cut if threshold is None else threshold
     scored = score_sentences(read, pool, model)

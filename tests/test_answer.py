@@ -341,6 +341,19 @@ def test_a_question_about_nothing_in_the_articles_is_refused_even_in_parts() -> 
     assert draft.refused
 
 
+def test_a_question_about_one_outlets_reports_is_not_answered_by_another_outlet() -> None:
+    from bot.understand import Part
+
+    question = "Which travel adapter did The Verge call useful for charging gadgets?"
+    verge = outlet_passages(VERGE, "The Verge", 24, None)
+    parts = [Part(question, ("The Verge",), label="The Verge")]
+    assert not extractive_answer(question, verge, max_sentences=3, parts=parts).refused
+    # The same words, reported by another outlet only: what The Verge said is not there.
+    other = outlet_passages(VERGE, "Wired", 24, None)
+    assert extractive_answer(question, other, max_sentences=3, parts=parts).refused
+    assert not extractive_answer(question, other, max_sentences=3).refused  # no outlet asked
+
+
 # -- the learned scorer --------------------------------------------------------------------------
 
 RACE = (
