@@ -201,7 +201,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 
 def _require_articles(bot: Bot) -> None:
-    """Fail early, before the model loads, when there is nothing to answer from."""
+    """Fail before the question is asked when there is nothing to answer from."""
     if not bot.count():
         settings = bot.settings
         raise NewsbotError(
@@ -218,10 +218,10 @@ def _open_bot(
     from bot.core import Bot
 
     bot = Bot.open(settings, check_identity=check_identity)
-    if require_articles:
-        _require_articles(bot)
     with _stderr().status(LOADING_TEXT):
         bot.warm(index=False)
+    if require_articles:
+        _require_articles(bot)
     return bot
 
 

@@ -193,10 +193,26 @@ class Bot:
 
     def warm(self, *, index: bool = True) -> None:
         """Load what the first question would otherwise wait for (and fail now if it cannot):
-        the prompts, the embedding model and, with `index`, Chroma and the lexical index."""
-        _ = self.answerer  # loads the model too
-        if index:
-            self.retriever.refresh()
+        the embedding model, Chroma (its first read loads its vector index), the prompts and,
+        with `index`, the lexical index caught up with the store's log.
+
+        The model loads on a second thread meanwhile: onnxruntime builds its session without
+        holding the GIL, while importing chromadb and loading its index hold it, so the two
+        overlap (a new `newsbot ask`: docs/benchmarks.md, "Cold start")."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from index.embed import import_backend, load_embedder
+
+        loading = self._embedder is None
+        if loading:
+            import_backend(self.settings)
+        with ThreadPoolExecutor(1, thread_name_prefix="newsbot-warm") as pool:
+            model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
+            self.count()
+            if index:
+                self.store.refresh()
+            model.result()  # the model's error, if any, is raised here
+        _ = self.answerer  # the model is loaded: checks its identity, reads the prompts
 
     def count(self) -> int:
         """Chunks stored (no model needed)."""

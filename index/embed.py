@@ -87,6 +87,19 @@ _embedders: dict[tuple[str, str, str, int], Embedder] = {}
 _embedders_lock = threading.Lock()
 
 
+def import_backend(settings: EmbeddingConfig) -> None:
+    """Import what `load_embedder(settings)` runs on, before loading it on another thread
+    (Bot.warm): two threads importing numpy at once found it "partially initialized". The
+    torch backend is loaded here, whole: transformers imports more as it builds the model."""
+    if settings.embedding_backend == "torch":
+        load_embedder(settings)
+    else:
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
+
+        import index.onnx_backend  # noqa: F401
+
+
 def load_embedder(settings: EmbeddingConfig) -> Embedder:
     """The process-wide embedder for these settings (loaded once, then reused)."""
     key = (
