@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -15,19 +16,27 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to a fresh temporary file beside `path`, flush it to disk, then rename it
-    over `path` (mode 0644: the files written this way hold no secrets)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def written_in_place(target: Path) -> Iterator[Path]:
+    """A fresh path beside `target` to write to: once the block is done, flushed to disk and
+    renamed over `target` (mode 0644: the files written this way hold no secrets), so readers in
+    other processes see the old file or the new one whole; removed if the block fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        yield Path(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
         os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
+        os.replace(temporary, target)
+    finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-        raise
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    with written_in_place(path) as temporary:
+        temporary.write_bytes(data)

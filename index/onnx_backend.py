@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from index.errors import EmbeddingError
-from index.files import write_atomically
+from index.files import write_atomically, written_in_place
 from index.model import EmbeddingIdentity, load_tokenizer, model_max_tokens, resolve_model_path
 
 if TYPE_CHECKING:
@@ -165,25 +164,6 @@ def _entry(model: str, cache_dir: Path, memo: _ChecksumMemo | None) -> _Entry:
     checksum = source_checksum(model_path, memo)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).name) or "model"
     return _Entry(model, model_path, cache_dir / f"{name}-{checksum[:12]}", checksum)
-
-
-@contextlib.contextmanager
-def _written_in_place(target: Path) -> Iterator[Path]:
-    """A fresh path beside `target` for a tool that writes a file itself: once the block is done,
-    flushed to disk and renamed over `target`; removed if the block fails."""
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes files private; an export is no secret
-        os.replace(temporary, target)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
 
 
 def _locked(folder: Path) -> contextlib.AbstractContextManager[Any]:
@@ -428,7 +408,7 @@ def _check_export(entry: _Entry, path: Path, expected: np.ndarray, precision: st
 def _build(entry: _Entry, precision: str, fp32_source: Path | None, memo: _ChecksumMemo) -> None:
     started = time.perf_counter()
     target = entry.onnx_path(precision)
-    with _written_in_place(target) as temporary:
+    with written_in_place(target) as temporary:
         if fp32_source is None:
             dimension = _export_fp32(entry, temporary)
         else:
@@ -551,9 +531,8 @@ class OnnxEmbedder:
                 ) from again
         self.path = path
         self._tokenizer = load_tokenizer(entry.model_path, self.max_tokens)
-        dimension = self._session.get_outputs()[0].shape[1]
-        if not isinstance(dimension, int):
-            dimension = int(_read_manifest(entry, precision)["dimension"])  # type: ignore[index]
+        # The export fixes the vectors' width (only the batch axis is dynamic).
+        dimension = int(self._session.get_outputs()[0].shape[1])
         self.identity = EmbeddingIdentity(model, dimension, "onnx", precision)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
