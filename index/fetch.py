@@ -98,17 +98,14 @@ def fetch(url: str, settings: FetchConfig, headers: Mapping[str, str] | None = N
     """
     deadline = time.monotonic() + settings.fetch_timeout
     current = url
-    for hop in range(settings.max_redirects + 1):
+    for _ in range(settings.max_redirects + 1):
         _check_scheme(current, url)
         response = _get_once(current, settings, deadline, headers or {})
         if isinstance(response, Fetched):
             return response
-        location = response
-        next_url = urljoin(current, location)
+        next_url = urljoin(current, response)
         logger.debug("%s redirects to %s", current, next_url)
-        if hop == settings.max_redirects:
-            break
-        current = next_url
+        current = next_url  # fetched only if within max_redirects
     raise ReadError(
         f"too many redirects fetching {url} (more than {settings.max_redirects})",
         hint="raise NEWSBOT_MAX_REDIRECTS if the site really needs more",
@@ -241,12 +238,8 @@ def _resolve(url: str, host: str, port: int, settings: FetchConfig) -> list[IPAd
     except (socket.gaierror, UnicodeError, OSError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ReadError(f"cannot resolve the host of {url} ({host}): {reason}") from None
-    addresses: list[IPAddress] = []
-    for info in infos:
-        raw = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone index
-        address = ipaddress.ip_address(raw)
-        if address not in addresses:
-            addresses.append(address)
+    # Without an IPv6 zone index; each address once, in getaddrinfo's order.
+    addresses = list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
     if not addresses:
         raise ReadError(f"cannot resolve the host of {url} ({host}): no addresses")
     if not settings.allow_private_urls:
@@ -279,10 +272,7 @@ def forbidden_kind(address: IPAddress) -> str | None:
         ("private", address.is_private),
         ("non-public", not address.is_global),
     )
-    for kind, matches in checks:
-        if matches:
-            return kind
-    return None
+    return next((kind for kind, matches in checks if matches), None)
 
 
 def _describe(exc: Exception) -> str:
