@@ -73,11 +73,8 @@ def _split_missed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
+    piece = text[start:end]
+    return start + len(piece) - len(piece.lstrip()), end - len(piece) + len(piece.rstrip())
 
 
 # Bump when context_header changes what the model reads: stored chunks are then re-embedded.
@@ -166,19 +163,15 @@ def chunk_article(
     if current:
         groups.append(current)
 
-    chunks = []
-    for position, group in enumerate(groups):
-        start, end = group[0][0].start, group[-1][0].end
-        text = body[start:end]
-        chunks.append(
-            Chunk(
-                id=f"{article.id}#{position}",
-                article_id=article.id,
-                position=position,
-                start=start,
-                end=end,
-                text=text,
-                header=header if position else "",
-            )
+    return [
+        Chunk(
+            id=f"{article.id}#{position}",
+            article_id=article.id,
+            position=position,
+            start=group[0][0].start,
+            end=group[-1][0].end,
+            text=body[group[0][0].start : group[-1][0].end],
+            header=header if position else "",
         )
-    return chunks
+        for position, group in enumerate(groups)
+    ]
