@@ -283,8 +283,7 @@ class _Pipeline:
         """Return once no batch still to be written touches any of `keys`."""
         with self._released:
             while any(keys & held for held in self._held.values()):
-                if self.stop.is_set():
-                    raise _Stopped
+                self._check()
                 self._released.wait(0.1)
 
     def _check(self) -> None:
@@ -414,7 +413,7 @@ class Ingestor:
         if not any(batch.ids for batch in batches):
             return
         embed_tokens = getattr(self.embedder, "embed_tokens", None)
-        if embed_tokens is not None and all(b.tokens is not None or not b.ids for b in batches):
+        if embed_tokens is not None:  # then _tokenize gave every batch its tokens
             vectors = embed_tokens([row for batch in batches for row in batch.tokens or []])
         else:
             vectors = self.embedder.embed([text for batch in batches for text in batch.embed_texts])
@@ -426,10 +425,9 @@ class Ingestor:
     def _tokenize(self, batch: _Batch) -> None:
         """Tokenize the batch here, in the reading thread, if the embedder can take word pieces:
         the model's thread then only runs the model."""
-        if batch.embed_texts and hasattr(self.embedder, "embed_tokens"):
-            tokenize = getattr(self.embedder, "tokenize", None)
-            if tokenize is not None:
-                batch.tokens = tokenize(batch.embed_texts)
+        tokenize = getattr(self.embedder, "tokenize", None)  # beside embed_tokens (OnnxEmbedder)
+        if batch.embed_texts and tokenize is not None:
+            batch.tokens = tokenize(batch.embed_texts)
 
     # -- stage 1: read, plan against the store, chunk ------------------------------------------
     def _produce(
@@ -636,4 +634,4 @@ class Ingestor:
 
 
 def _unique(values: Iterable[str]) -> list[str]:
-    return [value for value in dict.fromkeys(v for v in values if v)]
+    return list(dict.fromkeys(value for value in values if value))
