@@ -137,7 +137,7 @@ def word_pieces(texts: list[str]) -> int:
     """Word pieces the model reads for these texts (what its run time follows)."""
     from index.embed import TokenCounter
 
-    return sum(TokenCounter("all-MiniLM-L6-v2").many(texts))
+    return sum(map(TokenCounter("all-MiniLM-L6-v2"), texts))
 
 
 def peak_mb() -> float:

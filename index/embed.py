@@ -47,10 +47,6 @@ class TokenCounter:
     def __call__(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def many(self, texts: Sequence[str]) -> list[int]:
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [len(encoding.ids) for encoding in encodings]
-
 
 class TorchEmbedder:
     """sentence-transformers on torch: the reference implementation."""
