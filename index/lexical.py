@@ -142,9 +142,6 @@ class LexicalIndex:
         """See the latest commit (of any process)."""
         self.index.reload()
 
-    def _searcher(self) -> Any:
-        return self.index.searcher()
-
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         from filelock import FileLock
@@ -174,7 +171,7 @@ class LexicalIndex:
             query = tantivy.Query.boolean_query(
                 [(must, query), *((must, tantivy.Query.const_score_query(f, 0.0)) for f in filters)]
             )
-        searcher = self._searcher()
+        searcher = self.index.searcher()
         hits = []
         for score, address in searcher.search(query, n, count=False).hits:
             document = searcher.doc(address)
@@ -192,7 +189,7 @@ class LexicalIndex:
 
     def chunk_ids(self, where: LexicalFilter, among: Sequence[str] | None = None) -> list[str]:
         """Ids of the chunks the filter admits (of those `among`, when given)."""
-        searcher = self._searcher()
+        searcher = self.index.searcher()
         query = self._chunks(where, among)
         count = len(among) if among is not None else self.chunk_count(where)
         if not count:
@@ -234,7 +231,7 @@ class LexicalIndex:
         """term -> BM25 idf over the chunks, for the terms the index holds."""
         import math
 
-        searcher = self._searcher()
+        searcher = self.index.searcher()
         chunks = self.chunk_count()
         weights: dict[str, float] = {}
         for term in dict.fromkeys(terms):
@@ -246,7 +243,7 @@ class LexicalIndex:
     def _cached(self, name: str, compute: Callable[[Any], Any]) -> Any:
         """A figure of the whole index (outlets, days, counts: they cost a pass over a fast field),
         computed once per commit seen; a few values, whatever the index holds."""
-        searcher = self._searcher()
+        searcher = self.index.searcher()
         try:  # tantivy rewrites meta.json at every commit
             meta = (self.path / "meta.json").stat()
             generation: Any = (meta.st_mtime_ns, meta.st_size, searcher.num_docs)
@@ -296,7 +293,7 @@ class LexicalIndex:
         """Chunks in the index (that the filter admits)."""
         if where is None:
             return self._count("chunk")
-        return int(self._searcher().search(self._chunks(where), 1, count=True).count)
+        return int(self.index.searcher().search(self._chunks(where), 1, count=True).count)
 
     def article_count(self) -> int:
         return self._count("article")
@@ -315,7 +312,7 @@ class LexicalIndex:
                 (tantivy.Occur.Must, tantivy.Query.term_set_query(schema, field, values)),
             ]
         )
-        searcher = self._searcher()
+        searcher = self.index.searcher()
         count = searcher.search(query, 1, count=True).count
         if not count:
             return []
