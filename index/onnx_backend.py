@@ -120,14 +120,13 @@ class _ChecksumMemo:
 
 
 def _source_files(model_path: Path) -> list[Path]:
-    files = []
-    for path in sorted(model_path.rglob("*")):
-        relative = path.relative_to(model_path)
-        if any(part in _SKIPPED_FOLDERS for part in relative.parts[:-1]):
-            continue
-        if path.is_file() and path.suffix in _SOURCE_SUFFIXES:
-            files.append(path)
-    return files
+    return [
+        path
+        for path in sorted(model_path.rglob("*"))
+        if path.is_file()
+        and path.suffix in _SOURCE_SUFFIXES
+        and not _SKIPPED_FOLDERS.intersection(path.relative_to(model_path).parts[:-1])
+    ]
 
 
 def source_checksum(model_path: Path, memo: _ChecksumMemo | None = None) -> str:
