@@ -421,19 +421,19 @@ def by_coverage(
         covered |= candidates[chunk_id].words & question_terms.keys()
     pool = list(merged.ids[: max(3 * k, 30)])
     top = max((merged.scores[c] for c in pool), default=1.0) or 1.0
+    found = {chunk_id: candidates[chunk_id].words & question_terms.keys() for chunk_id in pool}
     order: list[str] = []
     remaining = list(pool)
     while remaining:
         best, best_value = remaining[0], -1.0
         for chunk_id in remaining:
-            words = candidates[chunk_id].words & question_terms.keys()
-            gain = sum(question_terms[t] for t in words - covered) / total
+            gain = sum(question_terms[t] for t in found[chunk_id] - covered) / total
             value = merged.scores[chunk_id] / top + config.coverage_weight * gain
             if value > best_value:
                 best, best_value = chunk_id, value
         order.append(best)
         remaining.remove(best)
-        covered |= candidates[best].words & question_terms.keys()
+        covered |= found[best]
     order += merged.ids[len(pool) :]
     return Ranked(order, merged.scores)
 
@@ -564,10 +564,6 @@ class Retriever:
             whole = fuse([probe(lexical_text, base), near], [1.0, config.near_weight], config.rrf_k)
         else:
             whole = probe(lexical_text, base)
-        whole = self._read(whole, pool, candidates, vector)
-        if query.latest:
-            whole = by_recency(whole, candidates, config, dense=vector is not None)
-
         parts: list[Ranked] = []
         relaxed: list[str] = []
         for number, part in enumerate(query.parts):
@@ -582,9 +578,12 @@ class Retriever:
                 # question; those must not crowd out the whole question's list.
                 ranked.votes = config.dated_part_votes
             ranked.part = number
-            parts.append(self._read(ranked, pool, candidates, vector))
+            parts.append(ranked)
         if relaxed:
             query.filters["relaxed"] = relaxed
+        whole, *parts = self._read([whole, *parts], pool, candidates, vector)
+        if query.latest:
+            whole = by_recency(whole, candidates, config, dense=vector is not None)
 
         question_terms = self.store.lexical.term_weights(query_terms(lexical_text))
         chosen = select(parts, whole, k, candidates, config, question_terms)
@@ -648,17 +647,18 @@ class Retriever:
         return fuse_ids([dense_ids, lexical_ids], weights, self.config.rrf_k)
 
     def _read(
-        self, ranked: Ranked, size: int, candidates: dict[str, Candidate], vector: Any
-    ) -> Ranked:
-        """The first `size` chunks of a list that may be shown, read (text, metadata, and the
-        vector of those only lexical search found: one Chroma read per round): those whose
+        self, lists: list[Ranked], size: int, candidates: dict[str, Candidate], vector: Any
+    ) -> list[Ranked]:
+        """The first `size` chunks of each list that may be shown, read (text, metadata, vector
+        of those only lexical search found; one Chroma read a round for all lists): those whose
         article the registry holds, in the version the chunk was written for. Only these are
-        read because reading is what a chunk costs (0.1-0.2 ms each at 100k chunks, more than
-        the searches), and selection looks no further than the pool."""
+        read: reading is what a chunk costs (0.1-0.2 ms each at 100k), and selection looks no
+        further than the pool."""
         while True:
-            unread = [c for c in ranked.ids[:size] if candidates[c].visible is None]
+            ids = dict.fromkeys(c for ranked in lists for c in ranked.ids[:size])
+            unread = [c for c in ids if candidates[c].visible is None]
             if not unread:
-                return replace(ranked, ids=ranked.ids[:size])
+                return [replace(ranked, ids=ranked.ids[:size]) for ranked in lists]
             for chunk in self.store.get_chunks(unread, vectors=vector is not None):
                 candidate = candidates[chunk.id]
                 candidate.text, candidate.metadata = chunk.text, chunk.metadata
@@ -676,9 +676,10 @@ class Retriever:
                     and record is not None
                     and written_for in ("", record.get("fingerprint"))
                 )
-            ranked = replace(
-                ranked, ids=[c for c in ranked.ids if candidates[c].visible is not False]
-            )
+            lists = [
+                replace(ranked, ids=[c for c in ranked.ids if candidates[c].visible is not False])
+                for ranked in lists
+            ]
 
     def _passage(self, item: Chosen, candidates: dict[str, Candidate]) -> Passage:
         chunk_id, score, part, duplicates = item
