@@ -491,25 +491,23 @@ class Store:
     # -- chunks --------------------------------------------------------------------------------
     def upsert_chunks(
         self,
-        ids: Sequence[str],
-        texts: Sequence[str],
+        ids: list[str],
+        texts: list[str],
         vectors: np.ndarray,
-        metadatas: Sequence[dict[str, Any]],
+        metadatas: list[dict[str, Any]],
     ) -> None:
-        for start in range(0, len(ids), WRITE_BATCH):
-            end = start + WRITE_BATCH
-            self._call(
-                self._chunks.upsert,
-                ids=list(ids[start:end]),
-                embeddings=vectors[start:end],
-                documents=list(texts[start:end]),
-                metadatas=list(metadatas[start:end]),
-            )
+        self._write(
+            self._chunks.upsert, ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas
+        )
 
-    def update_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        for start in range(0, len(ids), WRITE_BATCH):
-            end = start + WRITE_BATCH
-            self._call(self._chunks.update, ids=list(ids[start:end]), embeddings=vectors[start:end])
+    def update_vectors(self, ids: list[str], vectors: np.ndarray) -> None:
+        self._write(self._chunks.update, ids=ids, embeddings=vectors)
+
+    def _write(self, method: Callable[..., Any], **columns: Any) -> None:
+        """`method` (upsert, update) over the columns' rows, at most WRITE_BATCH rows a call."""
+        for start in range(0, len(columns["ids"]), WRITE_BATCH):
+            rows = slice(start, start + WRITE_BATCH)
+            self._call(method, **{name: values[rows] for name, values in columns.items()})
 
     def delete_chunks_from(self, article_id: str, first_position: int) -> None:
         """Delete the article's chunks at positions >= first_position (left over by an update,
