@@ -609,15 +609,11 @@ class Ingestor:
         return done
 
     def _add_sources(
-        self,
-        outlets: list[tuple[str, str]],
-        just_written: list[Article],
+        self, outlets: list[tuple[str, str]], just_written: list[Article]
     ) -> list[str]:
         """Record each copy's outlet (outlet, primary id) on its primary's chunks (written
         earlier or in this batch); returns the ids of the chunks changed."""
         changed: list[str] = []
-        if not outlets:
-            return changed
         written = {a.id: a for a in just_written}
         by_primary: dict[str, list[str]] = {}
         for outlet, primary in outlets:
