@@ -66,6 +66,8 @@ _CHECK_TEXTS = (
 _SKIPPED_FOLDERS = {"onnx", "openvino", ".git", ".cache"}
 _SOURCE_SUFFIXES = {".json", ".txt", ".safetensors", ".bin", ".model", ".pt", ".pth"}
 _CHECKSUM_MEMO = "checksums.json"
+# Versions a manifest records; all installed, as the export has just imported them.
+_RECORDED_PACKAGES = "torch transformers sentence-transformers onnx onnxruntime tokenizers".split()
 
 
 # -- checksums ---------------------------------------------------------------------------------
@@ -129,9 +131,8 @@ def _source_files(model_path: Path) -> list[Path]:
     ]
 
 
-def source_checksum(model_path: Path, memo: _ChecksumMemo | None = None) -> str:
+def source_checksum(model_path: Path, memo: _ChecksumMemo) -> str:
     """One sha256 over the model's files (names and contents) and the export format."""
-    memo = memo or _ChecksumMemo(None)
     digest = hashlib.sha256(f"newsbot-onnx-export-{EXPORT_FORMAT}\n".encode())
     files = _source_files(model_path)
     if not files:
@@ -158,7 +159,7 @@ class _Entry:
         return self.folder / f"model-{precision}.json"
 
 
-def _entry(model: str, cache_dir: Path, memo: _ChecksumMemo | None) -> _Entry:
+def _entry(model: str, cache_dir: Path, memo: _ChecksumMemo) -> _Entry:
     model_path = resolve_model_path(model)
     checksum = source_checksum(model_path, memo)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).name) or "model"
@@ -181,7 +182,7 @@ def _read_manifest(entry: _Entry, precision: str) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _problem(entry: _Entry, precision: str, memo: _ChecksumMemo | None) -> str | None:
+def _problem(entry: _Entry, precision: str, memo: _ChecksumMemo) -> str | None:
     """Why the cached export cannot be used, or None when it is whole and current."""
     onnx_path = entry.onnx_path(precision)
     if not onnx_path.is_file():
@@ -200,18 +201,9 @@ def _problem(entry: _Entry, precision: str, memo: _ChecksumMemo | None) -> str |
             return f"stale manifest ({key} is {manifest.get(key)!r}, expected {value!r})"
     if onnx_path.stat().st_size != manifest.get("size"):
         return "file size differs from the manifest (truncated?)"
-    checksum = (memo or _ChecksumMemo(None)).sha256(onnx_path)
-    if checksum != manifest.get("sha256"):
+    if memo.sha256(onnx_path) != manifest.get("sha256"):
         return "checksum differs from the manifest (corrupt)"
     return None
-
-
-def _versions(*packages: str) -> dict[str, str]:
-    versions = {}
-    for package in packages:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[package] = metadata.version(package)
-    return versions
 
 
 def _write_manifest(
@@ -234,9 +226,7 @@ def _write_manifest(
         "opset": OPSET,
         "export_seconds": round(seconds, 2),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": _versions(
-            "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers"
-        ),
+        "versions": {package: metadata.version(package) for package in _RECORDED_PACKAGES},
     }
     write_atomically(entry.manifest_path(precision), json.dumps(manifest, indent=2).encode())
 
@@ -458,8 +448,8 @@ def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = F
     to check its checksum. `force` rebuilds even a valid export. Imports torch only when it exports.
     """
     _check_precision(precision)
-    entry = _entry(model, cache_dir, None)
-    return _ensure(entry, precision, _ChecksumMemo(None), force=force)
+    memo = _ChecksumMemo(None)
+    return _ensure(_entry(model, cache_dir, memo), precision, memo, force=force)
 
 
 # -- running (no torch) ------------------------------------------------------------------------
