@@ -56,15 +56,6 @@ class Fetched:
         """The server answered a conditional request with 304: nothing changed, no body."""
         return self.status == 304
 
-    @property
-    def text(self) -> str:
-        """The body decoded with the declared charset, else UTF-8; undecodable bytes replaced."""
-        encoding = self.encoding or "utf-8"
-        try:
-            return self.content.decode(encoding, errors="replace")
-        except LookupError:  # a charset name Python does not know
-            return self.content.decode("utf-8", errors="replace")
-
 
 @cache
 def _ssl_context() -> ssl.SSLContext:

@@ -153,7 +153,7 @@ def test_fetch_returns_body_type_and_sends_a_user_agent(site, open_settings):
     url = site.add("/page", "héllo", content_type="text/plain; charset=utf-8")
     fetched = fetch(url, open_settings)
     assert (fetched.status, fetched.url, fetched.content_type) == (200, url, "text/plain")
-    assert fetched.content == "héllo".encode() and fetched.text == "héllo"
+    assert fetched.content == "héllo".encode() and fetched.encoding == "utf-8"
     path, headers = site.requests[-1]
     assert path == "/page" and headers["User-Agent"].startswith("newsbot/")
     assert headers["Host"] == f"127.0.0.1:{site.port}"
