@@ -227,12 +227,15 @@ def copy_host_index(embedded: Path, host: Path, url: str) -> None:
     where that build takes a long time here. Its key is the one Store.open computes."""
     import hashlib
 
-    key = hashlib.sha1(f"{url}|news".encode()).hexdigest()[:12]
-    target = host / "lexical" / f"news-{key}"
-    if target.exists():
-        return
-    own = hashlib.sha1(f"{embedded / 'chroma'}|news".encode()).hexdigest()[:12]
-    shutil.copytree(embedded / "lexical" / f"news-{own}", target)
+    from index.text import ANALYSER_VERSION
+
+    def folder(where: str) -> str:  # as Store.open names a store's lexical index
+        identity = f"{where}|news|analyser {ANALYSER_VERSION}"
+        return f"news-{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
+
+    target = host / "lexical" / folder(url)
+    if not target.exists():
+        shutil.copytree(embedded / "lexical" / folder(str(embedded / "chroma")), target)
 
 
 def measure(args: argparse.Namespace, size: int, data_dir: Path, url: str | None) -> dict:
