@@ -45,6 +45,10 @@ WRITER_HEAP = 32_000_000
 MAX_OUTLETS = 10_000
 
 
+# A scope of fewer days than this filters by its days as terms, a longer one by a range.
+DAYS_AS_TERMS = 64
+
+
 @dataclass(frozen=True)
 class LexicalFilter:
     """Which chunks a search may return: outlets (any of), local publication days (proleptic
@@ -211,8 +215,15 @@ class LexicalIndex:
                     ]
                 )
             )
+        first, last = where.first_day, where.last_day
+        if first is not None and last is not None and last - first < DAYS_AS_TERMS:
+            # A few days are looked up as terms (at 1M chunks 0.1 ms a day); a range query
+            # walks the field's value of every document (17 ms at 1M, growing with the store).
+            days = list(range(first, last + 1))
+            filters.append(tantivy.Query.term_set_query(schema, "day", days))
+            first = last = None
         for field, low, high in (
-            ("day", where.first_day, where.last_day),
+            ("day", first, last),
             ("published_ts", where.since_ts, where.until_ts),
         ):
             if low is not None or high is not None:
