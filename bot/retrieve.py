@@ -615,7 +615,8 @@ class Retriever:
         total = lexical.chunk_count()
         wanted = math.ceil(self.config.scope_margin * pool * total / admitted)
         if wanted > self.config.nearest_limit:
-            return self.store.nearest(vector.tolist(), pool, among=lexical.chunk_ids(where))
+            among = lexical.chunk_ids(where, count=admitted)
+            return self.store.nearest(vector.tolist(), pool, among=among)
         hits = nearest(min(wanted, total))
         inside = set(lexical.chunk_ids(where, among=[chunk_id for chunk_id, _ in hits]))
         return [hit for hit in hits if hit[0] in inside][:pool]

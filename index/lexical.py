@@ -191,11 +191,17 @@ class LexicalIndex:
             clauses.append(tantivy.Query.term_set_query(schema, "id", list(among)))
         return tantivy.Query.boolean_query([(tantivy.Occur.Must, query) for query in clauses])
 
-    def chunk_ids(self, where: LexicalFilter, among: Sequence[str] | None = None) -> list[str]:
-        """Ids of the chunks the filter admits (of those `among`, when given)."""
+    def chunk_ids(
+        self, where: LexicalFilter, among: Sequence[str] | None = None, *, count: int | None = None
+    ) -> list[str]:
+        """Ids of the chunks the filter admits (of those `among`, when given); `count` is how
+        many it admits, when the caller has counted them already."""
         searcher = self.index.searcher()
         query = self._chunks(where, among)
-        count = len(among) if among is not None else self.chunk_count(where)
+        if among is not None:
+            count = len(among)
+        elif count is None:
+            count = self.chunk_count(where)
         if not count:
             return []
         hits = searcher.search(query, count, count=False).hits
