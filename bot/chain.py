@@ -24,12 +24,10 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from bot.errors import NewsbotError
 from bot.models import Answer, DateLike, Turn
-from bot.retrieve import Passage  # at run time: pydantic checks the retriever's fields
+from bot.retrieve import Passage, Retrieve  # at run time: pydantic checks the retriever's fields
 
 if TYPE_CHECKING:
     from bot.retrieve import Query, Retriever
-
-Retrieve = Callable[["Query", int], list[Passage]]
 
 
 class Question(TypedDict):

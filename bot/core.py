@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from bot.chain import AnswerChain, NewsRetriever
     from bot.llm import Answerer
-    from bot.retrieve import Passage, Query, Retriever
+    from bot.retrieve import Passage, Retrieve, Retriever
     from index.embed import Embedder
     from index.ingest import Ingestor, IngestReport, Progress
     from index.store import Store
@@ -261,7 +261,7 @@ class Bot:
         since: DateLike = None,
         until: DateLike = None,
         k: int | None = None,
-        retrieve: Callable[[Query, int], list[Passage]] | None = None,
+        retrieve: Retrieve | None = None,
     ) -> Answer:
         """Answer from the stored articles, citing each claim; refuse when they don't say."""
         answer: Answer | None = None
@@ -281,7 +281,7 @@ class Bot:
         since: DateLike = None,
         until: DateLike = None,
         k: int | None = None,
-        retrieve: Callable[[Query, int], list[Passage]] | None = None,
+        retrieve: Retrieve | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer text as it is produced (str pieces), then the final Answer.
 

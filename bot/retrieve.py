@@ -136,6 +136,11 @@ class Query:
     lexical_text: str | None = None  # the question without its dates, for BM25
 
 
+# What finds a question's passages: Retriever.search, or a caller's own (the LangChain chain runs
+# it as a retriever run its tracers see).
+Retrieve = Callable[[Query, int], list[Passage]]
+
+
 def _text_hash(text: str) -> int:
     """The same text up to case, spacing and punctuation (syndicated copies of one story)."""
     normal = " ".join(re.findall(r"[^\W_]+", text.lower()))
