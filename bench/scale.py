@@ -225,17 +225,11 @@ def copy_host_index(embedded: Path, host: Path, url: str) -> None:
     """Give the server's client a copy of the embedded store's lexical index (the same log),
     instead of letting its first use build one from the log: a shortcut for large stores,
     where that build takes a long time here. Its key is the one Store.open computes."""
-    import hashlib
+    from index.store import lexical_folder
 
-    from index.text import ANALYSER_VERSION
-
-    def folder(where: str) -> str:  # as Store.open names a store's lexical index
-        identity = f"{where}|news|analyser {ANALYSER_VERSION}"
-        return f"news-{hashlib.sha1(identity.encode()).hexdigest()[:12]}"
-
-    target = host / "lexical" / folder(url)
+    target = lexical_folder(host, url, "news")
     if not target.exists():
-        shutil.copytree(embedded / "lexical" / folder(str(embedded / "chroma")), target)
+        shutil.copytree(lexical_folder(embedded, str(embedded / "chroma"), "news"), target)
 
 
 def measure(args: argparse.Namespace, size: int, data_dir: Path, url: str | None) -> dict:

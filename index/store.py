@@ -114,6 +114,15 @@ def _is_connection_error(exc: Exception) -> bool:
     )
 
 
+def lexical_folder(data_dir: Path, where: str, collection: str) -> Path:
+    """Where a host keeps its lexical index of the collection at `where` (a Chroma folder or
+    server URL). The index holds analysed terms: another analyser (index/text.py) gets a new
+    index, built from the log."""
+    identity = f"{where}|{collection}|analyser {ANALYSER_VERSION}"
+    key = hashlib.sha1(identity.encode()).hexdigest()[:12]
+    return data_dir / "lexical" / f"{safe_name(collection)}-{key}"
+
+
 def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
     """Run a Chroma call; retry connection failures with exponential backoff, then explain."""
     for attempt in range(retries + 1):
@@ -214,12 +223,8 @@ class Store:
         from index.lock import exclusive, lock_path
 
         where = settings.chroma_url or str(settings.store_dir)
-        # The index holds analysed terms: another analyser (index/text.py) gets a new index,
-        # built from the log.
-        identity = f"{where}|{settings.collection}|analyser {ANALYSER_VERSION}"
-        key = hashlib.sha1(identity.encode()).hexdigest()[:12]
         lexical = LexicalIndex(
-            settings.data_dir / "lexical" / f"{safe_name(settings.collection)}-{key}", analyse
+            lexical_folder(settings.data_dir, where, settings.collection), analyse
         )
 
         def opening() -> contextlib.AbstractContextManager[Any]:
