@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.models import Turn
@@ -309,11 +309,12 @@ def condense(
     *,
     chat_model: Any = None,
     prompt: Prompt | None = None,
+    on_error: Callable[[Exception], object] | None = None,
 ) -> str:
     """The standalone question: by the chat model when there is one, else by the rules.
 
-    A model that fails or answers with something that is not one question falls back to the
-    rules, so a flaky provider never loses the conversation.
+    A model that fails (`on_error` is told why) or answers with something that is not one
+    question falls back to the rules, so a flaky provider never loses the conversation.
     """
     question = question.strip()
     if not history:
@@ -325,6 +326,8 @@ def condense(
         reply = chat_model.invoke(messages)
     except Exception as exc:  # a provider's error must not end the conversation
         log.warning("condensing the question failed (%s); using the rules", exc)
+        if on_error is not None:
+            on_error(exc)
         return rewrite_follow_up(question, history)
     text = _first_line(reply.text)
     if not text or len(text) > MAX_REWRITE_CHARS:

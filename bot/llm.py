@@ -195,24 +195,15 @@ class CitationChecker:
         self.matcher = matcher
         self.sentences: list[tuple[Sentence, Passage]] = []  # citation n - 1 -> what it quotes
         self._number: dict[tuple[str, int, int], int] = {}
+        self.text = ""  # checked
+        self.raw = ""  # what the model wrote
         self._pending = ""
-        self._raw: list[str] = []
-        self._out: list[str] = []
         self._released = 0
         self._claim_start = 0
 
-    @property
-    def text(self) -> str:
-        return "".join(self._out)
-
-    @property
-    def raw(self) -> str:
-        """What the model wrote, unchecked."""
-        return "".join(self._raw)
-
     def feed(self, piece: str) -> str:
         """Add a piece of model output; returns the text that may be shown now."""
-        self._raw.append(piece)
+        self.raw += piece
         self._pending += piece
         cut = self._safe_cut(self._pending)
         self._consume(self._pending[:cut])
@@ -238,33 +229,28 @@ class CitationChecker:
         return cut
 
     def _consume(self, text: str) -> None:
-        if not self._out:
+        if not self.text:
             text = text.lstrip()
         position = 0
         for match in _MARKER.finditer(text):
-            self._out.append(text[position : match.start()])
+            self.text += text[position : match.start()]
             wanted = dict.fromkeys(_numbers(match.group(1)))
             valid = [n for n in wanted if 1 <= n <= len(self.passages)]
             numbers = [self._cite(n) for n in valid]
             numbers = [n for n in dict.fromkeys(numbers) if n is not None]
             if numbers:
                 space = match.group(0)[: match.group(0).index("[")]
-                self._out.append(space + "".join(f"[{n}]" for n in numbers))
+                self.text += space + "".join(f"[{n}]" for n in numbers)
                 self._claim_start = len(self.text)
             position = match.end()
-        self._out.append(text[position:])
+        self.text += text[position:]
 
     def _cite(self, passage_number: int) -> int | None:
         passage = self.passages[passage_number - 1]
         claim = _last_sentence(self.text[self._claim_start :])
         found = self.matcher.best(claim, passage)
         if found is None:
-            log.info(
-                "[%d] dropped: passage %d holds nothing like %r",
-                passage_number,
-                passage_number,
-                claim,
-            )
+            log.info("[%d] dropped: that passage holds nothing like %r", passage_number, claim)
             return None
         sentence = found[0]
         if sentence.key not in self._number:
@@ -275,17 +261,16 @@ class CitationChecker:
     def _release(self) -> str:
         if not self.sentences:
             return ""
-        full = self.text
-        piece = full[self._released :]
-        self._released = len(full)
+        piece, self._released = self.text[self._released :], len(self.text)
         return piece
 
     def citations(self) -> tuple[Citation, ...]:
-        found = []
-        for n, (sentence, passage) in enumerate(self.sentences, start=1):
-            score = passage.dense_score if passage.dense_score is not None else passage.score
-            found.append(citation_for(n, sentence, score))
-        return tuple(found)
+        return tuple(
+            citation_for(
+                n, sentence, passage.score if passage.dense_score is None else passage.dense_score
+            )
+            for n, (sentence, passage) in enumerate(self.sentences, start=1)
+        )
 
 
 def _last_sentence(text: str) -> str:
@@ -355,6 +340,7 @@ NO_KEY = "not-needed"
 # The providers newsbot documents and tests; each has a pip extra of its name (pyproject.toml).
 SERVERS = {"openai": "the OpenAI API", "ollama": "the Ollama server"}
 NO_CITATION = "the model's reply cited no passage"
+TOKEN_COUNTS = ("input_tokens", "output_tokens")  # of a chunk's usage_metadata, into timings
 
 
 def load_chat_model(spec: str, settings: Settings) -> Any:
@@ -435,11 +421,7 @@ class Failure:
 
 
 class ModelFailed(Exception):
-    """The model gave no usable answer; `reason` says why (shown as the fallback reason)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """The model gave no usable answer; the message says why (the answer's fallback reason)."""
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -529,21 +511,6 @@ class Attempts:
 # -- the answerer ------------------------------------------------------------------------------
 
 
-class _Watched:
-    """A chat model whose last `invoke` error is kept (condense swallows it, on purpose)."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.error: BaseException | None = None
-
-    def invoke(self, messages: Any, **kwargs: Any) -> Any:
-        try:
-            return self.model.invoke(messages, **kwargs)
-        except Exception as exc:
-            self.error = exc
-            raise
-
-
 @dataclass(frozen=True)
 class Reply:
     """What the Answerer produced: the draft, which answerer wrote it, and why the LLM's answer
@@ -608,13 +575,16 @@ class Answerer:
         from bot.conversation import condense
 
         self._local.timed_out = None
-        model = _Watched(self.chat_model) if self.chat_model is not None else None
-        rewritten = condense(question, history, chat_model=model, prompt=self.prompts["condense"])
-        if model is not None and model.error is not None:
-            failure = failure_of(model.error, where=self.where, timeout=self.settings.llm_timeout)
+
+        def failed(exc: Exception) -> None:
+            failure = failure_of(exc, where=self.where, timeout=self.settings.llm_timeout)
             if failure.timed_out:
                 self._local.timed_out = failure.reason
-        return rewritten
+
+        prompt = self.prompts["condense"]
+        return condense(
+            question, history, chat_model=self.chat_model, prompt=prompt, on_error=failed
+        )
 
     def extractive(
         self, question: str, passages: Sequence[Passage], query: Query | None = None
@@ -645,7 +615,7 @@ class Answerer:
         self._local.timed_out = None
         draft = self.extractive(question, passages, query)
         timings: dict[str, float] = {}
-        shown = False
+        shown, answerer = False, "extractive"
         # Below the calibrated evidence threshold even an LLM would be guessing: no fallback.
         asking = self.chat_model is not None and not draft.refused
         reason = timed_out if asking else None
@@ -662,31 +632,24 @@ class Answerer:
                     yield piece
             except ModelFailed as failed:
                 log.warning("the chat model gave no answer (%s); answering extractively", failed)
-                reason = failed.reason
+                reason = str(failed)
             else:
-                if checker.sentences:
+                if checker.sentences:  # then `shown`: its text was streamed
+                    answerer = self.name
                     draft = Draft(checker.text, checker.citations(), False, draft.confidence)
-                    yield Reply(draft, self.name, None, timings)
-                    return
-                if is_refusal(checker.raw):
-                    closest = draft.citations[:CLOSEST_CITATIONS]
+                elif is_refusal(checker.raw):
+                    answerer, closest = self.name, draft.citations[:CLOSEST_CITATIONS]
                     text = NOT_FOUND + (CLOSEST_NOTE if closest else "")
-                    yield text
-                    yield Reply(
-                        Draft(text, closest, True, draft.confidence), self.name, None, timings
-                    )
-                    return
-                log.info("the LLM answer had no valid citation; answering extractively instead")
-                reason = NO_CITATION
+                    draft = Draft(text, closest, True, draft.confidence)
+                else:
+                    log.info("the LLM answer had no valid citation; answering extractively")
+                    reason = NO_CITATION
         if reason:
-            self._fell_back(reason)
+            with self._count:
+                self.fallbacks[reason] += 1
         if not shown:
             yield draft.text
-        yield Reply(draft, "extractive", reason, timings)
-
-    def _fell_back(self, reason: str) -> None:
-        with self._count:
-            self.fallbacks[reason] += 1
+        yield Reply(draft, answerer, reason, timings)
 
     def _model_stream(
         self, messages: list[Any], checker: CitationChecker, timings: dict[str, float]
@@ -698,17 +661,15 @@ class Answerer:
         attempts = Attempts(
             settings.llm_retries, settings.llm_max_retry_wait, started + settings.llm_timeout
         )
-        usage: dict[str, float] = {}
+        usage: Counter[str] = Counter()
         try:
             while True:
                 received = False
                 try:
                     for chunk in self.chat_model.stream(messages):
                         received = True
-                        for key in ("input_tokens", "output_tokens"):
-                            count = (getattr(chunk, "usage_metadata", None) or {}).get(key)
-                            if count:
-                                usage[key] = usage.get(key, 0) + count
+                        counts = getattr(chunk, "usage_metadata", None) or {}
+                        usage.update({key: counts.get(key) or 0 for key in TOKEN_COUNTS})
                         piece = chunk.text  # str content, or the text of content blocks
                         if piece and "model_first_token" not in timings:
                             timings["model_first_token"] = time.monotonic() - started
@@ -738,4 +699,4 @@ class Answerer:
                 yield shown
         finally:
             timings["model"] = time.monotonic() - started
-            timings.update(usage)
+            timings.update(+usage)  # the counts the server gave
