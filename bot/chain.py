@@ -43,20 +43,10 @@ ChainInput = str | Question
 
 
 class Answering(Protocol):
-    """What the chain asks of a Bot."""
+    """What the chain asks of a Bot (not Bot itself: bot/core.py imports this module)."""
 
     @property
     def retriever(self) -> Retriever: ...
-
-    def ask(
-        self,
-        question: str,
-        *,
-        history: Sequence[Turn] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        retrieve: Retrieve | None = None,
-    ) -> Answer: ...
 
     def stream(
         self,
@@ -98,16 +88,8 @@ class NewsRetriever(BaseRetriever):
 
 
 def document(passage: Passage) -> Document:
-    return Document(
-        page_content=passage.text,
-        id=passage.chunk_id,
-        metadata={
-            **passage.metadata,
-            "score": passage.score,
-            "dense_score": passage.dense_score,
-            "part": passage.part,
-        },
-    )
+    scores = {"score": passage.score, "dense_score": passage.dense_score, "part": passage.part}
+    return Document(passage.text, id=passage.chunk_id, metadata=passage.metadata | scores)
 
 
 class AnswerChain(Runnable[ChainInput, str | Answer]):
@@ -133,9 +115,9 @@ class AnswerChain(Runnable[ChainInput, str | Answer]):
     # LangChain calls these two with the chain's run and the config for its children.
     def _answer(
         self, input: ChainInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
-    ) -> Answer:
-        question, options = _parse(input)
-        return self.bot.ask(question, retrieve=self._retrieval(config), **options)
+    ) -> str | Answer:
+        *_, answer = self._pieces(iter([input]), run_manager, config)  # as Bot.ask does
+        return answer
 
     def _pieces(
         self,
