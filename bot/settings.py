@@ -42,33 +42,25 @@ class Settings(BaseSettings):
     )
 
     # -- store ---------------------------------------------------------------------------------
-    data_dir: Path = Field(default_factory=_data_home, description="Where newsbot keeps its data.")
-    chroma_url: str | None = Field(
-        default=None, description="Chroma server URL (http://host:port); unset = embedded store."
-    )
+    data_dir: Path = Field(default_factory=_data_home)
+    chroma_url: str | None = None  # a Chroma server (http://host:port); unset: embedded store
     collection: str = Field(
         default="news", min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]+$"
     )
     store_retries: int = Field(default=3, ge=0, le=10)
 
     # -- embedding -----------------------------------------------------------------------------
-    embedding_model: str = Field(
-        default=DEFAULT_MODEL, description="Model name or folder path (sentence-transformers)."
-    )
+    embedding_model: str = DEFAULT_MODEL  # a model name or folder (sentence-transformers)
     # ONNX Runtime runs the same model without importing torch: same vectors (cosine 1.0000),
     # a new process answers in under a second instead of ~7 s (docs/benchmarks.md).
     embedding_backend: Literal["onnx", "torch"] = "onnx"
     embedding_precision: Literal["fp32", "int8"] = "fp32"
     batch_size: int = Field(default=16, ge=1, le=1024)
-    model_cache_dir: Path = Field(
-        default_factory=_model_cache, description="Where ONNX exports of the model are kept."
-    )
+    model_cache_dir: Path = Field(default_factory=_model_cache)  # ONNX exports of the model
 
     # -- chunking ------------------------------------------------------------------------------
-    chunk_tokens: int = Field(
-        default=200, ge=32, le=4096, description="Most word pieces of article text in one chunk."
-    )
-    chunk_overlap: int = Field(default=1, ge=0, le=5, description="Sentences shared by neighbours.")
+    chunk_tokens: int = Field(default=200, ge=32, le=4096)  # word pieces of text in a chunk
+    chunk_overlap: int = Field(default=1, ge=0, le=5)  # sentences neighbours share
 
     # -- reading -------------------------------------------------------------------------------
     # Text, HTML, feed files and JSON documents up to this size are read whole; JSON Lines files,
@@ -77,26 +69,18 @@ class Settings(BaseSettings):
     max_download_bytes: int = Field(default=10_000_000, ge=1)
     fetch_timeout: float = Field(default=15.0, gt=0, le=600)
     max_redirects: int = Field(default=5, ge=0, le=30)
-    allow_private_urls: bool = Field(
-        default=False, description="Allow fetching from loopback/private/link-local addresses."
-    )
-    fetch_full_articles: bool = Field(
-        default=True, description="When a feed entry has only a summary, fetch the linked page."
-    )
+    allow_private_urls: bool = False  # fetch from loopback, private and link-local addresses
+    fetch_full_articles: bool = True  # a feed entry with only a summary: fetch the linked page
 
     # -- answering -----------------------------------------------------------------------------
-    k: int = Field(default=6, ge=1, le=100, description="Passages retrieved per question.")
-    llm: str | None = Field(
-        default=None, description="provider:model, e.g. openai:gpt-4o-mini or ollama:llama3.1."
-    )
-    llm_base_url: str | None = Field(
-        default=None,
-        description="The model server: an OpenAI-compatible API (http://host:8080/v1) for "
-        "openai:, the Ollama host (http://host:11434) for ollama:.",
-    )
+    k: int = Field(default=6, ge=1, le=100)  # passages retrieved per question
+    llm: str | None = None  # provider:model, e.g. openai:gpt-4o-mini or ollama:llama3.1
+    # The model server: an OpenAI-compatible API (http://host:8080/v1) for openai:, the Ollama
+    # host (http://host:11434) for ollama:.
+    llm_base_url: str | None = None
     # Else the provider's own variable (OPENAI_API_KEY, OLLAMA_API_KEY). A local server that
     # checks no key needs none.
-    llm_api_key: SecretStr | None = Field(default=None, description="The model server's API key.")
+    llm_api_key: SecretStr | None = None
     llm_temperature: float = Field(default=0.0, ge=0, le=2)
     # Seconds to connect, for each piece of the reply, and for the whole reply: past it the
     # question is answered extractively. A local model on a CPU may need more.
@@ -112,12 +96,7 @@ class Settings(BaseSettings):
     # Unset: the cut chosen with the learned sentence scorer on its training folds
     # (bot/answer_model.json, bench/fit_answer.py, docs/answering.md). A value is a probability
     # (0-1) that the best sentence answers the question, below which the bot refuses.
-    refusal_threshold: float | None = Field(
-        default=None,
-        ge=0,
-        le=1,
-        description="Least probability (0-1) to answer instead of refusing; unset: calibrated.",
-    )
+    refusal_threshold: float | None = Field(default=None, ge=0, le=1)
 
     # -- slack ---------------------------------------------------------------------------------
     slack_api_url: str = "https://slack.com/api/"
