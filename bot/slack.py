@@ -248,17 +248,13 @@ class SlackDoor:
         if not self.notices.try_submit(send):
             log.warning("Slack notice queue full; a notice was dropped")
 
-    def post(self, client: WebClient, request: Request, text: str) -> str | None:
+    def post(self, client: WebClient, request: Request, text: str) -> None:
         try:
-            response = client.chat_postMessage(
-                channel=request.channel, thread_ts=request.thread_ts, text=text
-            )
-            return str(response["ts"])
+            client.chat_postMessage(channel=request.channel, thread_ts=request.thread_ts, text=text)
         except Exception as exc:
             log.error(
                 "Slack message to %s failed: %s: %s", request.channel, type(exc).__name__, exc
             )
-            return None
 
     # -- answering (in the worker pool) -------------------------------------------------------
     def answer(self, client: WebClient, request: Request, respond: Respond | None = None) -> None:
@@ -395,33 +391,22 @@ def register(
     """
     door = SlackDoor(bot, settings, executor=executor, update_interval=update_interval)
 
-    def take(
-        body: dict, event: dict, context: BoltContext, client: WebClient, direct: bool
+    @app.event("app_mention")
+    @app.event("message")  # direct messages (the gate drops the rest)
+    def on_message(
+        ack: Ack, body: dict, event: dict, context: BoltContext, client: WebClient
     ) -> None:
+        ack()
         request = door.gate.admit(
             body,
             event,
             bot_user_id=context.bot_user_id,
             bot_id=context.bot_id,
             team=context.team_id,
-            direct=direct,
+            direct=event.get("type") == "message",
         )
         if request is not None:
             door.submit(client, request)
-
-    @app.event("app_mention")
-    def on_mention(
-        ack: Ack, body: dict, event: dict, context: BoltContext, client: WebClient
-    ) -> None:
-        ack()
-        take(body, event, context, client, direct=False)
-
-    @app.event("message")
-    def on_message(
-        ack: Ack, body: dict, event: dict, context: BoltContext, client: WebClient
-    ) -> None:
-        ack()
-        take(body, event, context, client, direct=True)
 
     @app.command("/newsbot")
     def on_command(
@@ -569,8 +554,7 @@ def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
     """Socket Mode: Slack pushes events over a WebSocket; nothing needs to be reachable."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    settings = slack_settings(settings, socket=True)
-    return SocketModeHandler(app, settings.slack_app_token)
+    return SocketModeHandler(app, slack_settings(settings, socket=True).slack_app_token)
 
 
 @contextmanager
