@@ -56,6 +56,7 @@ _MEDIA_KINDS = {
         ("application/x-ndjson", "application/jsonl", "application/x-jsonlines"), "jsonl"
     ),
     **dict.fromkeys(("text/plain", "text/markdown", "text/x-markdown"), "text"),
+    **dict.fromkeys(("application/pdf", "application/zip", "application/gzip"), "binary"),
 }
 READABLE_SUFFIXES = frozenset(_SUFFIX_KINDS)
 
@@ -104,21 +105,11 @@ _DATE_LINE = re.compile(
     re.IGNORECASE,
 )
 _HEADER_KEYS = {
-    "title": "title",
-    "headline": "title",
-    "source": "source",
-    "outlet": "source",
-    "publisher": "source",
-    "url": "url",
-    "link": "url",
-    "canonical": "url",
-    "author": "author",
-    "byline": "author",
-    "date": "date",
-    "published": "date",
-    "published_at": "date",
-    "publishedat": "date",
-    "pubdate": "date",
+    **dict.fromkeys(("title", "headline"), "title"),
+    **dict.fromkeys(("source", "outlet", "publisher"), "source"),
+    **dict.fromkeys(("url", "link", "canonical"), "url"),
+    **dict.fromkeys(("author", "byline"), "author"),
+    **dict.fromkeys(("date", "published", "published_at", "publishedat", "pubdate"), "date"),
 }
 _HEADER_LINE = re.compile(
     r"[ \t]*(?P<key>" + "|".join(_HEADER_KEYS) + r")[ \t]*:[ \t]*(?P<value>[^\n]*)",
@@ -175,24 +166,21 @@ def iter_articles(sources: Iterable[str], settings: ReadConfig) -> Iterator[Arti
     """
     seen: set[Path] = set()
     for source in sources:
-        try:
-            yield from _read_source(source, settings, seen)
-        except Exception as exc:  # a bug or an odd source must not stop the other sources
-            logger.debug("reading %s failed", source, exc_info=True)
-            yield ReadFailure(source, f"cannot read: {_describe(exc)}")
+        # A bug or an odd source must not stop the other sources.
+        yield from _guarded(_read_source(source, settings, seen), source)
 
 
 def _read_source(
     source: str, settings: ReadConfig, seen: set[Path]
 ) -> Iterator[Article | ReadFailure]:
-    source = os.fspath(source).strip() if isinstance(source, os.PathLike) else source.strip()
+    source = os.fspath(source).strip()
     if not source:
         yield ReadFailure(source, "empty source name")
         return
     if _URL_SCHEME.match(source):
         scheme = source.split(":", 1)[0].lower()
         if scheme in ("http", "https"):
-            yield from _read_url(source, settings)
+            yield from _guarded(_read_url(source, settings), source)
         else:
             yield ReadFailure(source, f"cannot read {scheme}: URLs; only http and https URLs")
         return
@@ -215,7 +203,7 @@ def _read_source(
             resolved = file.resolve()
             if resolved not in seen:
                 seen.add(resolved)
-                yield from _read_file(file, resolved, settings)
+                yield from _guarded(_read_file(file, resolved, settings), str(file))
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -233,66 +221,52 @@ def _walk(folder: Path) -> list[Path]:
 
 
 def _read_file(path: Path, resolved: Path, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
-    location = str(path)
-    where = _Where(location=location, id_prefix="file", id_key=str(resolved))
+    where = _Where(location=str(path), id_prefix="file", id_key=str(resolved))
     kind = _SUFFIX_KINDS.get(path.suffix.lower())
-    try:
-        if not path.is_file():
-            yield ReadFailure(location, "not a regular file")
-            return
-        size = path.stat().st_size
-        # Exports are read record by record, with no limit on the file: memory stays that of a
-        # record whatever the archive holds. A JSON document within the limit is read whole,
-        # which keeps line and column numbers in its error messages.
-        if kind == "jsonl" or (kind == "json" and size > settings.max_file_bytes):
-            yield from _guarded(_stream_export(path, where, kind, settings), location)
-            return
-        if size > settings.max_file_bytes:
-            yield ReadFailure(
-                location,
-                f"file is {size} bytes, over the limit of {settings.max_file_bytes} bytes; "
-                "raise NEWSBOT_MAX_FILE_BYTES to read it",
-            )
-            return
-        data = path.read_bytes()
-    except OSError as exc:
-        yield ReadFailure(location, f"cannot read: {exc.strerror or exc}")
-        return
-    yield from _guarded(_read_content(data, where, kind, settings), location)
+    if not path.is_file():
+        raise ReadError("not a regular file")
+    size = path.stat().st_size
+    # Exports are read record by record, with no limit on the file: memory stays that of a
+    # record whatever the archive holds. A JSON document within the limit is read whole,
+    # which keeps line and column numbers in its error messages.
+    if kind == "jsonl" or (kind == "json" and size > settings.max_file_bytes):
+        yield from _stream_export(path, where, kind, settings)
+    elif size > settings.max_file_bytes:
+        raise ReadError(
+            f"file is {size} bytes, over the limit of {settings.max_file_bytes} bytes; "
+            "raise NEWSBOT_MAX_FILE_BYTES to read it"
+        )
+    else:
+        yield from _read_content(path.read_bytes(), where, kind, settings)
 
 
 def _read_url(url: str, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
-    try:
-        fetched = fetch(url, settings)
-    except ReadError as exc:
-        yield ReadFailure(url, str(exc))
-        return
+    fetched = fetch(url, settings)
     where = _Where(location=url, id_prefix="url", id_key=fetched.url, url=fetched.url)
     media = fetched.content_type
-    if media.startswith(("image/", "audio/", "video/", "font/")) or media in (
-        "application/pdf",
-        "application/zip",
-        "application/gzip",
-    ):
-        yield ReadFailure(url, f"not an article: the server sent {media}")
-        return
     kind = _MEDIA_KINDS.get(media) or ("json" if media.endswith("+json") else None)
-    yield from _guarded(
-        _read_content(fetched.content, where, kind, settings, charset=fetched.encoding), url
-    )
+    if kind == "binary" or media.startswith(("image/", "audio/", "video/", "font/")):
+        raise ReadError(f"not an article: the server sent {media}")
+    yield from _read_content(fetched.content, where, kind, settings, charset=fetched.encoding)
 
 
 def _guarded(
-    items: Iterator[Article | ReadFailure], location: str
+    items: Iterator[Article | ReadFailure], location: str, item: str = ""
 ) -> Iterator[Article | ReadFailure]:
     """Turn an exception escaping a reader into one ReadFailure for that location."""
     try:
         yield from items
-    except ReadError as exc:
-        yield ReadFailure(location, str(exc))
     except Exception as exc:
-        logger.debug("reading %s failed", location, exc_info=True)
-        yield ReadFailure(location, f"cannot read: {_describe(exc)}")
+        yield _failure(location, exc, item)
+
+
+def _failure(location: str, exc: Exception, item: str = "") -> ReadFailure:
+    """The ReadFailure of `location` (`item`: which part of it) for an exception a reader raised."""
+    if isinstance(exc, ReadError):
+        return ReadFailure(location, item + str(exc))
+    logger.debug("reading %s failed", location, exc_info=exc)
+    reason = exc.strerror or exc if isinstance(exc, OSError) else _describe(exc)
+    return ReadFailure(location, f"{item}cannot read: {reason}")
 
 
 # -- dispatch by content -----------------------------------------------------------------------
@@ -310,12 +284,7 @@ def _sniff(data: bytes) -> str:
 def _read_content(
     data: bytes, where: _Where, kind: str | None, settings: ReadConfig, charset: str | None = None
 ) -> Iterator[Article | ReadFailure]:
-    if not data.strip():
-        yield ReadFailure(where.location, "empty file" if not where.url else "empty response")
-        return
-    if _looks_binary(data):
-        yield ReadFailure(where.location, "binary file, not text (is this an article?)")
-        return
+    _check_text(data, where)
     sniffed = _sniff(data)
     if kind is None or (kind == "html" and sniffed == "feed"):
         kind = sniffed  # servers often label feeds text/html
@@ -333,6 +302,13 @@ def _read_content(
 
 
 # -- bytes to text -----------------------------------------------------------------------------
+
+
+def _check_text(data: bytes, where: _Where) -> None:
+    if not data.strip():
+        raise ReadError("empty response" if where.url else "empty file")
+    if _looks_binary(data):
+        raise ReadError("binary file, not text (is this an article?)")
 
 
 def _looks_binary(data: bytes) -> bool:
@@ -555,7 +531,16 @@ def _title_from_body(body: str) -> str:
 
 
 def _article_from_html(data: bytes | str, where: _Where) -> Article:
-    document = _extract_html(data, where.url)
+    import trafilatura
+
+    document: Any = trafilatura.bare_extraction(
+        data,
+        url=where.url or None,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        deduplicate=False,
+    )
     if document is None or not (document.text or "").strip():
         raise ReadError("no article text found in the page")
     title = (document.title or "").strip()
@@ -576,20 +561,6 @@ def _article_from_html(data: bytes | str, where: _Where) -> Article:
         author=(document.author or "").strip(),
         published_at=published_at,
         origin=where.location,
-    )
-
-
-def _extract_html(data: bytes | str, url: str) -> Any:
-    """trafilatura's main text and metadata of a page (a Document), or None."""
-    import trafilatura
-
-    return trafilatura.bare_extraction(
-        data,
-        url=url or None,
-        with_metadata=True,
-        include_comments=False,
-        include_tables=True,
-        deduplicate=False,
     )
 
 
@@ -623,34 +594,16 @@ def html_fragment_text(fragment: str) -> str:
 
 # -- JSON and JSON Lines -----------------------------------------------------------------------
 
+# A record's field names as `_key` spells them, each list in order of preference.
 _ID_KEYS = ("id", "articleid")
 _TITLE_KEYS = ("title", "headline")
-_BODY_KEYS = (
-    "body",
-    "text",
-    "content",
-    "article",
-    "articlebody",
-    "fulltext",
-    "maintext",
-    "articletext",
-    "bodytext",
+_BODY_KEYS = tuple(
+    "body text content article articlebody fulltext maintext articletext bodytext".split()
 )
 _SUMMARY_KEYS = ("summary", "description", "abstract", "lead")
-_DATE_KEYS = (
-    "publishedat",
-    "published",
-    "date",
-    "pubdate",
-    "datepublished",
-    "publicationdate",
-    "publisheddate",
-    "publishdate",
-    "datetime",
-    "createdat",
-    "created",
-    "timestamp",
-    "time",
+_DATE_KEYS = tuple(
+    "publishedat published date pubdate datepublished publicationdate publisheddate "
+    "publishdate datetime createdat created timestamp time".split()
 )
 _URL_KEYS = ("url", "link", "canonicalurl", "weburl", "permalink", "href")
 _SOURCE_KEYS = ("source", "outlet", "site", "publisher", "sitename", "sourcename", "publication")
@@ -737,12 +690,8 @@ def _stream_export(
     """A JSON Lines file line by line, or a large JSON document item by item (ijson)."""
     with path.open("rb") as handle:
         head = handle.read(STREAM_HEAD_BYTES)
-        if not head.strip() and len(head) < STREAM_HEAD_BYTES:
-            yield ReadFailure(where.location, "empty file")
-            return
-        if _looks_binary(head):
-            yield ReadFailure(where.location, "binary file, not text (is this an article?)")
-            return
+        if head.strip() or len(head) < STREAM_HEAD_BYTES:  # a blank head may go on with text
+            _check_text(head, where)
         if head.startswith(_UTF16_32_BOMS):  # rare: such a file is decoded whole, as before
             if path.stat().st_size > settings.max_file_bytes:
                 raise ReadError(
@@ -824,11 +773,8 @@ def _guard_record(
 ) -> Article | ReadFailure:
     try:
         return _article_from_record(record, where, suffix, origin)
-    except ReadError as exc:
-        return ReadFailure(where.location, item + str(exc))
     except Exception as exc:
-        logger.debug("reading %s failed", origin, exc_info=True)
-        return ReadFailure(where.location, f"{item}cannot read: {_describe(exc)}")
+        return _failure(where.location, exc, item)
 
 
 def _records_in(document: Any, depth: int = 0) -> list[Any] | None:
@@ -1032,8 +978,7 @@ def _parse_feed(data: bytes, where: _Where) -> Feed:
         try:
             prepared.append(_prepare_entry(entry, number))
         except Exception as exc:
-            logger.debug("%s: entry %d failed", where.location, number, exc_info=True)
-            prepared.append(ReadFailure(where.location, f"entry {number}: {_describe(exc)}"))
+            prepared.append(_failure(where.location, exc, f"entry {number}: "))
     return Feed(where, _plain((parsed.get("feed") or {}).get("title")), prepared)
 
 
@@ -1063,10 +1008,8 @@ def feed_articles(
             continue
         try:
             yield _article_from_entry(item, pages.get(item.number), feed.title, where)
-        except ReadError as exc:
-            yield ReadFailure(where.location, f"entry {item.number}: {exc}")
         except Exception as exc:
-            yield ReadFailure(where.location, f"entry {item.number}: {_describe(exc)}")
+            yield _failure(where.location, exc, f"entry {item.number}: ")
 
 
 def _prepare_entry(entry: Any, number: int) -> FeedEntry:
