@@ -1,15 +1,8 @@
 """The ingest pipeline: articles -> chunks -> vectors -> store, incremental and crash-safe.
 
-Per batch of articles: skip what the registry already holds with the same fingerprint, store
-byte-identical stories once (every outlet kept in `sources`), chunk (pure) and embed the rest,
-upsert their chunks under deterministic ids, delete chunks an update left over, and only then
-commit the batch: its log entry in Chroma, then its registry records and chunk terms in the
-lexical index, in one commit (index/store.py). A run killed anywhere and run again ends with the
-chunks of a clean run. The registry the batches are planned against is the lexical index's, so
-the caller holds the store's turn and has caught it up (`Store.refresh`) first (bot/core.py).
-
-The stages overlap (see `_Pipeline`): while the model embeds, a thread reads and chunks the next
-batches and another writes the last ones, each batch committed whole and in order.
+Each batch's chunks are written first and its registry records committed last, so a run killed
+anywhere and run again ends with the chunks of a clean run. Reading, embedding and writing
+overlap (`_Pipeline`). The order and why: docs/ingesting.md, "The ingest pipeline".
 """
 
 from __future__ import annotations
@@ -249,18 +242,8 @@ def _groups(batches: list[_Batch], last: bool) -> list[list[_Batch]]:
 
 
 class _Pipeline:
-    """Three stages on bounded queues, so that the model rarely waits:
-
-    1. a thread reads the items, plans each batch against the store's registry (unchanged,
-       duplicate, update), chunks what must be embedded and tokenizes it;
-    2. the calling thread embeds a window of ready batches at once;
-    3. a thread writes each batch (chunks, then registry records) in the order read.
-
-    A batch is planned from what the store holds, so one that touches an article or story that
-    an earlier batch has not yet written waits for that write (`wait_for`): the outcome is that
-    of running the batches one after the other. On a failure the reader stops, whatever was
-    embedded is still written, and the first error is raised.
-    """
+    """Three stages on bounded queues (reading and planning, embedding, writing in order); a
+    batch touching what an earlier one has not yet written waits for it (docs/ingesting.md)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()

@@ -1,19 +1,6 @@
-"""Taking turns: ingest, reindex and reset runs on one store write one at a time.
-
-Two runs writing the same article could each delete what the other just wrote, and the store's
-log (index/store.py) needs one writer to number its entries. Two mechanisms, one per kind of store:
-
-- An embedded store is on this machine: a file lock (`filelock`, flock underneath), which the
-  kernel releases when its holder dies, so a killed run never leaves the store locked.
-- A Chroma server may be shared by several hosts, which a local file cannot make take turns: a
-  *lease*, one record of a `<collection>-lease` collection in the server. Chroma's `add` of an id
-  that exists is ignored, so "add my token, then read the record back" tells exactly one of two
-  racing hosts that it holds the lease. The holder renews it (every third of its time to live)
-  from a thread; a holder that died stops renewing, and once the lease has expired a waiting host
-  deletes it with a `where` on that holder's token, so two hosts breaking the same stale lease
-  cannot delete a fresh one. Hosts' clocks must agree to well within the time to live (NTP).
-  The store's log is the last safeguard: an entry is added under its number only if absent and
-  read back, so a holder that lost its lease (paused longer than the time to live) cannot commit.
+"""Taking turns: ingest, reindex and reset runs on one store write one at a time. A file lock for
+an embedded store; a lease record in the server for a Chroma server, which several hosts may
+share (the protocol: docs/ingesting.md, "Taking turns").
 """
 
 from __future__ import annotations

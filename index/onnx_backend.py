@@ -1,24 +1,5 @@
-"""The ONNX backend: the sentence-transformers model exported once, then run on onnxruntime.
-
-Exporting needs torch and sentence-transformers, and happens once per model (by `newsbot model
-export`, or the first time the backend is used). Embedding needs only onnxruntime, tokenizers and
-numpy, so a process that only asks questions starts without importing torch.
-
-The exported graph takes token ids and the 0/1 attention mask, builds the additive attention mask
-itself (leaving that to transformers traced wrongly for padded rows), and ends with mean pooling and
-L2 normalisation, so it returns the sentence vectors directly.
-
-Cache layout, under `cache_dir` (by default <data_dir>/models):
-
-    <model name>-<12 hex of the source checksum>/
-        model-fp32.onnx  model-fp32.json     the export and its manifest
-        model-int8.onnx  model-int8.json     dynamic int8 quantization of the fp32 export
-    checksums.json                           sha256 of files by (size, mtime), to start fast
-
-The entry's name covers the checksums of the model's files and the export format, so a changed
-model gets a new entry. An export is trusted only when its manifest matches the entry and its own
-sha256; anything else (a truncated, garbled or half-written file, a stale manifest, a file
-onnxruntime cannot load) is rebuilt. Files are written to a temporary name and renamed into place.
+"""The ONNX backend: the sentence-transformers model exported once (with torch), then run on
+onnxruntime without torch. The export, its checks and its cache: docs/ingesting.md.
 """
 
 from __future__ import annotations
@@ -37,6 +18,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock
 
 from index.errors import EmbeddingError
 from index.files import write_atomically, written_in_place
@@ -166,29 +149,16 @@ def _entry(model: str, cache_dir: Path, memo: _ChecksumMemo) -> _Entry:
     return _Entry(model, model_path, cache_dir / f"{name}-{checksum[:12]}", checksum)
 
 
-def _locked(folder: Path) -> contextlib.AbstractContextManager[Any]:
-    """One exporter per cache entry at a time (two processes starting together export once)."""
-    from filelock import FileLock
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(folder / ".lock"))
-
-
-def _read_manifest(entry: _Entry, precision: str) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads(entry.manifest_path(precision).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
-
-
 def _problem(entry: _Entry, precision: str, memo: _ChecksumMemo) -> str | None:
     """Why the cached export cannot be used, or None when it is whole and current."""
     onnx_path = entry.onnx_path(precision)
     if not onnx_path.is_file():
         return "not exported yet"
-    manifest = _read_manifest(entry, precision)
-    if manifest is None:
+    try:
+        manifest = json.loads(entry.manifest_path(precision).read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict):
         return "no readable manifest"
     expected = {
         "format": EXPORT_FORMAT,
@@ -206,9 +176,7 @@ def _problem(entry: _Entry, precision: str, memo: _ChecksumMemo) -> str | None:
     return None
 
 
-def _write_manifest(
-    entry: _Entry, precision: str, dimension: int, seconds: float, memo: _ChecksumMemo
-) -> None:
+def _write_manifest(entry: _Entry, precision: str, seconds: float, memo: _ChecksumMemo) -> None:
     onnx_path = entry.onnx_path(precision)
     memo.forget(onnx_path)
     manifest = {
@@ -220,10 +188,6 @@ def _write_manifest(
         "file": onnx_path.name,
         "size": onnx_path.stat().st_size,
         "sha256": memo.sha256(onnx_path),
-        "dimension": dimension,
-        "inputs": list(INPUT_NAMES),
-        "output": OUTPUT_NAME,
-        "opset": OPSET,
         "export_seconds": round(seconds, 2),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": {package: metadata.version(package) for package in _RECORDED_PACKAGES},
@@ -268,8 +232,8 @@ def _load_reference(model_path: Path) -> Any:
     return reference
 
 
-def _export_fp32(entry: _Entry, target: Path) -> int:
-    """Export the model's encoder, pooling and normalisation to `target`; return the dimension."""
+def _export_fp32(entry: _Entry, target: Path) -> None:
+    """Export the model's encoder, pooling and normalisation to `target`, and check it."""
     import torch
 
     reference = _load_reference(entry.model_path)
@@ -333,10 +297,9 @@ def _export_fp32(entry: _Entry, target: Path) -> int:
         show_progress_bar=False,
     )
     _check_export(entry, target, expected, "fp32")
-    return int(expected.shape[1])
 
 
-def _quantize_int8(entry: _Entry, source: Path, target: Path) -> int:
+def _quantize_int8(entry: _Entry, source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Per-channel signed int8 weights, unsigned int8 activations (optimum's avx512_vnni settings).
@@ -348,10 +311,7 @@ def _quantize_int8(entry: _Entry, source: Path, target: Path) -> int:
             reduce_range=False,
             weight_type=QuantType.QInt8,
         )
-    session = _open_session(source)
-    expected = _run_checks(entry, session)
-    _check_export(entry, target, expected, "int8")
-    return int(expected.shape[1])
+    _check_export(entry, target, _run_checks(entry, _open_session(source)), "int8")
 
 
 @contextlib.contextmanager
@@ -399,11 +359,11 @@ def _build(entry: _Entry, precision: str, fp32_source: Path | None, memo: _Check
     target = entry.onnx_path(precision)
     with written_in_place(target) as temporary:
         if fp32_source is None:
-            dimension = _export_fp32(entry, temporary)
+            _export_fp32(entry, temporary)
         else:
-            dimension = _quantize_int8(entry, fp32_source, temporary)
+            _quantize_int8(entry, fp32_source, temporary)
     seconds = time.perf_counter() - started
-    _write_manifest(entry, precision, dimension, seconds, memo)
+    _write_manifest(entry, precision, seconds, memo)
     log.info("exported %s (%s) to %s in %.1f s", entry.model, precision, target, seconds)
 
 
@@ -413,7 +373,9 @@ def _ensure(entry: _Entry, precision: str, memo: _ChecksumMemo, *, force: bool =
         if force or _problem(entry, precision, memo) is not None:
             # int8 is quantized from the fp32 export, which is made (and locked for) first.
             fp32_source = _ensure(entry, "fp32", memo) if precision == "int8" else None
-            with _locked(entry.folder):
+            entry.folder.mkdir(parents=True, exist_ok=True)
+            # One exporter per cache entry at a time: two processes starting together export once.
+            with FileLock(str(entry.folder / ".lock")):
                 # Another process may have finished this export while we waited for the lock.
                 problem = "rebuild requested" if force else _problem(entry, precision, memo)
                 if problem is not None:
@@ -509,20 +471,13 @@ class OnnxEmbedder:
         # ingest's RSS kept rising by 3-17 MiB a batch over six batches; with this pool it held
         # within 1 MiB from the fourth (docs/benchmarks.md, "Bulk input").
         self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="newsbot-embed")
-        path = _ensure(entry, precision, memo)
+        self.path = _ensure(entry, precision, memo)
         try:
-            self._session = _open_session(path)
+            self._session = _open_session(self.path)
         except Exception as exc:  # whole by its checksum, yet not loadable: built by a bad run
-            log.warning("onnxruntime cannot load %s (%s); exporting it again", path, exc)
-            path = _ensure(entry, precision, memo, force=True)
-            try:
-                self._session = _open_session(path)
-            except Exception as again:
-                raise EmbeddingError(
-                    f"onnxruntime cannot load the ONNX export {path}: {again}",
-                    hint="set NEWSBOT_EMBEDDING_BACKEND=torch",
-                ) from again
-        self.path = path
+            log.warning("onnxruntime cannot load %s (%s); exporting it again", self.path, exc)
+            # A rebuilt export has just been loaded and run by _check_export.
+            self._session = _open_session(_ensure(entry, precision, memo, force=True))
         self._tokenizer = load_tokenizer(entry.model_path, self.max_tokens)
         # The export fixes the vectors' width (only the batch axis is dynamic).
         dimension = int(self._session.get_outputs()[0].shape[1])

@@ -1,18 +1,8 @@
 """Read news articles from files, folders, globs, feeds and URLs into `Article`s.
 
-`iter_articles` is the one entry point: it yields an `Article` per article read and a
-`ReadFailure` per item that could not be read (a file, a JSON line, a feed entry, a URL), and
-goes on with the rest. It never raises for a bad item.
-
-Conventions every reader follows:
-
-- Dates are timezone-aware. A date or time without a zone is taken as UTC. A missing or
-  unreadable date stays None: newsbot never stamps an article with "now".
-- Bodies are the article text exactly as written, apart from line endings (CRLF and CR become LF)
-  and surrounding whitespace: citations quote `body[start:end]`.
-- Ids: a record's own `id`; else `stable_id("url", url)` when the article has a URL; else
-  `stable_id("file", resolved path)`, with `#line` for a JSON Lines record, `#index` for an item
-  of a JSON list and `#entry` for a feed entry (a feed entry without a link uses its guid first).
+`iter_articles` yields an `Article` per article read and a `ReadFailure` per item that could not
+be read, and goes on with the rest. Dates are timezone-aware or None; bodies are the text as
+written (line endings normalised, ends stripped). Conventions and ids: docs/ingesting.md.
 """
 
 from __future__ import annotations
@@ -305,20 +295,14 @@ def _read_content(
 
 
 def _check_text(data: bytes, where: _Where) -> None:
+    """Raise ReadError when `data` is empty, or binary rather than text."""
     if not data.strip():
         raise ReadError("empty response" if where.url else "empty file")
-    if _looks_binary(data):
-        raise ReadError("binary file, not text (is this an article?)")
-
-
-def _looks_binary(data: bytes) -> bool:
-    if data.startswith(_UTF16_32_BOMS):
-        return False
-    if data.startswith(_BINARY_SIGNATURES) or b"\x00" in data:
-        return True
     sample = data[:65536]
     control = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
-    return control * 10 > len(sample)
+    binary = data.startswith(_BINARY_SIGNATURES) or b"\x00" in data or control * 10 > len(sample)
+    if binary and not data.startswith(_UTF16_32_BOMS):
+        raise ReadError("binary file, not text (is this an article?)")
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
@@ -622,9 +606,7 @@ def _read_json(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
         if exc.msg == "Extra data":  # JSON Lines in a .json file
             yield from _read_json_lines(text.split("\n"), where)
             return
-        yield ReadFailure(
-            where.location, f"not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno
-        )
+        yield ReadFailure(where.location, _invalid_json(exc), exc.lineno)
         return
     records = _records_in(document)
     if records is None:
@@ -657,13 +639,8 @@ def _read_json_lines(lines: Iterable[str], where: _Where) -> Iterator[Article | 
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield ReadFailure(
-                where.location, f"not valid JSON: {exc.msg} (column {exc.colno})", number
-            )
-            continue
-        except Exception as exc:  # e.g. nesting too deep
-            yield ReadFailure(where.location, f"not valid JSON: {_describe(exc)}", number)
+        except Exception as exc:  # not JSON, or e.g. nested too deep
+            yield ReadFailure(where.location, _invalid_json(exc), number)
             continue
         if not isinstance(record, dict):
             yield ReadFailure(
@@ -671,9 +648,13 @@ def _read_json_lines(lines: Iterable[str], where: _Where) -> Iterator[Article | 
             )
             continue
         result = _guard_record(record, where, str(number), f"{where.location}:{number}")
-        if isinstance(result, ReadFailure):
-            result = replace(result, location=where.location, line=number)
-        yield result
+        yield replace(result, line=number) if isinstance(result, ReadFailure) else result
+
+
+def _invalid_json(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} (column {exc.colno})"
+    return f"not valid JSON: {_describe(exc)}"
 
 
 # -- exports larger than memory ----------------------------------------------------------------
