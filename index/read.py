@@ -362,17 +362,8 @@ def _normalise(text: str) -> str:
 
 
 def read_text(text: str, origin: str, *, url: str = "") -> Article:
-    """An Article from plain text or markdown; raises ReadError when there is no text.
-
-    Recognised at the top, in this order: a `---` front-matter block of `key: value` lines;
-    header lines `title:`, `source:`, `url:`, `author:`, `date:` and the bare form
-    `date YYYY-MM-DD`, which may be followed by body text on the same line; then a title,
-    either a markdown heading or a short first line without final punctuation followed by a
-    blank line. Without a title the file name in `origin` gives one
-    ("2024-02-07-ceasefire-talks.txt" -> "Ceasefire talks"), and a date the file name starts
-    with is used when no header gives one. The body is the rest, preserved exactly (line
-    endings normalised, ends stripped). A date without a zone is taken as UTC.
-    """
+    """An Article from plain text or markdown (`origin`: its file name, for a title and date);
+    raises ReadError when there is no text. What is recognised: docs/ingesting.md."""
     where = _Where(location=origin, id_prefix="file", id_key=origin, url=url)
     try:
         return _article_from_text(text, where)

@@ -3,24 +3,11 @@
 Both sides call it: the lexical index (BM25) indexes `terms(chunk text)` and searches with
 `query_terms(question)`; the extractive answerer and the follow-up reader compare
 `query_terms` of questions, claims and sentences. So a word means the same everywhere: "U.S.",
-"US", "United States" and "American" are all `usa`; "Emirati", "Emirates" and "UAE" are `uae`;
-"Qatar's", "Qatari" and "Qataris" are `qatar`.
+"US", "United States" and "American" are all `usa`; "Qatar's", "Qatari" and "Qataris" are
+`qatar`. The steps (abbreviations, names.tsv, stop words, Snowball stems): docs/ingesting.md.
 
-The steps, in order:
-1. Dotted capital abbreviations lose their dots ("U.S." -> "US", "U.K." -> "UK"), and the names
-   of several words in index/data/names.tsv ("United States") become their one name.
-2. Words are runs of letters and digits (inner apostrophes kept); a final possessive "'s" goes.
-3. A form written in capitals in names.tsv matches only in capitals ("US" is the country, "us" a
-   pronoun); then words are lower-cased and accents dropped.
-4. Stop words go (and, in `query_terms`, the words people use about reports: "said", "article",
-   "according").
-5. A name form becomes its name ("qatari" -> "qatar", plural "qataris" too); names are not
-   stemmed. Every other word is stemmed by the Snowball English stemmer (PyStemmer).
-
-The public names - `terms`, `query_terms`, `fold_name`, `STOPWORDS`, `REPORT_WORDS` - are
-stable: the lexical index stores pre-analysed terms and the answerer's features are built on
-them. Changing what they return changes every stored index's terms: bump `ANALYSER_VERSION`
-then, so that indexes built by an older analyser are rebuilt rather than searched with new terms.
+Changing what `terms`, `query_terms` or `fold_name` return changes every stored index's terms:
+bump `ANALYSER_VERSION` then, so that older indexes are rebuilt rather than searched with new terms.
 """
 
 from __future__ import annotations
