@@ -81,11 +81,8 @@ _NOT_NAMES = frozenset(
 
 def previous_question(history: Sequence[Turn]) -> str | None:
     """The last standalone question of the conversation (what a follow-up follows)."""
-    for turn in reversed(history):
-        text = (turn.standalone_question or turn.question).strip()
-        if text:
-            return text
-    return None
+    asked = ((turn.standalone_question or turn.question).strip() for turn in reversed(history))
+    return next(filter(None, asked), None)
 
 
 def _entities(question: str) -> list[re.Match[str]]:
@@ -190,22 +187,17 @@ def _replace_subject(previous: str, subject: str) -> str | None:
 
 def _resolve(question: str, turns: Sequence[Turn], previous: str) -> str:
     """`question` with he/she and it pointing at what the conversation named."""
-    if _PERSON_PRONOUN.search(question):
-        person = _person(turns, previous)
-        if person:
 
-            def name(match: re.Match[str]) -> str:
-                word = match.group().lower()
-                return person + "'s" if word in ("his", "their") else person
+    def point(pronoun: re.Pattern[str], question: str, name: str) -> str:
+        def named(match: re.Match[str]) -> str:
+            return name + ("'s" if match.group().lower() in ("his", "their", "its") else "")
 
-            question = _PERSON_PRONOUN.sub(name, question, count=1)
-    if _THING_PRONOUN.search(question):
-        topic = _topic(previous)
-        if topic:
-            thing = previous[topic[0] : topic[1]]
-            question = _THING_PRONOUN.sub(
-                lambda m: thing + ("'s" if m.group().lower() == "its" else ""), question, count=1
-            )
+        return pronoun.sub(named, question, count=1)
+
+    if _PERSON_PRONOUN.search(question) and (person := _person(turns, previous)):
+        question = point(_PERSON_PRONOUN, question, person)
+    if _THING_PRONOUN.search(question) and (topic := _topic(previous)):
+        question = point(_THING_PRONOUN, question, previous[topic[0] : topic[1]])
     return question
 
 
@@ -218,9 +210,7 @@ def _lacks_context(question: str) -> bool:
 
 def is_follow_up(question: str) -> bool:
     """Whether a question leans on the conversation before it."""
-    if _WHAT_ABOUT.match(question) or _AND_SUBJECT.match(question) or _BARE_WH.match(question):
-        return True
-    if _LEADING_AND.match(question):
+    if any(rule.match(question) for rule in (_WHAT_ABOUT, _AND_SUBJECT, _BARE_WH, _LEADING_AND)):
         return True
     content = query_terms(_REFERENCE.sub(" ", question))
     return (bool(_REFERENCE.search(question)) and len(content) <= 3) or _lacks_context(question)
@@ -234,11 +224,11 @@ def rewrite_follow_up(question: str, history: Sequence[Turn]) -> str:
     previous = previous_question(history)
     if not previous or not is_follow_up(question):
         return question
+    bare = _LEADING_AND.sub("", question)
     about = _WHAT_ABOUT.match(question) or (
-        None if _WH_WORD.match(_LEADING_AND.sub("", question)) else _AND_SUBJECT.match(question)
+        None if _WH_WORD.match(bare) else _AND_SUBJECT.match(question)
     )
     if not about:
-        bare = _LEADING_AND.sub("", question)
         return _rewrite_question(bare[:1].upper() + bare[1:], history, previous)
     replaced = _replace_subject(previous, about.group("subject"))
     return _tidy(replaced) if replaced else question
