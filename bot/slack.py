@@ -280,7 +280,7 @@ class SlackDoor:
                 channel=channel, thread_ts=request.thread_ts, text=PLACEHOLDER
             )["ts"]
             history = self.history(client, request)
-            answer = self._stream(client, channel, placeholder, request.text, history)
+            answer = self._stream(client, request, placeholder, history)
             text, blocks = fallback_text(answer), answer_blocks(answer)
             client.chat_update(channel=channel, ts=placeholder, text=text, blocks=blocks)
             self.feedback.remember((channel, str(placeholder)), answer)
@@ -318,16 +318,13 @@ class SlackDoor:
         )
 
     def _stream(
-        self,
-        client: WebClient,
-        channel: str,
-        placeholder: str,
-        question: str,
-        history: list[Turn],
+        self, client: WebClient, request: Request, placeholder: str, history: list[Turn]
     ) -> Answer:
+        """The Answer, the placeholder updated with the text so far at most every
+        `update_interval` seconds while it is written."""
         so_far: list[str] = []
         last_update = time.monotonic()
-        for item in self.bot.stream(question, history=history or None):
+        for item in self.bot.stream(request.text, history=history or None):
             if isinstance(item, Answer):
                 return item
             so_far.append(item)
@@ -336,7 +333,7 @@ class SlackDoor:
                 last_update = now
                 partial_text = _cut(escape("".join(so_far)), MAX_TEXT - 2) + " …"
                 try:
-                    client.chat_update(channel=channel, ts=placeholder, text=partial_text)
+                    client.chat_update(channel=request.channel, ts=placeholder, text=partial_text)
                 except Exception as exc:  # a skipped partial update is harmless
                     log.info("Slack partial update skipped: %s: %s", type(exc).__name__, exc)
         raise NewsbotError("the answerer finished without an answer")

@@ -117,10 +117,17 @@ def feedback_value(question: str) -> str:
         question = question[: len(question) * 3 // 4]
 
 
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [_mrkdwn(text)]}
+
+
 def answer_blocks(answer: Answer) -> list[dict[str, Any]]:
     """Block Kit for an Answer: the text with its [n] markers, one context block per citation,
     a clear "not found" line for a refusal, and 👍/👎 buttons. Within Slack's limits."""
-    blocks: list[dict[str, Any]] = []
     text = escape(answer.text.strip())
     if answer.refused:
         text = f"{NOT_FOUND_LINE}\n{text}" if text else NOT_FOUND_LINE
@@ -128,24 +135,18 @@ def answer_blocks(answer: Answer) -> list[dict[str, Any]]:
     if len(pieces) > MAX_ANSWER_SECTIONS:
         pieces = pieces[:MAX_ANSWER_SECTIONS]
         pieces[-1] = _cut(pieces[-1] + " " * MAX_TEXT, MAX_TEXT)  # force the "…"
-    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": p}} for p in pieces]
+    blocks = [{"type": "section", "text": _mrkdwn(piece)} for piece in pieces]
     if answer.note:
-        note = {"type": "mrkdwn", "text": f"_{_cut(escape(answer.note), MAX_TEXT - 2)}_"}
-        blocks.append({"type": "context", "elements": [note]})
+        blocks.append(_context(f"_{_cut(escape(answer.note), MAX_TEXT - 2)}_"))
 
     citations = list(answer.citations)
     if citations and answer.refused:
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": "*Closest evidence:*"}]}
-        )
+        blocks.append(_context("*Closest evidence:*"))
     room = MAX_BLOCKS - len(blocks) - 1  # the last block holds the feedback buttons
     shown = citations if len(citations) <= room else citations[: room - 1]
-    for citation in shown:
-        element = {"type": "mrkdwn", "text": citation_text(citation)}
-        blocks.append({"type": "context", "elements": [element]})
+    blocks += [_context(citation_text(citation)) for citation in shown]
     if len(shown) < len(citations):
-        more = f"…and {len(citations) - len(shown)} more sources not shown."
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+        blocks.append(_context(f"…and {len(citations) - len(shown)} more sources not shown."))
 
     buttons = [
         {
