@@ -1,24 +1,11 @@
-"""Prompts live in prompts/*.md, one per file, loaded by name and checked when loaded.
-
-A prompt file declares its variables in a front matter and has a system and a user section:
-
-    ---
-    variables: question, passages
-    ---
-    ## system
-    You answer questions ...
-    ## user
-    {passages}
-    Question: {question}
-
-`{name}` is a variable, `{{` and `}}` are literal braces. Loading fails (PromptError, at
-`Bot.open`) when the variables the text uses differ from those it declares, or from those the code
-passes; a mistake in a prompt never waits for the first question. Files are read from the checkout's
-prompts/ folder, else from the installed `newsbot_prompts` package (prompts/ in a wheel).
-"""
+"""Prompts live in prompts/*.md, one per file, loaded by name and checked when loaded: a front
+matter declaring their variables, `## system` and `## user` sections, `{name}` variables and
+`{{`/`}}` literal braces (docs/answering.md, "Prompts"). A mistake fails at `Bot.open`, not at
+the first question."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import string
@@ -38,6 +25,7 @@ CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "prompts"
 PACKAGE = "newsbot_prompts"
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<head>.*?)\n---[ \t]*\n", re.DOTALL)
+_VARIABLES = re.compile(r"^[ \t]*variables[ \t]*:(.*)$", re.MULTILINE)
 _SECTION = re.compile(r"^##[ \t]+(system|user)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -80,12 +68,10 @@ def _read(name: str) -> tuple[str, str]:
     path = CHECKOUT_DIR / f"{name}.md"
     if path.is_file():
         return path.read_text(encoding="utf-8"), str(path)
-    try:
+    with contextlib.suppress(ModuleNotFoundError):
         resource = resources.files(PACKAGE) / f"{name}.md"
         if resource.is_file():
             return resource.read_text(encoding="utf-8"), f"{PACKAGE}/{name}.md"
-    except ModuleNotFoundError:
-        pass
     raise PromptError(
         f"prompt {name!r} not found in {CHECKOUT_DIR} or the {PACKAGE} package",
         hint="reinstall newsbot, or restore prompts/" + f"{name}.md",
@@ -121,13 +107,10 @@ def parse_prompt(name: str, text: str, origin: str = "") -> Prompt:
             f"prompt {where} has no front matter",
             hint="start it with ---, a line `variables: a, b`, and ---",
         )
-    declared: set[str] | None = None
-    for line in head.group("head").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "variables":
-            declared = {v.strip() for v in value.split(",") if v.strip()}
-    if declared is None:
+    variables = _VARIABLES.search(head.group("head"))
+    if variables is None:
         raise PromptError(f"prompt {where} declares no `variables:` line in its front matter")
+    declared = {v.strip() for v in variables.group(1).split(",") if v.strip()}
     body = text[head.end() :]
     sections = _SECTION.split(body)
     parts = {"system": "", "user": ""}
@@ -155,10 +138,9 @@ def _parsed(name: str) -> Prompt:
 clear_cache = _parsed.cache_clear
 
 
-def load_prompt(name: str, *, variables: Iterable[str] | None = None) -> Prompt:
-    """The prompt called `name`, checked against the variables the code passes (by default the
-    ones in PROMPT_VARIABLES)."""
-    expected = frozenset(variables) if variables is not None else PROMPT_VARIABLES.get(name)
+def load_prompt(name: str) -> Prompt:
+    """The prompt called `name`, checked against the variables the code passes to it."""
+    expected = PROMPT_VARIABLES.get(name)
     prompt = _parsed(name)
     if expected is not None and prompt.variables != expected:
         raise PromptError(
