@@ -1,9 +1,6 @@
 """The LLM answerer: prompts a chat model with numbered, delimited passages, streams its reply
 with every [n] checked and mapped to a verbatim sentence, and falls back to the extractive answer
-(bot/answer.py) when the reply cannot be used.
-
-`Answerer` is what `Bot` holds: extractive when no chat model is configured, else the LLM with the
-extractive answer computed first (below the refusal threshold the model is not asked).
+(bot/answer.py) when the reply cannot be used. Why each rule: docs/answering.md, "LLM answerers".
 """
 
 from __future__ import annotations
@@ -76,17 +73,10 @@ class _Readings:
 
 
 class SentenceMatcher:
-    """Maps a claim to the sentence of a passage that says what it says.
-
-    Meaning decides: the claim and the passage's sentences are embedded with the bot's model (a
-    passage's sentences in one batch, once per answer) and compared by cosine similarity, so
-    "called Hamas's reply broadly positive" finds "in general we can say that it was positive"
-    though they share one word. Sentences within `tie` of the best are told apart by the names
-    and numbers they share with the claim. When no sentence reaches `min_similarity` the passage
-    supports nothing the claim says: the claim's marker is dropped. Sentences that read as
-    orders to a model ("Ignore previous instructions...") support no claim, unless the question
-    asks about instructions.
-    """
+    """Maps a claim to the sentence of a passage that says what it says: by cosine similarity of
+    their embeddings, ties (within `tie`) broken by shared names; none below `min_similarity`;
+    no sentence that reads as an instruction to a model unless `allow_instructions`
+    (docs/answering.md, "Citations that support the claim")."""
 
     def __init__(
         self, embed: Embed, *, min_similarity: float, tie: float, allow_instructions: bool
@@ -123,11 +113,8 @@ class SentenceMatcher:
 
     def best(self, claim: str, passage: Passage) -> tuple[Sentence, float] | None:
         """The sentence of `passage` that supports `claim`, and how well; None when none does.
-
-        Support is the cosine similarity, or the share of the claim's words the sentence holds
-        when that is higher: a terse claim ("Kan reported a rejection.") is far in meaning from
-        the long sentence it sums up, though every word of it is there.
-        """
+        Support is the similarity, or the share of the claim's words the sentence holds when that
+        is higher (a terse claim is far in meaning from the long sentence it sums up)."""
         readings = self._of(passage)
         sentences = readings.sentences
         if not sentences:
@@ -179,16 +166,11 @@ def _numbers(group: str) -> list[int]:
 
 
 class CitationChecker:
-    """Checks an LLM answer's citations as it streams.
-
-    An [n] that points at a passage becomes a citation of the sentence of that passage that says
-    what the claim it follows says (`SentenceMatcher`; numbered in order of first use, so two
-    claims citing one passage may quote two sentences of it); an [n] that points at no passage,
-    or at one that says nothing like the claim, is dropped with the space before it.
-    Text is held back until the first valid citation, so that nothing is shown of an answer that
-    will be replaced by the extractive one; after that only a possibly unfinished marker is held.
-    The pieces `feed` and `finish` return add up to `text`.
-    """
+    """Checks an LLM answer's citations as it streams: a valid [n] becomes a citation of the
+    sentence `SentenceMatcher` finds (numbered in order of first use), any other is dropped with
+    the space before it. Nothing is shown before the first valid citation (an answer that will be
+    replaced is never shown), then all but a marker still arriving. The pieces `feed` and
+    `finish` return add up to `text`."""
 
     def __init__(self, passages: Sequence[Passage], matcher: SentenceMatcher) -> None:
         self.passages = list(passages)
@@ -344,13 +326,8 @@ TOKEN_COUNTS = ("input_tokens", "output_tokens")  # of a chunk's usage_metadata,
 
 
 def load_chat_model(spec: str, settings: Settings) -> Any:
-    """A LangChain chat model from settings.llm ("provider:model"), via init_chat_model.
-
-    openai: talks to settings.llm_base_url (any OpenAI-compatible server) or OpenAI's API, with
-    the key from NEWSBOT_LLM_API_KEY or OPENAI_API_KEY; ollama: to the Ollama host at
-    settings.llm_base_url. The clients' own retries are off: `Answerer` retries, the same way
-    for every provider, and falls back to the extractive answer (see `Attempts`).
-    """
+    """A LangChain chat model from settings.llm ("provider:model"), via init_chat_model. The
+    clients' own retries are off: `Attempts` retries the same way for every provider."""
     from bot.errors import AnswerError, SettingsError
 
     provider, _, model = spec.partition(":")
@@ -448,9 +425,8 @@ def retry_after(headers: Any) -> float | None:
 
 
 def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
-    """What went wrong, from LangChain's provider-neutral errors (langchain_core.exceptions,
-    raised by langchain-openai), the ollama client's ResponseError/ConnectionError, or httpx's
-    own exceptions, whichever the chain holds."""
+    """What went wrong, from LangChain's, the ollama client's or httpx's exceptions, whichever
+    the chain holds."""
     import httpx
     from langchain_core.exceptions import ModelConnectionError, ModelTimeoutError
 
@@ -478,10 +454,9 @@ def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
 
 @dataclass
 class Attempts:
-    """Bounded retries of one model request: a 429 or 5xx is tried again up to `retries` times,
-    after the wait the server asks for (Retry-After) or a short backoff; a wait longer than
-    `max_wait`, or past the answer's deadline, is not made. Nothing else is retried: a refused
-    connection or a 4xx will fail the same way, and a time-out has already spent the budget."""
+    """Bounded retries of one model request: only a 429 or 5xx, after the server's Retry-After
+    (at most `max_wait`) or a backoff, never past the deadline. A refused connection or another
+    4xx would fail the same way, and a time-out has spent the budget."""
 
     retries: int
     max_wait: float
@@ -605,12 +580,9 @@ class Answerer:
         query: Query | None = None,
         today: date | None = None,
     ) -> Iterator[str | Reply]:
-        """Text pieces as they are produced, then the Reply.
-
-        The pieces add up to the Reply's text, except when the model's stream broke off after
-        some of it was shown: the Reply then holds the extractive answer, and front doors show
-        it in full (they compare).
-        """
+        """Text pieces as they are produced, then the Reply. The pieces add up to its text,
+        unless the model's stream broke off after some was shown (the Reply is then extractive;
+        front doors compare and show it in full)."""
         timed_out = getattr(self._local, "timed_out", None)
         self._local.timed_out = None
         draft = self.extractive(question, passages, query)
