@@ -1,14 +1,6 @@
-"""The Bot as LangChain sees it: a BaseRetriever of cited passages and an answering Runnable.
-
-Both call the Bot, so a chain composed from them answers exactly as `newsbot ask` does:
-
-    retriever = bot.as_retriever(k=4, since="2024-02-01")   # BaseRetriever -> Documents
-    chain = bot.as_chain()                                   # str or dict -> Answer
-    chain.invoke({"question": "What about Egypt?", "history": [Turn(...)]})
-
-The chain runs under LangChain's callbacks: tracers see its run (input, the Answer, errors) and,
-as its children, the retrieval (a NewsRetriever run: the question as understood, the Documents
-found) and the chat model when one answers.
+"""The Bot as LangChain sees it (README, "In LangChain"): `bot.as_retriever()`, a BaseRetriever
+of cited passages, and `bot.as_chain()`, a Runnable that answers as `newsbot ask` does. Tracers
+see the chain's run and, as its children, the retrieval (a NewsRetriever run) and the chat model.
 """
 
 from __future__ import annotations

@@ -72,12 +72,8 @@ _TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+")
 
 # -- secrets never reach the logs -----------------------------------------------------------------
 class RedactSecrets(logging.Filter):
-    """Replace Slack tokens (xoxb-, xoxp-, xapp-, ...) and the given secrets in log records.
-
-    A filter for log handlers: `newsbot slack` puts it on the handler it logs to, so every record
-    that handler writes (slack_sdk's and slack-bolt's too) is clean. A program that runs the app
-    with handlers of its own adds it to them: `handler.addFilter(RedactSecrets([secret]))`.
-    """
+    """A log handler filter that replaces Slack tokens (xoxb-, xoxp-, xapp-, ...) and the given
+    secrets in every record the handler writes: `handler.addFilter(RedactSecrets([secret]))`."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         super().__init__()
@@ -381,11 +377,8 @@ def register(
     update_interval: float = STREAM_UPDATE_SECONDS,
 ) -> SlackDoor:
     """Add newsbot's listeners to a Bolt app: mentions, direct messages, /newsbot, feedback.
-
-    Listeners only acknowledge and queue; answers are produced in `executor` (by default a
-    WorkerPool of settings.slack_workers threads and settings.slack_queue waiting jobs). Returns
-    the SlackDoor holding those pools (wait_idle, shutdown).
-    """
+    They only acknowledge and queue; the SlackDoor returned answers in `executor` (by default
+    settings.slack_workers threads, settings.slack_queue waiting jobs)."""
     door = SlackDoor(bot, settings, executor=executor, update_interval=update_interval)
 
     @app.event("app_mention")
@@ -464,13 +457,9 @@ def build_app(
     executor: WorkerPool | None = None,
     socket: bool = False,
 ) -> tuple[App, SlackDoor]:
-    """A Bolt app with newsbot's listeners, and the SlackDoor they queue work in. The Web API
-    client talks to settings.slack_api_url.
-
-    `process_before_response=True`: listeners run in the request's thread, ack and queue (no
-    network), so the HTTP response or Socket Mode ack goes back at once and never waits for a
-    shared executor; answering happens in the WorkerPool.
-    """
+    """A Bolt app with newsbot's listeners, and the SlackDoor they queue work in.
+    `process_before_response=True`: the listeners ack and queue (no network) in the request's
+    thread, so the ack never waits for a shared executor."""
     from slack_bolt import App
     from slack_bolt.error import BoltError
     from slack_sdk import WebClient
@@ -581,12 +570,8 @@ def stop_signals() -> Iterator[threading.Event]:
 
 
 def serve(bot: Bot, *, socket: bool, port: int = 3000, host: str = "127.0.0.1") -> None:
-    """Run the Slack bot until Ctrl-C or SIGTERM: Socket Mode, or HTTP on host:port at
-    /slack/events.
-
-    Missing tokens raise SettingsError naming the env var. On a stop, no new event is taken and
-    the answers under way get settings.slack_shutdown_grace seconds to finish.
-    """
+    """Run the Slack bot, over Socket Mode or HTTP on host:port, until Ctrl-C or SIGTERM; then
+    the answers under way get settings.slack_shutdown_grace seconds to finish."""
     settings = slack_settings(bot.settings, socket=socket)
     app, door = build_app(bot, settings, socket=socket)
     # Build the lexical index now, not on the first question (about a minute at 100k chunks).

@@ -1,9 +1,6 @@
-"""Slack messages in and out, without the network: which events newsbot answers (not bots', not
-edits, allowed workspaces and channels only, each message once however often Slack retries it),
-what a message asks, the thread as history, and an Answer as Block Kit within Slack's limits.
-
-The listeners in bot/slack.py call these and talk to Slack; everything here is a plain function
-or class, tested without a Slack app.
+"""Slack messages in and out, without the network (the listeners in bot/slack.py call these):
+which events newsbot answers, what a message asks, the thread as history, and an Answer as Block
+Kit within Slack's limits. docs/slack.md says what each rule is for.
 """
 
 from __future__ import annotations
