@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # -- LLM answers: checking what the model wrote ------------------------------------------------
-
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;–-]\s*\d+)*)\]")
 
 
@@ -283,8 +282,6 @@ def is_refusal(text: str) -> bool:
 
 
 # -- the LLM prompt ----------------------------------------------------------------------------
-
-
 def neutralise(text: str) -> str:
     """Article text made inert inside the prompt's <passage> blocks: no tag in it can close or
     open a block, because no `<`, `>` or `&` survives as itself."""
@@ -315,7 +312,6 @@ def format_passages(passages: Sequence[Passage]) -> str:
 
 
 # -- the chat model ----------------------------------------------------------------------------
-
 # A local OpenAI-compatible server (llama-server, vLLM, LM Studio) checks no key, but the openai
 # client refuses to start without one.
 NO_KEY = "not-needed"
@@ -385,8 +381,6 @@ def load_chat_model(spec: str, settings: Settings) -> Any:
 
 
 # -- failures ----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Failure:
     """Why a request to the model failed, in words for the user, and whether to try again."""
@@ -484,8 +478,6 @@ class Attempts:
 
 
 # -- the answerer ------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Reply:
     """What the Answerer produced: the draft, which answerer wrote it, and why the LLM's answer

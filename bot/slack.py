@@ -83,8 +83,7 @@ class RedactSecrets(logging.Filter):
     def redact(self, text: str) -> str:
         text = _TOKEN.sub("[redacted]", text)
         for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
+            text = text.replace(secret, "[redacted]")
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -139,21 +138,18 @@ class WorkerPool:
     def __init__(self, workers: int, queue: int, *, name: str = "newsbot-slack") -> None:
         self.capacity = workers + queue
         self._jobs: SimpleQueue[Callable[[], object] | None] = SimpleQueue()
-        self._in_flight = 0
+        self.in_flight = 0  # jobs queued or running
         self._closed = False
         self._idle = threading.Condition()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True)
-            for n in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._workers = workers
+        for n in range(workers):
+            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True).start()
 
     def try_submit(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> bool:
         with self._idle:
-            if self._closed or self._in_flight >= self.capacity:
+            if self._closed or self.in_flight >= self.capacity:
                 return False
-            self._in_flight += 1
+            self.in_flight += 1
         self._jobs.put(partial(fn, *args, **kwargs))
         return True
 
@@ -165,18 +161,13 @@ class WorkerPool:
                 log.error("Slack job failed: %s: %s", type(exc).__name__, exc)
             finally:
                 with self._idle:
-                    self._in_flight -= 1
+                    self.in_flight -= 1
                     self._idle.notify_all()
-
-    @property
-    def in_flight(self) -> int:
-        """Jobs queued or running."""
-        return self._in_flight
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no job is queued or running; False if `timeout` passed first."""
         with self._idle:
-            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+            return self._idle.wait_for(lambda: self.in_flight == 0, timeout=timeout)
 
     def shutdown(self, grace: float | None = None) -> bool:
         """Take no more jobs and wait up to `grace` seconds (None: as long as it takes) for the
@@ -184,7 +175,7 @@ class WorkerPool:
         with self._idle:
             self._closed = True
         finished = self.wait_idle(grace)
-        for _ in self._threads:
+        for _ in range(self._workers):
             self._jobs.put(None)
         return finished
 
