@@ -118,8 +118,7 @@ class AnswerChain(Runnable[ChainInput, str | Answer]):
         config: RunnableConfig,
     ) -> Iterator[str | Answer]:
         for input in inputs:
-            question, options = _parse(input)
-            yield from self.bot.stream(question, retrieve=self._retrieval(config), **options)
+            yield from self.bot.stream(**_arguments(input), retrieve=self._retrieval(config))
 
     def _retrieval(self, config: RunnableConfig) -> Retrieve:
         """The bot's retrieval run as a NewsRetriever under the chain's run (`config` holds its
@@ -138,18 +137,14 @@ class AnswerChain(Runnable[ChainInput, str | Answer]):
         return retrieve
 
 
-def _parse(input: ChainInput) -> tuple[str, dict[str, Any]]:
+def _arguments(input: ChainInput) -> dict[str, Any]:
+    """Bot.stream's arguments for the chain's input."""
     if isinstance(input, str):
-        return input, {}
+        return {"question": input}
     if not isinstance(input, dict) or not isinstance(input.get("question"), str):
         raise NewsbotError(
             f"the chain's input is {type(input).__name__}, not a question",
             hint='pass a string, or {"question": ..., "history": [...], "since": ..., '
             '"until": ...}',
         )
-    options = {
-        "history": list(input.get("history") or ()),
-        "since": input.get("since"),
-        "until": input.get("until"),
-    }
-    return input["question"], options
+    return {key: input.get(key) for key in ("question", "history", "since", "until")}
