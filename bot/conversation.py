@@ -1,10 +1,6 @@
-"""Follow-up questions rewritten into standalone ones, so that retrieval sees what is asked.
-
-With a chat model, prompts/condense.md does it. Without one, `rewrite_follow_up` carries the
-previous question's frame over: after "What did Qatar say about Hamas's response?",
-"What about Egypt?" becomes "What did Egypt say about Hamas's response?" and "When was that?"
-becomes "When did Qatar say about Hamas's response?". A question that does not read as a
-follow-up is left as it is.
+"""Follow-up questions rewritten into standalone ones, so that retrieval sees what is asked: by
+a chat model with prompts/condense.md, else by `rewrite_follow_up`'s rules ("What about Egypt?"
+-> "What did Egypt say about Hamas's response?"; docs/answering.md, "Follow-ups without an LLM").
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
-"""The Slack front door: a slack-bolt app whose listeners call `Bot.stream` and render the Answer.
-
-No answering logic lives here, and no Slack rule either: which events get an answer, what a
-message asks and the thread's history come from bot/slack_messages.py (pure), votes go to
-bot/feedback.py. The listeners acknowledge every event at once, answer in a bounded worker pool
-and post what the Bot said; stack traces never reach Slack.
+"""The Slack front door (docs/slack.md): a slack-bolt app whose listeners acknowledge every event
+at once, call `Bot.stream` in a bounded worker pool and post the Answer. Which events get an
+answer, what a message asks and the rendering are bot/slack_messages.py's; votes bot/feedback.py's.
 
     app, door = build_app(bot, settings)     # or: door = register(existing_app, bot, settings)
-    serve(bot, socket=True)                  # Socket Mode (SLACK_APP_TOKEN)
-    serve(bot, socket=False, port=3000)      # HTTP Events API at /slack/events (signed requests)
+    serve(bot, socket=True)                  # Socket Mode; socket=False: HTTP at /slack/events
 """
 
 from __future__ import annotations
