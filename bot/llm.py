@@ -296,13 +296,12 @@ def format_passages(passages: Sequence[Passage]) -> str:
     """The passages as numbered, delimited blocks for prompts/answer.md."""
     blocks = []
     for n, passage in enumerate(passages, start=1):
-        meta = passage.metadata
         published = passage.published_at
         attributes = {
             "n": str(n),
-            "source": str(meta.get("source", "")),
+            "source": str(passage.metadata.get("source", "")),
             "published": published.date().isoformat() if published else "",
-            "title": str(meta.get("title", "")),
+            "title": str(passage.metadata.get("title", "")),
         }
         head = " ".join(
             f'{key}="{_attribute(value)}"' for key, value in attributes.items() if value
@@ -361,8 +360,7 @@ def load_chat_model(spec: str, settings: Settings) -> Any:
             options["base_url"] = settings.llm_base_url
         if key:
             options["api_key"] = key
-    extra = provider in SERVERS
-    install = f"pip install -e '.[{provider}]'" if extra else f"pip install langchain-{provider}"
+    install = f"-e '.[{provider}]'" if provider in SERVERS else f"langchain-{provider}"
     try:
         from langchain.chat_models import init_chat_model
 
@@ -371,7 +369,7 @@ def load_chat_model(spec: str, settings: Settings) -> Any:
         raise AnswerError(
             f"NEWSBOT_LLM={spec} needs langchain-{provider.replace('_', '-')}, which is not "
             f"installed ({exc})",
-            hint=f"{install} (in newsbot's folder), or unset NEWSBOT_LLM",
+            hint=f"pip install {install} (in newsbot's folder), or unset NEWSBOT_LLM",
         ) from exc
     except Exception as exc:
         raise AnswerError(
