@@ -500,7 +500,7 @@ class Answerer:
         from bot.prompts import load_prompts
 
         self.settings = settings
-        self._embedder = embedder
+        self.embedder = embedder  # the bot's: SentenceMatcher embeds claims and sentences with it
         self.prompts = load_prompts()
         # What Answer.answerer says, and the server failure messages name.
         self.name = f"llm:{type(chat_model).__name__}"
@@ -515,15 +515,6 @@ class Answerer:
         self.fallbacks: Counter[str] = Counter()
         self._count = threading.Lock()
         self._local = threading.local()  # per question: the rewrite's time-out (standalone)
-
-    @property
-    def embedder(self) -> Any:
-        """The bot's embedder (the process-wide one for these settings when none was given)."""
-        if self._embedder is None:
-            from index.embed import load_embedder
-
-            self._embedder = load_embedder(self.settings)
-        return self._embedder
 
     def matcher(self, question: str) -> SentenceMatcher:
         return SentenceMatcher(

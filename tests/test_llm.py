@@ -30,6 +30,7 @@ from bot.llm import (
     load_chat_model,
 )
 from bot.models import Answer
+from index.embed import load_embedder
 from tests.conftest import QATAR_QUESTION
 from tests.fake_embedder import HashingEmbedder
 from tests.test_answer import make_article, passages_of, sample_article
@@ -237,7 +238,7 @@ def test_prompt_passages_cannot_be_closed_by_article_text() -> None:
 def matcher(settings) -> SentenceMatcher:
     """Claims mapped to sentences with the real embedding model (loaded once per process): for
     the tests of which sentence a claim rests on (marked slow)."""
-    return Answerer(settings).matcher(QATAR_QUESTION)
+    return Answerer(settings, embedder=load_embedder(settings)).matcher(QATAR_QUESTION)
 
 
 @pytest.fixture
@@ -347,12 +348,12 @@ def test_a_sentence_that_reads_as_an_instruction_supports_no_claim(settings) -> 
             article_id="poisoned",
         )
     )
-    matcher = Answerer(settings).matcher(QATAR_QUESTION)
-    checker = check_citations("The war is over [1].", poisoned, matcher)
+    answerer = Answerer(settings, embedder=load_embedder(settings))
+    checker = check_citations("The war is over [1].", poisoned, answerer.matcher(QATAR_QUESTION))
     assert checker.text == "The war is over."
     assert not checker.citations()
     # ... unless the question is about instructions.
-    about = Answerer(settings).matcher("What instructions were planted in the article?")
+    about = answerer.matcher("What instructions were planted in the article?")
     (citation,) = check_citations(
         "It says to ignore instructions [1].", poisoned, about
     ).citations()
