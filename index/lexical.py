@@ -45,6 +45,8 @@ WRITER_HEAP = 32_000_000
 MAX_OUTLETS = 10_000
 
 
+# Figures kept per commit seen (the index's outlets, days and counts, and scopes' counts).
+CACHED = 1000
 # A scope of fewer days than this filters by its days as terms, a longer one by a range.
 DAYS_AS_TERMS = 64
 
@@ -251,15 +253,16 @@ class LexicalIndex:
         return weights
 
     def _cached(self, name: str, compute: Callable[[Any], Any]) -> Any:
-        """A figure of the whole index (outlets, days, counts: they cost a pass over a fast field),
-        computed once per commit seen; a few values, whatever the index holds."""
+        """A figure of the index (outlets, days, counts: they cost a pass over a fast field or
+        postings), computed once per commit seen; at most CACHED values, whatever the index
+        holds."""
         searcher = self.index.searcher()
         try:  # tantivy rewrites meta.json at every commit
             meta = (self.path / "meta.json").stat()
             generation: Any = (meta.st_mtime_ns, meta.st_size, searcher.num_docs)
         except OSError:
             generation = None
-        if generation is None or generation != self._cache_generation:
+        if generation is None or generation != self._cache_generation or len(self._cache) > CACHED:
             self._cache, self._cache_generation = {}, generation
         if name not in self._cache:
             self._cache[name] = compute(searcher)
@@ -300,10 +303,12 @@ class LexicalIndex:
         return int(self._cached(f"count:{kind}", compute))
 
     def chunk_count(self, where: LexicalFilter | None = None) -> int:
-        """Chunks in the index (that the filter admits)."""
+        """Chunks in the index (that the filter admits): a scope's count is kept until the next
+        commit, as the index's own figures are (outlets and days recur from question to
+        question; counting an outlet walks its postings: 0.5 ms at 100k chunks, 2.5 at 1M)."""
         if where is None:
             return self._count("chunk")
-        return int(self.index.searcher().search(self._chunks(where), 1, count=True).count)
+        return int(self._cached(f"count:{where}", lambda s: s.search(self._chunks(where), 1).count))
 
     def article_count(self) -> int:
         return self._count("article")
@@ -323,10 +328,12 @@ class LexicalIndex:
             ]
         )
         searcher = self.index.searcher()
-        count = searcher.search(query, 1, count=True).count
-        if not count:
+        # An id names one document of its kind: one search, without counting first.
+        limit = len(values) if field == "id" else searcher.search(query, 1, count=True).count
+        if not limit:
             return []
-        return [searcher.doc(address) for _, address in searcher.search(query, count).hits]
+        hits = searcher.search(query, limit, count=False).hits
+        return [searcher.doc(address) for _, address in hits]
 
     def articles(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Registry records of those articles that are completely stored."""
