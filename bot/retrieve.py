@@ -7,13 +7,14 @@ dates and parts a question names.
 
 A search runs in stages:
 1. understanding (bot/understand.py, pure): outlets, days and parts the question names;
-2. candidates, from the stores, in one place (`Retriever._probe`): each probe takes the nearest
-   chunks within its outlet/date scope (`Retriever._dense`: one Chroma query per question, the
+2. candidates, from the stores, in one place (`Retriever.search`): each probe takes the nearest
+   chunks within its outlet/date scope (`Retriever._plan`: one Chroma query per question, the
    lexical index telling which hits a scope admits) and the best BM25 chunks within the same
-   scope, fused. Only the first `pool` chunks of the whole question's list and of each part's
-   are read from Chroma (text, metadata, vector: `Retriever._read`), and a chunk counts only if
-   the reader's registry holds its article with the fingerprint the chunk carries
-   (index/store.py: no half-written article is ever seen);
+   scope, fused (the question is embedded while the lexical index answers). Only the first
+   `pool` chunks of the whole question's list and of each part's are read from Chroma (text,
+   metadata, vector: `Retriever._read`), and a chunk counts only if the reader's registry holds
+   its article with the fingerprint the chunk carries (index/store.py: no half-written article
+   is ever seen);
 3. fusion and selection, pure functions over candidate lists (`fuse`, `select`): the whole
    question's list, outlets and publication days the question names ranked first (dates of
    events only boost); a question about several reports has parts, each probed within its own
@@ -34,6 +35,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import cached_property
@@ -73,7 +75,7 @@ class RetrievalConfig:
     check_interval: float = 1.0  # seconds between checks for other processes' ingests
     # A scoped dense search takes the store's nearest chunks that the scope admits, asking for
     # `scope_margin` x the pool's share of the store, when that is at most `nearest_limit`
-    # chunks; a narrower scope is searched among its own chunks (see Retriever._dense).
+    # chunks; a narrower scope is searched among its own chunks (see Retriever._plan).
     scope_margin: float = 2.0
     nearest_limit: int = 2000
 
@@ -461,6 +463,7 @@ class Retriever:
         self.embedder = embedder
         self.mode = mode
         self.config = config or RetrievalConfig()
+        self._embedding = ThreadPoolExecutor(thread_name_prefix="newsbot-question")
 
     def refresh(self) -> None:
         """See other processes' ingests (at most one check per `check_interval`)."""
@@ -538,13 +541,48 @@ class Retriever:
         config = self.config
         pool = max(config.pool, 3 * k)
         base = Scope(since=query.since, until=query.until)
-        # One embedding per question: a part searches densely with the question's vector within
-        # its own outlet/days, and lexically with its own clause. Embedding each clause as well
-        # costs 15-30 ms a part and found no more evidence on ../shared/eval.
-        vector = None if self.mode == "lexical" else self.embedder.embed([query.text])[0]
         candidates: dict[str, Candidate] = {}
         lexical_text = query.lexical_text if query.lexical_text is not None else query.text
+        # The whole question's probes (within its outlets/days first: that narrower scope reads
+        # more of the store's nearest chunks, `_plan`, which the whole question's probe then
+        # takes its own from, without asking Chroma again), then each part's.
+        pinned = bool(query.sources or query.first or query.last)
+        narrow = None
+        if pinned:
+            narrow = base.narrowed(query.sources, query.first, query.last)
+        elif query.near_first or query.near_last:
+            narrow = base.narrowed((), query.near_first, query.near_last)
+        # One embedding per question: a part searches densely with the question's vector within
+        # its own outlet/days, and lexically with its own clause. Embedding each clause as well
+        # costs 15-30 ms a part and found no more evidence on ../shared/eval. It runs on another
+        # thread (onnxruntime holds no GIL) while the lexical index answers what needs no
+        # vector: each probe's BM25 search and its scope's count and ids.
+        dense = self.mode != "lexical"
+        embedding = self._embedding.submit(self.embedder.embed, [query.text]) if dense else None
+        probes: list[tuple[Scope, list[str], tuple[int, list[str] | None]]] = []
 
+        def prepare(text: str, scope: Scope) -> int:
+            """A probe's BM25 hits (recorded in `candidates`) and dense plan (`_plan`), which
+            need no vector; returns its number."""
+            found = []
+            if self.mode != "dense":
+                found = self.store.lexical.search(query_terms(text), pool, scope.lexical_filter())
+            for chunk_id, article_id, score in found:
+                candidate = candidates.setdefault(chunk_id, Candidate(chunk_id))
+                candidate.article_id = article_id
+                _raise(candidate, "lexical_score", score)
+            plan = self._plan(scope, pool) if dense else (0, None)
+            probes.append((scope, [chunk_id for chunk_id, _, _ in found], plan))
+            return len(probes) - 1
+
+        for scope in (narrow, base):
+            if scope is not None:
+                prepare(lexical_text, scope)
+        numbers = [
+            prepare(part.text, base.narrowed(part.sources, part.first, part.last))
+            for part in query.parts
+        ]
+        vector = None if embedding is None else embedding.result()[0]
         asked, found = 0, []
 
         def nearest(n: int) -> list[tuple[str, float]]:
@@ -555,28 +593,38 @@ class Retriever:
                 asked, found = n, self.store.nearest(vector.tolist(), n)
             return found[:n]
 
-        def probe(lexical: str, scope: Scope) -> Ranked:
-            dense = [] if vector is None else self._dense(scope, pool, nearest, vector)
-            return self._probe(lexical, dense, scope, pool, candidates)
+        def probe(number: int) -> Ranked:
+            """The probe's dense hits (as `_plan` says) and its lexical ones, fused."""
+            scope, lexical, (wanted, among) = probes[number]
+            hits: list[tuple[str, float]] = []
+            if vector is not None and among is not None:
+                hits = self.store.nearest(vector.tolist(), pool, among=among)
+            elif vector is not None:
+                hits = nearest(wanted)
+                if hits and not scope.empty:  # the hits the scope admits
+                    ids = [chunk_id for chunk_id, _ in hits]
+                    inside = set(self.store.lexical.chunk_ids(scope.lexical_filter(), among=ids))
+                    hits = [hit for hit in hits if hit[0] in inside][:pool]
+            for chunk_id, score in hits:
+                _raise(candidates.setdefault(chunk_id, Candidate(chunk_id)), "dense_score", score)
+            weights = [config.dense_weight, config.lexical_weight]
+            return fuse_ids([[c for c, _ in hits], lexical], weights, config.rrf_k)
 
-        # A narrower scope first: it reads more of the store's nearest chunks (`_dense`), which
-        # the whole question's probe then takes its own from, without asking Chroma again.
-        if query.sources or query.first or query.last:
-            pinned = probe(lexical_text, base.narrowed(query.sources, query.first, query.last))
-            whole = pinned_first(pinned, probe(lexical_text, base))
-        elif query.near_first or query.near_last:
-            near = probe(lexical_text, base.narrowed((), query.near_first, query.near_last))
-            whole = fuse([probe(lexical_text, base), near], [1.0, config.near_weight], config.rrf_k)
+        first = probe(0)
+        if narrow is None:
+            whole = first
+        elif pinned:
+            whole = pinned_first(first, probe(1))
         else:
-            whole = probe(lexical_text, base)
+            whole = fuse([probe(1), first], [1.0, config.near_weight], config.rrf_k)
         parts: list[Ranked] = []
         relaxed: list[str] = []
         for number, part in enumerate(query.parts):
-            ranked = probe(part.text, base.narrowed(part.sources, part.first, part.last))
+            ranked = probe(numbers[number])
             if not ranked.ids and (part.first or part.last):
                 # A date off by a day or two must not lose the report: keep the outlet only.
                 relaxed.append(part.label or f"part {number + 1}")
-                ranked = probe(part.text, base.narrowed(part.sources, None, None))
+                ranked = probe(prepare(part.text, base.narrowed(part.sources, None, None)))
             elif part.first is not None and part.last is not None:
                 # "The Verge's report on 2023-11-24": after its best article, the list holds
                 # whatever else the outlet published those days, which says nothing about the
@@ -594,14 +642,10 @@ class Retriever:
         chosen = select(parts, whole, k, candidates, config, question_terms)
         return [self._passage(item, candidates) for item in chosen]
 
-    def _dense(
-        self,
-        scope: Scope,
-        pool: int,
-        nearest: Callable[[int], list[tuple[str, float]]],
-        vector: np.ndarray,
-    ) -> list[tuple[str, float]]:
-        """The pool chunks within the scope nearest to the question, best first.
+    def _plan(self, scope: Scope, pool: int) -> tuple[int, list[str] | None]:
+        """How a probe searches its scope densely (needs no vector): (n, None) to take the
+        scope's chunks among the store's n nearest, or (0, ids) to search among the scope's
+        own chunks.
 
         Chroma's own filters cost in proportion to the chunks they admit, not to the results
         (at 100k chunks, CPU per query: a `where` on a date range 400-500 ms, on an outlet
@@ -612,45 +656,16 @@ class Retriever:
         that (over `nearest_limit`) is searched among its own chunks, which the lexical index
         lists (Store.nearest: exact over their vectors when few)."""
         if scope.empty:
-            return nearest(pool)
+            return pool, None
         lexical, where = self.store.lexical, scope.lexical_filter()
         admitted = lexical.chunk_count(where)
         if not admitted:
-            return []
+            return 0, None
         total = lexical.chunk_count()
         wanted = math.ceil(self.config.scope_margin * pool * total / admitted)
         if wanted > self.config.nearest_limit:
-            among = lexical.chunk_ids(where, count=admitted)
-            return self.store.nearest(vector.tolist(), pool, among=among)
-        hits = nearest(min(wanted, total))
-        inside = set(lexical.chunk_ids(where, among=[chunk_id for chunk_id, _ in hits]))
-        return [hit for hit in hits if hit[0] in inside][:pool]
-
-    def _probe(
-        self,
-        lexical_text: str,
-        dense: list[tuple[str, float]],
-        scope: Scope,
-        pool: int,
-        candidates: dict[str, Candidate],
-    ) -> Ranked:
-        """The dense hits and the lexical search within the scope, fused; the candidates they
-        found are recorded in `candidates`, with their scores (read later: `_read`)."""
-        for chunk_id, score in dense:
-            _raise(candidates.setdefault(chunk_id, Candidate(chunk_id)), "dense_score", score)
-        dense_ids = [chunk_id for chunk_id, _ in dense]
-        lexical_ids: list[str] = []
-        if self.mode != "dense":
-            found = self.store.lexical.search(
-                query_terms(lexical_text), pool, scope.lexical_filter()
-            )
-            for chunk_id, article_id, score in found:
-                candidate = candidates.setdefault(chunk_id, Candidate(chunk_id))
-                candidate.article_id = article_id
-                _raise(candidate, "lexical_score", score)
-                lexical_ids.append(chunk_id)
-        weights = [self.config.dense_weight, self.config.lexical_weight]
-        return fuse_ids([dense_ids, lexical_ids], weights, self.config.rrf_k)
+            return 0, lexical.chunk_ids(where, count=admitted)
+        return min(wanted, total), None
 
     def _read(
         self, lists: list[Ranked], size: int, candidates: dict[str, Candidate], vector: Any
