@@ -519,9 +519,9 @@ class Retriever:
                     if value is not None
                 }
         if since is not None:
-            filters["since"] = _later_iso(filters.get("since"), since)
+            filters["since"] = max(filters.get("since", ""), since.isoformat())  # the later
         if until is not None:
-            filters["until"] = _earlier_iso(filters.get("until"), until)
+            filters["until"] = min(filters.get("until", until.isoformat()), until.isoformat())
         if understood.latest:
             filters["latest"] = True
         if understood.parts:
@@ -715,17 +715,3 @@ class Retriever:
             part=part,
             duplicates=duplicates,
         )
-
-
-def _later_iso(current: str | None, moment: datetime) -> str:
-    value = moment.isoformat()
-    if current is None:
-        return value
-    return max(current, value)
-
-
-def _earlier_iso(current: str | None, moment: datetime) -> str:
-    value = moment.isoformat()
-    if current is None:
-        return value
-    return min(current, value)
