@@ -7,6 +7,7 @@ A NewsbotError becomes one red line (plus its hint) and exit code 1; `--debug` a
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from bot.core import Bot
     from bot.models import Answer, Citation, StoreStats, Turn
     from index.ingest import IngestReport, Progress
-
-log = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -61,37 +60,30 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
+def _say(message: str, style: str = "", *, err: bool = False) -> None:
+    """One message for people, on stdout (stderr with `err`), never wrapped mid-line."""
+    (_stderr() if err else _stdout()).print(Text(message, style=style), soft_wrap=True)
+
+
 class _NewsbotGroup(TyperGroup):
     """Turns NewsbotError (and anything unexpected) into one red line and exit code 1."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except NewsbotError as exc:
-            _show_error(_stderr(), str(exc), exc.hint, exc, debug=bool(ctx.meta.get(_DEBUG_KEY)))
-            raise typer.Exit(EXIT_FAILED) from None
         except KeyboardInterrupt:
-            _stderr().print(Text("interrupted", style="yellow"))
+            _say("interrupted", "yellow", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as exc:
-            if _is_cli_signal(exc):
-                raise
-            _show_error(
-                _stderr(),
-                f"unexpected {type(exc).__name__}: {exc}",
-                "this is a bug in newsbot; run again with --debug to see the traceback",
-                exc,
-                debug=bool(ctx.meta.get(_DEBUG_KEY)),
-            )
+            if type(exc).__module__.split(".")[0] in ("click", "typer"):
+                raise  # usage errors, Exit and Abort: typer turns them into exit codes
+            if isinstance(exc, NewsbotError):
+                message, hint = str(exc), exc.hint
+            else:
+                message = f"unexpected {type(exc).__name__}: {exc}"
+                hint = "this is a bug in newsbot; run again with --debug to see the traceback"
+            _show_error(_stderr(), message, hint, exc, debug=bool(ctx.meta.get(_DEBUG_KEY)))
             raise typer.Exit(EXIT_FAILED) from None
-
-
-def _is_cli_signal(exc: Exception) -> bool:
-    """Usage errors, Exit and Abort belong to typer/click, which turn them into exit codes."""
-    if isinstance(exc, (typer.Exit, typer.Abort)):
-        return True
-    # Typer vendors click in recent versions: match its exception classes by module.
-    return type(exc).__module__.split(".")[0] in ("click", "typer")
 
 
 def _show_error(
@@ -172,32 +164,48 @@ def _configure_logging(debug: bool) -> None:
 
 
 # -- options shared by the commands ------------------------------------------------------------
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Folder for the store and models [env NEWSBOT_DATA_DIR].",
-        show_default=False,
-    ),
-]
-CollectionOption = Annotated[
-    str | None,
-    typer.Option("--collection", help="Chroma collection [env NEWSBOT_COLLECTION; default news]."),
-]
-ChromaUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--chroma-url", help="Chroma server URL; unset = embedded store [env NEWSBOT_CHROMA_URL]."
-    ),
-]
-LlmOption = Annotated[
-    str | None,
-    typer.Option(
-        "--llm",
-        help="provider:model answering with an LLM; unset = extractive [env NEWSBOT_LLM].",
-    ),
-]
+# The settings a command can take as options (`_command(settings=...)`): name -> help.
+_SETTING_HELP = {
+    "data_dir": "Folder for the store and models [env NEWSBOT_DATA_DIR].",
+    "collection": "Chroma collection [env NEWSBOT_COLLECTION; default news].",
+    "chroma_url": "Chroma server URL; unset = embedded store [env NEWSBOT_CHROMA_URL].",
+    "llm": "provider:model answering with an LLM; unset = extractive [env NEWSBOT_LLM].",
+}
+STORE = ("data_dir", "collection", "chroma_url")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _setting_option(name: str) -> Any:
+    """The option --name of the setting `name`; unset (None) leaves it to the environment."""
+    flag = "--" + name.replace("_", "-")
+    kind = Path if name == "data_dir" else str
+    return Annotated[kind | None, typer.Option(flag, help=_SETTING_HELP[name], show_default=False)]
+
+
+def _command(
+    *examples: str, settings: tuple[str, ...] = STORE, name: str | None = None, on: Any = app
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Registers a command on `on` with an epilog of `examples`. The command gets the options
+    `settings` names (after its own) and receives the Settings they make as `settings`."""
+
+    def register(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "settings"]
+        added = [
+            inspect.Parameter(setting, inspect.Parameter.KEYWORD_ONLY, default=None,
+                              annotation=_setting_option(setting))
+            for setting in settings
+        ]  # fmt: skip
+
+        @wraps(command)
+        def run(**arguments: Any) -> None:
+            chosen = {setting: arguments.pop(setting) for setting in settings}
+            command(settings=load_settings(**chosen), **arguments)
+
+        run.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+        return on.command(name, epilog=_examples(*examples))(run)
+
+    return register
 
 
 def _require_articles(bot: Bot) -> None:
@@ -226,13 +234,12 @@ def _open_bot(
 
 
 # -- ingest ------------------------------------------------------------------------------------
-@app.command(
-    epilog=_examples(
-        "newsbot ingest samples/articles",
-        "newsbot ingest 'news/*.jsonl' https://example.com/feed.xml --json",
-    )
+@_command(
+    "newsbot ingest samples/articles",
+    "newsbot ingest 'news/*.jsonl' https://example.com/feed.xml --json",
 )
 def ingest(
+    settings: Settings,
     sources: Annotated[
         list[str],
         typer.Argument(
@@ -242,35 +249,18 @@ def ingest(
         ),
     ],
     as_json: JsonOption = False,
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Read articles, chunk and embed them, and store them (only what changed)."""
-    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     bot = _open_bot(settings)
-    err = _stderr()
-    with _progress_bar(err, "Ingesting", enabled=not as_json) as update:
-
-        def on_progress(event: Progress) -> None:
-            if event.failure is not None and not as_json:
-                err.print(Text(f"failed: {event.failure}", style="red"), soft_wrap=True)
-            update(event)
-
+    with _progress_bar("Ingesting", enabled=not as_json) as on_progress:
         report: IngestReport = bot.ingest(sources, progress=on_progress)
     if as_json:
         typer.echo(json.dumps({**report.to_dict(), "articles": report.articles}, indent=2))
     else:
-        _stdout().print(Text(_summary(report, bot.stats())), soft_wrap=True)
+        _say(_summary(report, bot.stats()))
         if report.failed:
-            _stdout().print(
-                Text(
-                    f"{_plural(report.failed, 'item')} failed (listed above); "
-                    "everything else was ingested.",
-                    style="yellow",
-                ),
-                soft_wrap=True,
-            )
+            failed = _plural(report.failed, "item")
+            _say(f"{failed} failed (listed above); everything else was ingested.", "yellow")
     if report.failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -291,23 +281,26 @@ def _summary(report: IngestReport, stats: StoreStats) -> str:
 
 @contextmanager
 def _progress_bar(
-    console: Console,
     label: str,
     counts: str = "{task.fields[articles]} articles, {task.fields[chunks]} chunks written",
     *,
     enabled: bool = True,
 ) -> Iterator[Callable[[Progress], None]]:
-    """A progress bar of unknown length counting articles and chunks; yields the `progress`
-    callback of Bot.ingest and Bot.reindex."""
+    """A progress bar of unknown length on stderr; yields the `progress` callback of
+    Bot.ingest and Bot.reindex, which also lists the items that failed (unless disabled)."""
     from rich import progress as bar
 
     columns = [bar.SpinnerColumn(), bar.TextColumn("{task.description}"), bar.BarColumn()]
     columns += [bar.TextColumn(counts), bar.TimeElapsedColumn()]
-    with bar.Progress(*columns, console=console, transient=True, disable=not enabled) as shown:
+    with bar.Progress(*columns, console=_stderr(), transient=True, disable=not enabled) as shown:
         task = shown.add_task(label, total=None, articles=0, chunks=0)
-        yield lambda event: shown.update(
-            task, articles=event.articles_done, chunks=event.chunks_written
-        )
+
+        def update(event: Progress) -> None:
+            if event.failure is not None and enabled:
+                shown.console.print(Text(f"failed: {event.failure}", style="red"), soft_wrap=True)
+            shown.update(task, articles=event.articles_done, chunks=event.chunks_written)
+
+        yield update
 
 
 # -- watch -------------------------------------------------------------------------------------
@@ -317,13 +310,12 @@ EveryOption = Annotated[
 ]
 
 
-@app.command(
-    epilog=_examples(
-        "newsbot watch https://example.com/feed.xml --every 15m",
-        "newsbot watch https://example.com/rss https://example.org/atom.xml --once",
-    )
+@_command(
+    "newsbot watch https://example.com/feed.xml --every 15m",
+    "newsbot watch https://example.com/rss https://example.org/atom.xml --once",
 )
 def watch(
+    settings: Settings,
     feeds: Annotated[
         list[str],
         typer.Argument(
@@ -332,9 +324,6 @@ def watch(
     ],
     every: EveryOption = "15m",
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Poll feeds and ingest their new entries, one round every --every, until Ctrl-C."""
     import signal
@@ -343,32 +332,27 @@ def watch(
     from bot.watch import Watcher, parse_every
 
     seconds = parse_every(every)
-    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     watcher = Watcher.for_bot(_open_bot(settings), feeds)
-    stop = threading.Event()
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # stops at once, even in the middle of an ingest
 
     signal.signal(signal.SIGTERM, on_term)
-    _stderr().print(
-        Text(f"watching {_plural(len(watcher.feeds), 'feed')} every {every}; Ctrl-C stops"),
-        style="dim",
+    _say(
+        f"watching {_plural(len(watcher.feeds), 'feed')} every {every}; Ctrl-C stops",
+        "dim",
+        err=True,
     )
     try:
-        watcher.run(seconds, stop, on_round=_show_round, rounds=1 if once else None)
+        watcher.run(seconds, threading.Event(), on_round=_show_round, rounds=1 if once else None)
     except KeyboardInterrupt:
-        _stderr().print(Text(f"stopped after {_plural(watcher.rounds, 'round')}", style="dim"))
+        _say(f"stopped after {_plural(watcher.rounds, 'round')}", "dim", err=True)
 
 
 def _show_round(result: Any) -> None:
     for down in result.down:
-        _stderr().print(
-            Text(f"feed down: {down.feed}: {down.error} (trying again next round)", style="yellow"),
-            soft_wrap=True,
-        )
-    stamp = datetime.now().strftime("%H:%M:%S")
-    _stdout().print(Text(f"{stamp} {result.line()}"), soft_wrap=True, highlight=False)
+        _say(f"feed down: {down.feed}: {down.error} (trying again next round)", "yellow", err=True)
+    _say(f"{datetime.now():%H:%M:%S} {result.line()}")
 
 
 # -- ask ---------------------------------------------------------------------------------------
@@ -381,38 +365,14 @@ def _parse_day(value: str | None, *, end_of_day: bool = False) -> datetime | Non
         raise typer.BadParameter(f"{value!r} is not a date like 2024-02-07") from None
 
 
-SinceOption = Annotated[
-    datetime | None,
-    typer.Option(
-        "--since",
-        parser=_parse_day,
-        metavar="YYYY-MM-DD",
-        help="Only articles published on or after this day (UTC).",
-    ),
-]
-UntilOption = Annotated[
-    datetime | None,
-    typer.Option(
-        "--until",
-        parser=partial(_parse_day, end_of_day=True),  # inclusive: a bare day counts whole
-        metavar="YYYY-MM-DD",
-        help="Only articles published on or before this day (UTC).",
-    ),
-]
-KOption = Annotated[
-    int | None,
-    typer.Option("-k", min=1, max=100, help="Passages to retrieve [env NEWSBOT_K; default 6]."),
-]
-
-
-@app.command(
-    epilog=_examples(
-        'newsbot ask "What did Qatar say about Hamas\'s response?"',
-        "newsbot ask --json --since 2024-02-01 -k 10 Who mediates between Hamas and Israel",
-        "newsbot ask --json < questions.txt",
-    )
+@_command(
+    'newsbot ask "What did Qatar say about Hamas\'s response?"',
+    "newsbot ask --json --since 2024-02-01 -k 10 Who mediates between Hamas and Israel",
+    "newsbot ask --json < questions.txt",
+    settings=(*STORE, "llm"),
 )
 def ask(
+    settings: Settings,
     question: Annotated[
         list[str] | None,
         typer.Argument(
@@ -422,13 +382,28 @@ def ask(
         ),
     ] = None,
     as_json: JsonOption = False,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    k: KOption = None,
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
-    llm: LlmOption = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            "--since",
+            parser=_parse_day,
+            metavar="YYYY-MM-DD",
+            help="Only articles published on or after this day (UTC).",
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            "--until",
+            parser=partial(_parse_day, end_of_day=True),  # inclusive: a bare day counts whole
+            metavar="YYYY-MM-DD",
+            help="Only articles published on or before this day (UTC).",
+        ),
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option("-k", min=1, max=100, help="Passages to retrieve [env NEWSBOT_K; default 6]."),
+    ] = None,
 ) -> None:
     """Answer a question from the stored articles, with numbered, quoted sources."""
     if since and until and since > until:
@@ -438,9 +413,6 @@ def ask(
         raise typer.BadParameter(
             "give a question, or pipe questions on stdin", param_hint="QUESTION"
         )
-    settings = load_settings(
-        data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm
-    )
     bot = _open_bot(settings, require_articles=True)
 
     # A chat model's answer is printed as it is written (not for --json).
@@ -645,30 +617,18 @@ def _interactive_lines(history_file: Path) -> Iterator[str]:
             return
 
 
-@app.command(epilog=_examples("newsbot chat", "newsbot chat --llm openai:gpt-4o-mini"))
-def chat(
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
-    llm: LlmOption = None,
-) -> None:
+@_command("newsbot chat", "newsbot chat --llm openai:gpt-4o-mini", settings=(*STORE, "llm"))
+def chat(settings: Settings) -> None:
     """Talk with the bot: follow-up questions, /sources, /reset, /help, /quit (Ctrl-D)."""
-    settings = load_settings(
-        data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm
-    )
     bot = _open_bot(settings, require_articles=True)
-    console = _stdout()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
-        stats = bot.stats()
-        console.print(
-            Text(
-                f"newsbot: {_plural(stats['articles'], 'article')} indexed. Ask a question; "
-                "/help for commands, Ctrl-D to leave.",
-                style="dim",
-            )
+        articles = _plural(bot.stats()["articles"], "article")
+        _say(
+            f"newsbot: {articles} indexed. Ask a question; /help for commands, Ctrl-D to leave.",
+            "dim",
         )
-    session = ChatSession(bot, console)
+    session = ChatSession(bot, _stdout())
     lines = (
         _interactive_lines(settings.data_dir / "chat_history")
         if interactive
@@ -680,17 +640,11 @@ def chat(
 
 
 # -- stats, reset ------------------------------------------------------------------------------
-@app.command(epilog=_examples("newsbot stats", "newsbot stats --json"))
-def stats(
-    as_json: JsonOption = False,
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
-) -> None:
+@_command("newsbot stats", "newsbot stats --json")
+def stats(settings: Settings, as_json: JsonOption = False) -> None:
     """Show the store: location, collection, articles, chunks, embedding model."""
     from bot.core import Bot
 
-    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     figures = Bot.open(settings).stats()  # no model
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
@@ -712,67 +666,54 @@ def stats(
     _stdout().print(table)
 
 
-@app.command(epilog=_examples("newsbot reset", "newsbot reset --yes --collection scratch"))
+@_command("newsbot reset", "newsbot reset --yes --collection scratch")
 def reset(
+    settings: Settings,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
 ) -> None:
     """Delete every article and chunk of the collection."""
     from bot.core import Bot
 
-    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     bot = Bot.open(settings)  # deleting needs no model
     figures = bot.stats()
+    articles = _plural(figures["articles"], "article")
     where = f"{figures['store']} (collection {figures['collection']})"
+    chunks = _plural(figures["chunks"], "chunk")
     if not yes and not typer.confirm(
-        f"Delete {_plural(figures['articles'], 'article')} and "
-        f"{_plural(figures['chunks'], 'chunk')} from {where}?",
-        default=False,
+        f"Delete {articles} and {chunks} from {where}?", default=False
     ):
-        _stdout().print(Text("Nothing deleted.", style="yellow"))
+        _say("Nothing deleted.", "yellow")
         raise typer.Exit(EXIT_FAILED)
-
-    def waiting() -> None:
-        _stderr().print("Waiting for a running ingest on this store to finish…")
-
-    bot.reset(on_wait=waiting)
-    _stdout().print(
-        Text(f"Deleted {_plural(figures['articles'], 'article')} from {where}."), soft_wrap=True
+    bot.reset(
+        on_wait=lambda: _say("Waiting for a running ingest on this store to finish…", err=True)
     )
+    _say(f"Deleted {articles} from {where}.")
 
 
 # -- reindex, model ----------------------------------------------------------------------------
-@app.command(epilog=_examples("NEWSBOT_EMBEDDING_BACKEND=onnx newsbot reindex"))
-def reindex(
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
-) -> None:
+@_command("NEWSBOT_EMBEDDING_BACKEND=onnx newsbot reindex")
+def reindex(settings: Settings) -> None:
     """Re-embed every stored chunk with the current embedding settings (no re-reading)."""
-    settings = load_settings(data_dir=data_dir, collection=collection, chroma_url=chroma_url)
     # The store may hold vectors of another model or precision: that is what reindex is for.
     bot = _open_bot(settings, check_identity=False)
     started = time.perf_counter()
-    with _progress_bar(_stderr(), "Re-embedding", "{task.fields[chunks]} chunks re-embedded") as on:
-        count = bot.reindex(progress=on)
+    with _progress_bar("Re-embedding", "{task.fields[chunks]} chunks re-embedded") as on_progress:
+        count = bot.reindex(progress=on_progress)
     seconds = time.perf_counter() - started
     embedding = bot.stats().get("embedding") or {}
-    _stdout().print(
-        Text(
-            f"Re-embedded {_plural(count, 'chunk')} with "
-            f"{embedding.get('embedding_model', settings.embedding_model)} "
-            f"({embedding.get('embedding_backend', settings.embedding_backend)}, "
-            f"{embedding.get('embedding_precision', settings.embedding_precision)}) "
-            f"in {seconds:.1f} s."
-        ),
-        soft_wrap=True,
+    model, backend, precision = (
+        embedding.get(f"embedding_{name}", getattr(settings, f"embedding_{name}"))
+        for name in ("model", "backend", "precision")
     )
+    chunks = _plural(count, "chunk")
+    _say(f"Re-embedded {chunks} with {model} ({backend}, {precision}) in {seconds:.1f} s.")
 
 
-@model_app.command("export", epilog=_examples("newsbot model export --precision int8"))
+@_command(
+    "newsbot model export --precision int8", settings=("data_dir",), name="export", on=model_app
+)
 def model_export(
+    settings: Settings,
     precision: Annotated[
         Literal["fp32", "int8"] | None,
         typer.Option(
@@ -781,12 +722,10 @@ def model_export(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even a valid export.")] = False,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Export the embedding model to ONNX (checked against the original) and print its path."""
     from index.onnx_backend import export_model
 
-    settings = load_settings(data_dir=data_dir)
     chosen = precision or settings.embedding_precision
     with _stderr().status(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
         path = export_model(settings.embedding_model, chosen, settings.model_cache_dir, force=force)
@@ -794,13 +733,13 @@ def model_export(
 
 
 # -- slack, eval -------------------------------------------------------------------------------
-@app.command(
-    epilog=_examples(
-        "NEWSBOT_SLACK_BOT_TOKEN=xoxb-... NEWSBOT_SLACK_APP_TOKEN=xapp-... newsbot slack",
-        "NEWSBOT_SLACK_SIGNING_SECRET=... newsbot slack --http --port 3000",
-    )
+@_command(
+    "NEWSBOT_SLACK_BOT_TOKEN=xoxb-... NEWSBOT_SLACK_APP_TOKEN=xapp-... newsbot slack",
+    "NEWSBOT_SLACK_SIGNING_SECRET=... newsbot slack --http --port 3000",
+    settings=(*STORE, "llm"),
 )
 def slack(
+    settings: Settings,
     socket: Annotated[
         bool,
         typer.Option(
@@ -821,18 +760,11 @@ def slack(
         ),
     ] = None,
     every: EveryOption = "15m",
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = None,
-    chroma_url: ChromaUrlOption = None,
-    llm: LlmOption = None,
 ) -> None:
     """Answer questions in Slack (mentions, DMs and /newsbot)."""
     import bot.slack
     from bot.watch import Watcher, parse_every, read_feed_list
 
-    settings = load_settings(
-        data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm=llm
-    )
     # missing tokens: fail before the model loads
     settings = bot.slack.slack_settings(settings, socket=socket)
     secrets = (settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret)
@@ -849,15 +781,15 @@ def slack(
             watching.set()
 
 
-@app.command(
-    "eval",
-    epilog=_examples(
-        "newsbot eval multihop_dev.jsonl --retriever dense --retriever hybrid --limit 50",
-        "newsbot eval rgb_dev.jsonl --json-out rgb.json",
-        "newsbot eval samples/questions/questions.jsonl",
-    ),
+@_command(
+    "newsbot eval multihop_dev.jsonl --retriever dense --retriever hybrid --limit 50",
+    "newsbot eval rgb_dev.jsonl --json-out rgb.json",
+    "newsbot eval samples/questions/questions.jsonl",
+    settings=("data_dir", "llm"),
+    name="eval",
 )
 def evaluate(
+    settings: Settings,
     dataset: Annotated[
         Path,
         typer.Argument(
@@ -888,23 +820,14 @@ def evaluate(
     retrieval_only: Annotated[
         bool, typer.Option("--retrieval-only", help="Score retrieval only (quick; MultiHop).")
     ] = False,
-    data_dir: DataDirOption = None,
-    llm: LlmOption = None,
 ) -> None:
     """Measure retrieval and answer quality on a question set (in a throwaway store)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from bot.evaluate import rich_tables, run_eval
 
-    settings = load_settings(data_dir=data_dir, llm=llm)
-    with Progress(
-        "{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=_stderr(),
-        transient=True,
-    ) as bar:
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=_stderr(), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def on_progress(stage: str, done: int, total: int) -> None:
@@ -928,11 +851,12 @@ def evaluate(
         console.width = max(console.width, 200)
     for table in rich_tables(report):
         console.print(table)
+    embedding = report.embedding
     console.print(
         Text(
             f"{report.questions} questions, {report.seconds:.0f} s; "
-            f"embedding {report.embedding.get('embedding_backend', '?')} "
-            f"{report.embedding.get('embedding_precision', '')}"
+            f"embedding {embedding.get('embedding_backend', '?')} "
+            f"{embedding.get('embedding_precision', '')}"
             + (f"; full report in {json_out}" if json_out else ""),
             style="dim",
         )

@@ -17,7 +17,6 @@ bench/ scripts reuse; `run_eval` wires them to a real Bot.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import random
 import re
@@ -38,8 +37,6 @@ from bot.settings import Settings
 if TYPE_CHECKING:
     from bot.core import Bot
     from index.article import Article
-
-log = logging.getLogger(__name__)
 
 # Ranks are scored at these cut-offs (MultiHop-RAG reports Hits@4/@10 and MRR@10).
 HIT_CUTOFFS = (1, 4, 10)
@@ -348,16 +345,8 @@ class EvalReport(_Result):
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
-    def to_markdown(self) -> str:
-        """The summary tables as Markdown (what docs/benchmarks.md quotes)."""
-        return "\n\n".join(_markdown(title, head, rows) for title, head, rows in summary_rows(self))
 
-
-# -- table rows shared by the CLI (rich) and Markdown ------------------------------------------
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
+# -- the summary tables the CLI prints ---------------------------------------------------------
 # The MultiHop tables' columns: headings, and the fields they show.
 _RETRIEVAL_HEAD = ["Hits@1", "Hits@4", "Hits@10", "any@4", "any@10", "MRR@10"]
 _RETRIEVAL_FIELDS = "hits_at_1 hits_at_4 hits_at_10 any_at_4 any_at_10 mrr_at_10".split()
@@ -368,57 +357,12 @@ _ANSWER_FIELDS = """evidence_cited_any evidence_cited_share accuracy accuracy_qu
     seconds_per_question""".split()
 
 
-def _cell(value: float | int | None, name: str = "") -> str:
-    if isinstance(value, int):
+def _cell(value: float | int | str | None, name: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int | str):
         return str(value)
-    return _fmt(value, 2 if name.startswith("seconds") else 3)
-
-
-def summary_rows(report: EvalReport) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) of each summary table."""
-    tables: list[tuple[str, list[str], list[list[str]]]] = []
-    retrieval, answers = [], []
-    for item in report.multihop:
-        for name, scores in [("all", item.retrieval), *sorted(item.retrieval_by_type.items())]:
-            cells = [_cell(getattr(scores, field)) for field in _RETRIEVAL_FIELDS]
-            retrieval.append([item.retriever, name, str(scores.questions), *cells])
-        if item.answers is not None:
-            for name, a in [("all", item.answers), *sorted(item.answers_by_type.items())]:
-                cells = [_cell(getattr(a, field), field) for field in _ANSWER_FIELDS]
-                answers.append([item.retriever, name, str(a.answerable + a.unanswerable), *cells])
-    if retrieval:
-        head = ["retriever", "type", "n", *_RETRIEVAL_HEAD]
-        tables.append(("Retrieval (article level)", head, retrieval))
-    if answers:
-        head = ["retriever", "type", "n", *_ANSWER_HEAD]
-        tables.append((f"Answers ({report.answerer})", head, answers))
-    if report.rgb:
-        rgb = report.rgb
-        head = ["retriever", "n"]
-        head += [f"accuracy, noise {ratio}" for ratio in rgb.accuracy_by_noise]
-        head += ["refuses noise only", "repeats fake answer", "still correct", "verbatim"]
-        row = [rgb.retriever, str(rgb.questions)]
-        row += [_fmt(value) for value in rgb.accuracy_by_noise.values()]
-        row += [_fmt(rgb.rejection_rate), _fmt(rgb.counterfactual_fake)]
-        row += [_fmt(rgb.counterfactual_correct), _fmt(rgb.citations_verbatim)]
-        tables.append((f"RGB ({report.answerer})", head, [row]))
-    if report.questions_by_kind:
-        head = ["kind", "n", "right", "refused", "verbatim"]
-        rows = [
-            [kind, str(k.questions), _fmt(k.correct), _fmt(k.refused), _fmt(k.citations_verbatim)]
-            for kind, k in report.questions_by_kind.by_kind.items()
-        ]
-        tables.append((f"Answers per kind ({report.answerer})", head, rows))
-    if report.fallbacks:
-        rows = [[reason, str(count)] for reason, count in sorted(report.fallbacks.items())]
-        tables.append(("Answered extractively instead", ["why", "questions"], rows))
-    return tables
-
-
-def _markdown(title: str, head: list[str], rows: list[list[str]]) -> str:
-    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return f"{value:.{2 if name.startswith('seconds') else 3}f}"
 
 
 def rich_tables(report: EvalReport) -> list[Any]:
@@ -426,13 +370,41 @@ def rich_tables(report: EvalReport) -> list[Any]:
     from rich.table import Table
 
     tables = []
-    for title, head, rows in summary_rows(report):
-        table = Table(title=title, title_justify="left")
-        for index, name in enumerate(head):
-            table.add_column(name, justify="left" if index < 2 else "right")
-        for row in rows:
-            table.add_row(*row)
-        tables.append(table)
+
+    def add(title: str, head: list[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            table = Table(title=title, title_justify="left")
+            for index, name in enumerate(head):
+                table.add_column(name, justify="left" if index < 2 else "right")
+            for row in rows:
+                table.add_row(*(_cell(value) for value in row))
+            tables.append(table)
+
+    retrieval, answers = [], []
+    for item in report.multihop:
+        for name, scores in [("all", item.retrieval), *sorted(item.retrieval_by_type.items())]:
+            cells = [getattr(scores, field) for field in _RETRIEVAL_FIELDS]
+            retrieval.append([item.retriever, name, scores.questions, *cells])
+        if item.answers is not None:
+            for name, a in [("all", item.answers), *sorted(item.answers_by_type.items())]:
+                cells = [_cell(getattr(a, field), field) for field in _ANSWER_FIELDS]
+                answers.append([item.retriever, name, a.answerable + a.unanswerable, *cells])
+    add("Retrieval (article level)", ["retriever", "type", "n", *_RETRIEVAL_HEAD], retrieval)
+    add(f"Answers ({report.answerer})", ["retriever", "type", "n", *_ANSWER_HEAD], answers)
+    if rgb := report.rgb:
+        head = ["retriever", "n", *(f"accuracy, noise {ratio}" for ratio in rgb.accuracy_by_noise)]
+        head += ["refuses noise only", "repeats fake answer", "still correct", "verbatim"]
+        row = [rgb.retriever, rgb.questions, *rgb.accuracy_by_noise.values(), rgb.rejection_rate]
+        row += [rgb.counterfactual_fake, rgb.counterfactual_correct, rgb.citations_verbatim]
+        add(f"RGB ({report.answerer})", head, [row])
+    if report.questions_by_kind:
+        rows = [
+            [kind, k.questions, k.correct, k.refused, k.citations_verbatim]
+            for kind, k in report.questions_by_kind.by_kind.items()
+        ]
+        head = ["kind", "n", "right", "refused", "verbatim"]
+        add(f"Answers per kind ({report.answerer})", head, rows)
+    add("Answered extractively instead", ["why", "questions"], sorted(report.fallbacks.items()))
     return tables
 
 
@@ -538,9 +510,16 @@ def ranked_articles(bot: Bot, question: str, k: int) -> list[str]:
     return distinct(passage.article_id for passage in bot.retriever.search(query, k))
 
 
-def _tick(progress: ProgressCallback | None, stage: str, done: int, total: int) -> None:
+def _counted(
+    rows: Sequence[dict[str, Any]], stage: str, progress: ProgressCallback | None
+) -> Iterator[dict[str, Any]]:
+    """`rows` in turn, calling progress(stage, done, total) before each and at the end."""
+    for done, row in enumerate(rows):
+        if progress is not None:
+            progress(stage, done, len(rows))
+        yield row
     if progress is not None:
-        progress(stage, done, total)
+        progress(stage, len(rows), len(rows))
 
 
 def run_eval(
@@ -551,7 +530,6 @@ def run_eval(
     limit: int | None = None,
     corpus: str | Path | None = None,
     progress: ProgressCallback | None = None,
-    keep_questions: bool = True,
     answer: bool = True,
 ) -> EvalReport:
     """Evaluate the bot (as `settings` configure it) on a MultiHop or RGB questions file.
@@ -581,6 +559,7 @@ def run_eval(
             hint="drop --retrieval-only, or pass a MultiHop questions file",
         )
     started = time.perf_counter()
+    tell = progress or (lambda stage, done, total: None)
     if kind == "multihop" and limit:
         questions = stratified_subset(rows, limit, "question_type")
     else:
@@ -590,8 +569,7 @@ def run_eval(
     corpus_name: str | None = None
     articles: list[Article] = []
     if kind == "multihop":
-        corpus_path = find_corpus(path, corpus)
-        corpus_name = str(corpus_path)
+        corpus_name = str(find_corpus(path, corpus))
         articles = read_corpus([corpus_name], settings)
     elif kind == "questions":
         corpus_name = str(corpus) if corpus else str(path.parent / "corpus.txt")
@@ -602,10 +580,9 @@ def run_eval(
         use_retriever(bot, retrievers[0])
         ingest_started = time.perf_counter()
         if articles:
-            _tick(progress, "ingest corpus", 0, len(articles))
+            tell("ingest corpus", 0, len(articles))
             report = bot.ingest(
-                articles,
-                progress=lambda p: _tick(progress, "ingest corpus", p.articles_done, len(articles)),
+                articles, progress=lambda p: tell("ingest corpus", p.articles_done, len(articles))
             )
             if report.failures:
                 raise NewsbotError(
@@ -613,22 +590,19 @@ def run_eval(
                 )
         ingest_seconds = time.perf_counter() - ingest_started
         if kind == "multihop":
-            multihop = []
-            for mode in retrievers:
-                use_retriever(bot, mode)
-                multihop.append(
-                    evaluate_multihop(
-                        bot,
-                        questions,
-                        {a.id: a for a in articles},
-                        retriever=mode,
-                        llm_answerer=settings.llm is not None,
-                        progress=progress,
-                        keep_questions=keep_questions,
-                        answer=answer,
-                    )
+            by_id = {a.id: a for a in articles}
+            results["multihop"] = tuple(
+                evaluate_multihop(
+                    bot,
+                    questions,
+                    by_id,
+                    retriever=mode,
+                    llm_answerer=settings.llm is not None,
+                    progress=progress,
+                    answer=answer,
                 )
-            results["multihop"] = tuple(multihop)
+                for mode in retrievers
+            )
         elif kind == "questions":
             bodies = {a.id: a.body for a in articles}
             results["questions_by_kind"] = evaluate_question_set(
@@ -638,7 +612,7 @@ def run_eval(
             results["rgb"] = evaluate_rgb(
                 bot, questions, retriever=retrievers[0], progress=progress
             )
-        embedding = _identity(bot)
+        embedding = dict(bot.embedder.identity.to_metadata())
         fallbacks = dict(bot.answerer.fallbacks)
     return EvalReport(
         dataset=str(path),
@@ -655,10 +629,6 @@ def run_eval(
     )
 
 
-def _identity(bot: Bot) -> dict[str, Any]:
-    return dict(bot.embedder.identity.to_metadata())
-
-
 def evaluate_multihop(
     bot: Bot,
     questions: Sequence[dict[str, Any]],
@@ -667,16 +637,15 @@ def evaluate_multihop(
     retriever: str,
     llm_answerer: bool = False,
     progress: ProgressCallback | None = None,
-    keep_questions: bool = True,
     answer: bool = True,
 ) -> MultiHopResult:
-    """Ask every question of a store that already holds `articles`; score what comes back."""
-    results = []
-    stage = f"questions ({retriever})"
-    for done, row in enumerate(questions):
-        _tick(progress, stage, done, len(questions))
-        results.append(_ask_multihop(bot, row, articles, llm_answerer, answer=answer))
-    _tick(progress, stage, len(questions), len(questions))
+    """Ask every question, with the `retriever` mode, of a store that already holds `articles`;
+    score what comes back."""
+    use_retriever(bot, retriever)
+    results = [
+        _ask_multihop(bot, row, articles, llm_answerer, answer=answer)
+        for row in _counted(questions, f"questions ({retriever})", progress)
+    ]
     pairs = list(zip(questions, results, strict=True))
     by_type: dict[str, list[tuple[dict[str, Any], QuestionResult]]] = defaultdict(list)
     for row, result in pairs:
@@ -693,7 +662,7 @@ def evaluate_multihop(
         answers_by_type={name: _answer_scores(items) for name, items in sorted(by_type.items())}
         if answer
         else {},
-        questions=tuple(results) if keep_questions else (),
+        questions=tuple(results),
     )
 
 
@@ -733,12 +702,8 @@ def _ask_multihop(
     correct: bool | None = None
     if _gold_scored(row, articles, llm_answerer):
         gold = str(row["answer"])
-        if reply.refused:
-            correct = False
-        elif is_yes_no(gold):
-            correct = yes_no_matches(reply.text, gold)
-        else:
-            correct = contains_phrase(reply.text, gold)
+        matches = yes_no_matches if is_yes_no(gold) else contains_phrase
+        correct = not reply.refused and matches(reply.text, gold)
     return replace(
         asked,
         refused=reply.refused,
@@ -765,23 +730,18 @@ def _verbatim(answer: Answer, bodies: dict[str, str]) -> tuple[bool, ...]:
 def _retrieval_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) -> RetrievalScores:
     scored = [(row["evidence_ids"], result) for row, result in pairs if row.get("evidence_ids")]
 
-    def hits(k: int) -> float | None:
-        return mean(hits_at_k(r.ranked_at_k[k], evidence, k) for evidence, r in scored)
-
-    def any_hit(k: int) -> float | None:
-        return mean(any_hit_at_k(r.ranked_at_k[k], evidence, k) for evidence, r in scored)
+    def average(metric: Callable[[Sequence[str], Any, int], float | bool], k: int) -> float | None:
+        return mean(metric(r.ranked_at_k[k], evidence, k) for evidence, r in scored)
 
     return RetrievalScores(
         questions=len(scored),
-        hits_at_1=hits(1),
-        hits_at_4=hits(4),
-        hits_at_10=hits(10),
-        any_at_1=any_hit(1),
-        any_at_4=any_hit(4),
-        any_at_10=any_hit(10),
-        mrr_at_10=mean(
-            reciprocal_rank(r.ranked_at_k[MRR_CUTOFF], evidence) for evidence, r in scored
-        ),
+        hits_at_1=average(hits_at_k, 1),
+        hits_at_4=average(hits_at_k, 4),
+        hits_at_10=average(hits_at_k, 10),
+        any_at_1=average(any_hit_at_k, 1),
+        any_at_4=average(any_hit_at_k, 4),
+        any_at_10=average(any_hit_at_k, 10),
+        mrr_at_10=average(reciprocal_rank, MRR_CUTOFF),
     )
 
 
@@ -835,8 +795,7 @@ def evaluate_question_set(
     from bot.models import Turn
 
     asked: list[tuple[OwnQuestion, tuple[bool, ...]]] = []
-    for done, row in enumerate(rows):
-        _tick(progress, "questions", done, len(rows))
+    for row in _counted(rows, "questions", progress):
         history: list[Turn] = []
         for earlier in row.get("history") or []:
             reply = bot.ask(str(earlier), history=history)
@@ -858,7 +817,6 @@ def evaluate_question_set(
             answer=reply.text,
         )
         asked.append((result, _verbatim(reply, bodies)))
-    _tick(progress, "questions", len(rows), len(rows))
     groups: dict[str, list[tuple[OwnQuestion, tuple[bool, ...]]]] = {"all": asked}
     for item in asked:
         groups.setdefault(item[0].kind, []).append(item)
@@ -910,33 +868,30 @@ def evaluate_rgb(
     still_correct: list[bool] = []
     verbatim: list[bool] = []
 
-    def ask(question_id: str, query: str, passages: list[tuple[str, bool]]) -> Answer:
+    def ask(row: dict[str, Any], setting: object, positive: list[str], negative: list[str],
+            noise_ratio: float) -> Answer:  # fmt: skip
+        """The answer over a store of only the passages drawn for one setting."""
+        rng = random.Random(f"{seed}:{row['id']}:{setting}")
+        articles = rgb_articles(str(row["id"]), mix_passages(positive, negative, noise_ratio, rng))
         bot.reset()
-        articles = rgb_articles(question_id, passages)
         bot.ingest(articles)
-        answer = bot.ask(query)
+        answer = bot.ask(str(row["query"]))
         verbatim.extend(_verbatim(answer, {a.id: a.body for a in articles}))
         return answer
 
-    for done, row in enumerate(questions):
-        _tick(progress, "RGB questions", done, len(questions))
-        question_id, query, gold = str(row["id"]), str(row["query"]), row["answer"]
+    for row in _counted(questions, "RGB questions", progress):
+        gold = row["answer"]
         positive, negative = list(row.get("positive") or []), list(row.get("negative") or [])
         for ratio in RGB_NOISE_RATIOS:
-            rng = random.Random(f"{seed}:{question_id}:{ratio}")
-            answer = ask(question_id, query, mix_passages(positive, negative, ratio, rng))
+            answer = ask(row, ratio, positive, negative, ratio)
             correct[ratio].append(not answer.refused and rgb_answer_matches(answer.text, gold))
         if negative:
-            rng = random.Random(f"{seed}:{question_id}:noise-only")
-            answer = ask(question_id, query, mix_passages([], negative, 1.0, rng))
-            rejected.append(answer.refused)
+            rejected.append(ask(row, "noise-only", [], negative, 1.0).refused)
         wrong = list(row.get("positive_wrong") or [])
         if wrong and row.get("fakeanswer"):
-            rng = random.Random(f"{seed}:{question_id}:counterfactual")
-            answer = ask(question_id, query, mix_passages(wrong, [], 0.0, rng))
+            answer = ask(row, "counterfactual", wrong, [], 0.0)
             fake.append(not answer.refused and contains_phrase(answer.text, row["fakeanswer"]))
             still_correct.append(not answer.refused and rgb_answer_matches(answer.text, gold))
-    _tick(progress, "RGB questions", len(questions), len(questions))
     bot.reset()
     return RgbResult(
         retriever=retriever,

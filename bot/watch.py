@@ -1,13 +1,8 @@
-"""Keep feeds up to date: poll them every so often and ingest only what is new.
-
-A round asks each feed with a conditional request (If-None-Match / If-Modified-Since from the
-last answer; 304 = nothing to do), reads the entries of a feed that changed, keeps those it has
-not ingested yet or that the feed now says something else about, and hands their articles to
-`Bot.ingest` (which embeds only what changed). What was ingested from a feed (its validators
-and a fingerprint per entry) is kept in a small file per feed under data_dir/feeds, so a
-restarted watcher does not read everything again. A feed that is down is reported and asked
-again next round; the others go on. A local feed file works too (its size and modification time
-stand in for the validators).
+"""Keep feeds up to date: poll them every so often and ingest only what is new (README, "newsbot
+watch"). A round asks each feed with a conditional request (304 = nothing to do) and hands
+`Bot.ingest` the entries not seen before or changed since; each feed's validators and entry
+fingerprints are kept in a small file under data_dir/feeds, so a restart does not read everything
+again. A local feed file works too: its size and modification time stand in for the validators.
 
     watcher = Watcher.for_bot(bot, ["https://example.com/feed.xml"])
     watcher.run(every=900, stop=threading.Event(), on_round=print)
@@ -68,8 +63,6 @@ def read_feed_list(path: Path) -> list[str]:
 
 
 # -- what a round did --------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class FeedRound:
     """One feed in one round: what was ingested, or why nothing could be."""
@@ -122,8 +115,6 @@ class Round:
 
 
 # -- what is remembered per feed ---------------------------------------------------------------
-
-
 class FeedState(BaseModel):
     """What the last successful round learnt of a feed (its file's JSON)."""
 
@@ -131,14 +122,6 @@ class FeedState(BaseModel):
     etag: str = ""
     last_modified: str = ""
     entries: dict[str, str] = {}  # entry key -> fingerprint ingested
-
-    def conditional_headers(self) -> dict[str, str]:
-        headers = {}
-        if self.etag:
-            headers["If-None-Match"] = self.etag
-        if self.last_modified:
-            headers["If-Modified-Since"] = self.last_modified
-        return headers
 
 
 class FeedStates:
@@ -169,10 +152,6 @@ class FeedStates:
 
 
 # -- polling -----------------------------------------------------------------------------------
-
-IngestFunction = Callable[[list[Article]], "IngestReport"]
-
-
 class Watcher:
     """Polls `feeds` and ingests what is new with `ingest` (Bot.ingest, or a test's stand-in)."""
 
@@ -180,7 +159,7 @@ class Watcher:
         self,
         feeds: Sequence[str],
         settings: Settings,
-        ingest: IngestFunction,
+        ingest: Callable[[list[Article]], IngestReport],
         states: FeedStates,
     ) -> None:
         if not feeds:
@@ -274,7 +253,9 @@ class Watcher:
         if feed.lower().startswith(("http://", "https://")):
             from index.fetch import fetch
 
-            fetched = fetch(feed, self.settings, headers=state.conditional_headers())
+            asked = {"If-None-Match": state.etag, "If-Modified-Since": state.last_modified}
+            headers = {name: value for name, value in asked.items() if value}
+            fetched = fetch(feed, self.settings, headers=headers)
             if fetched.not_modified:
                 return None
             validators = (fetched.etag, fetched.last_modified)
