@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 SPINNER_TEXT = "Looking through the articles..."
-LOADING_TEXT = "Loading the embedding model..."
-EMPTY_STORE_MESSAGE = "nothing indexed yet: run `newsbot ingest PATH`"
-CHAT_PROMPT = "you> "
 _MARKER = re.compile(r"\[\d+\]")
 _DEBUG_KEY = "newsbot.debug"
 
@@ -51,18 +48,10 @@ def _examples(*commands: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {command}" for command in commands)
 
 
-def _stdout() -> Console:
-    # Made per use: the console must follow whatever sys.stdout is now (tests swap it).
-    return Console()
-
-
-def _stderr() -> Console:
-    return Console(stderr=True)
-
-
+# Consoles are made per use: each must follow whatever sys.stdout is now (tests swap it).
 def _say(message: str, style: str = "", *, err: bool = False) -> None:
     """One message for people, on stdout (stderr with `err`), never wrapped mid-line."""
-    (_stderr() if err else _stdout()).print(Text(message, style=style), soft_wrap=True)
+    Console(stderr=err).print(Text(message, style=style), soft_wrap=True)
 
 
 class _NewsbotGroup(TyperGroup):
@@ -82,7 +71,9 @@ class _NewsbotGroup(TyperGroup):
             else:
                 message = f"unexpected {type(exc).__name__}: {exc}"
                 hint = "this is a bug in newsbot; run again with --debug to see the traceback"
-            _show_error(_stderr(), message, hint, exc, debug=bool(ctx.meta.get(_DEBUG_KEY)))
+            _show_error(
+                Console(stderr=True), message, hint, exc, debug=bool(ctx.meta.get(_DEBUG_KEY))
+            )
             raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -143,7 +134,6 @@ def _main(
         ),
     ] = False,
 ) -> None:
-    """Answers questions about news articles, citing the sentences it answers from."""
     ctx.meta[_DEBUG_KEY] = debug
     _configure_logging(debug)
 
@@ -213,7 +203,7 @@ def _require_articles(bot: Bot) -> None:
     if not bot.count():
         settings = bot.settings
         raise NewsbotError(
-            EMPTY_STORE_MESSAGE,
+            "nothing indexed yet: run `newsbot ingest PATH`",
             hint=f"the store {settings.chroma_url or settings.store_dir} (collection "
             f"{settings.collection}) holds no articles; e.g. newsbot ingest samples/articles",
         )
@@ -226,7 +216,7 @@ def _open_bot(
     from bot.core import Bot
 
     bot = Bot.open(settings, check_identity=check_identity)
-    with _stderr().status(LOADING_TEXT):
+    with Console(stderr=True).status("Loading the embedding model..."):
         bot.warm(index=False)
     if require_articles:
         _require_articles(bot)
@@ -292,7 +282,9 @@ def _progress_bar(
 
     columns = [bar.SpinnerColumn(), bar.TextColumn("{task.description}"), bar.BarColumn()]
     columns += [bar.TextColumn(counts), bar.TimeElapsedColumn()]
-    with bar.Progress(*columns, console=_stderr(), transient=True, disable=not enabled) as shown:
+    with bar.Progress(
+        *columns, console=Console(stderr=True), transient=True, disable=not enabled
+    ) as shown:
         task = shown.add_task(label, total=None, articles=0, chunks=0)
 
         def update(event: Progress) -> None:
@@ -420,17 +412,17 @@ def ask(
 
     def answer(one: str, *, lines: bool) -> None:
         if as_json:
-            with _stderr().status(SPINNER_TEXT):
+            with Console(stderr=True).status(SPINNER_TEXT):
                 result = bot.ask(one, since=since, until=until, k=k)
             typer.echo(
                 json.dumps(result.to_dict(), ensure_ascii=False, indent=None if lines else 2)
             )
             return
-        console = _stdout()
+        console = Console()
         if lines:
             console.print(Text(f"> {one}", style="bold"), soft_wrap=True)
         stream = bot.stream(one, since=since, until=until, k=k)
-        result, streamed = show_stream(console, stream, _stderr(), streaming)
+        result, streamed = show_stream(console, stream, Console(stderr=True), streaming)
         render_answer(console, result, text=not streamed)
         if lines:
             console.print()
@@ -464,10 +456,8 @@ def render_answer(console: Console, answer: Answer, *, text: bool = True) -> Non
         console.print(
             Text.assemble((f"[{citation.n}] ", "bold cyan"), (citation.title or "Untitled", "bold"))
         )
-        details = [citation.outlets, citation.date]
-        if citation.url:
-            details.append(citation.url)
-        console.print(Text("    " + " · ".join(details), style="dim"), soft_wrap=True)
+        details = " · ".join(filter(None, [citation.outlets, citation.date, citation.url]))
+        console.print(Text(f"    {details}", style="dim"), soft_wrap=True)
         console.print(
             Padding(Text(f"“{citation.quote}”", style="italic"), (0, 0, 0, 4), expand=False)
         )
@@ -610,7 +600,7 @@ def _interactive_lines(history_file: Path) -> Iterator[str]:
     session: PromptSession[str] = PromptSession(history=FileHistory(str(history_file)))
     while True:
         try:
-            yield session.prompt(CHAT_PROMPT)
+            yield session.prompt("you> ")
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the line, as in a shell
         except EOFError:
@@ -628,7 +618,7 @@ def chat(settings: Settings) -> None:
             f"newsbot: {articles} indexed. Ask a question; /help for commands, Ctrl-D to leave.",
             "dim",
         )
-    session = ChatSession(bot, _stdout())
+    session = ChatSession(bot, Console())
     lines = (
         _interactive_lines(settings.data_dir / "chat_history")
         if interactive
@@ -663,7 +653,7 @@ def stats(settings: Settings, as_json: JsonOption = False) -> None:
         )
     else:
         table.add_row("embedding", "none yet (nothing ingested)")
-    _stdout().print(table)
+    Console().print(table)
 
 
 @_command("newsbot reset", "newsbot reset --yes --collection scratch")
@@ -727,7 +717,7 @@ def model_export(
     from index.onnx_backend import export_model
 
     chosen = precision or settings.embedding_precision
-    with _stderr().status(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
+    with Console(stderr=True).status(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
         path = export_model(settings.embedding_model, chosen, settings.model_cache_dir, force=force)
     typer.echo(str(path))
 
@@ -827,7 +817,7 @@ def evaluate(
     from bot.evaluate import rich_tables, run_eval
 
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=_stderr(), transient=True) as bar:
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def on_progress(stage: str, done: int, total: int) -> None:
@@ -846,7 +836,7 @@ def evaluate(
         )
     if json_out is not None:
         json_out.write_text(report.to_json() + "\n", encoding="utf-8")
-    console = _stdout()
+    console = Console()
     if not console.is_terminal:  # a file or a pipe: keep whole figures rather than wrap columns
         console.width = max(console.width, 200)
     for table in rich_tables(report):

@@ -112,13 +112,8 @@ def rgb_answer_matches(text: str, gold: str | Sequence[Any]) -> bool:
     """RGB's rule: every part of the gold answer appears; a list part accepts any alternative."""
     if isinstance(gold, str):
         return contains_phrase(text, gold)
-    if not gold:
-        return False
-    for part in gold:
-        alternatives = [part] if isinstance(part, str) else list(part)
-        if not any(contains_phrase(text, alternative) for alternative in alternatives):
-            return False
-    return True
+    parts = [[part] if isinstance(part, str) else part for part in gold]
+    return bool(parts) and all(any(contains_phrase(text, alt) for alt in part) for part in parts)
 
 
 def quote_is_verbatim(body: str | None, start: int, end: int, quote: str) -> bool:
@@ -801,12 +796,11 @@ def evaluate_question_set(
             reply = bot.ask(str(earlier), history=history)
             history.append(Turn(str(earlier), reply.text, reply.standalone_question))
         reply = bot.ask(str(row["question"]), history=history)
-        should_refuse = bool(row.get("refuse"))
-        if should_refuse:
+        if row.get("refuse"):
             correct = reply.refused
         else:
-            gold = [str(phrase) for phrase in row.get("answer") or []]
-            correct = not reply.refused and any(contains_phrase(reply.text, g) for g in gold)
+            gold = row.get("answer") or []
+            correct = not reply.refused and any(contains_phrase(reply.text, str(g)) for g in gold)
         result = OwnQuestion(
             id=str(row.get("id", "")),
             kind=str(row.get("kind") or "other"),

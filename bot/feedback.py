@@ -52,13 +52,12 @@ class FeedbackLog:
     ) -> dict[str, Any]:
         """Append one vote; `shown` is what the message shows, for an answer not remembered.
         Returns the record written."""
+        channel, ts = where
         with self._lock:
             known = self._answers.get(where, shown)
-        channel, ts = where
-        record = {**known, "vote": vote, "user": user, "channel": channel, "ts": ts}
-        record["voted_at"] = time.time()
-        line = json.dumps(record, ensure_ascii=False) + "\n"
-        with self._lock:
+            record = {**known, "vote": vote, "user": user, "channel": channel, "ts": ts}
+            record["voted_at"] = time.time()
+            line = json.dumps(record, ensure_ascii=False) + "\n"
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as out:
                 out.write(line)
