@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
-from rich.padding import Padding
-from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
@@ -175,8 +173,9 @@ def _setting_option(name: str) -> Any:
 def _command(
     *examples: str, settings: tuple[str, ...] = STORE, name: str | None = None, on: Any = app
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Registers a command on `on` with an epilog of `examples`. The command gets the options
-    `settings` names (after its own) and receives the Settings they make as `settings`."""
+    """Registers a command on `on` with an epilog of `examples`. Typer reads options from the
+    signature: the one it sees is the command's own parameters, then the options of `settings`;
+    the command receives the Settings those make (load_settings) as its `settings` argument."""
 
     def register(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command, eval_str=True)
@@ -411,18 +410,15 @@ def ask(
     streaming = not as_json and bot.answerer.chat_model is not None
 
     def answer(one: str, *, lines: bool) -> None:
-        if as_json:
-            with Console(stderr=True).status(SPINNER_TEXT):
-                result = bot.ask(one, since=since, until=until, k=k)
-            typer.echo(
-                json.dumps(result.to_dict(), ensure_ascii=False, indent=None if lines else 2)
-            )
-            return
         console = Console()
-        if lines:
+        if lines and not as_json:
             console.print(Text(f"> {one}", style="bold"), soft_wrap=True)
         stream = bot.stream(one, since=since, until=until, k=k)
         result, streamed = show_stream(console, stream, Console(stderr=True), streaming)
+        if as_json:  # one answer a line for questions from stdin
+            indent = None if lines else 2
+            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=indent))
+            return
         render_answer(console, result, text=not streamed)
         if lines:
             console.print()
@@ -441,6 +437,8 @@ def ask(
 
 def render_answer(console: Console, answer: Answer, *, text: bool = True) -> None:
     """The answer with its [n] markers highlighted, then the numbered sources."""
+    from rich.padding import Padding
+
     if text:
         body = Text(answer.text, style="yellow" if answer.refused else "")
         body.highlight_regex(_MARKER, "bold cyan")
@@ -633,6 +631,8 @@ def chat(settings: Settings) -> None:
 @_command("newsbot stats", "newsbot stats --json")
 def stats(settings: Settings, as_json: JsonOption = False) -> None:
     """Show the store: location, collection, articles, chunks, embedding model."""
+    from rich.table import Table
+
     from bot.core import Bot
 
     figures = Bot.open(settings).stats()  # no model
@@ -841,16 +841,11 @@ def evaluate(
         console.width = max(console.width, 200)
     for table in rich_tables(report):
         console.print(table)
-    embedding = report.embedding
-    console.print(
-        Text(
-            f"{report.questions} questions, {report.seconds:.0f} s; "
-            f"embedding {embedding.get('embedding_backend', '?')} "
-            f"{embedding.get('embedding_precision', '')}"
-            + (f"; full report in {json_out}" if json_out else ""),
-            style="dim",
-        )
-    )
+    backend = report.embedding.get("embedding_backend", "?")
+    precision = report.embedding.get("embedding_precision", "")
+    written = f"; full report in {json_out}" if json_out else ""
+    took = f"{report.questions} questions, {report.seconds:.0f} s"
+    _say(f"{took}; embedding {backend} {precision}{written}", "dim")
 
 
 def main() -> None:

@@ -331,11 +331,8 @@ class EvalReport(_Result):
         raise KeyError(retriever)
 
     def to_dict(self) -> dict[str, Any]:
-        seconds = {
-            "ingest_seconds": round(self.ingest_seconds, 2),
-            "seconds": round(self.seconds, 2),
-        }
-        return super().to_dict() | seconds
+        rounded = {name: round(getattr(self, name), 2) for name in ("ingest_seconds", "seconds")}
+        return super().to_dict() | rounded
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
