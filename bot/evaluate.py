@@ -47,7 +47,6 @@ RGB_NOISE_RATIOS = (0.0, 0.4, 0.8)
 RGB_SEED = 20240207
 NULL_TYPE = "null_query"
 RETRIEVER_MODES = ("dense", "lexical", "hybrid")
-YES_NO = frozenset({"yes", "no"})
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as progress(stage, done, total) while a run goes on."""
@@ -93,7 +92,7 @@ def normalise(text: str) -> str:
 
 
 def is_yes_no(gold: str) -> bool:
-    return normalise(gold).rstrip(".!") in YES_NO
+    return normalise(gold).rstrip(".!") in ("yes", "no")
 
 
 def contains_phrase(text: str, phrase: str) -> bool:
@@ -696,20 +695,17 @@ def _ask_multihop(
         gold = str(row["answer"])
         matches = yes_no_matches if is_yes_no(gold) else contains_phrase
         correct = not reply.refused and matches(reply.text, gold)
+    ids = (citation.article_id for citation in reply.citations)
     return replace(
         asked,
         refused=reply.refused,
         answer=reply.text,
-        cited_articles=() if reply.refused else cited_articles(reply),
+        cited_articles=() if reply.refused else tuple(distinct(ids)),
         correct=correct,
         verbatim=_verbatim(reply, {key: a.body for key, a in articles.items()}),
         sentences_cited=None if reply.refused else cited_sentence_share(reply.text),
         seconds=seconds,
     )
-
-
-def cited_articles(answer: Answer) -> tuple[str, ...]:
-    return tuple(distinct(citation.article_id for citation in answer.citations))
 
 
 def _verbatim(answer: Answer, bodies: dict[str, str]) -> tuple[bool, ...]:
