@@ -644,15 +644,14 @@ def stats(settings: Settings, as_json: JsonOption = False) -> None:
     table.add_column(overflow="fold")
     for name in ("store", "collection", "articles", "chunks"):
         table.add_row(name, str(figures[name]))  # type: ignore[literal-required]
-    embedding = figures.get("embedding")
-    if embedding:
-        table.add_row(
-            "embedding",
-            f"{embedding['embedding_model']} ({embedding['embedding_dimension']} dimensions, "
-            f"{embedding['embedding_backend']}, {embedding['embedding_precision']})",
-        )
-    else:
-        table.add_row("embedding", "none yet (nothing ingested)")
+    embedding = figures.get("embedding") or {}
+    table.add_row(
+        "embedding",
+        f"{embedding['embedding_model']} ({embedding['embedding_dimension']} dimensions, "
+        f"{embedding['embedding_backend']}, {embedding['embedding_precision']})"
+        if embedding
+        else "none yet (nothing ingested)",
+    )
     Console().print(table)
 
 
@@ -690,13 +689,9 @@ def reindex(settings: Settings) -> None:
     with _progress_bar("Re-embedding", "{task.fields[chunks]} chunks re-embedded") as on_progress:
         count = bot.reindex(progress=on_progress)
     seconds = time.perf_counter() - started
-    embedding = bot.stats().get("embedding") or {}
-    model, backend, precision = (
-        embedding.get(f"embedding_{name}", getattr(settings, f"embedding_{name}"))
-        for name in ("model", "backend", "precision")
-    )
-    chunks = _plural(count, "chunk")
-    _say(f"Re-embedded {chunks} with {model} ({backend}, {precision}) in {seconds:.1f} s.")
+    identity = bot.embedder.identity  # what the store records now
+    how = f"{identity.model} ({identity.backend}, {identity.precision})"
+    _say(f"Re-embedded {_plural(count, 'chunk')} with {how} in {seconds:.1f} s.")
 
 
 @_command(
