@@ -211,12 +211,13 @@ def _require_articles(bot: Bot) -> None:
 def _open_bot(
     settings: Settings, *, check_identity: bool = True, require_articles: bool = False
 ) -> Bot:
-    """The bot with its embedding model loaded (under a spinner)."""
+    """The bot with its embedding model loaded (under a spinner); for the commands that ask
+    (`require_articles`), the lexical index caught up too, beside the model."""
     from bot.core import Bot
 
     bot = Bot.open(settings, check_identity=check_identity)
     with Console(stderr=True).status("Loading the embedding model..."):
-        bot.warm(index=False)
+        bot.warm(index=require_articles)
     if require_articles:
         _require_articles(bot)
     return bot

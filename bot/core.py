@@ -196,23 +196,31 @@ class Bot:
         the embedding model, Chroma (its first read loads its vector index), the prompts and,
         with `index`, the lexical index caught up with the store's log.
 
-        The model loads on a second thread meanwhile: onnxruntime builds its session without
-        holding the GIL, while importing chromadb and loading its index hold it, so the two
-        overlap (a new `newsbot ask`: docs/benchmarks.md, "Cold start")."""
+        What holds the GIL (imports, chromadb's above all) runs on this thread; what does not
+        runs beside it on two others: onnxruntime building the model's session, then Chroma's
+        first read, which loads its vector index, and catching the lexical index up (a new
+        `newsbot ask`: docs/benchmarks.md, "Cold start")."""
         from concurrent.futures import ThreadPoolExecutor
 
         from index.embed import import_backend, load_embedder
 
-        loading = self._embedder is None
-        if loading:
-            import_backend(self.settings)
-        with ThreadPoolExecutor(1, thread_name_prefix="newsbot-warm") as pool:
-            model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
+        def first_read() -> None:
             self.count()
             if index:
                 self.store.refresh()
+
+        loading = self._embedder is None
+        if loading:
+            import_backend(self.settings)
+        with ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm") as pool:
+            model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
+            import bot.llm  # noqa: F401  (before chromadb: index/chunk.py says why)
+
+            _ = self.store.client  # imports chromadb and opens the collections
+            store = pool.submit(first_read)
             model.result()  # the model's error, if any, is raised here
-        _ = self.answerer  # the model is loaded: checks its identity, reads the prompts
+            _ = self.answerer, self.retriever  # checks the model's identity, reads the prompts
+            store.result()
 
     def count(self) -> int:
         """Chunks stored (no model needed)."""

@@ -12,6 +12,10 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+# Imported here, not on first use: blingfire's import looks its file up among all loaded modules
+# (inspect.getframeinfo), 5x dearer once chromadb is loaded (Bot.warm imports this before it).
+import blingfire
+
 from index.article import Article, Chunk
 
 CountTokens = Callable[[str], int]
@@ -43,8 +47,6 @@ def split_sentences(text: str) -> list[Span]:
     and is about 20x faster than pysbd, which matters at ingest. Line breaks are always boundaries:
     news text puts headlines, datelines and list items on lines of their own.
     """
-    import blingfire
-
     spans: list[Span] = []
     for line in _PARAGRAPH.finditer(text):
         piece = line.group()
