@@ -10,12 +10,13 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import re
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from functools import partial, wraps
 from pathlib import Path
@@ -845,9 +846,25 @@ def evaluate(
 
 
 def main() -> None:
-    """The `newsbot` console script."""
+    """The command line, in this process (ends in SystemExit, with the exit code)."""
     app(prog_name="newsbot")
 
 
+def console_script() -> None:
+    """The `newsbot` script: `main`, then exit without the interpreter's teardown (0.2-0.3 s
+    CPU after an ask: docs/benchmarks.md, "Cold start"), as mypy does; output is flushed here,
+    Chroma and the lexical index commit as they write."""
+    try:
+        main()
+        code: int | str | None = 0
+    except SystemExit as stop:
+        code = stop.code
+    with suppress(OSError):  # a closed pipe (`newsbot ask ... | head -1`)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code if isinstance(code, int) else 1 if code else 0)
+
+
 if __name__ == "__main__":
-    main()
+    console_script()
