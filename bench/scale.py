@@ -95,6 +95,17 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
+def compile_newsbot() -> None:
+    """Compile bot/ and index/ as installing newsbot does (pip compiles a package's modules;
+    an editable install writes them on its first run). The sessions on this machine set
+    PYTHONDONTWRITEBYTECODE=1, under which every `newsbot` process compiled them from source
+    again: 0.1 s of CPU no installed newsbot spends (docs/benchmarks.md, "Cold start")."""
+    import compileall
+
+    for package in ("bot", "index"):
+        compileall.compile_dir(REPO / package, quiet=2)
+
+
 def environment(data_dir: Path, chroma_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSBOT_")}
     env.update({"HF_HUB_OFFLINE": "1", "NEWSBOT_DATA_DIR": str(data_dir)})
@@ -391,6 +402,7 @@ def main() -> None:
         child(args)
         return
     args.modes = args.modes.split(",")
+    compile_newsbot()
     sizes = [int(size) for size in args.sizes.split(",")]
     if 10_000 not in sizes and len(sizes) > 1:
         print("note: the goals compare with a 10k store; include 10000 in --sizes for ratios")
