@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -269,13 +270,7 @@ def _export_fp32(entry: _Entry, target: Path) -> None:
     # Two rows of different lengths, so the trace sees padding.
     example_ids = torch.tensor([[101, 2023, 2003, 102, 0, 0], [101, 2023, 2003, 1037, 3231, 102]])
     example_mask = (example_ids != 0).to(torch.int64)
-    dynamic_axes = {
-        "input_ids": {0: "batch", 1: "sequence"},
-        "attention_mask": {0: "batch", 1: "sequence"},
-        OUTPUT_NAME: {0: "batch"},
-    }
-    import warnings
-
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
@@ -284,7 +279,7 @@ def _export_fp32(entry: _Entry, target: Path) -> None:
             str(target),
             input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],
-            dynamic_axes=dynamic_axes,
+            dynamic_axes={**dynamic_axes, OUTPUT_NAME: {0: "batch"}},
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,

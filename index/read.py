@@ -156,6 +156,7 @@ def iter_articles(sources: Iterable[str], settings: ReadConfig) -> Iterator[Arti
     """
     seen: set[Path] = set()
     for source in sources:
+        source = os.fspath(source).strip()
         # A bug or an odd source must not stop the other sources.
         yield from _guarded(_read_source(source, settings, seen), source)
 
@@ -163,16 +164,13 @@ def iter_articles(sources: Iterable[str], settings: ReadConfig) -> Iterator[Arti
 def _read_source(
     source: str, settings: ReadConfig, seen: set[Path]
 ) -> Iterator[Article | ReadFailure]:
-    source = os.fspath(source).strip()
     if not source:
-        yield ReadFailure(source, "empty source name")
-        return
+        raise ReadError("empty source name")
     if _URL_SCHEME.match(source):
         scheme = source.split(":", 1)[0].lower()
-        if scheme in ("http", "https"):
-            yield from _guarded(_read_url(source, settings), source)
-        else:
-            yield ReadFailure(source, f"cannot read {scheme}: URLs; only http and https URLs")
+        if scheme not in ("http", "https"):
+            raise ReadError(f"cannot read {scheme}: URLs; only http and https URLs")
+        yield from _read_url(source, settings)
         return
     path = Path(source).expanduser()
     if path.exists():
@@ -182,8 +180,7 @@ def _read_source(
         if not matches:
             yield ReadFailure(source, "no files match this pattern")
     else:
-        yield ReadFailure(source, "no such file or folder")
-        return
+        raise ReadError("no such file or folder")
     for match in matches:
         files = _walk(match) if match.is_dir() else [match]
         if not files and match is path:
@@ -972,8 +969,7 @@ def feed_articles(
     if to_fetch:
         with ThreadPoolExecutor(max_workers=min(FEED_FETCH_WORKERS, len(to_fetch))) as pool:
             results = pool.map(lambda entry: _fetch_page(entry.link, settings), to_fetch)
-            for entry, page in zip(to_fetch, results, strict=True):
-                pages[entry.number] = page
+            pages = {entry.number: page for entry, page in zip(to_fetch, results, strict=True)}
     for item in items:
         if isinstance(item, ReadFailure):
             yield item
@@ -986,10 +982,10 @@ def feed_articles(
 
 def _prepare_entry(entry: Any, number: int) -> FeedEntry:
     contents = [
-        _detail_text(part) for part in (entry.get("content") or []) if isinstance(part, dict)
+        _entry_text(part) for part in (entry.get("content") or []) if isinstance(part, dict)
     ]
     content = max(contents, key=len, default="")
-    summary = _detail_text(entry.get("summary_detail")) or _fragment_or_text(entry.get("summary"))
+    summary = _entry_text(entry.get("summary_detail")) or _entry_text(entry.get("summary"))
     # The dates feedparser parsed first, then its text ones. dict.get: FeedParserDict.get maps
     # "updated" to "published" with a DeprecationWarning.
     names = ("published", "updated", "created")
@@ -1013,20 +1009,16 @@ def _prepare_entry(entry: Any, number: int) -> FeedEntry:
     )
 
 
-def _detail_text(detail: Any) -> str:
-    if not isinstance(detail, dict):
+def _entry_text(value: Any) -> str:
+    """The plain text of a feedparser detail ({"type", "value"}), or of a string (as HTML when
+    it looks like HTML)."""
+    if isinstance(value, dict):
+        text, html = value.get("value"), "html" in str(value.get("type") or "")
+    else:
+        text, html = value, isinstance(value, str) and bool(_HTML_HINT.search(value))
+    if not isinstance(text, str):
         return ""
-    value = detail.get("value")
-    if not isinstance(value, str):
-        return ""
-    kind = str(detail.get("type") or "")
-    return html_fragment_text(value) if "html" in kind else value.strip()
-
-
-def _fragment_or_text(value: Any) -> str:
-    if not isinstance(value, str):
-        return ""
-    return html_fragment_text(value) if _HTML_HINT.search(value) else value.strip()
+    return html_fragment_text(text) if html else text.strip()
 
 
 def _fetch_page(link: str, settings: ReadConfig) -> Article | None:
