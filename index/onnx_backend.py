@@ -462,9 +462,8 @@ class OnnxEmbedder:
         self.max_tokens = model_max_tokens(entry.model_path)
         self.batch_size = batch_size
         self._cores = _cores()
-        # One pool for the process's life: with threads started for every model call, an
-        # ingest's RSS kept rising by 3-17 MiB a batch over six batches; with this pool it held
-        # within 1 MiB from the fourth (docs/benchmarks.md, "Bulk input").
+        # One pool for the process's life: threads started for every model call made an ingest's
+        # RSS grow by 3-17 MiB a batch (docs/benchmarks.md, "Bulk input").
         self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="newsbot-embed")
         self.path = _ensure(entry, precision, memo)
         try:
@@ -490,9 +489,7 @@ class OnnxEmbedder:
         vectors = np.zeros((len(rows), self.identity.dimension), dtype=np.float32)
         order = sorted(range(len(rows)), key=lambda index: len(rows[index]))
         # Rows of one length run together, at most batch_size at a time: none is padded, and
-        # the small batches keep attention's (batch, heads, length, length) scores in cache. On
-        # the 1,000 bench chunks this took 8-10% less model time than length-sorted batches of
-        # 16 padded to their longest row (docs/benchmarks.md, "Ingest").
+        # attention's scores stay in cache (8-10% less model time: docs/benchmarks.md, "Ingest").
         batches = []
         for _, same_length in itertools.groupby(order, key=lambda index: len(rows[index])):
             run = list(same_length)
@@ -504,10 +501,9 @@ class OnnxEmbedder:
         def embed_batch(batch: list[int]) -> None:
             vectors[batch] = _run_batch(self._session, [rows[i] for i in batch])
 
-        # The batches run side by side, one single-threaded model call per core, longest first.
-        # On 2 cores an ingest took 5-8% less time than one call at a time on two intra-op
-        # threads, which wait for each other at every operator, so that whichever one the
-        # ingest's reading or writing thread delays holds both up (docs/benchmarks.md, "Ingest").
+        # The batches run side by side, one single-threaded model call per core, longest first:
+        # 5-8% less ingest time than intra-op threads, which wait for each other at every
+        # operator (docs/benchmarks.md, "Ingest").
         try:
             if min(self._cores, len(batches)) <= 1:
                 for batch in batches:
