@@ -317,12 +317,13 @@ NO_KEY = "not-needed"
 # The providers newsbot documents and tests; each has a pip extra of its name (pyproject.toml).
 SERVERS = {"openai": "the OpenAI API", "ollama": "the Ollama server"}
 NO_CITATION = "the model's reply cited no passage"
+RETRY_BACKOFF = 0.5  # seconds before the first retry when the server names no wait; doubled
 TOKEN_COUNTS = ("input_tokens", "output_tokens")  # of a chunk's usage_metadata, into timings
 
 
 def load_chat_model(spec: str, settings: Settings) -> Any:
     """A LangChain chat model from settings.llm ("provider:model"), via init_chat_model. The
-    clients' own retries are off: `Attempts` retries the same way for every provider."""
+    clients' own retries are off: `retry_wait` retries the same way for every provider."""
     from bot.errors import AnswerError, SettingsError
 
     provider, _, model = spec.partition(":")
@@ -444,35 +445,25 @@ def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
     return Failure(f"the chat model failed ({type(exc).__name__}: {exc})")
 
 
-@dataclass
-class Attempts:
-    """Bounded retries of one model request: only a 429 or 5xx, after the server's Retry-After
-    (at most `max_wait`) or a backoff, never past the deadline. A refused connection or another
-    4xx would fail the same way, and a time-out has spent the budget."""
-
-    retries: int
-    max_wait: float
-    deadline: float  # time.monotonic() past which the answer is extractive
-    backoff: float = 0.5
-    made: int = 0
-
-    def wait_before_next(self, failure: Failure) -> float:
-        """Seconds to wait before trying again; raises ModelFailed when not to try again."""
-        self.made += 1
-        tries = f" after {self.made} tries" if self.made > 1 else ""
-        if not failure.retryable or self.made > self.retries:
-            raise ModelFailed(failure.reason + tries)
-        wait = failure.retry_after
-        if wait is None:
-            wait = self.backoff * 2 ** (self.made - 1)
-        elif wait > self.max_wait:
-            raise ModelFailed(
-                f"{failure.reason}: it asked to wait {wait:g} s, more than "
-                f"NEWSBOT_LLM_MAX_RETRY_WAIT ({self.max_wait:g} s)"
-            )
-        if time.monotonic() + wait > self.deadline:
-            raise ModelFailed(failure.reason + tries + " (no time left to wait and retry)")
-        return wait
+def retry_wait(failure: Failure, made: int, settings: Settings, deadline: float) -> float:
+    """Seconds to wait before trying a model request again after `made` tries; raises ModelFailed
+    when not to. Only a 429 or 5xx is retried, after the server's Retry-After (at most
+    llm_max_retry_wait) or a backoff, never past the deadline (time.monotonic()): a refused
+    connection or another 4xx would fail the same way, and a time-out has spent the budget."""
+    tries = f" after {made} tries" if made > 1 else ""
+    if not failure.retryable or made > settings.llm_retries:
+        raise ModelFailed(failure.reason + tries)
+    wait = failure.retry_after
+    if wait is None:
+        wait = RETRY_BACKOFF * 2 ** (made - 1)
+    elif wait > settings.llm_max_retry_wait:
+        raise ModelFailed(
+            f"{failure.reason}: it asked to wait {wait:g} s, more than "
+            f"NEWSBOT_LLM_MAX_RETRY_WAIT ({settings.llm_max_retry_wait:g} s)"
+        )
+    if time.monotonic() + wait > deadline:
+        raise ModelFailed(failure.reason + tries + " (no time left to wait and retry)")
+    return wait
 
 
 # -- the answerer ------------------------------------------------------------------------------
@@ -607,13 +598,11 @@ class Answerer:
     def _model_stream(
         self, messages: list[Any], checker: CitationChecker, timings: dict[str, float]
     ) -> Iterator[str]:
-        """The checked text of the model's streamed reply, with retries (`Attempts`); raises
+        """The checked text of the model's streamed reply, with retries (`retry_wait`); raises
         ModelFailed. Records the model's seconds, first-token wait and token counts."""
         settings = self.settings
         started = time.monotonic()
-        attempts = Attempts(
-            settings.llm_retries, settings.llm_max_retry_wait, started + settings.llm_timeout
-        )
+        deadline, tries = started + settings.llm_timeout, 0
         usage: Counter[str] = Counter()
         try:
             while True:
@@ -629,7 +618,7 @@ class Answerer:
                         shown = checker.feed(piece) if piece else ""
                         if shown:
                             yield shown
-                        if time.monotonic() > attempts.deadline:
+                        if time.monotonic() > deadline:
                             raise ModelFailed(
                                 f"the reply took longer than {settings.llm_timeout:g} s "
                                 "(NEWSBOT_LLM_TIMEOUT)"
@@ -644,7 +633,8 @@ class Answerer:
                         raise ModelFailed(
                             f"the reply from {self.where} broke off half-way"
                         ) from exc
-                    wait = attempts.wait_before_next(failure)
+                    tries += 1
+                    wait = retry_wait(failure, tries, settings, deadline)
                     log.info("%s; trying again in %.1f s", failure.reason, wait)
                     time.sleep(wait)
             shown = checker.finish()
