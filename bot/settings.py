@@ -19,19 +19,15 @@ from bot.errors import SettingsError
 from index.model import DEFAULT_MODEL
 
 
-def _data_home() -> Path:
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "newsbot"
-
-
-def _model_cache() -> Path:
-    # Shared by every store of the user: an export is the model's, not a store's.
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache_home / "newsbot" / "models"
+def _home(variable: str, default: str) -> Path:
+    """newsbot's folder under an XDG base directory (`variable`, else ~/`default`)."""
+    return Path(os.environ.get(variable) or Path.home() / default) / "newsbot"
 
 
 def default_config_file() -> Path:
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return Path(os.environ.get("NEWSBOT_CONFIG") or config_home / "newsbot" / "config.toml")
+    return Path(
+        os.environ.get("NEWSBOT_CONFIG") or _home("XDG_CONFIG_HOME", ".config") / "config.toml"
+    )
 
 
 class Settings(BaseSettings):
@@ -42,7 +38,7 @@ class Settings(BaseSettings):
     )
 
     # -- store ---------------------------------------------------------------------------------
-    data_dir: Path = Field(default_factory=_data_home)
+    data_dir: Path = Field(default_factory=lambda: _home("XDG_DATA_HOME", ".local/share"))
     chroma_url: str | None = None  # a Chroma server (http://host:port); unset: embedded store
     collection: str = Field(
         default="news", min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]+$"
@@ -56,7 +52,10 @@ class Settings(BaseSettings):
     embedding_backend: Literal["onnx", "torch"] = "onnx"
     embedding_precision: Literal["fp32", "int8"] = "fp32"
     batch_size: int = Field(default=16, ge=1, le=1024)
-    model_cache_dir: Path = Field(default_factory=_model_cache)  # ONNX exports of the model
+    # ONNX exports of the model, shared by every store of the user (they are the model's)
+    model_cache_dir: Path = Field(
+        default_factory=lambda: _home("XDG_CACHE_HOME", ".cache") / "models"
+    )
 
     # -- chunking ------------------------------------------------------------------------------
     chunk_tokens: int = Field(default=200, ge=32, le=4096)  # word pieces of text in a chunk
