@@ -538,8 +538,7 @@ def stop_signals() -> Iterator[threading.Event]:
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    handled = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.getsignal(sig) for sig in handled}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def on_signal(number: int, frame: object) -> None:
         for sig, handler in previous.items():
@@ -547,7 +546,7 @@ def stop_signals() -> Iterator[threading.Event]:
         log.info("%s: stopping", signal.Signals(number).name)
         stop.set()
 
-    for sig in handled:
+    for sig in previous:
         signal.signal(sig, on_signal)
     try:
         yield stop
