@@ -277,13 +277,11 @@ class SlackDoor:
             )
         except Exception as exc:
             log.error("Slack answer in %s failed: %s: %s", channel, type(exc).__name__, exc)
+            if not placeholder:
+                self.post(client, request, APOLOGY)
+                return
             try:
-                if placeholder:
-                    client.chat_update(channel=channel, ts=placeholder, text=APOLOGY, blocks=[])
-                else:
-                    client.chat_postMessage(
-                        channel=channel, thread_ts=request.thread_ts, text=APOLOGY
-                    )
+                client.chat_update(channel=channel, ts=placeholder, text=APOLOGY, blocks=[])
             except Exception as again:
                 log.error("Slack apology in %s failed too: %s", channel, type(again).__name__)
 
