@@ -30,7 +30,7 @@ import os
 import random
 import statistics
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -159,8 +159,8 @@ def featurise(case: Case) -> None:
     from bot.answer import outlet_terms, read_question, sentence_features, sentence_pool
     from bot.evaluate import contains_phrase, rgb_answer_matches
 
-    question = read_question(case.question, ignore=outlet_terms(case.passages))
-    question = replace(question, outlets=frozenset(s for part in case.parts for s in part.sources))
+    outlets = (source for part in case.parts for source in part.sources)
+    question = read_question(case.question, ignore=outlet_terms(case.passages), outlets=outlets)
     found = sentence_features(question, sentence_pool(case.passages))
     case.features = [(sentence, values) for sentence, values, _ in found]
     if case.setting.startswith("mh"):

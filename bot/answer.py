@@ -1,17 +1,10 @@
 """The extractive answerer (the default: no LLM, nothing generated, nothing invented).
 
-The extractive answerer splits the retrieved passages into sentences, gives each the features of
-`sentence_features` (lexical evidence with name forms such as Qatar/Qatari folded by
-`index.text`, the passage's similarity and rank, the answer type a who/when/where/how-many
-question needs, the years it names, and for "What did Qatar say about X?" whether the speaker,
-as `bot.speakers` resolves it, is Qatar's) and ranks them by a learned model
-(bot/answer_model.json, fitted by bench/fit_answer.py); it answers with the few best, in
-article order, each followed by its [n], with the neighbour that names a statement's speaker.
-
-When the probability that the question is answered at all, from its best constrained evidence,
-falls below `refusal_threshold` (unset: the cut calibrated with the model) the answer is a
-refusal that still returns the closest sentences as citations. The LLM answerer is bot/llm.py;
-it falls back to this one.
+It splits the retrieved passages into sentences, ranks them by a learned model over the features
+of `sentence_features` (bot/answer_model.json, fitted by bench/fit_answer.py) and answers with
+the few best, each followed by its [n], or refuses below `refusal_threshold` while still citing
+the closest sentences. How it works and what it was measured on: docs/answering.md. The LLM
+answerer is bot/llm.py; it falls back to this one.
 """
 
 from __future__ import annotations
@@ -21,7 +14,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
@@ -47,28 +40,20 @@ CLOSEST_CITATIONS = 2
 SPLIT_CACHE = 4096
 
 
-@dataclass(frozen=True)
-class Weights:
-    """The hand-set constants left after the learned scorer (bot/answer_model.json), each where
-    the labelled data cannot decide: they shape how an answer is presented, not whether a
-    sentence answers."""
-
-    # Another sentence joins the best one when its probability is at least this share of the
-    # best's: a presentation choice (how much to quote); the labels say which sentences answer,
-    # not how many of them a reader wants.
-    runner_up: float = 0.8
-    # A question in parts gets, per part, its statement and who made it.
-    sentences_per_part: int = 2
-    # A part's sentences are ranked by the part's clause plus this many times the whole question
-    # (the clause alone often lacks the names the question is about); measured on MultiHop dev
-    # before the scorer was learned (docs/answering.md, "Questions about several reports").
-    part_whole: float = 2.0
-    # Share of the refusal cut a part's best sentence must reach (a clause is shorter than the
-    # question, so its probability is lower); only reached after the whole question passed.
-    part_threshold: float = 0.65
-
-
-WEIGHTS = Weights()
+# The hand-set constants left after the learned scorer, each where the labelled data cannot
+# decide: they shape how an answer is presented, not whether a sentence answers.
+# Another sentence joins the best one when its probability is at least this share of the best's
+# (the labels say which sentences answer, not how many of them a reader wants).
+RUNNER_UP = 0.8
+# A question in parts gets, per part, its statement and who made it.
+SENTENCES_PER_PART = 2
+# A part's sentences are ranked by the part's clause plus this many times the whole question
+# (the clause alone often lacks the names the question is about); measured on MultiHop dev
+# before the scorer was learned (docs/answering.md, "Questions about several reports").
+PART_WHOLE = 2.0
+# Share of the refusal cut a part's best sentence must reach (a clause is shorter than the
+# question, so its probability is lower); only reached after the whole question passed.
+PART_THRESHOLD = 0.65
 
 # -- sentences ---------------------------------------------------------------------------------
 
@@ -81,12 +66,12 @@ _INSTRUCTION = re.compile(
 )
 _ABOUT_INSTRUCTIONS = re.compile(r"\b(?:instruction|instructions|prompt|injection)\b", re.I)
 
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_SHORT_MONTHS = "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec"
 _DATE = re.compile(
-    r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
-    r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec|Monday|Tuesday|Wednesday|Thursday|"
-    r"Friday|Saturday|Sunday)\b|\b(?:1[89]|20)\d\d\b|\b(?:yesterday|today|tomorrow|tonight|"
-    r"last (?:week|month|year|night)|next (?:week|month|year)|this (?:week|month|year)|"
-    r"earlier this|later this)\b",
+    rf"\b(?:{_MONTHS}|{_SHORT_MONTHS}|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"
+    r"|\b(?:1[89]|20)\d\d\b|\b(?:yesterday|today|tomorrow|tonight|last (?:week|month|year|night)"
+    r"|next (?:week|month|year)|this (?:week|month|year)|earlier this|later this)\b",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(
@@ -173,24 +158,17 @@ def sentence_pool(passages: Sequence[Passage]) -> Pool:
 def _link_adjacent_chunks(pool: Pool) -> None:
     """Chunks i and i+1 of an article are contiguous: the last sentence of one and the first of
     the other are neighbours even when the chunks do not overlap."""
-    by_article = pool.by_article
     for sentence in pool.sentences:
-        by_article.setdefault(sentence.article_id, []).append(sentence)
-    for sentences in by_article.values():
+        pool.by_article.setdefault(sentence.article_id, []).append(sentence)
+    for sentences in pool.by_article.values():
         sentences.sort(key=lambda s: s.start)
         for first, second in zip(sentences, sentences[1:], strict=False):
             if first.key in pool.following or second.key in pool.previous:
                 continue
-            positions = (
-                first.passage.metadata.get("position"),
-                second.passage.metadata.get("position"),
-            )
-            if None in positions or first.end > second.start:
+            first_at, second_at = (s.passage.metadata.get("position") for s in (first, second))
+            if first_at is None or second_at is None or first.end > second.start:
                 continue
-            if (
-                int(second.passage.metadata["position"]) - int(first.passage.metadata["position"])
-                == 1
-            ):
+            if int(second_at) - int(first_at) == 1:
                 pool.following[first.key] = second
                 pool.previous[second.key] = first
 
@@ -246,26 +224,17 @@ _SPEECH_FRAME = re.compile(
     r"\s*[?.!]?\s*$",
     re.IGNORECASE,
 )
-_KINDS = (
-    (
-        "who",
-        re.compile(r"^\s*(?:who|whom|whose)\b|\bwhich (?:person|man|woman|official|player)", re.I),
-    ),
-    ("when", re.compile(r"^\s*(?:when|what (?:date|day|year|time|month))\b", re.I)),
-    ("where", re.compile(r"^\s*(?:where|in which (?:city|country|place))\b", re.I)),
-    (
-        "number",
-        re.compile(r"^\s*(?:how (?:many|much|long|old|far)|what (?:percentage|number))\b", re.I),
-    ),
-    (
-        "yesno",
-        re.compile(
-            r"^\s*(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|"
-            r"should)\b",
-            re.I,
-        ),
-    ),
-)
+# The kind of answer a question asks for, by how it starts (the first that matches).
+_KINDS = {
+    kind: re.compile(pattern, re.IGNORECASE)
+    for kind, pattern in {
+        "who": r"^\s*(?:who|whom|whose)\b|\bwhich (?:person|man|woman|official|player)",
+        "when": r"^\s*(?:when|what (?:date|day|year|time|month))\b",
+        "where": r"^\s*(?:where|in which (?:city|country|place))\b",
+        "number": r"^\s*(?:how (?:many|much|long|old|far)|what (?:percentage|number))\b",
+        "yesno": r"^\s*(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|should)\b",
+    }.items()
+}
 
 
 @dataclass(frozen=True)
@@ -279,39 +248,33 @@ class Question:
     speaker: frozenset[str] = frozenset()
     topic: frozenset[str] = frozenset()
     about_instructions: bool = False
-    outlets: frozenset[str] = frozenset()  # the outlets whose reports it asks about (Part.sources)
+    outlets: frozenset[str] = frozenset()
 
 
-def read_question(text: str, *, ignore: Iterable[str] = ()) -> Question:
+def read_question(
+    text: str, *, ignore: Iterable[str] = (), outlets: Iterable[str] = ()
+) -> Question:
     """The question's content words (without `ignore`, e.g. the outlets it names), its kind and,
-    for "what did X say about Y", the speaker X and topic Y."""
+    for "what did X say about Y", the speaker X and topic Y; `outlets` are the outlets whose
+    reports it asks about (its parts' sources)."""
     ignored = set(ignore)
     words = tuple(dict.fromkeys(t for t in query_terms(text) if t not in ignored))
     names = set()
     for match in re.finditer(r"(?<!^)\b[A-Z][\w'’.-]*|\b\d[\d,.]*\b", text.strip()):
         names.update(query_terms(match.group()))
-    kind = "other"
-    speaker: frozenset[str] = frozenset()
-    topic: frozenset[str] = frozenset()
     frame = _SPEECH_FRAME.match(text)
-    if frame:
-        speaker = speaker_terms(frame.group("speaker")) - ignored
-        topic = frozenset(query_terms(frame.group("topic") or "")) - ignored
-        if speaker:
-            kind = "say"
-    if kind == "other":
-        for name, pattern in _KINDS:
-            if pattern.search(text):
-                kind = name
-                break
+    speaker = speaker_terms(frame["speaker"]) - ignored if frame else frozenset()
+    topic = frozenset(query_terms(frame["topic"] or "")) - ignored if frame else frozenset()
+    kinds = (kind for kind, pattern in _KINDS.items() if pattern.search(text))
     return Question(
         text=text,
         words=words,
         names=frozenset(names) & set(words),
-        kind=kind,
+        kind="say" if speaker else next(kinds, "other"),
         speaker=speaker,
         topic=topic,
         about_instructions=_ABOUT_INSTRUCTIONS.search(text) is not None,
+        outlets=frozenset(outlets),
     )
 
 
@@ -362,46 +325,45 @@ def _share(present: Iterable[str], wanted: frozenset[str]) -> float:
     return len(wanted & set(present)) / len(wanted) if wanted else 1.0
 
 
-def _answer_type(question: Question, text: str) -> bool:
-    """Whether a sentence holds what a who/when/where/how-many question asks for, and that the
-    question does not already say (a "when" question naming 2019 is not answered by "2019")."""
-    asked = set(question.words)
-    if question.kind == "when":
-        return any(not set(query_terms(m.group())) <= asked for m in _DATE.finditer(text))
-    if question.kind == "number":
-        return any(not set(query_terms(m.group())) <= asked for m in _NUMBER.finditer(text))
-    if question.kind in ("who", "where"):
-        for match in _CAPITALISED.finditer(text):
-            if not set(query_terms(match.group())) & asked:
-                return True
-    return False
-
-
 _FULL_NAME = re.compile(r"\b[A-Z][a-z][\w'’-]+(?:\s+[A-Z][a-z][\w'’-]+)+")
 _FULL_DATE = re.compile(
-    r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
-    r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?\s+\d{1,2}\b|"
-    r"\b\d{1,2}\s+(?:January|February|March|April|May|June|July|August|September|October|"
-    r"November|December)\b"
+    rf"\b(?:{_MONTHS}|{_SHORT_MONTHS})\.?\s+\d{{1,2}}\b|\b\d{{1,2}}\s+(?:{_MONTHS})\b"
 )
+_FIGURE = re.compile(r"\d[\d,.]*")
+Asked = Callable[[set[str], set[str]], bool]  # (a match's words, the question's) -> counts
 
 
-def _answer_shape(question: Question, text: str) -> bool:
-    """A stricter answer type: a full name the question does not hold (who), a day and month
-    (when), a figure the question does not hold (how many); for where, the answer type itself
-    (a place is often one word)."""
+def _new(words: set[str], asked: set[str]) -> bool:
+    return not words <= asked  # a "when" question naming 2019 is not answered by "2019"
+
+
+def _unasked(words: set[str], asked: set[str]) -> bool:
+    return not words & asked
+
+
+# What a who/when/where/how-many question asks for, and that the question does not already say
+# (`typed`), and a stricter form (`shaped`): a full name, a day and month, a figure.
+_TYPE: dict[str, tuple[re.Pattern[str], Asked]] = {
+    "when": (_DATE, _new),
+    "number": (_NUMBER, _new),
+    "who": (_CAPITALISED, _unasked),
+    "where": (_CAPITALISED, _unasked),
+}
+_SHAPE: dict[str, tuple[re.Pattern[str], Asked]] = {
+    "who": (_FULL_NAME, _unasked),
+    "when": (_FULL_DATE, lambda words, asked: True),
+    "number": (_FIGURE, _new),
+    "where": _TYPE["where"],  # a place is often one word
+}
+
+
+def _holds(table: dict[str, tuple[re.Pattern[str], Asked]], question: Question, text: str) -> bool:
+    """Whether `text` holds what the question's kind asks for, by `_TYPE` or `_SHAPE`."""
+    if question.kind not in table:
+        return False
+    pattern, counts = table[question.kind]
     asked = set(question.words)
-    if question.kind == "where":
-        return _answer_type(question, text)
-    if question.kind == "who":
-        return any(not set(query_terms(m.group())) & asked for m in _FULL_NAME.finditer(text))
-    if question.kind == "when":
-        return _FULL_DATE.search(text) is not None
-    if question.kind == "number":
-        return any(
-            not set(query_terms(m.group())) <= asked for m in re.finditer(r"\d[\d,.]*", text)
-        )
-    return False
+    return any(counts(set(query_terms(m.group())), asked) for m in pattern.finditer(text))
 
 
 _YEARS = re.compile(r"\b(?:1[89]|20)\d\d\b")
@@ -468,21 +430,8 @@ def sentence_model() -> SentenceModel:
 def sentence_features(
     question: Question, pool: Pool
 ) -> list[tuple[Sentence, dict[str, float], Speaker | None]]:
-    """Every candidate sentence with its features (what bench/fit_answer.py fits on):
-
-    own / context   IDF-weighted share of the question's words (of a "what did X say about Y"
-                    question: of Y) in the sentence, and added by its neighbours and title
-    dense, rank     the passage's cosine similarity to the question; 1 / (1 + its rank)
-    names, names_here  share of the names the question asks about (capitalised words, numbers)
-                    in the sentence, its neighbours or title / in the sentence itself
-    typed, untyped  a who/when/where/how-many question, and the sentence holds / lacks a
-                    name, date or number of the kind it asks for
-    year_match, year_other  the question names a year, and the sentence's passage or title
-                    holds it / holds only other years
-    statement, speaker, say_unsaid  a "what did X say" question: the sentence reports speech;
-                    how well its speaker matches X (times how sure the attribution is); no
-                    statement by X
-    """
+    """Every candidate sentence with its features (what bench/fit_answer.py fits on; each is
+    described in docs/answering.md, "Features") and, for a statement, its speaker."""
     weights = idf_weights(question, pool)
     title_words: dict[str, frozenset[str]] = {}
     years = frozenset(_YEARS.findall(question.text))
@@ -530,10 +479,10 @@ def sentence_features(
         values["names"] = _share(sentence.words | around, names)
         values["names_here"] = _share(sentence.words, names)
         if typed_kind:
-            typed = _answer_type(question, sentence.text)
+            typed = _holds(_TYPE, question, sentence.text)
             values["typed"] = float(typed)
             values["untyped"] = float(not typed)
-            values["shaped"] = float(_answer_shape(question, sentence.text))
+            values["shaped"] = float(_holds(_SHAPE, question, sentence.text))
         if years:
             # The whole passage: "Who won the 2023 race?" is not answered by a sentence
             # without a year in a report of the 2024 race.
@@ -561,12 +510,10 @@ def sentence_features(
 
 def _evidence(values: dict[str, float]) -> float:
     """A sentence's evidence that the question is answered: its own words and, half, its
-    context's, and the passage's similarity (of a "what did X say" question, statements by X
-    only); none when it breaks the question's constraints: it holds another year than the one
-    the question names (and not that one), or lacks the kind of answer a who/when/where/
-    how-many question needs, however many words it shares with the question. (The stricter
-    `shaped` is a ranking feature only: as a constraint it refused 4 of the 6 "when" questions
-    of samples/questions, answered by a weekday, a month or a year.)"""
+    context's, and the passage's similarity (for "what did X say", statements by X only); none
+    when it breaks the question's constraints (another year, another outlet, not the kind of
+    answer a who/when/where/how-many question needs), however many words it shares. (`shaped`
+    as a constraint refused 4 of the 6 "when" questions of samples/questions.)"""
     lexical = values["own"] + 0.5 * values["context"]
     dense = values["dense"]
     if "speaker" in values:
@@ -578,15 +525,9 @@ def _evidence(values: dict[str, float]) -> float:
 
 
 def question_features(ranked: Sequence[tuple[float, dict[str, float]]]) -> dict[str, float]:
-    """What the refusal model may read: the best evidence of any candidate (`_evidence`), and
-    the best sentence probability (`ranked` is best first). The shipped model reads the first
-    only (bench/fit_answer.py says why)."""
-    if not ranked:
-        return {}
-    return {
-        "best": ranked[0][0],
-        "max_evidence": max(_evidence(values) for _, values in ranked),
-    }
+    """What the refusal model reads: the best evidence of any candidate (`_evidence`); why no
+    more is in bench/fit_answer.py."""
+    return {"max_evidence": max(_evidence(values) for _, values in ranked)} if ranked else {}
 
 
 def score_sentences(
@@ -658,23 +599,19 @@ def _ordered(sentences: Iterable[tuple[Sentence, float]]) -> list[tuple[Sentence
     return sorted(unique.values(), key=key)
 
 
+def _cite(sentences: Iterable[tuple[Sentence, float]]) -> tuple[Citation, ...]:
+    return tuple(citation_for(n, s, score) for n, (s, score) in enumerate(sentences, start=1))
+
+
 def render(sentences: Sequence[tuple[Sentence, float]]) -> tuple[str, tuple[Citation, ...]]:
     """'quote [1] quote [2]' and the citations, in article order."""
-    citations = tuple(
-        citation_for(n, sentence, score)
-        for n, (sentence, score) in enumerate(_ordered(sentences), start=1)
-    )
-    text = " ".join(f"{citation.quote} [{citation.n}]" for citation in citations)
-    return text, citations
+    citations = _cite(_ordered(sentences))
+    return " ".join(f"{citation.quote} [{citation.n}]" for citation in citations), citations
 
 
 def refusal(scored: Sequence[Scored], confidence: float) -> Draft:
-    closest = [(s.sentence, s.score) for s in scored[:CLOSEST_CITATIONS]]
-    citations = tuple(
-        citation_for(n, sentence, score) for n, (sentence, score) in enumerate(closest, start=1)
-    )
-    text = NOT_FOUND + (CLOSEST_NOTE if citations else "")
-    return Draft(text, citations, True, confidence)
+    citations = _cite((s.sentence, s.score) for s in scored[:CLOSEST_CITATIONS])
+    return Draft(NOT_FOUND + (CLOSEST_NOTE if citations else ""), citations, True, confidence)
 
 
 def select(scored: Sequence[Scored], max_sentences: int) -> list[tuple[Sentence, float]]:
@@ -700,7 +637,7 @@ def select(scored: Sequence[Scored], max_sentences: int) -> list[tuple[Sentence,
             take(follower.sentence, follower.score)
     covered = set(best.sentence.words).union(*(s.words for s in best.linked))
     for runner in scored[1:]:
-        if len(chosen) >= max_sentences or runner.score < WEIGHTS.runner_up * best.score:
+        if len(chosen) >= max_sentences or runner.score < RUNNER_UP * best.score:
             break
         if runner.sentence.key in taken:
             continue
@@ -732,8 +669,8 @@ def extractive_answer(
     """
     pool = sentence_pool(passages)
     ignored = set(ignore) | outlet_terms(passages)
-    read = read_question(question, ignore=ignored)
-    read = replace(read, outlets=frozenset(source for part in parts for source in part.sources))
+    outlets = (source for part in parts for source in part.sources)
+    read = read_question(question, ignore=ignored, outlets=outlets)
     model = model or sentence_model()
     threshold = model.cut if threshold is None else threshold
     scored = score_sentences(read, pool, model)
@@ -752,75 +689,50 @@ def extractive_answer(
     return Draft(text, citations, False, confidence)
 
 
-def part_label(part: Part, number: int) -> str:
-    if part.label:
-        return part.label
-    return ", ".join(part.sources) or f"Part {number}"
-
-
 def parts_answer(
     parts: Sequence[Part],
     passages: Sequence[Passage],
     *,
     threshold: float,
+    question: str,
     ignore: Iterable[str] = (),
-    question: str = "",
     model: SentenceModel | None = None,
 ) -> Draft | None:
     """One line per part of the question: the best statement of the part's own report, cited,
     or that the articles don't say. None when no part has evidence of its own.
 
-    A part's sentences are scored against the part's clause and, less, the whole question (the
-    clause alone often lacks the names the question is about). A part counts as missing below a
-    share of the threshold: its clause is shorter than the question, so its evidence is lower.
+    A part's sentences are scored against the part's clause and, `PART_WHOLE` times, the whole
+    `question`; a part counts as missing below `PART_THRESHOLD` of the threshold.
     """
-    lines: list[tuple[str, list[tuple[Sentence, float]]]] = []
+    whole = read_question(question, ignore=ignore)
     taken: set[tuple[str, int, int]] = set()
-    answered = 0
-    whole = read_question(question, ignore=ignore) if question else None
+    citations: list[Citation] = []
+    lines = []
     for number, part in enumerate(parts, start=1):
-        label = part_label(part, number)
         own = [p for p in passages if p.part == number - 1]
         if not own and part.sources:
             own = [p for p in passages if p.source in part.sources]
-        chosen: list[tuple[Sentence, float]] = []
-        if own:
-            pool = sentence_pool(own)
-            scored = score_sentences(read_question(part.text, ignore=ignore), pool, model)
-            if whole is not None and WEIGHTS.part_whole:
-                overall = {s.sentence.key: s for s in score_sentences(whole, pool, model)}
-                scored = sorted(
-                    (
-                        replace(
-                            s,
-                            score=s.score + WEIGHTS.part_whole * overall[s.sentence.key].score,
-                        )
-                        for s in scored
-                        if s.sentence.key in overall
-                    ),
-                    key=lambda s: (-s.score, s.sentence.rank, s.sentence.start),
-                )
-            scored = [s for s in scored if s.sentence.key not in taken]
-            if scored and scored[0].evidence >= WEIGHTS.part_threshold * threshold:
-                best = scored[0]
-                chosen = [(best.sentence, best.score)]
-                chosen += [(other, best.score) for other in best.linked if other.key not in taken]
-                chosen = _ordered(chosen)[: WEIGHTS.sentences_per_part]
-                taken.update(sentence.key for sentence, _ in chosen)
-                answered += 1
-        lines.append((label, chosen))
-    if answered == 0:
-        return None
-    citations: list[Citation] = []
-    rendered = []
-    for label, chosen in lines:
-        if not chosen:
-            rendered.append(f"{label}: {NOT_FOUND[0].lower()}{NOT_FOUND[1:]}")
+        pool = sentence_pool(own)
+        overall = {s.sentence.key: s.score for s in score_sentences(whole, pool, model)}
+        scored = sorted(
+            (
+                replace(s, score=s.score + PART_WHOLE * overall[s.sentence.key])
+                for s in score_sentences(read_question(part.text, ignore=ignore), pool, model)
+                if s.sentence.key in overall and s.sentence.key not in taken
+            ),
+            key=lambda s: (-s.score, s.sentence.rank, s.sentence.start),
+        )
+        label = part.label or ", ".join(part.sources) or f"Part {number}"
+        if not scored or scored[0].evidence < PART_THRESHOLD * threshold:
+            lines.append(f"{label}: {NOT_FOUND[0].lower()}{NOT_FOUND[1:]}")
             continue
+        best = scored[0]
+        chosen = [(best.sentence, best.score)]
+        chosen += [(other, best.score) for other in best.linked if other.key not in taken]
         quotes = []
-        for sentence, score in chosen:
-            citation = citation_for(len(citations) + 1, sentence, score)
-            citations.append(citation)
-            quotes.append(f"{citation.quote} [{citation.n}]")
-        rendered.append(f"{label}: " + " ".join(quotes))
-    return Draft("\n".join(rendered), tuple(citations), False, 0.0)
+        for sentence, score in _ordered(chosen)[:SENTENCES_PER_PART]:
+            taken.add(sentence.key)
+            citations.append(citation_for(len(citations) + 1, sentence, score))
+            quotes.append(f"{sentence.text} [{len(citations)}]")
+        lines.append(f"{label}: " + " ".join(quotes))
+    return Draft("\n".join(lines), tuple(citations), False, 0.0) if citations else None

@@ -1,29 +1,14 @@
-"""Who said it: the speaker of a statement, named, described or pointed at, and how the article
-describes that speaker elsewhere.
-
-News style attributes a statement in a few shapes, and names a speaker in a few more:
-
-- named: "..., said al Thani", "Blinken said", "according to Kenji Moriyama", "Dolores Okafor,
-  the union's president, said", "Mayor Henrik Lindqvist called the walkout ...";
-- described: "the armed group said in a statement", "said the head of US diplomacy", "The mayor,
-  who faces re-election in November, said", "Its chief executive, Paul Brennan, told reporters";
-- pointed at: "he said", "she told parents", or a bare quotation whose neighbour says whose it is.
-
-A speaker's *profile* is the set of words that describe it in the sentences around: the name, the
-titles written before it ("Qatari Prime Minister Mohammed al Thani", "the Belgian Lotte
-Verbeke"), appositions ("Dolores Okafor, the union's president"; "Its representative in Nairobi,
-Dr. Abdourahmane Diallo"), and, for "its"/"their", the organisation the sentence before is
-about. A described speaker ("the head of US diplomacy") takes the profile of the latest named
-speaker or subject whose profile shares a word with the description ("U.S. Secretary of State
-Antony Blinken": `usa`); a pronoun takes the latest named person. A question then names the
-speaker any of these ways ("the Qatari prime minister", "the union", "Verbeke") and is matched
-against the profile. Pure functions of text; words are compared by `index.text`.
+"""Who said it: the speaker of a statement, named ("said al Thani"), described ("the armed group
+said") or pointed at ("she said"), and its *profile*: the words the article uses for it (titles,
+appositions, the organisation "its" stands for), which a question's way of naming the speaker is
+matched against. Pure functions of text; words are compared by `index.text`. The shapes and rules
+are listed in docs/answering.md ("Who said it").
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,7 +21,8 @@ _VERBS = (
     r"revealed|urged|called|described|insisted|vowed|promised|pledged|claimed|spoke|speaking|"
     r"commented|remarked|recalled|cautioned|conceded|predicted|welcomed|criticised|criticized"
 )
-_PARTICLES = r"(?:al|el|bin|ben|de|del|der|van|von|da|di|du|la|le|ibn|abu|dos)"
+_PARTICLE_WORDS = "al el bin ben de del der van von da di du la le ibn abu dos".split()
+_PARTICLES = "(?:" + "|".join(_PARTICLE_WORDS) + ")"
 _CAP = r"[A-Z][\w'’.-]*"
 _NAME = (
     rf"(?:{_PARTICLES}[\s-]+)?{_CAP}"
@@ -91,7 +77,6 @@ _ORGANISATIONS = frozenset(
         "federation board bank court army police alliance coalition campaign"
     )
 )
-_PERSON_PRONOUNS = frozenset({"he", "she"})
 # How sure an attribution is: a name in the sentence, a description, a pronoun or a neighbour.
 NAMED, DESCRIBED, POINTED = 1.0, 0.9, 0.7
 
@@ -164,9 +149,6 @@ def _is_name(text: str) -> bool:
     return bool(words) and all(w[:1].isupper() or w.lower() in _PARTICLE_WORDS for w in words)
 
 
-_PARTICLE_WORDS = frozenset("al el bin ben de del der van von da di du la le ibn abu dos".split())
-
-
 def _looks_like_place_or_outlet(name: str, text: str, end: int) -> bool:
     """ "told Belgian television", "said Tuesday": a capitalised word that is not the speaker."""
     following = text[end : end + 20].lstrip()
@@ -224,22 +206,17 @@ def descriptions(name: str, text: str) -> frozenset[str]:
     )
     if before:
         found.update(query_terms(before.group("desc")))
-    return frozenset(found | _acronyms(text) & _mentioned_near(found, text))
+    # A question may name an organisation by its initials ("European Space Agency" -> `esa`).
+    return frozenset(found | (_acronyms(text) if found else set()))
 
 
 def _acronyms(text: str) -> set[str]:
-    """ "European Space Agency" -> `esa`: a question may name an organisation by its initials."""
     found = set()
     for match in re.finditer(r"(?:[A-Z][a-z]+\s+(?:of\s+)?){1,5}[A-Z][a-z]+", text):
         initials = "".join(w[0] for w in match.group().split() if w[0].isupper())
         if len(initials) >= 2:
             found.add(initials.lower())
     return found
-
-
-def _mentioned_near(words: set[str], text: str) -> set[str]:
-    """The acronyms of `text` when its description of a speaker is not empty."""
-    return _acronyms(text) if words else set()
 
 
 @dataclass(frozen=True)
@@ -272,28 +249,28 @@ def _owner(text: str, before: Sequence[str]) -> set[str]:
     return set(query_terms(subject)) if subject else set()
 
 
-def _subject(text: str) -> str | None:
-    """The first name of a sentence ("The World Health Organization, which ..."), with the
-    short form it gives in brackets ("the Islamic Resistance Movement (Hamas)")."""
+def _names(text: str) -> Iterator[tuple[str, str]]:
+    """(name, name with the short form it gives in brackets) of each name in `text`, in order:
+    "the Islamic Resistance Movement (Hamas)"."""
     for match in re.finditer(_NAME, text):
         name = _clean_name(match.group())
         if name:
             short = re.match(r"\s*\((?P<short>[^()]{1,40})\)", text[match.end() :])
-            return f"{name} {short.group('short')}" if short else name
-    return None
+            yield name, f"{name} {short.group('short')}" if short else name
+
+
+def _subject(text: str) -> str | None:
+    """The first name of a sentence ("The World Health Organization, which ...")."""
+    return next((full for _, full in _names(text)), None)
 
 
 def _named_in(text: str) -> list[str]:
     """Speakers and names a sentence holds, the speaker first."""
-    found = []
     said = mention(text)
-    if said is not None and said.kind == "named":
-        found.append(said.text)
-    for match in re.finditer(_NAME, text):
-        name = _clean_name(match.group())
-        if name and name not in found:
-            short = re.match(r"\s*\((?P<short>[^()]{1,40})\)", text[match.end() :])
-            found.append(f"{name} {short.group('short')}" if short else name)
+    found = [said.text] if said is not None and said.kind == "named" else []
+    for name, full in _names(text):
+        if name not in found:
+            found.append(full)
     return found
 
 
@@ -383,10 +360,3 @@ def speaker_terms(text: str) -> frozenset[str]:
     found = set(query_terms(text))
     found.update(w.lower() for w in re.findall(r"\b[A-Z]{2,5}\b", text) if w not in ("US", "UK"))
     return frozenset(found)
-
-
-def speaker_match(question_speaker: frozenset[str], attribution: Attribution) -> float:
-    """Share of the words a question names its speaker with that describe the speaker."""
-    if not question_speaker:
-        return 0.0
-    return len(question_speaker & attribution.words) / len(question_speaker)

@@ -16,6 +16,8 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
+from dateutil.relativedelta import relativedelta
+
 Relation = Literal["on", "after", "before"]
 Precision = Literal["day", "week", "month", "year"]
 
@@ -37,15 +39,14 @@ _NUMBER_WORDS = {
 _NUMBER_WORDS |= {"a": 1, "an": 1, "couple of": 2, "few": 3}
 
 # Longest first, so that "march" is not read as "mar".
-_MONTH_RE = "(?P<{name}>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
-_DAY_RE = r"(?P<{name}>[0-3]?\d)(?:st|nd|rd|th)?"
-_YEAR_RE = r"(?P<{name}>(?:19|20)\d\d)"
-_PHASE_RE = (
+_MONTH = "(?P<m>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?P<d>[0-3]?\d)(?:st|nd|rd|th)?"
+_YEAR = r"(?P<y>(?:19|20)\d\d)"
+_PHASE = (
     r"(?:(?P<phase>early|mid|late|the\s+(?:start|beginning|middle|end)\s+of|end\s+of"
     r"|beginning\s+of|start\s+of)[\s-]+)?"
 )
 _COUNT_WORDS = r"\d+|" + "|".join(word.replace(" ", r"\s+") for word in _NUMBER_WORDS)
-_COUNT_RE = f"(?P<count>{_COUNT_WORDS})"
 
 
 def _re(pattern: str) -> re.Pattern[str]:
@@ -54,43 +55,21 @@ def _re(pattern: str) -> re.Pattern[str]:
 
 # Tried in order; a span already taken by an earlier pattern is skipped.
 _ISO = _re(r"\b(?P<y>(?:19|20)\d\d)[-/](?P<m>[01]?\d)[-/](?P<d>[0-3]?\d)\b")
-_DAY_MONTH = _re(
-    r"\b(?:the\s+)?"
-    + _DAY_RE.format(name="d")
-    + r"\s+(?:of\s+)?"
-    + _MONTH_RE.format(name="m")
-    + r"(?:,?\s+"
-    + _YEAR_RE.format(name="y")
-    + r")?\b"
-)
-_MONTH_DAY = _re(
-    r"\b"
-    + _MONTH_RE.format(name="m")
-    + r"\s+(?:the\s+)?"
-    + _DAY_RE.format(name="d")
-    + r"(?!\d)"
-    + r"(?:,?\s+"
-    + _YEAR_RE.format(name="y")
-    + r")?\b"
-)
-_MONTH_YEAR = _re(
-    r"\b" + _PHASE_RE + _MONTH_RE.format(name="m") + r",?\s+(?:of\s+)?" + _YEAR_RE.format(name="y")
-)
+_DAY_MONTH = _re(rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+{_YEAR})?\b")
+_MONTH_DAY = _re(rf"\b{_MONTH}\s+(?:the\s+)?{_DAY}(?!\d)(?:,?\s+{_YEAR})?\b")
+_MONTH_YEAR = _re(rf"\b{_PHASE}{_MONTH},?\s+(?:of\s+)?{_YEAR}")
 _MONTH_ALONE = _re(
     r"\b(?:(?P<prep>in|during|since|until|till|before|after|by|from|through|throughout|of|this"
-    r"|last|next)\s+)?" + _PHASE_RE + _MONTH_RE.format(name="m") + r"\b"
+    rf"|last|next)\s+)?{_PHASE}{_MONTH}\b"
 )
 _YEAR_ALONE = _re(
     r"\b(?P<prep>in|during|since|until|till|before|after|throughout|from|through|of|for)\s+"
-    + _PHASE_RE
-    + _YEAR_RE.format(name="y")
-    + r"\b(?![-/]\d)"
+    rf"{_PHASE}{_YEAR}\b(?![-/]\d)"
 )
 _RELATIVE = _re(
     r"\b(?P<word>the\s+day\s+before\s+yesterday|yesterday|today|tonight|this\s+morning"
     r"|this\s+afternoon|this\s+evening|last\s+night|(?:the\s+)?(?:last|past|previous)\s+"
-    + _COUNT_RE
-    + r"\s+(?P<unit>days?|weeks?|months?|years?)"
+    rf"(?P<count>{_COUNT_WORDS})\s+(?P<unit>days?|weeks?|months?|years?)"
     rf"|(?P<count2>{_COUNT_WORDS})\s+(?P<unit2>days?|weeks?|months?|years?)\s+ago"
     r"|(?:the\s+)?(?:last|past|previous)\s+(?P<unit3>week|month|year)"
     r"|this\s+(?:past\s+)?(?P<unit4>week|month|year)"
@@ -114,7 +93,7 @@ _BEFORE_CUE = _re(r"(?:\b(?:before|until|till|by|prior\s+to|up\s+to|earlier\s+th
 _NEGATED_CUE = _re(r"(?:\b(?:other\s+than|except|not\s+on|apart\s+from)\s+(?:on\s+)?)$")
 _RANGE_JOIN = _re(r"^\s*(?:and|to|until|till|through|-|–)\s*$")
 _RANGE_START = _re(r"\b(?:between|from)\s+(?:the\s+)?$")
-_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+_ANY_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 
 @dataclass(frozen=True)
@@ -221,7 +200,9 @@ class DateContext:
 
     def year_near(self, position: int) -> int | None:
         """The year written closest to `position` in the question, if any."""
-        years = [(abs(m.start() - position), int(m.group())) for m in _YEAR.finditer(self.question)]
+        years = [
+            (abs(m.start() - position), int(m.group())) for m in _ANY_YEAR.finditer(self.question)
+        ]
         return min(years, key=lambda pair: pair[0])[1] if years else None
 
 
@@ -316,9 +297,7 @@ def _year_alone(match: re.Match[str], context: DateContext) -> DateMention | Non
 
 
 def _relative_days(match: re.Match[str], context: DateContext) -> DateMention | None:
-    word = " ".join(match["word"].lower().split())
-    first, last, precision = _relative(word, match, context.today)
-    return _mention(match, first, last, precision)
+    return _mention(match, *_relative(match, context.today))
 
 
 def _weekday(match: re.Match[str], context: DateContext) -> DateMention | None:
@@ -347,9 +326,14 @@ def _anchored_days(match: re.Match[str], context: DateContext) -> DateMention | 
     anchor = before[-1] if before else after[0] if after else None
     if anchor is None:
         return None
-    first, last = _anchored(match, anchor)
-    precision: Precision = "day" if first == last else "week"
-    return _mention(match, first, last, precision, anchored=True)
+    if match["same"]:
+        first, last = anchor.first, anchor.last
+    elif match["week"]:
+        step = timedelta(days=-7 if match["week"].lower() == "previous" else 7)
+        first, last = anchor.first + step, anchor.last + step
+    else:
+        first = last = _anchored(match, anchor)
+    return _mention(match, first, last, "day" if first == last else "week", anchored=True)
 
 
 # Tried in order: a phrase an earlier rule took is not read again, so the longer forms come first
@@ -395,14 +379,17 @@ def parse_dates(
     return _apply_relations(question, found)
 
 
-def _relative(word: str, match: re.Match[str], today: date) -> tuple[date, date, Precision]:
-    if word in ("today", "tonight", "this morning", "this afternoon", "this evening"):
-        return today, today, "day"
-    if word in ("yesterday", "last night"):
-        day = today - timedelta(days=1)
-        return day, day, "day"
-    if word == "the day before yesterday":
-        day = today - timedelta(days=2)
+# Phrases that name one day, by how many days before today.
+_DAYS_BACK = dict.fromkeys(
+    ["today", "tonight", "this morning", "this afternoon", "this evening"], 0
+)
+_DAYS_BACK |= {"yesterday": 1, "last night": 1, "the day before yesterday": 2}
+
+
+def _relative(match: re.Match[str], today: date) -> tuple[date, date, Precision]:
+    word = " ".join(match["word"].lower().split())
+    if word in _DAYS_BACK:
+        day = today - timedelta(days=_DAYS_BACK[word])
         return day, day, "day"
     if word.endswith("weekend"):
         saturday = today - timedelta(days=(today.weekday() - 5) % 7)
@@ -438,33 +425,20 @@ def _relative(word: str, match: re.Match[str], today: date) -> tuple[date, date,
 
 
 def _shift(day: date, amount: int, unit: str) -> date:
-    if unit == "day":
-        return day + timedelta(days=amount)
-    if unit == "week":
-        return day + timedelta(weeks=amount)
-    months = day.year * 12 + day.month - 1 + (amount if unit == "month" else 12 * amount)
-    year, month = divmod(months, 12)
-    return _safe_date(year, month + 1, day.day)
+    """`day` moved by `amount` days, weeks, months or years (the 31st a month on: its last)."""
+    return day + relativedelta(**{f"{unit}s": amount})
 
 
-def _anchored(match: re.Match[str], anchor: DateMention) -> tuple[date, date]:
-    if match["same"]:
-        return anchor.first, anchor.last
+def _anchored(match: re.Match[str], anchor: DateMention) -> date:
+    """The day "the next day", "the day before", "two days later" ... of `anchor` means."""
     if match["next"]:
-        day = anchor.last + timedelta(days=1)
-        return day, day
+        return anchor.last + timedelta(days=1)
     if match["prev"]:
-        day = anchor.first - timedelta(days=1)
-        return day, day
-    if match["week"]:
-        step = -7 if match["week"].lower() == "previous" else 7
-        return anchor.first + timedelta(days=step), anchor.last + timedelta(days=step)
+        return anchor.first - timedelta(days=1)
     amount = _count(match["count"]) * (7 if match["unit"].lower().startswith("week") else 1)
     if match["dir"].lower() in ("earlier", "before"):
-        day = anchor.first - timedelta(days=amount)
-    else:
-        day = anchor.last + timedelta(days=amount)
-    return day, day
+        return anchor.first - timedelta(days=amount)
+    return anchor.last + timedelta(days=amount)
 
 
 def _apply_relations(question: str, mentions: list[DateMention]) -> list[DateMention]:
