@@ -63,9 +63,7 @@ def _before_entity(text: str, cut: int) -> int:
 
 def _cut(text: str, limit: int) -> str:
     """Shorten escaped mrkdwn to `limit` characters without splitting an &entity;."""
-    if len(text) <= limit:
-        return text
-    return text[: _before_entity(text, limit - 1)] + "…"
+    return text if len(text) <= limit else text[: _before_entity(text, limit - 1)] + "…"
 
 
 def _split(text: str, limit: int) -> list[str]:
@@ -83,16 +81,14 @@ def _split(text: str, limit: int) -> list[str]:
 
 def _link(citation: Citation) -> str:
     title = escape(citation.title.strip() or citation.url or "untitled article")
-    if urlsplit(citation.url).scheme in ("http", "https"):
-        url = escape(citation.url).replace("|", "%7C")
-        return f"<{url}|{title}>"
+    if web_link(citation.url):
+        return f"<{escape(citation.url).replace('|', '%7C')}|{title}>"
     return f"*{title}*"
 
 
 def citation_text(citation: Citation) -> str:
     """One citation as mrkdwn: number, linked title, outlet(s), date, then the quoted sentence."""
-    outlets = escape(citation.outlets)
-    head = f"*[{citation.n}]* {_link(citation)} · {outlets} · {citation.date}\n"
+    head = f"*[{citation.n}]* {_link(citation)} · {escape(citation.outlets)} · {citation.date}\n"
     if len(head) > MAX_TEXT // 2:  # an absurd title must not squeeze the quote out
         head = _cut(head, MAX_TEXT // 2) + "\n"
     quote = _cut(escape(" ".join(citation.quote.split())), MAX_TEXT - len(head) - 2)
@@ -228,11 +224,14 @@ def shown_answer(message: dict[str, Any], button_value: str | None) -> dict[str,
 
 
 # -- what a message asks, and whether to answer it ------------------------------------------------
+Action = Literal["ask", "ingest", "help"]
+
+
 @dataclass(frozen=True)
 class Request:
     """What a person asked newsbot, and where the reply goes."""
 
-    action: Literal["ask", "ingest", "help"]
+    action: Action
     text: str  # the question, or the link to ingest
     user: str
     channel: str
@@ -243,9 +242,7 @@ class Request:
     bot_id: str | None = None
 
 
-def read_request(
-    text: str, *, bot_user_id: str | None
-) -> tuple[Literal["ask", "ingest", "help"], str]:
+def read_request(text: str, *, bot_user_id: str | None) -> tuple[Action, str]:
     """What a message or /newsbot command asks: ("ask", question), ("ingest", link) or
     ("help", "") for an empty one."""
     question = plain_text(text, bot_user_id=bot_user_id)
@@ -256,7 +253,8 @@ def read_request(
 
 
 def web_link(url: str) -> bool:
-    """Only web pages may be added from Slack (bot.ingest also reads local paths)."""
+    """An http(s) address: only web pages may be added from Slack (bot.ingest also reads local
+    paths), and only they are linked."""
     return urlsplit(url).scheme in ("http", "https")
 
 
