@@ -30,19 +30,15 @@ _WHAT_ABOUT = re.compile(
 )
 _AND_SUBJECT = re.compile(r"^\s*(?:and|also|plus)\s+(?P<subject>[^?]+?)\s*[?.!]*\s*$", re.I)
 _LEADING_AND = re.compile(r"^\s*(?:and|but|so|also|then)\s+(?:,\s*)?", re.I)
-_WH_WORD = re.compile(
-    r"^\s*(?:when|where|why|how|who|whom|whose|what|which|is|are|was|were|do|does|did|has|have|"
-    r"had|can|could|will|would|should)\b",
-    re.I,
-)
+_AUX = "did|does|do|was|were|is|are|has|have|had|will|would|could|can|should"
+_WH_WORD = re.compile(rf"^\s*(?:when|where|why|how|who|whom|whose|what|which|{_AUX})\b", re.I)
 _BARE_WH = re.compile(
     r"^\s*(?P<wh>when|where|why|how)(?:\s+(?:was|is|did|does|were)\s+(?:that|this|it))?"
     r"(?:\s+(?:exactly|happen|happened|take place))?\s*[?.!]*\s*$",
     re.I,
 )
 _FRAME = re.compile(
-    r"^\s*(?P<wh>what|who|which|how(?:\s+\w+)?|when|where|why|whom)\s+"
-    r"(?P<aux>did|does|do|was|were|is|are|has|have|had|will|would|could|can|should)\s+"
+    rf"^\s*(?P<wh>what|who|which|how(?:\s+\w+)?|when|where|why|whom)\s+(?P<aux>{_AUX})\s+"
     r"(?P<rest>.+?)\s*[?.!]*\s*$",
     re.I,
 )
