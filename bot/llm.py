@@ -71,20 +71,18 @@ class _Readings:
     speakers: list[frozenset[str]]  # empty for a sentence read alone
 
 
+@dataclass
 class SentenceMatcher:
     """Maps a claim to the sentence of a passage that says what it says: by cosine similarity of
     their embeddings, ties (within `tie`) broken by shared names; none below `min_similarity`;
     no sentence that reads as an instruction to a model unless `allow_instructions`
     (docs/answering.md, "Citations that support the claim")."""
 
-    def __init__(
-        self, embed: Embed, *, min_similarity: float, tie: float, allow_instructions: bool
-    ) -> None:
-        self.embed = embed
-        self.min_similarity = min_similarity
-        self.tie = tie
-        self.allow_instructions = allow_instructions
-        self._readings: dict[str, _Readings] = {}
+    embed: Embed
+    min_similarity: float
+    tie: float
+    allow_instructions: bool
+    _readings: dict[str, _Readings] = field(default_factory=dict, init=False, repr=False)
 
     def _of(self, passage: Passage) -> _Readings:
         key = f"{passage.chunk_id}:{passage.start}"
@@ -200,10 +198,8 @@ class CitationChecker:
     @staticmethod
     def _safe_cut(text: str) -> int:
         """How much of `text` cannot be part of a marker still arriving."""
-        cut = len(text)
         bracket = text.rfind("[")
-        if bracket != -1 and "]" not in text[bracket:]:
-            cut = bracket
+        cut = bracket if bracket != -1 and "]" not in text[bracket:] else len(text)
         # Spaces before a marker go with it when it is dropped.
         while cut > 0 and text[cut - 1].isspace():
             cut -= 1
