@@ -18,10 +18,9 @@ run). Then, each timed as a whole new process (median of --repeats, rounds inter
 
 It also reports whether each newsbot process imported torch or chromadb (checked in a separate
 run of the same command through a wrapper, so that the timed runs are the plain console script),
-and where
-the time of an onnx `newsbot ask` goes, measured inside fresh processes: once the way it runs
-(the CLI's own steps) and once with every piece in turn (chromadb's import, the store, the model,
-the lexical index caught up with the store's log).
+and where the time of an onnx `newsbot ask` goes: a timeline of the console script as it runs
+(TIMELINE below: wall, and CPU of the thread running each piece and of the whole process).
+`--timeline DATA_DIR` measures only that, on an existing store (e.g. a copy of a scale store).
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from ingest import BACKENDS, available_backends, machine, synthetic_articles, versions  # noqa: E402
+from scale import compile_newsbot  # noqa: E402
 
 QUESTION = "What did Qatar say about Hamas's response?"
 NEWSBOT = Path(sys.executable).parent / "newsbot"
@@ -87,52 +87,55 @@ except SystemExit:
 print("IMPORTED=" + ",".join(m for m in ("torch", "chromadb") if m in sys.modules), file=sys.stderr)
 """
 
-# Where the time of `newsbot ask` goes, in a fresh process. "as run": the steps of the CLI's ask
-# as the console script takes them. "in turn": each piece alone.
-BREAKDOWN = """
-import io, json, sys, time
-started = time.perf_counter()
-phases = {}
-def lap(name, mark=[started]):
-    now = time.perf_counter()
-    phases[name] = now - mark[0]
-    mark[0] = now
-mode, data_dir, question = sys.argv[1:4]
-from bot import cli
-lap("import bot.cli (typer, rich, settings)")
-from rich.console import Console
-from bot.core import Bot
-from bot.settings import load_settings
-settings = load_settings(data_dir=data_dir)
-if mode == "as run":
-    cli._require_articles(settings)
-    lap("check the store holds articles (opens Chroma)")
-    newsbot = Bot.open(settings)
-    lap("Bot.open: the model, the retrieval and answering modules")
-else:
-    import numpy, chromadb
-    lap("import chromadb")
-    from bot.core import open_store
-    from index.embed import load_embedder
-    store = open_store(settings)
-    store.count()
-    lap("open the store")
-    embedder = load_embedder(settings)
-    lap("load the model (onnxruntime session, tokenizer)")
-    newsbot = Bot(settings, store, embedder)
-    lap("Bot(): retrieval and answering modules")
-    newsbot.store.count()
-    newsbot.store.check_identity(newsbot.embedder.identity)
-    lap("checks (store not empty, model identity)")
-newsbot.warm()
-lap("lexical index: caught up with the store's log")
-answer = newsbot.ask(question)
-lap("answer (embed, search, compose)")
-cli.render_answer(Console(file=io.StringIO()), answer)
-lap("render")
-phases["total in process"] = time.perf_counter() - started
-print(json.dumps(phases))
+# Where the time of `newsbot ask` goes: the console script as it runs, in a fresh process, with a
+# mark (perf_counter, this thread's CPU, the process's CPU, thread name) written to the fd named by
+# TIMELINE_FD at the start and end of each piece, on whichever thread runs it. The marks wrap our
+# own functions from outside (index.embed and index.store are imported with bot.cli for that);
+# nothing else changes. The parent adds the exit, from its wait4.
+TIMELINE = """
+import json, os, sys, threading, time
+out = os.fdopen(int(os.environ.pop("TIMELINE_FD")), "w", buffering=1)  # lines survive os._exit
+def mark(name):
+    out.write(json.dumps([name, threading.current_thread().name, time.perf_counter(),
+                          time.thread_time(), time.process_time()]) + "\\n")
+mark("start")
+import bot.cli, bot.core, index.embed, index.store
+mark("bot.cli imported")
+def wrap(owner, attribute, name):
+    function = getattr(owner, attribute)
+    def marked(*args, **kwargs):
+        mark(name + " <")
+        try:
+            return function(*args, **kwargs)
+        finally:
+            mark(name + " >")
+    setattr(owner, attribute, marked)
+wrap(bot.core.Bot, "warm", "warm")
+wrap(index.embed, "import_backend", "backend imports")
+wrap(index.embed, "load_embedder", "model")
+wrap(index.store, "make_client", "chromadb")
+wrap(index.store.Store, "_open_collections", "collections")
+wrap(bot.cli, "main", "main")
+sys.argv = ["newsbot", *sys.argv[1:]]
+getattr(bot.cli, "console_script", bot.cli.main)()
 """
+# Pieces of the timeline: (name, first mark, last mark); each mark the first one of its name.
+PIECES = [
+    ("interpreter, import bot.cli (typer, rich, pydantic, numpy)", "spawn", "bot.cli imported"),
+    ("settings, Bot.open", "bot.cli imported", "warm <"),
+    ("onnxruntime, tokenizers, the answering side imported", "warm <", "chromadb <"),
+    ("import chromadb, client, collections", "chromadb <", "collections >"),
+    ("model (second thread: onnxruntime session, tokenizer)", "model <", "model >"),
+    (
+        "Chroma's first read, lexical catch-up (beside: identity, prompts)",
+        "collections >",
+        "warm >",
+    ),
+    ("the question (retrieve, answer), printed", "warm >", "main >"),
+    ("exit", "main >", "exited"),
+    ("total", "spawn", "exited"),
+]
+
 
 # Fills a store with `count` chunks of synthetic articles whose vectors are taken, in turn, from
 # an existing store (see the module docstring).
@@ -214,18 +217,52 @@ def heavy_imports(arguments: list[str], env: dict[str, str]) -> str:
     return (found[-1].removeprefix("IMPORTED=") if found else "?") or "no"
 
 
-def breakdown(data_dir: Path, repeats: int) -> dict[str, dict[str, float]]:
-    """Median seconds of each phase, per mode, over `repeats` fresh processes of each."""
+def timeline(data_dir: Path, repeats: int) -> dict[str, dict[str, float]]:
+    """Median wall, CPU of the thread that runs the piece, and the process's CPU (all threads)
+    of each piece of a new `newsbot ask`, over `repeats` fresh processes (see TIMELINE)."""
     env = environment("onnx-fp32")
-    samples: dict[str, list[dict[str, float]]] = {"as run": [], "in turn": []}
+    found: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in PIECES}
     for _ in range(repeats):
-        for mode, found in samples.items():
-            command = [sys.executable, "-c", BREAKDOWN, mode, str(data_dir), QUESTION]
-            found.append(json.loads(run(command, env)[1].strip().splitlines()[-1]))
+        read, write = os.pipe()
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-c", TIMELINE, "ask", QUESTION, "--data-dir", str(data_dir)],
+            env={**env, "TIMELINE_FD": str(write)},
+            pass_fds=(write,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(write)
+        with os.fdopen(read) as lines:
+            marks: dict[str, tuple[float, float, float]] = {}
+            for line in lines:
+                name, _thread, wall, thread_cpu, process_cpu = json.loads(line)
+                marks.setdefault(name, (wall, thread_cpu, process_cpu))
+        _, status, usage = os.wait4(process.pid, 0)
+        if status:
+            raise SystemExit(f"newsbot ask --data-dir {data_dir} failed ({status})")
+        marks["spawn"] = (started, 0.0, 0.0)
+        marks["exited"] = (time.perf_counter(), 0.0, usage.ru_utime + usage.ru_stime)
+        for name, first, last in PIECES:
+            (wall0, thread0, process0), (wall1, thread1, process1) = marks[first], marks[last]
+            thread = process1 - process0 if name in ("exit", "total") else thread1 - thread0
+            found[name].append((wall1 - wall0, thread, process1 - process0))
     return {
-        mode: {name: statistics.median(item[name] for item in found) for name in found[0]}
-        for mode, found in samples.items()
+        name: {
+            column: statistics.median(item[number] for item in items)
+            for number, column in enumerate(("wall_s", "thread_cpu_s", "process_cpu_s"))
+        }
+        for name, items in found.items()
     }
+
+
+def print_timeline(store: str, pieces: dict[str, dict[str, float]]) -> None:
+    print(f"\nWhere an onnx fp32 `newsbot ask` spends its time ({store}, median s):\n")
+    print("| piece, in order | wall | CPU of its thread | CPU of the process |")
+    print("|---|---|---|---|")
+    for name, figures in pieces.items():
+        cells = [f"{figures[column]:.3f}" for column in ("wall_s", "thread_cpu_s", "process_cpu_s")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def build_store(data_dir: Path, articles_file: Path, env: dict[str, str]) -> None:
@@ -246,7 +283,19 @@ def main() -> None:
     )
     parser.add_argument("--stores", type=Path, help="keep the stores here and reuse them")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        action="append",
+        metavar="DATA_DIR",
+        help="only where the time of `newsbot ask` goes on this store (e.g. a copy of a scale one)",
+    )
     args = parser.parse_args()
+    compile_newsbot()
+    if args.timeline:
+        for data_dir in args.timeline:
+            print_timeline(str(data_dir), timeline(data_dir, args.repeats))
+        return
     backends = args.backend or available_backends()
     started_at = machine()
     print(f"{started_at}; {args.articles} articles; median of {args.repeats}", flush=True)
@@ -312,9 +361,9 @@ def main() -> None:
         phases: dict[str, Any] = {}
         if "onnx-fp32" in backends:
             print("measuring where the time goes ...", flush=True)
-            phases[f"{args.articles} articles"] = breakdown(fp32_dir, args.repeats)
+            phases[f"{args.articles} articles"] = timeline(fp32_dir, args.repeats)
             if args.big_chunks:
-                phases[f"{args.big_chunks:,} chunks"] = breakdown(big_dir, args.repeats)
+                phases[f"{args.big_chunks:,} chunks"] = timeline(big_dir, args.repeats)
 
     baseline = results[LANGCHAIN_NAME]["median_s"]
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}\n")
@@ -325,19 +374,12 @@ def main() -> None:
         ratio = baseline / result["median_s"]
         imports = result["imports"]
         print(f"| {name} | {result['median_s']:.2f} | {runs} | {ratio:.2f}x | {imports} |")
-    for store, modes in phases.items():
-        print(f"\nWhere an onnx fp32 `newsbot ask` spends its time ({store}, median s):\n")
-        print("| as run | s | in turn | s |")
-        print("|---|---|---|---|")
-        rows = [list(modes["as run"].items()), list(modes["in turn"].items())]
-        for number in range(max(len(rows[0]), len(rows[1]))):
-            cells = []
-            for side in rows:
-                name, value = side[number] if number < len(side) else ("", None)
-                cells += [name, "" if value is None else f"{value:.3f}"]
-            print("| " + " | ".join(cells) + " |")
+    for store, pieces in phases.items():
+        print_timeline(store, pieces)
     print()
-    print("Goals: `newsbot ask` under 1 s (issue 10, onnx), importing neither torch nor chromadb.")
+    print(
+        "Goals: `newsbot ask` under 1.2 s at 10k chunks, 1.5 s at 100k (issue 16; bench/scale.py)."
+    )
     if args.json_out:
         payload = {
             "machine": started_at,
