@@ -60,15 +60,10 @@ def named(text: str) -> frozenset[str]:
     return frozenset(query_terms(" ".join(_NAMED.findall(text))))
 
 
-@dataclass(frozen=True)
-class _Readings:
-    """A passage's sentences, and the texts embedded for them: each sentence, then each statement
-    read after the neighbours that introduce its speaker (`speakers`: that speaker's words)."""
-
-    sentences: list[Sentence]
-    vectors: np.ndarray  # one row per reading
-    owners: list[int]  # the sentence each reading is of
-    speakers: list[frozenset[str]]  # empty for a sentence read alone
+# A passage's sentences; the vectors of its readings (each sentence, then each statement read
+# after the neighbours that introduce its speaker); the sentence each reading is of; and the
+# speaker's words a reading adds (empty for a sentence read alone).
+_Readings = tuple[list[Sentence], np.ndarray, list[int], list[frozenset[str]]]
 
 
 @dataclass
@@ -105,15 +100,14 @@ class SentenceMatcher:
                         owners.append(index)
                         speakers.append(speaker.words)
             vectors = self.embed(texts) if texts else np.zeros((0, 1), dtype=np.float32)
-            self._readings[key] = _Readings(sentences, vectors, owners, speakers)
+            self._readings[key] = (sentences, vectors, owners, speakers)
         return self._readings[key]
 
     def best(self, claim: str, passage: Passage) -> tuple[Sentence, float] | None:
         """The sentence of `passage` that supports `claim`, and how well; None when none does.
         Support is the similarity, or the share of the claim's words the sentence holds when that
         is higher (a terse claim is far in meaning from the long sentence it sums up)."""
-        readings = self._of(passage)
-        sentences = readings.sentences
+        sentences, vectors, owners, speakers = self._of(passage)
         if not sentences:
             return None
         claim = claim.strip()
@@ -123,10 +117,7 @@ class SentenceMatcher:
         reports = is_statement(claim)
         similarities = np.full(len(sentences), -1.0)
         for owner, speaker, similarity in zip(
-            readings.owners,
-            readings.speakers,
-            readings.vectors @ self.embed([claim])[0],
-            strict=True,
+            owners, speakers, vectors @ self.embed([claim])[0], strict=True
         ):
             # A statement read with its speaker's introduction counts for a claim that reports
             # what that speaker said; otherwise the introduction's own content would be
@@ -424,8 +415,7 @@ def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
             return Failure(f"no reply within {timeout:g} s (NEWSBOT_LLM_TIMEOUT)", timed_out=True)
         status = getattr(error, "status_code", None)
         if isinstance(status, int) and status >= 400:
-            response = getattr(error, "response", None)
-            wait = retry_after(getattr(response, "headers", None))
+            wait = retry_after(getattr(getattr(error, "response", None), "headers", None))
             message = " ".join(str(getattr(error, "message", None) or error).split())[:120]
             if status == 429:
                 return Failure(f"rate limited by {where} (429)", True, wait)

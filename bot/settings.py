@@ -162,8 +162,7 @@ def load_settings(**overrides: Any) -> Settings:
         problems = []
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]) or "settings"
-            env = f"NEWSBOT_{name.upper()}"
-            problems.append(f"{name} ({env}): {error['msg']}")
+            problems.append(f"{name} (NEWSBOT_{name.upper()}): {error['msg']}")
         raise SettingsError(
             "bad setting: " + "; ".join(problems),
             hint=f"check the environment and {default_config_file()}",
