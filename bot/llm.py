@@ -252,16 +252,6 @@ def _last_sentence(text: str) -> str:
     return claim
 
 
-def check_citations(
-    text: str, passages: Sequence[Passage], matcher: SentenceMatcher
-) -> CitationChecker:
-    """Check a whole LLM answer at once (see CitationChecker)."""
-    checker = CitationChecker(passages, matcher)
-    checker.feed(text)
-    checker.finish()
-    return checker
-
-
 def is_refusal(text: str) -> bool:
     """Whether the model said the passages don't answer (the prompt asks for NOT_FOUND)."""
     normal = re.sub(r"[’`]", "'", text).strip().lower()

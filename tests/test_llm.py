@@ -24,7 +24,6 @@ from bot.llm import (
     CitationChecker,
     Reply,
     SentenceMatcher,
-    check_citations,
     format_passages,
     is_refusal,
     load_chat_model,
@@ -246,6 +245,14 @@ def word_matcher(settings) -> SentenceMatcher:
     """Claims mapped to sentences by shared words (tests/fake_embedder.py): for the tests of how
     markers are parsed, renumbered and streamed, which hold whatever the vectors."""
     return Answerer(settings, embedder=HashingEmbedder()).matcher(QATAR_QUESTION)
+
+
+def check_citations(text: str, passages: list, matcher: SentenceMatcher) -> CitationChecker:
+    """A whole LLM answer checked at once, as if it came in one piece."""
+    checker = CitationChecker(passages, matcher)
+    checker.feed(text)
+    checker.finish()
+    return checker
 
 
 def few_passages() -> list:
