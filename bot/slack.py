@@ -392,15 +392,12 @@ def register(
             ack(text="newsbot is not enabled in this channel.")
             return
         action, text = read_request(command.get("text") or "", bot_user_id=context.bot_user_id)
+        request = Request(action, text, user, channel, None, bot_user_id=context.bot_user_id)
         if action == "help":
             ack(text=HELP)  # seen only by the person who typed the command
         elif action == "ingest" and user not in door.admins:
             ack(text=NOT_ADMIN)
-        elif door.submit(
-            client,
-            Request(action, text, user, channel, None, bot_user_id=context.bot_user_id),
-            respond,
-        ):
+        elif door.submit(client, request, respond):
             ack()
         else:
             ack(text=BUSY)
@@ -415,8 +412,7 @@ def register(
         ts = message.get("ts") or (body.get("container") or {}).get("message_ts", "")
         user = (body.get("user") or {}).get("id", "")
         vote = action["action_id"].removeprefix("newsbot_feedback_")  # up or down: the pattern
-        shown = shown_answer(message, action.get("value"))
-        door.feedback.vote((channel, ts), vote, user, shown)
+        door.feedback.vote((channel, ts), vote, user, shown_answer(message, action.get("value")))
         if channel and user:
             door.notices.try_submit(door.thank, client, channel, user, message.get("thread_ts"))
 
