@@ -123,33 +123,30 @@ def _get_once(
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     addresses = _resolve(url, host, port, settings)
 
+    headers = {
+        **extra_headers,
+        "Host": parsed.netloc.decode("ascii"),
+        "User-Agent": user_agent(),
+        "Accept": _ACCEPT,
+    }
+    extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
     last_error: Exception | None = None
     for address in addresses:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         target = parsed.copy_with(host=str(address))
-        headers = {
-            **extra_headers,
-            "Host": parsed.netloc.decode("ascii"),
-            "User-Agent": user_agent(),
-            "Accept": _ACCEPT,
-        }
-        request_extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
-        timeout = _httpx.Timeout(remaining)
         try:
             # A fresh client per hop: pooled connections are keyed by address, and one must
             # never carry a request for another host name.
             with (
                 _httpx.Client(
-                    timeout=timeout,
+                    timeout=_httpx.Timeout(remaining),
                     follow_redirects=False,
                     trust_env=False,
                     verify=_ssl_context(),
                 ) as client,
-                client.stream(
-                    "GET", target, headers=headers, extensions=request_extensions
-                ) as response,
+                client.stream("GET", target, headers=headers, extensions=extensions) as response,
             ):
                 return _read_response(url, response, settings, deadline)
         except _httpx.ConnectError as exc:

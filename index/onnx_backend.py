@@ -92,9 +92,6 @@ class _ChecksumMemo:
         self._dirty = True
         return digest
 
-    def forget(self, path: Path) -> None:
-        self._entries.pop(str(path.resolve()), None)
-
     def save(self) -> None:
         if self._path is None or not self._dirty:
             return
@@ -178,8 +175,7 @@ def _problem(entry: _Entry, precision: str, memo: _ChecksumMemo) -> str | None:
 
 
 def _write_manifest(entry: _Entry, precision: str, seconds: float, memo: _ChecksumMemo) -> None:
-    onnx_path = entry.onnx_path(precision)
-    memo.forget(onnx_path)
+    onnx_path = entry.onnx_path(precision)  # a new file (inode): its checksum is not remembered
     manifest = {
         "format": EXPORT_FORMAT,
         "model": entry.model,
@@ -399,11 +395,8 @@ def _check_precision(precision: str) -> None:
 
 
 def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = False) -> Path:
-    """The ONNX export of `model` at `precision`, built now unless a whole, current one is cached.
-
-    This is what `newsbot model export` runs. Unlike the runner's start-up it re-reads every file
-    to check its checksum. `force` rebuilds even a valid export. Imports torch only when it exports.
-    """
+    """The ONNX export of `model` at `precision` (`newsbot model export`), built now unless a whole,
+    current one is cached, which unlike at start-up is checked byte by byte; `force` rebuilds it."""
     _check_precision(precision)
     memo = _ChecksumMemo(None)
     return _ensure(_entry(model, cache_dir, memo), precision, memo, force=force)

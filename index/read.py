@@ -757,16 +757,12 @@ def _records_in(document: Any, depth: int = 0) -> list[Any] | None:
         for name in document
     ):
         return [document]
-    for name, value in document.items():
-        if _key(str(name)) in _CONTAINER_KEYS:
-            found = _records_in(value, depth + 1)
-            if found is not None:
-                return found
-    for value in document.values():  # e.g. {"response": {"results": [...]}}
-        if isinstance(value, dict):
-            found = _records_in(value, depth + 1)
-            if found is not None:
-                return found
+    containers = [value for name, value in document.items() if _key(str(name)) in _CONTAINER_KEYS]
+    nested = [value for value in document.values() if isinstance(value, dict)]
+    for value in containers + nested:  # nested: e.g. {"response": {"results": [...]}}
+        found = _records_in(value, depth + 1)
+        if found is not None:
+            return found
     return None
 
 
