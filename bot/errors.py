@@ -1,8 +1,4 @@
-"""The few exceptions newsbot raises. Every message says what went wrong, where, and what to do.
-
-The base class and the errors of reading, storing and embedding are defined in index/errors.py
-(index/ never imports bot/) and re-exported here.
-"""
+"""The few exceptions newsbot raises; NewsbotError and those of index/ come from index/errors.py."""
 
 from __future__ import annotations
 

@@ -1,17 +1,7 @@
-"""`newsbot eval`: answer quality measured on the datasets in ../shared/eval.
+"""`newsbot eval`: answer quality on MultiHop-RAG, RGB or our own question sets (README).
 
-Two formats are recognised from their first line:
-
-- MultiHop questions (`multihop_dev.jsonl`: id, question, answer, question_type, evidence_ids),
-  asked over their corpus (`multihop_corpus.jsonl` beside them, or `corpus=`). The corpus goes into
-  a throwaway store; retrieval is scored at article level, answers by the evidence they cite, by
-  the gold phrase they contain and by when they refuse, citations by whether they are verbatim.
-- RGB questions (`rgb_dev.jsonl`: id, query, answer, positive, negative, positive_wrong,
-  fakeanswer). Each question gets a store of its own few passages, mixed at noise ratios 0, 0.4 and
-  0.8, only noise (should refuse), and counterfactual passages (should not repeat the fake answer).
-
-The metric functions at the top are pure (lists of ids and strings in, numbers out) and are what
-bench/ scripts reuse; `run_eval` wires them to a real Bot.
+The metric functions at the top are pure and are what bench/ scripts reuse; `run_eval` wires them
+to a real Bot.
 """
 
 from __future__ import annotations
@@ -48,15 +38,13 @@ RGB_SEED = 20240207
 NULL_TYPE = "null_query"
 RETRIEVER_MODES = ("dense", "lexical", "hybrid")
 
-ProgressCallback = Callable[[str, int, int], None]
-"""Called as progress(stage, done, total) while a run goes on."""
+ProgressCallback = Callable[[str, int, int], None]  # progress(stage, done, total)
 
 DatasetFormat = Literal["multihop", "rgb", "questions"]
 
 
 # -- pure metrics ------------------------------------------------------------------------------
 def distinct(ids: Iterable[str]) -> list[str]:
-    """`ids` in first-seen order without repeats (chunks -> the articles they belong to)."""
     return list(dict.fromkeys(ids))
 
 
@@ -68,7 +56,6 @@ def hits_at_k(ranked: Sequence[str], evidence: Collection[str], k: int) -> float
 
 
 def any_hit_at_k(ranked: Sequence[str], evidence: Collection[str], k: int) -> bool:
-    """Whether any evidence article is among the first k distinct ranked articles."""
     return bool(set(distinct(ranked)[:k]) & set(evidence))
 
 
@@ -96,7 +83,6 @@ def is_yes_no(gold: str) -> bool:
 
 
 def contains_phrase(text: str, phrase: str) -> bool:
-    """Whether `phrase` occurs in `text`, ignoring case and runs of whitespace."""
     wanted = normalise(phrase).rstrip(".")
     return bool(wanted) and wanted in normalise(text)
 
@@ -116,7 +102,6 @@ def rgb_answer_matches(text: str, gold: str | Sequence[Any]) -> bool:
 
 
 def quote_is_verbatim(body: str | None, start: int, end: int, quote: str) -> bool:
-    """A citation is verbatim when the cited article's body holds its quote at its offsets."""
     return body is not None and 0 <= start <= end <= len(body) and body[start:end] == quote
 
 
@@ -125,11 +110,7 @@ _LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
 
 
 def answer_sentences(text: str) -> list[str]:
-    """The sentences of an answer, each keeping the [n] markers written right after it.
-
-    A sentence splitter puts "[1]" after a full stop at the start of the next sentence; such
-    leading markers are moved back to the sentence they follow.
-    """
+    """The answer's sentences, each keeping its [n] (a splitter starts the next one with them)."""
     from index.chunk import split_sentences
 
     sentences: list[str] = []
@@ -149,15 +130,13 @@ _NO_CLAIM = re.compile(r"\barticles (?:don't|do not) say\b", re.IGNORECASE)
 
 
 def cited_sentence_share(text: str) -> float | None:
-    """Share of an answer's claims (sentences, less those saying the articles are silent) that
-    carry at least one [n]; None when there is no claim."""
+    """Share of the claims (sentences not saying the articles are silent) carrying a [n]."""
     claims = [sentence for sentence in answer_sentences(text) if not _NO_CLAIM.search(sentence)]
     return mean(bool(_MARKER.search(sentence)) for sentence in claims)
 
 
 def stratified_subset(rows: Sequence[dict[str, Any]], limit: int, key: str) -> list[dict[str, Any]]:
-    """At most `limit` rows, each value of `key` in proportion to its share (largest remainder),
-    in file order within a value, returned in file order."""
+    """At most `limit` rows, each `key` value in proportion to its share (largest remainder)."""
     if limit >= len(rows):
         return list(rows)
     groups: dict[str, list[int]] = defaultdict(list)
@@ -179,8 +158,7 @@ def mix_passages(
     rng: random.Random,
     passages: int = RGB_PASSAGES,
 ) -> list[tuple[str, bool]]:
-    """RGB's noise setting: `passages` passages of which round(noise_ratio * passages) are
-    negative, drawn with `rng` and shuffled; fewer when a question has fewer. (text, positive?)."""
+    """RGB's noise setting: shuffled (text, positive?) pairs, the noise_ratio share negative."""
     negatives = min(round(noise_ratio * passages), len(negative))
     positives = min(passages - round(noise_ratio * passages), len(positive))
     mixed = [(text, True) for text in rng.sample(list(positive), positives)]
@@ -239,8 +217,6 @@ class AnswerScores(_Result):
 
 @dataclass(frozen=True)
 class QuestionResult(_Result):
-    """One MultiHop question as the bot handled it (for the JSON report and for debugging)."""
-
     id: str
     question_type: str
     # k -> the distinct articles of the retriever's top k chunks when asked for k (a retriever
@@ -338,7 +314,6 @@ class EvalReport(_Result):
 
 
 # -- the summary tables the CLI prints ---------------------------------------------------------
-# The MultiHop tables' columns: headings, and the fields they show.
 _RETRIEVAL_HEAD = ["Hits@1", "Hits@4", "Hits@10", "any@4", "any@10", "MRR@10"]
 _RETRIEVAL_FIELDS = "hits_at_1 hits_at_4 hits_at_10 any_at_4 any_at_10 mrr_at_10".split()
 _ANSWER_HEAD = ["cites evidence", "evidence share", "accuracy", "accuracy n"]
@@ -357,7 +332,6 @@ def _cell(value: float | int | str | None, name: str = "") -> str:
 
 
 def rich_tables(report: EvalReport) -> list[Any]:
-    """The summary as rich Tables, for the CLI to print."""
     from rich.table import Table
 
     tables = []
@@ -446,8 +420,7 @@ def detect_format(rows: Sequence[dict[str, Any]], path: Path) -> DatasetFormat:
 
 
 def question_set_corpus(questions: Path, corpus: str | Path | None) -> list[str]:
-    """The articles a question set of our own is asked over: `corpus`, else the paths listed
-    in `corpus.txt` beside it (relative to it; # starts a comment)."""
+    """`corpus`, else the paths in `corpus.txt` beside the questions (# starts a comment)."""
     if corpus is not None:
         return [str(Path(corpus).expanduser())]
     listing = questions.parent / "corpus.txt"
@@ -473,20 +446,17 @@ def find_corpus(questions: Path, corpus: str | Path | None) -> Path:
 # -- running -----------------------------------------------------------------------------------
 @contextmanager
 def throwaway_bot(settings: Settings) -> Iterator[Bot]:
-    """A Bot on an empty store in a temporary folder, deleted afterwards."""
     from bot.core import Bot
     from index.embed import load_embedder
 
-    # Load the embedder under the caller's settings first: it is cached per process, so the
-    # throwaway Bot reuses it, and a backend that caches exported models keeps using the
-    # caller's data_dir for them instead of exporting again into the temporary folder.
+    # Loaded under the caller's settings first (cached per process): the throwaway Bot reuses
+    # it, and exported models stay in the caller's data_dir instead of exporting again.
     load_embedder(settings)
     with tempfile.TemporaryDirectory(prefix="newsbot-eval-", ignore_cleanup_errors=True) as folder:
         yield Bot.open(settings.model_copy(update={"data_dir": Path(folder)}))
 
 
 def use_retriever(bot: Bot, mode: str) -> None:
-    """Point the bot's answering path at a retriever of another mode over the same store."""
     from bot.retrieve import Retriever
 
     if bot.retriever.mode != mode:  # same tuning as the bot's own retriever
@@ -495,8 +465,7 @@ def use_retriever(bot: Bot, mode: str) -> None:
 
 
 def ranked_articles(bot: Bot, question: str, k: int) -> list[str]:
-    """The articles of the k passages the bot's retriever finds for a question, best first,
-    without repeats (so at most k of them)."""
+    """The distinct articles of the k passages the retriever finds for a question, best first."""
     query = bot.retriever.understand(question)
     return distinct(passage.article_id for passage in bot.retriever.search(query, k))
 
@@ -504,7 +473,6 @@ def ranked_articles(bot: Bot, question: str, k: int) -> list[str]:
 def _counted(
     rows: Sequence[dict[str, Any]], stage: str, progress: ProgressCallback | None
 ) -> Iterator[dict[str, Any]]:
-    """`rows` in turn, calling progress(stage, done, total) before each and at the end."""
     for done, row in enumerate(rows):
         if progress is not None:
             progress(stage, done, len(rows))
@@ -630,8 +598,7 @@ def evaluate_multihop(
     progress: ProgressCallback | None = None,
     answer: bool = True,
 ) -> MultiHopResult:
-    """Ask every question, with the `retriever` mode, of a store that already holds `articles`;
-    score what comes back."""
+    """Score every question with the `retriever` mode over a store already holding `articles`."""
     use_retriever(bot, retriever)
     results = [
         _ask_multihop(bot, row, articles, llm_answerer, answer=answer)
@@ -758,8 +725,7 @@ def _answer_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) -> An
 
 
 def read_corpus(paths: Sequence[str], settings: Settings) -> list[Article]:
-    """Every article of `paths` (files, folders, JSON Lines); any that cannot be read is an
-    error: a question set is only meaningful over all of its articles."""
+    """Every article of `paths`; one unreadable is an error (a set needs all of its articles)."""
     from index.article import ReadFailure
     from index.read import iter_articles
 
@@ -778,8 +744,7 @@ def evaluate_question_set(
     *,
     progress: ProgressCallback | None = None,
 ) -> QuestionSetResult:
-    """Ask each question (after its `history`, as one conversation) and score it: right when it
-    is refused and should be, or answered with one of its gold phrases."""
+    """Ask each question after its `history`: right if refused as it should be, or gold-phrased."""
     from bot.models import Turn
 
     asked: list[tuple[OwnQuestion, tuple[bool, ...]]] = []
@@ -823,7 +788,6 @@ def evaluate_question_set(
 
 
 def rgb_articles(question_id: str, passages: Sequence[tuple[str, bool]]) -> list[Article]:
-    """A question's passages as tiny untitled articles of one store."""
     from index.article import Article
 
     return [
@@ -857,7 +821,6 @@ def evaluate_rgb(
 
     def ask(row: dict[str, Any], setting: object, positive: list[str], negative: list[str],
             noise_ratio: float) -> Answer:  # fmt: skip
-        """The answer over a store of only the passages drawn for one setting."""
         rng = random.Random(f"{seed}:{row['id']}:{setting}")
         articles = rgb_articles(str(row["id"]), mix_passages(positive, negative, noise_ratio, rng))
         bot.reset()

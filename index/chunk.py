@@ -1,9 +1,7 @@
 """Article -> chunks. Pure functions of their inputs: no model, no store.
 
-A chunk is a run of whole sentences of the article body, so that `body[start:end] == text` and every
-sentence a citation quotes lies inside one chunk. Chunks are bounded in word pieces so that the
-embedding model never cuts them off silently; the text the model sees starts with the title and
-source, which is how "the report from The Verge" finds its article.
+A chunk is whole sentences (`body[start:end] == text`: a quoted sentence lies in one chunk), bounded
+in word pieces so that the embedding model never cuts it off silently.
 """
 
 from __future__ import annotations
@@ -41,11 +39,9 @@ class Span:
 
 
 def split_sentences(text: str) -> list[Span]:
-    """Sentence spans of `text` (character offsets), never crossing a line break.
+    """Sentence spans of `text`, never crossing a line break (headlines, datelines, list items).
 
-    blingfire's finite-state splitter knows abbreviations ("U.S. Secretary of State" stays whole)
-    and is about 20x faster than pysbd, which matters at ingest. Line breaks are always boundaries:
-    news text puts headlines, datelines and list items on lines of their own.
+    blingfire keeps abbreviations whole and is ~20x faster than pysbd (README, "Decisions").
     """
     spans: list[Span] = []
     for line in _PARAGRAPH.finditer(text):
@@ -86,9 +82,8 @@ HEADER_FORMAT = 3
 def context_header(article: Article) -> str:
     """The line the model reads before a continuation chunk's text: title, then source.
 
-    No date (format 1): filters use the stored date, and it cost 6% of the text embedded without
-    raising retrieval. Not on the first chunk (format 2), whose lede restates the headline: 12%
-    fewer word pieces embedded (README, "Decisions worth knowing"; docs/benchmarks.md, "Ingest").
+    No date (format 1): filters use the stored one; it cost 6% more text, no better retrieval. Not
+    on the first chunk (format 2): README, "Decisions worth knowing".
     """
     header = article.title.strip()
     if article.source:

@@ -1,9 +1,6 @@
-"""What index/ needs to know from the settings, as protocols.
+"""What index/ reads from the settings, as protocols (index/ never imports bot.settings).
 
-index/ never imports bot/ (../shared/STYLE.md), so it cannot name `bot.settings.Settings`. Each
-protocol lists the values one part of index/ reads; bot's `Settings` has them under the same names
-and is passed as it is, and a test or another program can pass any object with those attributes
-(a dataclass, a `types.SimpleNamespace`).
+bot's `Settings` has these names and is passed as it is; a test may pass any object with them.
 """
 
 from __future__ import annotations
@@ -13,8 +10,6 @@ from typing import Literal, Protocol
 
 
 class FetchConfig(Protocol):
-    """Limits on fetching one URL (index/fetch.py)."""
-
     fetch_timeout: float
     max_redirects: int
     max_download_bytes: int
@@ -22,15 +17,11 @@ class FetchConfig(Protocol):
 
 
 class ReadConfig(FetchConfig, Protocol):
-    """Reading files, pages and feeds (index/read.py)."""
-
     max_file_bytes: int
     fetch_full_articles: bool
 
 
 class EmbeddingConfig(Protocol):
-    """Which embedding model runs, and how (index/embed.py)."""
-
     embedding_model: str
     embedding_backend: Literal["onnx", "torch"]
     embedding_precision: Literal["fp32", "int8"]
@@ -39,8 +30,6 @@ class EmbeddingConfig(Protocol):
 
 
 class StoreConfig(Protocol):
-    """Where the store is (index/store.py, index/lock.py)."""
-
     data_dir: Path
     chroma_url: str | None
     collection: str

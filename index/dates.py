@@ -1,9 +1,6 @@
-"""Dates: the one place where text and values become timezone-aware datetimes.
+"""Dates: the one place where text and values become timezone-aware datetimes (no zone: UTC).
 
-`parse_date` reads what sources put in date fields (index/read.py): anything it cannot read is no
-date, never an error. `to_datetime` reads what a person asks for (`Bot.ask(since=...)`, the
-CLI's --since/--until): a value that is no date is an error, and a bare day means the whole day.
-Both take a value without a zone as UTC; dateutil reads the forms the standard library does not.
+`parse_date` reads sources' date fields (unreadable: None); `to_datetime` what a person asks for.
 """
 
 from __future__ import annotations
@@ -52,9 +49,8 @@ def _bare_day(text: str) -> date | None:
 def parse_date(value: object) -> datetime | None:
     """A timezone-aware datetime from what sources put in date fields, or None.
 
-    Accepts datetimes, dates, epoch seconds (or milliseconds), struct_time (UTC), ISO 8601,
-    RFC 2822 (feeds, e-mail) and other complete dates dateutil reads ("7 February 2024").
-    A value without a zone is taken as UTC. Incomplete dates ("February 2024") give None.
+    Datetimes, dates, epoch seconds or ms, struct_time, ISO 8601, RFC 2822 and complete dates
+    dateutil reads; incomplete ones ("February 2024") give None.
     """
     try:
         parsed = _parse_date(value)

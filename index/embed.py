@@ -1,8 +1,6 @@
 """Embedding models: one process-wide instance per (model, backend, precision).
 
-Two backends produce the same vectors (see docs/benchmarks.md): `torch` runs sentence-transformers,
-`onnx` runs an ONNX export of the same model on onnxruntime without importing torch. Token counting,
-which the chunker needs, uses the model's own `tokenizers` tokenizer and never loads the network.
+`torch` (sentence-transformers) and `onnx` (index/onnx_backend.py, no torch) give the same vectors.
 """
 
 from __future__ import annotations
@@ -38,8 +36,7 @@ def _counting_tokenizer(model: str) -> Any:
 
 
 class TokenCounter:
-    """Counts word pieces as the model will see them (without the [CLS]/[SEP] pair); it never
-    cuts a text, so a chunk too long for the model shows up in the count."""
+    """Word pieces as the model sees them, less [CLS]/[SEP]; never cut: an overlong chunk shows."""
 
     def __init__(self, model: str) -> None:
         self._tokenizer = _counting_tokenizer(model)
@@ -97,7 +94,6 @@ def import_backend(settings: EmbeddingConfig) -> None:
 
 
 def load_embedder(settings: EmbeddingConfig) -> Embedder:
-    """The process-wide embedder for these settings (loaded once, then reused)."""
     key = (
         settings.embedding_model,
         settings.embedding_backend,

@@ -1,7 +1,6 @@
-"""The errors index/ raises. Every message says what went wrong, where, and what to do.
+"""The errors index/ raises (here, as index/ never imports bot/; bot/errors.py re-exports them).
 
-They live here, below bot/, because index/ never imports bot/; bot/errors.py re-exports them, so
-`from bot import NewsbotError, ReadError` and `except NewsbotError` cover both layers.
+Every message says what went wrong, where, and what to do.
 """
 
 from __future__ import annotations

@@ -11,16 +11,14 @@ from pathlib import Path
 
 
 def safe_name(name: str) -> str:
-    """`name` (a collection's) as part of a file name: letters, digits, '-', '_' and '.' kept,
-    anything else made '_'."""
+    """`name` (a collection's) as part of a file name."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 @contextlib.contextmanager
 def written_in_place(target: Path) -> Iterator[Path]:
-    """A fresh path beside `target` to write to: once the block is done, flushed to disk and
-    renamed over `target` (mode 0644: the files written this way hold no secrets), so readers in
-    other processes see the old file or the new one whole; removed if the block fails."""
+    """A fresh path beside `target` to write to, renamed over it once the block is done (mode
+    0644: these files hold no secrets); removed if the block fails."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
