@@ -589,11 +589,10 @@ class Answerer:
                         counts = getattr(chunk, "usage_metadata", None) or {}
                         usage.update({key: counts.get(key) or 0 for key in TOKEN_COUNTS})
                         piece = chunk.text  # str content, or the text of content blocks
-                        if piece and "model_first_token" not in timings:
-                            timings["model_first_token"] = time.monotonic() - started
-                        shown = checker.feed(piece) if piece else ""
-                        if shown:
-                            yield shown
+                        if piece:
+                            timings.setdefault("model_first_token", time.monotonic() - started)
+                            if shown := checker.feed(piece):
+                                yield shown
                         if time.monotonic() > deadline:
                             raise ModelFailed(
                                 f"the reply took longer than {settings.llm_timeout:g} s "
@@ -613,8 +612,7 @@ class Answerer:
                     wait = retry_wait(failure, tries, settings, deadline)
                     log.info("%s; trying again in %.1f s", failure.reason, wait)
                     time.sleep(wait)
-            shown = checker.finish()
-            if shown:
+            if shown := checker.finish():
                 yield shown
         finally:
             timings["model"] = time.monotonic() - started
