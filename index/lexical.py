@@ -161,7 +161,8 @@ class LexicalIndex:
         self, terms: Sequence[str], n: int, where: LexicalFilter | None = None
     ) -> list[tuple[str, str, float]]:
         """The n best chunks for the terms (a term repeated counts again): (chunk id, article
-        id, BM25 score), best first."""
+        id, BM25 score), best first, equal scores by chunk id (tantivy orders them by segment
+        and document, which vary from one build or merge of an index to the next)."""
         import tantivy
 
         if not terms or n <= 0:
@@ -178,11 +179,19 @@ class LexicalIndex:
                 [(must, query), *((must, tantivy.Query.const_score_query(f, 0.0)) for f in filters)]
             )
         searcher = self.index.searcher()
+        limit = n + 1  # past the n-th hit, until the score falls below it: every tie is in
+        while True:
+            found = searcher.search(query, limit, count=False).hits
+            if len(found) < limit or found[-1][0] < found[n - 1][0]:
+                break
+            limit *= 2
         hits = []
-        for score, address in searcher.search(query, n, count=False).hits:
+        for score, address in found:
+            if len(found) > n and score < found[n - 1][0]:
+                break
             document = searcher.doc(address)
             hits.append((document.get_first("id"), document.get_first("article"), float(score)))
-        return hits
+        return sorted(hits, key=lambda hit: (-hit[2], hit[0]))[:n]
 
     def _chunks(self, where: LexicalFilter, among: Sequence[str] | None = None) -> Any:
         import tantivy

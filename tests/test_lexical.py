@@ -147,3 +147,19 @@ def test_a_reader_in_another_process_sees_a_commit_after_reload(
     subprocess.run([sys.executable, "-c", writer_code, str(index.path)], check=True)
     index.reload()
     assert ids(index.search(terms("Zanzibar"), 5)) == ["z#0"]
+
+
+def test_tied_scores_rank_by_chunk_id_whatever_the_order_of_writing(tmp_path: Path) -> None:
+    # Equal BM25 scores came back in the order of tantivy's segments and documents, so two
+    # builds of one store (or one store before and after a merge) ranked ties differently.
+    texts = {f"{name}#0": "The ceasefire talks stalled." for name in "cbeadf"}
+    orders = [sorted(texts), sorted(texts, reverse=True), list(texts)]
+    results = []
+    for number, order in enumerate(orders):
+        index = LexicalIndex(tmp_path / f"lexical-{number}", terms)
+        for chunk_id in order:  # one commit, hence one segment, a chunk
+            with index.writer() as writer:
+                writer.put_chunks([chunk(chunk_id, texts[chunk_id])])
+        results.append([ids(index.search(terms("ceasefire"), n)) for n in (2, 4, 10)])
+    assert results[0] == results[1] == results[2]
+    assert results[0] == [["a#0", "b#0"], ["a#0", "b#0", "c#0", "d#0"], sorted(texts)]
