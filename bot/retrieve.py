@@ -1,31 +1,10 @@
-"""Retrieval: dense (Chroma's HNSW index) and lexical (BM25, the tantivy index of
-index/lexical.py) search over the same chunks, fused by reciprocal rank fusion, with the outlets,
-dates and parts a question names.
+"""Retrieval: dense (Chroma) and lexical (BM25, index/lexical.py) search over the same chunks,
+fused by reciprocal rank fusion, within the outlets, dates and parts a question names.
 
-`Retriever.understand()` turns a question into a `Query` (what was understood is in
-`Query.filters`, which the user sees); `Retriever.search()` returns the passages.
-
-A search runs in stages:
-1. understanding (bot/understand.py, pure): outlets, days and parts the question names;
-2. candidates, from the stores, in one place (`Retriever.search`): each probe takes the nearest
-   chunks within its outlet/date scope (`Retriever._plan`: one Chroma query per question, the
-   lexical index telling which hits a scope admits) and the best BM25 chunks within the same
-   scope, fused (the question is embedded while the lexical index answers). Only the first
-   `pool` chunks of the whole question's list and of each part's are read from Chroma (text,
-   metadata, vector: `Retriever._read`), and a chunk counts only if the reader's registry holds
-   its article with the fingerprint the chunk carries (index/store.py: no half-written article
-   is ever seen);
-3. fusion and selection, pure functions over candidate lists (`fuse`, `select`): the whole
-   question's list, outlets and publication days the question names ranked first (dates of
-   events only boost); a question about several reports has parts, each probed within its own
-   outlet/days; every part gets its best article first, then the parts (as one list, each chunk
-   at its best rank in any part) fused with the whole question's list fill the remaining
-   places, preferring articles that cover question words not yet covered. One chunk per article
-   comes before any second one, and near-identical chunks are collapsed into one passage.
-
-Nothing here grows with the store: Chroma holds the vectors and texts, the lexical index is on
-disk, and a long-running reader sees other processes' ingests through `Store.refresh` (checked at
-most once per `check_interval`).
+Stages (docs/retrieval.md has the why of each): understanding (bot/understand.py, pure);
+candidates from the stores (`Retriever.search`: each probe's nearest and BM25 chunks within its
+scope, only the first `pool` read from Chroma, and only those whose article the registry holds);
+fusion and selection, pure functions over candidate lists (`fuse`, `select`).
 """
 
 from __future__ import annotations
@@ -143,12 +122,6 @@ class Query:
 Retrieve = Callable[[Query, int], list[Passage]]
 
 
-def _text_hash(text: str) -> int:
-    """The same text up to case, spacing and punctuation (syndicated copies of one story)."""
-    normal = " ".join(re.findall(r"[^\W_]+", text.lower()))
-    return int.from_bytes(hashlib.blake2b(normal.encode(), digest_size=8).digest(), "little") >> 1
-
-
 @dataclass(frozen=True)
 class Scope:
     """Which chunks a probe may return: outlets, publication days (local), UTC time bounds."""
@@ -206,8 +179,10 @@ class Candidate:
         return frozenset([*terms(heading), *terms(self.text or "")])
 
     @cached_property
-    def text_hash(self) -> int:
-        return _text_hash(self.text or "")
+    def text_hash(self) -> bytes:
+        """The same text up to case, spacing and punctuation (syndicated copies of one story)."""
+        normal = " ".join(re.findall(r"[^\W_]+", (self.text or "").lower()))
+        return hashlib.blake2b(normal.encode(), digest_size=8).digest()
 
     @property
     def published_ts(self) -> float:
@@ -259,13 +234,9 @@ class Ranked:
     votes: int | None = None  # how many of the first ids count when lists are fused (None: all)
 
 
-def fuse_ids(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int) -> Ranked:
+def fuse(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int) -> Ranked:
     fused = reciprocal_rank_fusion(rankings, weights, k)
     return Ranked([chunk_id for chunk_id, _ in fused], dict(fused))
-
-
-def fuse(lists: Sequence[Ranked], weights: Sequence[float], k: int) -> Ranked:
-    return fuse_ids([ranked.ids for ranked in lists], weights, k)
 
 
 def interleave(lists: Sequence[Ranked]) -> Ranked:
@@ -309,7 +280,7 @@ def by_recency(
 
     if not dense or not ranked.ids:
         newest = sorted(ranked.ids, key=published, reverse=True)
-        return fuse([ranked, Ranked(newest, {})], [1.0, 1.0], config.rrf_k)
+        return fuse([ranked.ids, newest], [1.0, 1.0], config.rrf_k)
     top = ranked.ids[: config.pool]
     best = max(relevance(chunk_id) for chunk_id in top)
     tied = [c for c in top if relevance(c) >= best - config.latest_margin]
@@ -368,7 +339,7 @@ def select(
         # about the same outlet ("TechCrunch's first article ..., its second ...") must not
         # vote twice for that outlet's articles and crowd out the other parts' and the whole
         # question's.
-        merged = fuse([interleave(parts), whole], [config.part_weight, 1.0], config.rrf_k)
+        merged = fuse([interleave(parts).ids, whole.ids], [config.part_weight, 1.0], config.rrf_k)
 
     chosen: list[tuple[str, float, int | None]] = []
     taken_chunks: set[str] = set()
@@ -509,15 +480,9 @@ class Retriever:
                 filters["since"] = understood.first.isoformat()
             if understood.last is not None:
                 filters["until"] = understood.last.isoformat()
-            if understood.near_first or understood.near_last:
-                filters["near"] = {
-                    key: value.isoformat()
-                    for key, value in (
-                        ("since", understood.near_first),
-                        ("until", understood.near_last),
-                    )
-                    if value is not None
-                }
+            near = {"since": understood.near_first, "until": understood.near_last}
+            if any(near.values()):
+                filters["near"] = {key: day.isoformat() for key, day in near.items() if day}
         if since is not None:
             filters["since"] = max(filters.get("since", ""), since.isoformat())  # the later
         if until is not None:
@@ -528,8 +493,6 @@ class Retriever:
             filters["parts"] = [part.to_dict() for part in understood.parts]
         query.filters = filters
         return query
-
-    # -- searching -----------------------------------------------------------------------------
 
     # -- searching -----------------------------------------------------------------------------
     def search(self, query: Query, k: int) -> list[Passage]:
@@ -608,7 +571,7 @@ class Retriever:
             for chunk_id, score in hits:
                 _raise(candidates.setdefault(chunk_id, Candidate(chunk_id)), "dense_score", score)
             weights = [config.dense_weight, config.lexical_weight]
-            return fuse_ids([[c for c, _ in hits], lexical], weights, config.rrf_k)
+            return fuse([[c for c, _ in hits], lexical], weights, config.rrf_k)
 
         first = probe(0)
         if narrow is None:
@@ -616,7 +579,7 @@ class Retriever:
         elif pinned:
             whole = pinned_first(first, probe(1))
         else:
-            whole = fuse([probe(1), first], [1.0, config.near_weight], config.rrf_k)
+            whole = fuse([probe(1).ids, first.ids], [1.0, config.near_weight], config.rrf_k)
         parts: list[Ranked] = []
         relaxed: list[str] = []
         for number, part in enumerate(query.parts):
@@ -645,16 +608,7 @@ class Retriever:
     def _plan(self, scope: Scope, pool: int) -> tuple[int, list[str] | None]:
         """How a probe searches its scope densely (needs no vector): (n, None) to take the
         scope's chunks among the store's n nearest, or (0, ids) to search among the scope's
-        own chunks.
-
-        Chroma's own filters cost in proportion to the chunks they admit, not to the results
-        (at 100k chunks, CPU per query: a `where` on a date range 400-500 ms, on an outlet
-        74 ms; no filter 4 ms). So a scope takes the store's nearest chunks (ids and distances
-        only: 15 ms for 1,000 at 100k) that it admits, the lexical index telling which (3 ms
-        for 1,000 ids), reading `scope_margin` x as many as its share of the store suggests:
-        an outlet with 1/20 of the store reads 1,200 for a pool of 30. A scope too narrow for
-        that (over `nearest_limit`) is searched among its own chunks, which the lexical index
-        lists (Store.nearest: exact over their vectors when few)."""
+        own chunks (why: docs/retrieval.md)."""
         if scope.empty:
             return pool, None
         lexical, where = self.store.lexical, scope.lexical_filter()
