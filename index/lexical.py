@@ -1,26 +1,8 @@
-"""The lexical (BM25) index and the article registry: one tantivy index on local disk.
-
-Why tantivy: the lexical side must answer a question with common words in milliseconds at a
-million chunks. Measured here at 1M chunks (/work/shared/notes/full-text-engines.md), SQLite
-FTS5's `bm25()` scores every row that matches before sorting (195-360 ms for questions with
-common words); tantivy keeps the top k with block-max WAND (2-4 ms), builds 3x faster and takes
-a third of the disk. It updates incrementally (a commit per ingest batch, ~7 ms for one
-document), has one writer at a time and any number of readers, in this and other processes,
-which see a commit after `reload()`: a Slack bot sees new articles without reloading anything.
-
-What it holds, per document kind (field `kind`):
-- `chunk`: the chunk's index terms (the project's one analyser, applied before indexing and to
-  questions, so BM25 and answering see the same words; tantivy only splits on spaces), its
-  outlets, publication time and local day (for scoped searches), its id and article id. Not its
-  text: chunk texts and vectors live in Chroma only.
-- `article`: the registry record of an article (fingerprint, content hash, chunk count,
-  duplicate_of, ...). It is committed in the same commit as the article's chunk documents, after
-  its chunks are in Chroma: "registry written last" is one atomic commit, and a reader's view
-  never holds an article without its chunks.
-- `state`: which entries of the store's log in Chroma (index/store.py) this index holds.
-
-The index is derived from Chroma (the chunks and the log) and can always be rebuilt from it;
-see index/store.py for how it is kept in step, in this process, in others and on other hosts.
+"""The lexical (BM25) index and the article registry: one tantivy index on local disk, derived
+from Chroma (chunks and the store's log) and always rebuildable from it. Documents of kind
+`chunk` (analysed terms, outlets, time, day; no text), `article` (registry records, committed
+with their chunks) and `state` (the last log entry applied). Why tantivy, and how it is kept in
+step: docs/store.md.
 """
 
 from __future__ import annotations
@@ -43,8 +25,6 @@ Analyse = Callable[[str], list[str]]
 WRITER_HEAP = 32_000_000
 # Outlets listed at most (a question names one of these to be recognised as naming an outlet).
 MAX_OUTLETS = 10_000
-
-
 # Figures kept per commit seen (the index's outlets, days and counts, and scopes' counts).
 CACHED = 1000
 # A scope of fewer days than this filters by its days as terms, a longer one by a range.
@@ -105,12 +85,9 @@ def _schema() -> Any:
 
 
 class LexicalIndex:
-    """BM25 search over chunks and the article registry, in a tantivy index at `path`.
-
-    Reading is thread-safe and needs no lock; writing (`apply`, `clear`) takes an exclusive file
-    lock beside the index, so writers in this and other processes take turns. `analyse` turns a
-    text into index terms (the same function must analyse questions).
-    """
+    """BM25 search over chunks and the article registry, in a tantivy index at `path`. Reading
+    needs no lock; `writer()` takes a file lock beside the index, so writers in every process
+    take turns. `analyse` makes index terms (the same function must analyse questions)."""
 
     def __init__(self, path: Path, analyse: Analyse) -> None:
         self.path = path
@@ -232,20 +209,12 @@ class LexicalIndex:
             days = list(range(first, last + 1))
             filters.append(tantivy.Query.term_set_query(schema, "day", days))
             first = last = None
-        for field, low, high in (
-            ("day", first, last),
-            ("published_ts", where.since_ts, where.until_ts),
-        ):
+        ranges = (("day", first, last), ("published_ts", where.since_ts, where.until_ts))
+        for field, low, high in ranges:
             if low is not None or high is not None:
-                filters.append(
-                    tantivy.Query.range_query(
-                        schema,
-                        field,
-                        tantivy.FieldType.Integer,
-                        low if low is not None else -(2**62),
-                        high if high is not None else 2**62,
-                    )
-                )
+                low, high = -(2**62) if low is None else low, 2**62 if high is None else high
+                integer = tantivy.FieldType.Integer
+                filters.append(tantivy.Query.range_query(schema, field, integer, low, high))
         return filters
 
     def term_weights(self, terms: Iterable[str]) -> dict[str, float]:
@@ -302,25 +271,21 @@ class LexicalIndex:
 
         return self._cached("days", compute)  # type: ignore[no-any-return]
 
-    def _count(self, kind: str) -> int:
-        import tantivy
-
-        def compute(searcher: Any) -> int:
-            query = tantivy.Query.term_query(self.index.schema, "kind", kind)
-            return int(searcher.search(query, 1, count=True).count)
-
-        return int(self._cached(f"count:{kind}", compute))
-
     def chunk_count(self, where: LexicalFilter | None = None) -> int:
-        """Chunks in the index (that the filter admits): a scope's count is kept until the next
-        commit, as the index's own figures are (outlets and days recur from question to
-        question; counting an outlet walks its postings: 0.5 ms at 100k chunks, 2.5 at 1M)."""
-        if where is None:
-            return self._count("chunk")
-        return int(self._cached(f"count:{where}", lambda s: s.search(self._chunks(where), 1).count))
+        """Chunks in the index (that the filter admits): kept until the next commit, as the
+        index's own figures are (outlets and days recur from question to question; counting an
+        outlet walks its postings: 0.5 ms at 100k chunks, 2.5 at 1M)."""
+
+        def count(searcher: Any) -> int:
+            return int(searcher.search(self._chunks(where or LexicalFilter()), 1).count)
+
+        return int(self._cached(f"count:{where}", count))
 
     def article_count(self) -> int:
-        return self._count("article")
+        import tantivy
+
+        query = tantivy.Query.term_query(self.index.schema, "kind", "article")
+        return int(self._cached("count:articles", lambda s: s.search(query, 1).count))
 
     # -- the registry --------------------------------------------------------------------------
     def _records(self, field: str, values: Sequence[str], kind: str = "article") -> list[Any]:

@@ -1,31 +1,7 @@
-"""The store: chunks and their vectors in Chroma, the lexical index and article registry beside it.
-
-Chroma holds every chunk (vector, verbatim text, article metadata) and answers the dense search;
-it is the one source of truth. The lexical (BM25) index and the article registry live in a
-tantivy index on local disk (index/lexical.py), derived from Chroma and kept in step with it
-through the store's *log*: a `<name>-log` collection with one small entry per committed batch
-of writes (its number, the registry records it wrote, the ids of the chunks it wrote or changed
-and of those it deleted). A batch is committed in this order:
-
-1. its chunks are upserted into Chroma (deterministic ids, so redoing a batch overwrites);
-2. its log entry is added to Chroma, numbered one past the last: this is the commit marker, and
-   only the writer holding the store's turn (index/lock.py) adds entries;
-3. the entry is applied to the lexical index: chunk terms and registry records in one tantivy
-   commit, together with the number of the last entry applied.
-
-A run killed before 2 leaves chunks no registry record points to: readers drop them (a dense hit
-counts only if the reader's registry holds its article, with the fingerprint the chunk carries)
-and the rerun, planning against the registry, writes them again. Killed between 2 and 3, the
-entry is applied by the next process that looks (`refresh`). A reader therefore never sees half
-an article, and a rerun ends with exactly the chunks of a clean run.
-
-Where the lexical index lives: `<data_dir>/lexical/<collection>-<hash of store and collection>`,
-on each machine that uses the store, for an embedded store and a Chroma server alike. Every
-process, on every host, catches up from the log (`refresh`, at most once per `check_interval`
-while it asks, always before it writes): it applies the entries numbered after the last one its
-index holds, fetching those chunks' texts from Chroma. The cost is that of the new entries, not
-of the store. A host that has no index yet (or finds that the log was replaced by a reset)
-rebuilds it by replaying the whole log.
+"""The store: chunks and their vectors in Chroma (the one source of truth), the lexical index and
+article registry beside it (index/lexical.py), kept in step through the store's log, a
+`<name>-log` collection with one entry per committed batch. The commit order, and why a reader
+never sees half an article: docs/store.md.
 """
 
 from __future__ import annotations
@@ -59,10 +35,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Chroma caps one write at its max batch size (5,461 on SQLite); stay well below it.
 WRITE_BATCH = 1000
-# Up to this many ids, or this share of the store, a search among them reads their vectors and
-# ranks exactly (Store.nearest); beyond, Chroma's query restricted to the ids is cheaper. That
-# query slows as the ids become a smaller share of the store (100k chunks: 100 ids 108 ms, 3,000
-# ids 24 ms; 1M: a day's ~1,300 ids 285-393 ms), while reading vectors costs ~35 ms a 1,000.
+# Up to this many ids, or this share of the store, Store.nearest ranks exactly (docs/store.md).
 EXACT_AMONG = 1000
 EXACT_SHARE = 0.005
 # Log entries read and applied per lexical commit while catching up.
@@ -146,9 +119,8 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
 
 
 class Store:
-    """Chunks in Chroma and the lexical index beside them (see the module docstring). Takes a
-    ready client (tests pass real local ones), or a `connect` function that makes one on first
-    use (under the `opening` lock, if given)."""
+    """Chunks in Chroma and the lexical index beside them. Takes a ready client (tests pass
+    real local ones), or a `connect` function that makes one on first use (under `opening`)."""
 
     def __init__(
         self,
@@ -179,7 +151,6 @@ class Store:
             self._opened()
 
     def _opened(self) -> tuple[Any, Any]:
-        """The chunk and log collections, connecting and creating them on first use."""
         if self._collections is None:
             with self._opening():
                 if self._client is None:
@@ -204,7 +175,6 @@ class Store:
 
     @property
     def client(self) -> Any:
-        """The Chroma client, made (chromadb imported, collections opened) on first use."""
         self._opened()
         return self._client
 
@@ -360,10 +330,10 @@ class Store:
         changed: Sequence[str] = (),
         removed: Sequence[str] = (),
     ) -> int:
-        """Commit a batch whose chunks are in Chroma already (steps 2 and 3 of the module
-        docstring), holding the store's turn: the registry `records`, the `chunks` written (with
-        their texts), the ids of chunks `changed` in place and of those `removed`. Returns the
-        number of its log entry."""
+        """Commit a batch whose chunks are in Chroma already (steps 2 and 3 in docs/store.md),
+        holding the store's turn: the registry `records`, the `chunks` written (with their
+        texts), the ids of chunks `changed` in place and of those `removed`. Returns the number
+        of its log entry."""
         self.refresh()
         log_id, seq = self.lexical.state()
         seq += 1
@@ -512,7 +482,6 @@ class Store:
         self._write(self._chunks.update, ids=ids, embeddings=vectors)
 
     def _write(self, method: Callable[..., Any], **columns: Any) -> None:
-        """`method` (upsert, update) over the columns' rows, at most WRITE_BATCH rows a call."""
         for start in range(0, len(columns["ids"]), WRITE_BATCH):
             rows = slice(start, start + WRITE_BATCH)
             self._call(method, **{name: values[rows] for name, values in columns.items()})
@@ -537,13 +506,8 @@ class Store:
     def nearest(
         self, vector: Sequence[float], k: int, *, among: Sequence[str] | None = None
     ) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity) of the k chunks nearest to `vector`, best first: Chroma's
-        HNSW index over the whole store, or among the given ids. Ids and distances only: a
-        chunk's text and metadata cost more to read than the search (at 100k chunks, 0.1-0.2 ms
-        a chunk), so callers read those of the chunks they keep. Among at most EXACT_AMONG ids
-        the ranking is exact, over their vectors read by id (5 ms for 100 ids at 100k chunks);
-        beyond, Chroma's query restricted to the ids is cheaper (its HNSW search finds them
-        faster the more there are: 108 ms for 100 ids, 24 ms for 3,000)."""
+        """(chunk id, cosine similarity) of the k chunks nearest to `vector`, best first, over
+        the whole store or among the given ids; ids and scores only (docs/store.md)."""
         if k <= 0 or (among is not None and not among):
             return []
         if among is not None and len(among) <= max(
@@ -585,10 +549,9 @@ class Store:
         if not ids:
             return []
         include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
-        return list(_stored(self._call(self._chunks.get, ids=list(ids), include=include), vectors))
+        return _stored(self._call(self._chunks.get, ids=list(ids), include=include), vectors)
 
     def count(self) -> int:
-        """Chunks stored."""
         return int(self._call(self._chunks.count))
 
     def article_count(self) -> int:
@@ -616,15 +579,10 @@ class Store:
             writer.set_state(str(self._log.id), 0)
 
 
-def _stored(result: Any, vectors: bool) -> Iterable[StoredChunk]:
+def _stored(result: Any, vectors: bool) -> list[StoredChunk]:
     embeddings = result.get("embeddings") if vectors else None
     if embeddings is None:
         embeddings = [None] * len(result["ids"])
-    for i, doc, meta, vector in zip(
-        result["ids"],
-        result["documents"] or [],
-        result["metadatas"] or [],
-        embeddings,
-        strict=False,
-    ):
-        yield StoredChunk(id=i, text=doc or "", metadata=dict(meta or {}), vector=vector)
+    documents, metadatas = result["documents"] or [], result["metadatas"] or []
+    rows = zip(result["ids"], documents, metadatas, embeddings, strict=False)
+    return [StoredChunk(i, doc or "", dict(meta or {}), vector) for i, doc, meta, vector in rows]
