@@ -57,11 +57,8 @@ class ReadFailure:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A span of an article's body: `article.body[start:end] == text`.
-
-    `header` (title and source; none on an article's first chunk) is context the model reads
-    before the text; see embed_text and index/chunk.py's context_header.
-    """
+    """A span of an article's body: `article.body[start:end] == text`; the model reads `header`
+    before it (chunk.context_header: title and source, none on the first chunk)."""
 
     id: str
     article_id: str

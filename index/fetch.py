@@ -1,10 +1,8 @@
 """Fetch one http(s) URL safely: bounded time, bounded size, bounded redirects, no internal hosts.
 
-Anyone who can hand newsbot a URL (a Slack user, a feed entry's link) could otherwise make it
-read internal services. So before each hop the host is resolved once, every address it resolves
-to is checked, and the connection is then made to that checked address (the Host header and TLS
-server name stay the original host's), so a DNS answer that changes between check and connect
-cannot slip an internal address through.
+Anyone who can hand newsbot a URL (a Slack user, a feed's link) could otherwise make it read
+internal services: each hop's host is resolved once, every address checked, and the connection made
+to that checked address (Host header and TLS name kept), so DNS cannot change in between.
 """
 
 from __future__ import annotations
@@ -78,14 +76,10 @@ def user_agent() -> str:
 def fetch(url: str, settings: FetchConfig, headers: Mapping[str, str] | None = None) -> Fetched:
     """GET `url` and return its body, or raise ReadError with a one-line message naming the URL.
 
-    `headers` are sent as well (e.g. If-None-Match / If-Modified-Since from a previous Fetched's
-    etag and last_modified); a 304 answer comes back as a Fetched with `not_modified` and no body.
-
-    Only http and https. `settings.fetch_timeout` bounds the whole fetch, redirects included;
-    redirects are followed by hand, at most `settings.max_redirects`, each hop checked again;
-    the body is streamed and abandoned past `settings.max_download_bytes` (after decompression).
-    Hosts resolving to loopback, private, link-local, multicast, reserved or unspecified
-    addresses are refused unless `settings.allow_private_urls`.
+    `headers` go along (e.g. a previous Fetched's validators); a 304 comes back `not_modified`.
+    `fetch_timeout` bounds the whole fetch; at most `max_redirects` hops, each checked again; a
+    body past `max_download_bytes` (decompressed) is abandoned; hosts resolving to non-public
+    addresses are refused unless `allow_private_urls`.
     """
     deadline = time.monotonic() + settings.fetch_timeout
     current = url

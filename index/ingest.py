@@ -26,8 +26,7 @@ from index.store import Store, StoredChunk
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Articles handled per store round-trip: small enough that a killed run loses little work and
-# progress moves.
+# Articles per store round-trip: few enough that a killed run loses little and progress moves.
 ARTICLE_BATCH = 64
 # Chunks the model is given at once: ready batches are pooled, so that it sorts chunks of many
 # articles by length and pads little (one 64-article batch at a time cost 15% more model time).
@@ -232,10 +231,8 @@ def _chunks(window: list[_Batch | _End]) -> int:
 
 
 def _groups(batches: list[_Batch], last: bool) -> list[list[_Batch]]:
-    """The model calls for one window: all of it at once (its chunks sorted by length), but
-    the run's last window leaves its last batch for a call of its own, so that the writer
-    writes the others while the model embeds it (else the run would end by writing a whole
-    window with the model idle)."""
+    """The model calls for one window: all at once (sorted by length), but the run's last batch
+    alone, so that the writer writes the others meanwhile rather than with the model idle."""
     if last and len(batches) > 1:
         return [batches[:-1], batches[-1:]]
     return [batches]
@@ -338,10 +335,8 @@ class Ingestor:
         items: Iterable[Article | ReadFailure],
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
-        """Ingest `items` in three overlapping stages (see _Pipeline); return what was done.
-
-        `progress` is called from the writing thread, in batch order.
-        """
+        """Ingest `items` in three overlapping stages (see _Pipeline); `progress` is called from
+        the writing thread, in batch order."""
         report = IngestReport()
         started = time.perf_counter()
         self.store.check_identity(self.embedder.identity)
@@ -391,8 +386,7 @@ class Ingestor:
         return report
 
     def _embed(self, batches: list[_Batch]) -> None:
-        """Embed the batches' chunks in one model call, from their word pieces when the reading
-        thread has tokenized them already (see `_tokenize`)."""
+        """Embed the batches' chunks in one model call (from `_tokenize`'s word pieces if any)."""
         if not any(batch.ids for batch in batches):
             return
         embed_tokens = getattr(self.embedder, "embed_tokens", None)
@@ -406,8 +400,7 @@ class Ingestor:
             offset += len(batch.ids)
 
     def _tokenize(self, batch: _Batch) -> None:
-        """Tokenize the batch here, in the reading thread, if the embedder can take word pieces:
-        the model's thread then only runs the model."""
+        """In the reading thread, so that the model's thread only runs the model."""
         tokenize = getattr(self.embedder, "tokenize", None)  # beside embed_tokens (OnnxEmbedder)
         if batch.embed_texts and tokenize is not None:
             batch.tokens = tokenize(batch.embed_texts)
@@ -572,11 +565,9 @@ class Ingestor:
             self.store.commit(batch.records, written, changed=sorted(changed), removed=removed)
 
     def reindex(self, progress: ProgressCallback | None = None, page: int = 512) -> int:
-        """Re-embed every stored chunk with this ingestor's embedder, in place.
+        """Re-embed every stored chunk in place, from its stored text and context header.
 
-        Sources are not re-read: the text the model sees is rebuilt from the stored chunk text
-        and the context header stored beside it. The collection is marked while this runs, so
-        a store left half-way is refused until a rerun finishes the job.
+        The collection is marked meanwhile: a store left half-way is refused until a rerun ends.
         """
         self.store.set_identity(None, reindexing=True)
         done = 0

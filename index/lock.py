@@ -1,7 +1,5 @@
-"""Taking turns: ingest, reindex and reset runs on one store write one at a time. A file lock for
-an embedded store; a lease record in the server for a Chroma server, which several hosts may
-share (the protocol: docs/ingesting.md, "Taking turns").
-"""
+"""Taking turns: ingest, reindex and reset runs on one store write one at a time: a file lock for
+an embedded store, a lease record for a Chroma server (docs/ingesting.md, "Taking turns")."""
 
 from __future__ import annotations
 
@@ -31,8 +29,7 @@ def lock_path(data_dir: Path, store_key: str) -> Path:
 
 @contextlib.contextmanager
 def exclusive(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on `path`, waiting for the current holder if there is one
-    (calling `on_wait` first)."""
+    """Hold an exclusive lock on `path`; `on_wait` is called before waiting for a holder."""
     from filelock import FileLock, Timeout
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +54,7 @@ class LeaseLost(Exception):
 
 
 class ChromaLease:
-    """The lease on one Chroma collection's writes (see the module docstring)."""
+    """The lease on one Chroma collection's writes."""
 
     def __init__(self, collection: Any, seconds: float = LEASE_SECONDS) -> None:
         self._collection = collection

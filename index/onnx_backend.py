@@ -1,6 +1,4 @@
-"""The ONNX backend: the sentence-transformers model exported once (with torch), then run on
-onnxruntime without torch. The export, its checks and its cache: docs/ingesting.md.
-"""
+"""The ONNX backend: exported once with torch, run on onnxruntime without (docs/ingesting.md)."""
 
 from __future__ import annotations
 
@@ -63,12 +61,8 @@ def _sha256(path: Path) -> str:
 
 
 class _ChecksumMemo:
-    """sha256 of files, remembered by (size, mtime_ns, inode): a new process need not re-read them.
-
-    Hashing the 90 MB weights and the 90 MB export costs ~0.15 s, a third of a question's start-up.
-    Any write to a file changes its mtime, so a remembered checksum is only reused for an unchanged
-    file. `None` as the memo's path means: always hash.
-    """
+    """sha256 of files, remembered by (size, mtime_ns, inode): hashing the 90 MB weights and export
+    costs ~0.15 s, a third of a question's start-up. With no path: always hash."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
@@ -395,8 +389,8 @@ def _check_precision(precision: str) -> None:
 
 
 def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = False) -> Path:
-    """The ONNX export of `model` at `precision` (`newsbot model export`), built now unless a whole,
-    current one is cached, which unlike at start-up is checked byte by byte; `force` rebuilds it."""
+    """The ONNX export of `model` at `precision` (`newsbot model export`): a cached one is checked
+    byte by byte, unlike at start-up; `force` rebuilds it."""
     _check_precision(precision)
     memo = _ChecksumMemo(None)
     return _ensure(_entry(model, cache_dir, memo), precision, memo, force=force)
@@ -413,8 +407,7 @@ def _cores() -> int:
 
 
 def _open_session(path: Path) -> InferenceSession:
-    """A session running each call on the calling thread alone: `embed_tokens` runs batches
-    side by side instead (see there)."""
+    """Each call on the calling thread alone: `embed_tokens` runs batches side by side instead."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -442,11 +435,7 @@ def _run_batch(session: InferenceSession, rows: Sequence[Sequence[int]]) -> np.n
 
 
 class OnnxEmbedder:
-    """The model's ONNX export on onnxruntime + tokenizers: same vectors as sentence-transformers.
-
-    Texts are tokenized together and run in batches of texts of one length (see `embed_tokens`);
-    rows come back in the order of the texts.
-    """
+    """The model's ONNX export on onnxruntime + tokenizers: sentence-transformers' vectors."""
 
     def __init__(self, model: str, precision: str, batch_size: int, cache_dir: Path) -> None:
         _check_precision(precision)
@@ -494,9 +483,8 @@ class OnnxEmbedder:
         def embed_batch(batch: list[int]) -> None:
             vectors[batch] = _run_batch(self._session, [rows[i] for i in batch])
 
-        # The batches run side by side, one single-threaded model call per core, longest first:
-        # 5-8% less ingest time than intra-op threads, which wait for each other at every
-        # operator (docs/benchmarks.md, "Ingest").
+        # Side by side, one single-threaded call per core, longest first: 5-8% less ingest time
+        # than intra-op threads, which wait for each other (docs/benchmarks.md, "Ingest").
         try:
             if min(self._cores, len(batches)) <= 1:
                 for batch in batches:

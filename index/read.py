@@ -1,8 +1,6 @@
 """Read news articles from files, folders, globs, feeds and URLs into `Article`s.
 
-`iter_articles` yields an `Article` per article read and a `ReadFailure` per item that could not
-be read, and goes on with the rest. Dates are timezone-aware or None; bodies are the text as
-written (line endings normalised, ends stripped). Conventions and ids: docs/ingesting.md.
+Conventions (dates, bodies, ids) and what each reader recognises: docs/ingesting.md, "Reading".
 """
 
 from __future__ import annotations
@@ -50,9 +48,8 @@ _MEDIA_KINDS = {
 }
 READABLE_SUFFIXES = frozenset(_SUFFIX_KINDS)
 
-# A feed entry whose text is shorter than this is taken for a teaser, and (when
-# settings.fetch_full_articles) its linked page is fetched for the full article. Real feeds
-# that carry full text carry far more; teasers are a sentence or two.
+# Shorter feed-entry text is a teaser (a sentence or two; full-text feeds carry far more): its
+# linked page is fetched for the full article when settings.fetch_full_articles.
 SUMMARY_MAX_CHARS = 600
 # Linked pages of one feed fetched at once: enough to hide latency, few enough to be polite.
 FEED_FETCH_WORKERS = 4
@@ -149,10 +146,8 @@ class _Where:
 def iter_articles(sources: Iterable[str], settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     """Read every source and yield its articles, or a ReadFailure per item that failed.
 
-    A source is a file, a folder (read recursively; hidden files and files of unknown types
-    are skipped), a glob (`articles/*.json`, `**` allowed), or an http(s) URL of a page, feed,
-    JSON or text file. Folders and globs are read in sorted path order; a file reached twice
-    (e.g. by a folder and a glob) is read once.
+    A source is a file, a folder (recursive; hidden and unknown files skipped), a glob (`**`
+    allowed) or an http(s) URL. Paths are read in sorted order, a file reached twice once.
     """
     seen: set[Path] = set()
     for source in sources:
@@ -213,9 +208,8 @@ def _read_file(path: Path, resolved: Path, settings: ReadConfig) -> Iterator[Art
     if not path.is_file():
         raise ReadError("not a regular file")
     size = path.stat().st_size
-    # Exports are read record by record, with no limit on the file: memory stays that of a
-    # record whatever the archive holds. A JSON document within the limit is read whole,
-    # which keeps line and column numbers in its error messages.
+    # Exports are streamed record by record, whatever their size; a JSON document within the
+    # limit is read whole, which keeps line and column numbers in its error messages.
     if kind == "jsonl" or (kind == "json" and size > settings.max_file_bytes):
         yield from _stream_export(path, where, kind, settings)
     elif size > settings.max_file_bytes:
@@ -240,7 +234,6 @@ def _read_url(url: str, settings: ReadConfig) -> Iterator[Article | ReadFailure]
 def _guarded(
     items: Iterator[Article | ReadFailure], location: str, item: str = ""
 ) -> Iterator[Article | ReadFailure]:
-    """Turn an exception escaping a reader into one ReadFailure for that location."""
     try:
         yield from items
     except Exception as exc:
@@ -292,7 +285,6 @@ def _read_content(
 
 
 def _check_text(data: bytes, where: _Where) -> None:
-    """Raise ReadError when `data` is empty, or binary rather than text."""
     if not data.strip():
         raise ReadError("empty response" if where.url else "empty file")
     sample = data[:65536]
@@ -327,11 +319,8 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
 
 
 def _detect_non_latin(data: bytes) -> str | None:
-    """Text in a legacy non-Latin charset (Cyrillic, Greek, ...), as detected; else None.
-
-    Detectors often mistake Windows-1252 for its Central European sibling, so a detection is
-    only trusted when it yields letters outside the Latin script.
-    """
+    """Text in a detected legacy non-Latin charset (Cyrillic, Greek, ...), else None: detectors
+    often take Windows-1252 for its Central European sibling, so only non-Latin letters count."""
     try:
         from charset_normalizer import from_bytes
 
@@ -612,7 +601,6 @@ def _read_json(text: str, where: _Where) -> Iterator[Article | ReadFailure]:
 
 
 def _record_item(record: Any, index: int, where: _Where) -> Article | ReadFailure:
-    """Item `index` of a JSON list of articles."""
     if not isinstance(record, dict):
         return ReadFailure(
             where.location, f"item {index}: expected an object, found {_json_type(record)}"
@@ -679,8 +667,7 @@ def _stream_export(
 
 
 def _json_lines_ahead(handle: Any) -> bool:
-    """Whether the file's first line is a JSON object of its own (JSON Lines, even in a .json
-    file), rather than the start of one document."""
+    """Whether the first line is a JSON object of its own (JSON Lines, even in a .json file)."""
     line = handle.readline(JSON_LINE_PROBE_BYTES)
     try:
         return isinstance(json.loads(line), dict) and bool(handle.read(STREAM_HEAD_BYTES).strip())
@@ -901,11 +888,8 @@ class Feed:
 
 
 def read_feed(data: bytes, location: str, url: str = "") -> Feed:
-    """The entries of a feed document read from the file `location`, or served from `url`.
-
-    Raises ReadError when `data` is no RSS or Atom feed. With `feed_articles` it reads as
-    `iter_articles` would; a feed watcher (bot/watch.py) keeps only the entries it has not seen.
-    """
+    """The entries of a feed read from the file `location` or served from `url`; ReadError when
+    `data` is no RSS or Atom feed. `feed_articles` of them reads as `iter_articles` would."""
     if url:
         where = _Where(location=location, id_prefix="url", id_key=url, url=url)
     else:
@@ -1006,8 +990,7 @@ def _prepare_entry(entry: Any, number: int) -> FeedEntry:
 
 
 def _entry_text(value: Any) -> str:
-    """The plain text of a feedparser detail ({"type", "value"}), or of a string (as HTML when
-    it looks like HTML)."""
+    """The plain text of a feedparser detail ({"type", "value"}) or of a string (maybe HTML)."""
     if isinstance(value, dict):
         text, html = value.get("value"), "html" in str(value.get("type") or "")
     else:

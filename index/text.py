@@ -1,10 +1,7 @@
 """The one text analyser: the words of a text as retrieval, answering and follow-ups compare them.
 
-Both sides call it: the lexical index (BM25) indexes `terms(chunk text)` and searches with
-`query_terms(question)`; the extractive answerer and the follow-up reader compare
-`query_terms` of questions, claims and sentences. So a word means the same everywhere: "U.S.",
-"US", "United States" and "American" are all `usa`; "Qatar's", "Qatari" and "Qataris" are
-`qatar`. The steps (abbreviations, names.tsv, stop words, Snowball stems): docs/ingesting.md.
+The lexical index, the extractive answerer and the follow-up reader all use it, so a word means
+the same everywhere ("U.S." and "American" are both `usa`). The steps: docs/ingesting.md.
 
 Changing what `terms`, `query_terms` or `fold_name` return changes every stored index's terms:
 bump `ANALYSER_VERSION` then, so that older indexes are rebuilt rather than searched with new terms.
