@@ -145,11 +145,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = default_config_file()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        return tuple(sources)
+        # A missing file is no source: pydantic-settings reads only the files that exist.
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_config_file())
+        return init_settings, env_settings, toml
 
 
 def load_settings(**overrides: Any) -> Settings:
