@@ -113,14 +113,11 @@ def parse_prompt(name: str, text: str, origin: str = "") -> Prompt:
     declared = {v.strip() for v in variables.group(1).split(",") if v.strip()}
     body = text[head.end() :]
     sections = _SECTION.split(body)
-    parts = {"system": "", "user": ""}
-    if len(sections) == 1:
-        parts["user"] = body
-    else:
-        if sections[0].strip():
-            raise PromptError(f"prompt {where}: text before the first ## system/## user heading")
-        for role, content in zip(sections[1::2], sections[2::2], strict=True):
-            parts[role.lower()] = content.strip("\n") + "\n"
+    parts = {"system": "", "user": body if len(sections) == 1 else ""}
+    if len(sections) > 1 and sections[0].strip():
+        raise PromptError(f"prompt {where}: text before the first ## system/## user heading")
+    for role, content in zip(sections[1::2], sections[2::2], strict=True):
+        parts[role.lower()] = content.strip("\n") + "\n"
     used = _placeholders(parts["system"], where) | _placeholders(parts["user"], where)
     if used != declared:
         raise PromptError(
