@@ -1,7 +1,6 @@
 """The `newsbot` command line: ingest, watch, ask, chat, stats, reset, reindex, model, slack, eval.
 
-Heavy libraries (torch, sentence-transformers, chromadb, langchain) are imported inside the
-commands that need them, so `newsbot --help` and `newsbot ask --help` start instantly.
+Heavy libraries are imported inside the commands that need them, so `--help` starts instantly.
 A NewsbotError becomes one red line (plus its hint) and exit code 1; `--debug` adds the traceback.
 """
 
@@ -174,9 +173,8 @@ def _setting_option(name: str) -> Any:
 def _command(
     *examples: str, settings: tuple[str, ...] = STORE, name: str | None = None, on: Any = app
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Registers a command on `on` with an epilog of `examples`. Typer reads options from the
-    signature: the one it sees is the command's own parameters, then the options of `settings`;
-    the command receives the Settings those make (load_settings) as its `settings` argument."""
+    """Registers a command on `on` with an epilog of `examples`. Typer sees the command's own
+    parameters, then `settings` as options; the command gets the Settings they make."""
 
     def register(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command, eval_str=True)
@@ -199,7 +197,6 @@ def _command(
 
 
 def _require_articles(bot: Bot) -> None:
-    """Fail before the question is asked when there is nothing to answer from."""
     if not bot.count():
         settings = bot.settings
         raise NewsbotError(
@@ -212,8 +209,7 @@ def _require_articles(bot: Bot) -> None:
 def _open_bot(
     settings: Settings, *, check_identity: bool = True, require_articles: bool = False
 ) -> Bot:
-    """The bot with its embedding model loaded (under a spinner); for the commands that ask
-    (`require_articles`), the lexical index caught up too, beside the model."""
+    """The bot with its model loaded (and, to ask, the lexical index caught up) under a spinner."""
     from bot.core import Bot
 
     bot = Bot.open(settings, check_identity=check_identity)
@@ -277,8 +273,7 @@ def _progress_bar(
     *,
     enabled: bool = True,
 ) -> Iterator[Callable[[Progress], None]]:
-    """A progress bar of unknown length on stderr; yields the `progress` callback of
-    Bot.ingest and Bot.reindex, which also lists the items that failed (unless disabled)."""
+    """A progress bar on stderr; yields Bot.ingest's `progress` callback, which shows failures."""
     from rich import progress as bar
 
     columns = [bar.SpinnerColumn(), bar.TextColumn("{task.description}"), bar.BarColumn()]
@@ -464,8 +459,7 @@ def render_answer(console: Console, answer: Answer, *, text: bool = True) -> Non
 
 
 def render_passages(console: Console, answer: Answer | None) -> None:
-    """The whole passage behind the citations, quoted sentences highlighted; a passage that
-    several citations quote is shown once, under all their numbers."""
+    """The passages behind the citations, quotes highlighted, each once under all its numbers."""
     if answer is None or not answer.citations:
         console.print(Text("No sources yet: ask a question first.", style="dim"))
         return
@@ -503,9 +497,8 @@ CHAT_HELP = """Ask a question; follow-ups ("What about Egypt?") use the conversa
 def show_stream(
     console: Console, stream: Iterator[str | Answer], spinner: Console, streaming: bool
 ) -> tuple[Answer, bool]:
-    """Print the answer's pieces as they arrive (when `streaming`: a chat model answers), with a
-    spinner on `spinner` until the first; returns the Answer and whether its whole text was
-    shown (not when the answer changed after streaming, e.g. fell back to the extractive one)."""
+    """Print the answer's pieces as they arrive (when `streaming`), a spinner until the first;
+    returns the Answer and whether its whole text was shown (not if it fell back afterwards)."""
     from bot.models import Answer
 
     result: Answer | None = None

@@ -1,8 +1,7 @@
 """People's votes on answers, one JSON line each in <data_dir>/feedback.jsonl.
 
-A vote records the question, the answer and the citations it voted on. The answers given lately
-are remembered here (a bounded number); for an older one (answered before a restart) the vote
-records what the voted message shows instead.
+A vote records the question, answer and citations of a recent answer (MEMORY_SIZE of them), else
+(e.g. answered before a restart) what the voted message shows.
 """
 
 from __future__ import annotations
@@ -50,8 +49,7 @@ class FeedbackLog:
     def vote(
         self, where: tuple[str, str], vote: str, user: str, shown: dict[str, Any]
     ) -> dict[str, Any]:
-        """Append one vote; `shown` is what the message shows, for an answer not remembered.
-        Returns the record written."""
+        """Append one vote and return it; `shown` is what the message shows (if not remembered)."""
         channel, ts = where
         with self._lock:
             known = self._answers.get(where, shown)

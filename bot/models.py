@@ -6,8 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any, TypedDict
 
-# A day or moment the Python API accepts for since/until: a datetime (naive = UTC), a date or an
-# ISO string.
+# since/until in the Python API: a datetime (naive = UTC), a date or an ISO string.
 DateLike = datetime | date | str | None
 
 

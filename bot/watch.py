@@ -1,8 +1,5 @@
 """Keep feeds up to date: poll them every so often and ingest only what is new (README, "newsbot
-watch"). A round asks each feed with a conditional request (304 = nothing to do) and hands
-`Bot.ingest` the entries not seen before or changed since; each feed's validators and entry
-fingerprints are kept in a small file under data_dir/feeds, so a restart does not read everything
-again. A local feed file works too: its size and modification time stand in for the validators.
+watch"). A local feed file's size and modification time stand in for the HTTP validators.
 
     watcher = Watcher.for_bot(bot, ["https://example.com/feed.xml"])
     watcher.run(every=900, stop=threading.Event(), on_round=print)
@@ -184,8 +181,7 @@ class Watcher:
         on_round: Callable[[Round], None] | None = None,
         rounds: int | None = None,
     ) -> None:
-        """A round every `every` seconds (from the start of one to the next) until `stop` is
-        set, or `rounds` rounds were done."""
+        """A round every `every` seconds (start to start) until `stop` is set or `rounds` done."""
         done = 0
         while not stop.is_set():
             started = time.monotonic()
@@ -277,8 +273,7 @@ class Watcher:
         return read_feed(data, feed), (version, "")
 
     def _ingest_new(self, parsed: Feed, state: FeedState) -> tuple[FeedRound, dict[str, str]]:
-        """Ingest the entries not seen before (or changed); return the counts and the entries
-        of the feed now known."""
+        """Ingest the entries new or changed; return the counts and the feed's entries now known."""
         from index.read import FeedEntry, feed_articles
 
         entries = [entry for entry in parsed.entries if isinstance(entry, FeedEntry)]
