@@ -186,16 +186,21 @@ def test_the_last_window_is_written_while_its_last_batch_is_embedded(make_bot, m
     monkeypatch.setattr(index.ingest, "EMBED_WINDOW", 10_000)  # one window after the first
     articles = make_articles(12)
     bot = make_bot()
-    read = threading.Event()
+    read, started = threading.Event(), threading.Event()
     done: list[int] = []
     seen: dict[int, list[int]] = {}
 
     def items():
-        yield from articles
+        yield from articles[:4]
+        # Batch 2 only once the model has batch 1 alone: a busy machine could otherwise let the
+        # reader queue batches 1-3 before the model's first look, and the model take them at once.
+        assert started.wait(10)
+        yield from articles[4:]
         read.set()
 
     def before(call: int) -> None:
         if call == 1:  # the model starts on batch 1; the reader queues batches 2, 3 and its end
+            started.set()
             assert read.wait(10)
             # Until the reader has queued them all (a sleep here raced its planning of batch 3).
             for reader in threading.enumerate():
