@@ -344,6 +344,15 @@ FEATURES = [
 QUESTION_FEATURES = ["max_evidence"]
 
 
+def as_dict(linear: Any) -> dict[str, Any]:
+    """A fitted bot.answer.Linear as bot/answer_model.json holds it."""
+    return {
+        "features": list(linear.features),
+        "weights": [round(w, 4) for w in linear.weights],
+        "bias": round(linear.bias, 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
@@ -398,8 +407,8 @@ def main() -> None:
         print(f"  {'bias':12} {linear.bias:+.3f}")
     if args.write:
         data = {
-            "sentence": final.sentence.to_dict(),
-            "question": final.question.to_dict(),
+            "sentence": as_dict(final.sentence),
+            "question": as_dict(final.question),
             "cut": round(final.cut, 4),
             "fitted": date.today().isoformat(),
             "by": "bench/fit_answer.py on samples/eval dev (MultiHop + RGB); see docs/answering.md",

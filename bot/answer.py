@@ -10,7 +10,6 @@ answerer is bot/llm.py; it falls back to this one.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 from collections import Counter
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     from bot.retrieve import Passage
     from bot.understand import Part
 
-log = logging.getLogger(__name__)
-
 NOT_FOUND = "The articles don't say."
 CLOSEST_NOTE = " The closest passages are below."
 # Citations returned with a refusal, so the user can see what the bot did find.
@@ -40,19 +37,16 @@ CLOSEST_CITATIONS = 2
 SPLIT_CACHE = 4096
 
 
-# The hand-set constants left after the learned scorer, each where the labelled data cannot
-# decide: they shape how an answer is presented, not whether a sentence answers.
-# Another sentence joins the best one when its probability is at least this share of the best's
-# (the labels say which sentences answer, not how many of them a reader wants).
+# Hand-set where the labelled data cannot decide: how an answer is presented, not whether a
+# sentence answers. A runner-up joins the best sentence at this share of its probability.
 RUNNER_UP = 0.8
-# A question in parts gets, per part, its statement and who made it.
-SENTENCES_PER_PART = 2
-# A part's sentences are ranked by the part's clause plus this many times the whole question
-# (the clause alone often lacks the names the question is about); measured on MultiHop dev
-# before the scorer was learned (docs/answering.md, "Questions about several reports").
+SENTENCES_PER_PART = 2  # a part of a question gets its statement and who made it
+# A part's sentences are ranked by its clause plus this many times the whole question (the clause
+# often lacks the names asked about); measured on MultiHop dev before the scorer was learned
+# (docs/answering.md, "Questions about several reports").
 PART_WHOLE = 2.0
 # Share of the refusal cut a part's best sentence must reach (a clause is shorter than the
-# question, so its probability is lower); only reached after the whole question passed.
+# question, so its probability is lower); only asked after the whole question passed.
 PART_THRESHOLD = 0.65
 
 # -- sentences ---------------------------------------------------------------------------------
@@ -112,24 +106,16 @@ class Pool:
     by_article: dict[str, list[Sentence]] = field(default_factory=dict)  # in article order
 
     def neighbours(self, sentence: Sentence) -> list[Sentence]:
-        return [
-            other
-            for other in (self.previous.get(sentence.key), self.following.get(sentence.key))
-            if other is not None
-        ]
+        found = (self.previous.get(sentence.key), self.following.get(sentence.key))
+        return [other for other in found if other is not None]
 
 
 @lru_cache(maxsize=SPLIT_CACHE)
 def _split(text: str) -> tuple[tuple[int, int, str, frozenset[str]], ...]:
     """(start, end, sentence, its words) of a passage; popular passages come back often."""
+    spans = [(span.start, span.end, text[span.start : span.end]) for span in split_sentences(text)]
     return tuple(
-        (
-            span.start,
-            span.end,
-            text[span.start : span.end],
-            frozenset(query_terms(text[span.start : span.end])),
-        )
-        for span in split_sentences(text)
+        (start, end, sentence, frozenset(query_terms(sentence))) for start, end, sentence in spans
     )
 
 
@@ -196,12 +182,9 @@ def speaker_of(pool: Pool, sentence: Sentence) -> Speaker:
         before.insert(0, cursor)
         cursor = pool.previous.get(cursor.key)
     after = pool.following.get(sentence.key)
-    near = {s.key for s in before} | {sentence.key} | ({after.key} if after else set())
-    elsewhere = [
-        other.text
-        for other in pool.by_article.get(sentence.article_id, ())
-        if other.key not in near
-    ]
+    near = {s.key for s in (*before, sentence, after) if s is not None}
+    article = pool.by_article.get(sentence.article_id, ())
+    elsewhere = [other.text for other in article if other.key not in near]
     found = attribute(
         sentence.text, [s.text for s in before], after.text if after else None, elsewhere
     )
@@ -291,13 +274,8 @@ def outlet_terms(passages: Sequence[Passage]) -> set[str]:
 def idf_weights(question: Question, pool: Pool) -> dict[str, float]:
     """IDF of each question word over the sentence pool (absent words weigh most)."""
     total = len(pool.sentences)
-    counts: Counter[str] = Counter()
-    for sentence in pool.sentences:
-        counts.update(w for w in sentence.words if w in question.words)
-    weights = {}
-    for word in question.words:
-        weights[word] = math.log(1.0 + (total + 1) / (counts[word] + 0.5))
-    return weights
+    counts = Counter(w for sentence in pool.sentences for w in sentence.words)
+    return {w: math.log(1.0 + (total + 1) / (counts[w] + 0.5)) for w in question.words}
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -367,7 +345,6 @@ def _holds(table: dict[str, tuple[re.Pattern[str], Asked]], question: Question, 
 
 
 _YEARS = re.compile(r"\b(?:1[89]|20)\d\d\b")
-TYPED_KINDS = ("who", "when", "where", "number")
 TYPED_APART = ("own", "own_plain", "context", "dense", "rank", "names_here", "own_gap")
 
 
@@ -392,13 +369,6 @@ class Linear:
             tuple(data["features"]), tuple(float(w) for w in data["weights"]), float(data["bias"])
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "features": list(self.features),
-            "weights": [round(w, 4) for w in self.weights],
-            "bias": round(self.bias, 4),
-        }
-
 
 @dataclass(frozen=True)
 class SentenceModel:
@@ -411,12 +381,6 @@ class SentenceModel:
     question: Linear
     cut: float
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SentenceModel:
-        return cls(
-            Linear.from_dict(data["sentence"]), Linear.from_dict(data["question"]), data["cut"]
-        )
-
 
 MODEL_FILE = Path(__file__).with_name("answer_model.json")
 
@@ -424,7 +388,9 @@ MODEL_FILE = Path(__file__).with_name("answer_model.json")
 @lru_cache(maxsize=1)
 def sentence_model() -> SentenceModel:
     """The shipped model (bot/answer_model.json)."""
-    return SentenceModel.from_dict(json.loads(MODEL_FILE.read_text(encoding="utf-8")))
+    data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    sentence, question = (Linear.from_dict(data[name]) for name in ("sentence", "question"))
+    return SentenceModel(sentence, question, data["cut"])
 
 
 def sentence_features(
@@ -436,7 +402,7 @@ def sentence_features(
     title_words: dict[str, frozenset[str]] = {}
     years = frozenset(_YEARS.findall(question.text))
     names = question.names - (question.speaker if question.kind == "say" else frozenset())
-    typed_kind = question.kind in TYPED_KINDS
+    typed_kind = question.kind in _TYPE  # who / when / where / how many
     found = []
     for sentence in pool.sentences:
         if looks_like_instruction(sentence.text) and not question.about_instructions:
@@ -470,10 +436,8 @@ def sentence_features(
         values["context"] = _coverage(sentence.words | around, weights, wanted) - own
         values["dense"] = max(passage.dense_score or 0.0, 0.0)
         # "According to The New York Times, ..." is not answered by another outlet's report.
-        if question.outlets and not question.outlets & {
-            passage.source,
-            *(passage.metadata.get("sources") or ()),
-        }:
+        outlets = {passage.source, *(passage.metadata.get("sources") or ())}
+        if question.outlets and not question.outlets & outlets:
             values["outlet_other"] = 1.0
         values["rank"] = 1.0 / (1.0 + sentence.rank)
         values["names"] = _share(sentence.words | around, names)
@@ -639,9 +603,7 @@ def select(scored: Sequence[Scored], max_sentences: int) -> list[tuple[Sentence,
     for runner in scored[1:]:
         if len(chosen) >= max_sentences or runner.score < RUNNER_UP * best.score:
             break
-        if runner.sentence.key in taken:
-            continue
-        if not (runner.sentence.words - covered):
+        if runner.sentence.key in taken or not runner.sentence.words - covered:
             continue
         needed = [n for n in runner.linked if n.key not in taken]
         if len(chosen) + 1 + len(needed) > max_sentences:
@@ -658,7 +620,6 @@ def extractive_answer(
     *,
     max_sentences: int,
     threshold: float | None = None,
-    ignore: Iterable[str] = (),
     parts: Sequence[Part] = (),
     model: SentenceModel | None = None,
 ) -> Draft:
@@ -668,7 +629,7 @@ def extractive_answer(
     its own passages, side by side; see `parts_answer`.
     """
     pool = sentence_pool(passages)
-    ignored = set(ignore) | outlet_terms(passages)
+    ignored = outlet_terms(passages)
     outlets = (source for part in parts for source in part.sources)
     read = read_question(question, ignore=ignored, outlets=outlets)
     model = model or sentence_model()

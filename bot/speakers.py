@@ -211,12 +211,9 @@ def descriptions(name: str, text: str) -> frozenset[str]:
 
 
 def _acronyms(text: str) -> set[str]:
-    found = set()
-    for match in re.finditer(r"(?:[A-Z][a-z]+\s+(?:of\s+)?){1,5}[A-Z][a-z]+", text):
-        initials = "".join(w[0] for w in match.group().split() if w[0].isupper())
-        if len(initials) >= 2:
-            found.add(initials.lower())
-    return found
+    names = re.finditer(r"(?:[A-Z][a-z]+\s+(?:of\s+)?){1,5}[A-Z][a-z]+", text)
+    initials = ("".join(w[0] for w in name.group().split() if w[0].isupper()) for name in names)
+    return {letters.lower() for letters in initials if len(letters) >= 2}
 
 
 @dataclass(frozen=True)
@@ -231,10 +228,7 @@ class Attribution:
 
 
 def _profile(name: str, texts: Sequence[str]) -> frozenset[str]:
-    words = set(query_terms(name))
-    for text in texts:
-        words |= descriptions(name, text)
-    return frozenset(words)
+    return frozenset(query_terms(name)).union(*(descriptions(name, text) for text in texts))
 
 
 def _owner(text: str, before: Sequence[str]) -> set[str]:
@@ -299,27 +293,21 @@ def attribute(
         return Attribution(frozenset(words), linked, NAMED)
     if said is not None and said.kind == "described":
         description = set(query_terms(said.text)) | _owner(said.text, before)
-        antecedent = _antecedent(description, before)
-        if antecedent is not None:
-            offset, name = antecedent
-            return Attribution(
-                frozenset(description | _profile(name, around)), (offset,), DESCRIBED
-            )
-        return Attribution(frozenset(description), (), DESCRIBED)
+        if (antecedent := _antecedent(description, before)) is None:
+            return Attribution(frozenset(description), (), DESCRIBED)
+        offset, name = antecedent
+        return Attribution(frozenset(description | _profile(name, around)), (offset,), DESCRIBED)
     if said is not None and said.kind == "pronoun" and before:
         for offset in range(1, min(3, len(before)) + 1):
-            names = _named_in(before[-offset])
-            if names:
+            if names := _named_in(before[-offset]):
                 return Attribution(_profile(names[0], around), (-offset,), POINTED)
     # A bare quotation: ", said X" opening the next sentence, else the speaker of the one before.
     if after is not None and re.match(r"^[\"“”'’,\s]*(?:said|says|added)\b", after, re.I):
         nxt = mention(after)
         if nxt is not None and nxt.kind == "named":
             return Attribution(_profile(nxt.text, around), (1,), NAMED)
-    if before and text.lstrip()[:1] in '"“':
-        names = _named_in(before[-1])
-        if names:
-            return Attribution(_profile(names[0], around), (-1,), POINTED)
+    if before and text.lstrip()[:1] in '"“' and (names := _named_in(before[-1])):
+        return Attribution(_profile(names[0], around), (-1,), POINTED)
     return Attribution(frozenset(query_terms(text)), (), 0.3)
 
 
@@ -350,8 +338,7 @@ def _organisation_like(name: str) -> bool:
     """A name that can stand for "the group" / "the company": several capitalised words
     ("Volta Motors"), an acronym or a short form in brackets; not a lone place or person word
     ("Egypt", "Amman")."""
-    words = name.split()
-    return len(words) >= 2 or bool(re.fullmatch(r"[A-Z]{2,6}", name))
+    return len(name.split()) >= 2 or bool(re.fullmatch(r"[A-Z]{2,6}", name))
 
 
 def speaker_terms(text: str) -> frozenset[str]:

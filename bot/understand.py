@@ -1,9 +1,7 @@
-"""Question understanding: the dates, outlets and parts a question names. Pure functions.
+"""Question understanding: the dates, outlets and parts a question names (docs/understanding.md).
 
-Nothing here needs a model or a store: dates are read relative to an injected `today`, outlets are
-matched against the source names the caller passes in (the retriever collects them from its
-index), and a question that compares or chains reports is split into parts, one per named outlet
-or date, each with the clause it asks about.
+Pure functions: dates are read relative to an injected `today`, outlets are matched against the
+source names the caller passes in (the retriever collects them from its index).
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from dateutil.relativedelta import relativedelta
 
@@ -153,29 +151,16 @@ def _year_bounds(year: int, phase: str | None) -> tuple[date, date]:
     return date(year, first, 1), _month_bounds(year, last, None)[1]
 
 
-def _infer_year(
-    month: int,
-    day: int,
-    today: date,
-    year_hint: int | None,
-    known: tuple[date, date] | None,
-) -> int:
-    """The year of a date named without one: the question's other year, else the latest
+def _infer_year(month: int, day: int, context: DateContext) -> int:
+    """The year of a date named without one (and no other year in the question): the latest
     occurrence not after today, preferring one inside the dates the store holds."""
-    if year_hint is not None:
-        return year_hint
-    years = [today.year - back for back in range(0, 30)]
-    possible = [y for y in years if _safe_date(y, month, min(day, 28)) <= today]
+    today, known = context.today, context.known_range
+    candidates = [date(today.year - back, month, min(day, 28)) for back in range(30)]
+    possible = [candidate for candidate in candidates if candidate <= today]
     if known is not None:
         low, high = known[0] - timedelta(days=31), known[1] + timedelta(days=31)
-        inside = [y for y in possible if low <= _safe_date(y, month, min(day, 28)) <= high]
-        if inside:
-            return inside[0]
-    return possible[0] if possible else today.year
-
-
-def _safe_date(year: int, month: int, day: int) -> date:
-    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
+        possible = [candidate for candidate in possible if low <= candidate <= high] or possible
+    return possible[0].year if possible else today.year
 
 
 def _count(value: str | None) -> int:
@@ -251,10 +236,8 @@ def _day_of_month(match: re.Match[str], context: DateContext) -> DateMention | N
     if month is None:
         return None
     number = int(match["d"])
-    year = int(match["y"]) if match["y"] else None
-    if year is None:
-        hint = context.year_near(match.start())
-        year = _infer_year(month, number, context.today, hint, context.known_range)
+    year = int(match["y"]) if match["y"] else context.year_near(match.start())
+    year = year or _infer_year(month, number, context)
     try:
         day = date(year, month, number)
     except ValueError:
@@ -284,7 +267,7 @@ def _month_alone(match: re.Match[str], context: DateContext) -> DateMention | No
     if year is None and (match["prep"] or "").lower() == "next":
         year = today.year if month > today.month else today.year + 1
     elif year is None:
-        year = _infer_year(month, 1, today, None, context.known_range)
+        year = _infer_year(month, 1, context)
     first, last = _month_bounds(year, month, match["phase"])
     start = match.start("phase" if match["phase"] else "m")
     return _mention(match, first, last, "month", start=start)
@@ -337,11 +320,7 @@ def _anchored_days(match: re.Match[str], context: DateContext) -> DateMention | 
 
 
 # Tried in order: a phrase an earlier rule took is not read again, so the longer forms come first
-# ("7 February 2024" before "February 2024" before "in February"), and anchored phrases last,
-# when the dates they refer to are known. dateparser's search_dates was measured against this on
-# tests/test_understand.py's questions: it returns single days where questions name ranges ("last
-# week", "in 2023", "late November"), reads "the day after" from today, finds dates in 5 of 5
-# non-dates ("may struggle", "Black Friday", "$26.3") and takes ~80 ms a question.
+# and anchored phrases last. Why this table and not dateparser: docs/understanding.md.
 DATE_RULES: tuple[DateRule, ...] = (
     DateRule("iso day", _ISO, _iso_day),
     DateRule("day month [year]", _DAY_MONTH, _day_of_month),
@@ -403,25 +382,18 @@ def _relative(match: re.Match[str], today: date) -> tuple[date, date, Precision]
     if match["unit"]:  # "the past 3 days": a window ending today
         amount, unit = _count(match["count"]), match["unit"].lower().rstrip("s")
         return _shift(today, -amount, unit), today, "week"
-    if match["unit3"]:  # "last week": the previous calendar week (Monday..Sunday)
-        unit = match["unit3"].lower()
-        if word.startswith("the past") or word.startswith("past"):
-            return _shift(today, -1, unit), today, "week"
-        if unit == "week":
-            monday = today - timedelta(days=today.weekday() + 7)
-            return monday, monday + timedelta(days=6), "week"
-        if unit == "month":
-            last = today.replace(day=1) - timedelta(days=1)
-            return last.replace(day=1), last, "month"
-        return date(today.year - 1, 1, 1), date(today.year - 1, 12, 31), "year"
-    unit = (match["unit4"] or "week").lower()  # "this week": from its start until today
-    if "past" in word:
+    unit = (match["unit3"] or match["unit4"] or "week").lower()
+    if "past" in word:  # "the past week", "this past month": a window ending today
         return _shift(today, -1, unit), today, "week"
+    # "this week": from its start (Monday, the 1st, 1 January) until today; "last week": the
+    # calendar week (month, year) before this one
     if unit == "week":
-        return today - timedelta(days=today.weekday()), today, "week"
-    if unit == "month":
-        return today.replace(day=1), today, "month"
-    return date(today.year, 1, 1), today, "year"
+        start = today - timedelta(days=today.weekday())
+    else:
+        start = today.replace(month=1 if unit == "year" else today.month, day=1)
+    if match["unit3"]:
+        return _shift(start, -1, unit), start - timedelta(days=1), cast(Precision, unit)
+    return start, today, cast(Precision, unit)
 
 
 def _shift(day: date, amount: int, unit: str) -> date:
@@ -449,36 +421,25 @@ def _apply_relations(question: str, mentions: list[DateMention]) -> list[DateMen
         mention = mentions[index]
         before_text = question[max(0, mention.start - 30) : mention.start]
         following = mentions[index + 1] if index + 1 < len(mentions) else None
+        index += 1
         if _NEGATED_CUE.search(before_text):
-            index += 1
             continue
         if (
             following is not None
             and _RANGE_JOIN.match(question[mention.end : following.start])
             and _RANGE_START.search(before_text)
         ):
-            result.append(
-                DateMention(
-                    mention.start,
-                    following.end,
-                    question[mention.start : following.end],
-                    min(mention.first, following.first),
-                    max(mention.last, following.last),
-                    "on",
-                    mention.precision,
-                )
+            text = question[mention.start : following.end]
+            first, last = min(mention.first, following.first), max(mention.last, following.last)
+            mention = replace(
+                mention, end=following.end, text=text, first=first, last=last, anchored=False
             )
-            index += 2
-            continue
-        relation: Relation = "on"
-        if _AFTER_CUE.search(before_text):
-            relation = "after"
+            index += 1
+        elif _AFTER_CUE.search(before_text):
+            mention = replace(mention, relation="after")
         elif _BEFORE_CUE.search(before_text):
-            relation = "before"
-        if relation != "on":
-            mention = replace(mention, relation=relation)
+            mention = replace(mention, relation="before")
         result.append(mention)
-        index += 1
     return result
 
 
@@ -518,17 +479,12 @@ class OutletMention:
     sources: tuple[str, ...]
 
 
-def _tokens(text: str) -> list[tuple[str, int, int, str]]:
-    """(normalised word, start, end, original) for each word of `text`."""
-    return [(m.group().lower(), m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
-
-
 def outlet_aliases(source: str) -> set[tuple[str, ...]]:
     """Word sequences that name `source`: the full name, the name before a '|' or ' - '
     subtitle, without a leading 'The', without a trailing 'News' or '.com'."""
     aliases: set[tuple[str, ...]] = set()
     for head in {source, _SEPARATORS.split(source)[0]}:
-        words = tuple(word for word, _, _, _ in _tokens(head))
+        words = tuple(word.lower() for word in _WORD.findall(head))
         if not words:
             continue
         variants = {words, words[:-1] if words[-1] == "com" and len(words) > 1 else words}
@@ -565,43 +521,36 @@ def match_outlets(question: str, sources: Iterable[str]) -> list[OutletMention]:
     table, longest = _alias_table(tuple(sorted(set(sources))))
     if not table:
         return []
-    words = _tokens(question)
+    words = list(_WORD.finditer(question))
     mentions: list[OutletMention] = []
     index = 0
     while index < len(words):
-        matched: OutletMention | None = None
         for size in range(min(longest + 1, len(words) - index), 0, -1):
             span = words[index : index + size]
-            key = "".join(word for word, _, _, _ in span)
-            if key not in table:
-                continue
-            start, end = span[0][1], span[-1][2]
-            if not _credible(question, span, start, end):
-                continue
-            matched = OutletMention(start, end, question[start:end], tuple(sorted(table[key])))
-            break
-        if matched is None:
+            key = "".join(word.group().lower() for word in span)
+            start, end = span[0].start(), span[-1].end()
+            if key in table and _credible(question, [word.group() for word in span], start, end):
+                sources = tuple(sorted(table[key]))
+                mentions.append(OutletMention(start, end, question[start:end], sources))
+                index += size
+                break
+        else:
             index += 1
-            continue
-        mentions.append(matched)
-        index += len(_tokens(question[matched.start : matched.end])) or 1
     return mentions
 
 
-def _credible(
-    question: str, span: Sequence[tuple[str, int, int, str]], start: int, end: int
-) -> bool:
+def _credible(question: str, span: Sequence[str], start: int, end: int) -> bool:
+    """Whether the words `span` (question[start:end]) name an outlet where they stand."""
     capitalised = all(
-        original[:1].isupper() or original[:1].isdigit() or word in _SMALL_WORDS
-        for word, _, _, original in span
-    ) and not all(word in _SMALL_WORDS for word, _, _, _ in span)
+        word[:1].isupper() or word[:1].isdigit() or word.lower() in _SMALL_WORDS for word in span
+    ) and not all(word.lower() in _SMALL_WORDS for word in span)
     cue = bool(
         _OUTLET_CUE_BEFORE.search(question[max(0, start - 40) : start])
         or _OUTLET_CUE_AFTER.match(question[end : end + 30])
     )
     if not capitalised:
         return cue
-    if len(span) == 1 and span[0][0] in _GENERIC | _COMMON_SINGLE:
+    if len(span) == 1 and span[0].lower() in _GENERIC | _COMMON_SINGLE:
         # "Fortune favours ...", "Wired headphones": a lone common word needs a cue, or a
         # position that is not the start of a sentence.
         return cue or not _sentence_start(question, start)
@@ -738,7 +687,6 @@ _PUBLICATION_CUE = re.compile(
 # (day, month and year) counts anywhere after a cue in its clause: "TechCrunch reported on the
 # push for an app store for AI on December 19, 2023".
 PUBLICATION_CUE_WORDS = 6
-_FULL_DATE = re.compile(r"\b(?:19|20)\d\d\b")
 _CUE_AFTER_DATE = re.compile(r"\W*(?:\w+\W+)?(?:" + _PUBLICATION_CUE.pattern + ")", re.IGNORECASE)
 
 
@@ -747,7 +695,7 @@ def _is_publication_date(
 ) -> bool:
     words_before = list(_WORD.finditer(question[: mention.start]))[-PUBLICATION_CUE_WORDS:]
     window_start = words_before[0].start() if words_before else mention.start
-    if mention.precision == "day" and _FULL_DATE.search(mention.text):
+    if mention.precision == "day" and _ANY_YEAR.search(mention.text):
         window_start = min(window_start, clause_start)
     if _PUBLICATION_CUE.search(question[window_start : mention.start]):
         return True
