@@ -206,18 +206,6 @@ def _cosine(a: Any, b: Any) -> float:
 # -- fusion and selection (pure) ---------------------------------------------------------------
 
 
-def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, k: int = 60
-) -> list[tuple[str, float]]:
-    """Fuse ranked id lists: score(id) = sum of weight / (k + rank), rank counted from 1."""
-    weights = weights or [1.0] * len(rankings)
-    scores: dict[str, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
-    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
-
-
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     if not a or not b:
         return 0.0
@@ -235,8 +223,13 @@ class Ranked:
 
 
 def fuse(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int) -> Ranked:
-    fused = reciprocal_rank_fusion(rankings, weights, k)
-    return Ranked([chunk_id for chunk_id, _ in fused], dict(fused))
+    """Reciprocal rank fusion of ranked id lists: score(id) = sum of weight / (k + rank), rank
+    counted from 1; equal scores by id."""
+    scores: dict[str, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return Ranked(sorted(scores, key=lambda item: (-scores[item], item)), scores)
 
 
 def interleave(lists: Sequence[Ranked]) -> Ranked:

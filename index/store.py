@@ -40,6 +40,8 @@ EXACT_AMONG = 1000
 EXACT_SHARE = 0.005
 # Log entries read and applied per lexical commit while catching up.
 LOG_PAGE = 50
+# Words of a failure to reach a Chroma server (retried), in its exception's name or message.
+CONNECTION_WORDS = ("connect", "timeout", "timed out", "unavailable", "refused", "reset")
 # Records that are not chunks need a vector; one constant dimension keeps Chroma's index happy.
 _NO_VECTOR = [1.0]
 
@@ -79,14 +81,6 @@ def make_client(settings: StoreConfig) -> Any:
         ) from exc
 
 
-def _is_connection_error(exc: Exception) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return any(
-        word in text
-        for word in ("connect", "timeout", "timed out", "unavailable", "refused", "reset")
-    )
-
-
 def lexical_folder(data_dir: Path, where: str, collection: str) -> Path:
     """Where a host keeps its lexical index of the collection at `where` (a Chroma folder or
     server URL). The index holds analysed terms: another analyser (index/text.py) gets a new
@@ -104,7 +98,8 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
         except StoreError:
             raise
         except Exception as exc:
-            if not _is_connection_error(exc):
+            text = f"{type(exc).__name__} {exc}".lower()
+            if not any(word in text for word in CONNECTION_WORDS):
                 raise StoreError(f"Chroma at {where} failed: {exc}") from exc
             if attempt == retries:
                 raise StoreError(
@@ -119,22 +114,21 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
 
 
 class Store:
-    """Chunks in Chroma and the lexical index beside them. Takes a ready client (tests pass
-    real local ones), or a `connect` function that makes one on first use (under `opening`)."""
+    """Chunks in Chroma and the lexical index beside them. `connect` makes the Chroma client on
+    first use (under `opening`)."""
 
     def __init__(
         self,
-        client: Any,
         name: str,
         *,
         lexical: LexicalIndex,
+        connect: Callable[[], Any],
         where: str = "embedded store",
         retries: int = 0,
-        connect: Callable[[], Any] | None = None,
         opening: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         turn_lock: Path | None = None,
     ) -> None:
-        self._client = client
+        self._client: Any = None
         self._connect = connect
         self._opening = opening
         self.name = name
@@ -147,14 +141,11 @@ class Store:
         self._collections: tuple[Any, Any] | None = None
         self._checked_at = float("-inf")
         self._refreshing = threading.Lock()
-        if client is not None:
-            self._opened()
 
     def _opened(self) -> tuple[Any, Any]:
         if self._collections is None:
             with self._opening():
                 if self._client is None:
-                    assert self._connect is not None
                     self._client = self._connect()
                 self._collections = self._open_collections()
         return self._collections
@@ -213,7 +204,6 @@ class Store:
         server = bool(settings.chroma_url)  # a server's writers take turns by lease, not by file
         turn_lock = lock_path(settings.data_dir, f"{where}|{settings.collection}")
         return cls(
-            None,
             settings.collection,
             lexical=lexical,
             where=where,

@@ -15,7 +15,7 @@ from bot.retrieve import (
     Ranked,
     RetrievalConfig,
     Retriever,
-    reciprocal_rank_fusion,
+    fuse,
     select,
 )
 from index.article import Article
@@ -25,9 +25,9 @@ from index.text import terms
 
 
 def test_reciprocal_rank_fusion_rewards_agreement() -> None:
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], k=60)
-    assert [item for item, _ in fused] == ["b", "a", "c"]
-    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+    fused = fuse([["a", "b", "c"], ["b", "c", "a"]], [1.0, 1.0], k=60)
+    assert fused.ids == ["b", "a", "c"]
+    assert fused.scores["b"] == pytest.approx(1 / 62 + 1 / 61)
 
 
 # -- real model, real Chroma ---------------------------------------------------------------------
