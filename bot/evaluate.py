@@ -1,8 +1,4 @@
-"""`newsbot eval`: answer quality on MultiHop-RAG, RGB or our own question sets (README).
-
-The metric functions at the top are pure and are what bench/ scripts reuse; `run_eval` wires them
-to a real Bot.
-"""
+"""`newsbot eval` on MultiHop-RAG, RGB or our own question sets (README); bench/ reuses metrics."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""People's votes on answers, one JSON line each in <data_dir>/feedback.jsonl.
-
-A vote records the question, answer and citations of a recent answer (MEMORY_SIZE of them), else
-(e.g. answered before a restart) what the voted message shows.
-"""
+"""People's votes on answers, one JSON line each in <data_dir>/feedback.jsonl. A vote records a
+recent answer's question, text and citations, else (e.g. after a restart) what its message shows."""
 
 from __future__ import annotations
 

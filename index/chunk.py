@@ -40,9 +40,7 @@ class Span:
 
 def split_sentences(text: str) -> list[Span]:
     """Sentence spans of `text`, never crossing a line break (headlines, datelines, list items).
-
-    blingfire keeps abbreviations whole and is ~20x faster than pysbd (README, "Decisions").
-    """
+    blingfire keeps abbreviations whole and is ~20x faster than pysbd (README, "Decisions")."""
     spans: list[Span] = []
     for line in _PARAGRAPH.finditer(text):
         piece = line.group()

@@ -1,7 +1,5 @@
-"""What index/ reads from the settings, as protocols (index/ never imports bot.settings).
-
-bot's `Settings` has these names and is passed as it is; a test may pass any object with them.
-"""
+"""What index/ reads from the settings, as protocols (index/ never imports bot.settings): bot's
+`Settings` is passed as it is; a test may pass any object with these names."""
 
 from __future__ import annotations
 

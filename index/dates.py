@@ -1,7 +1,5 @@
 """Dates: the one place where text and values become timezone-aware datetimes (no zone: UTC).
-
-`parse_date` reads sources' date fields (unreadable: None); `to_datetime` what a person asks for.
-"""
+`parse_date` reads sources' date fields (unreadable: None); `to_datetime` what a person asks for."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Embedding models: one process-wide instance per (model, backend, precision).
-
-`torch` (sentence-transformers) and `onnx` (index/onnx_backend.py, no torch) give the same vectors.
-"""
+"""Embedding models: one process-wide instance per (model, backend, precision). `torch`
+(sentence-transformers) and `onnx` (index/onnx_backend.py, no torch) give the same vectors."""
 
 from __future__ import annotations
 

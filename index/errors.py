@@ -1,7 +1,5 @@
 """The errors index/ raises (here, as index/ never imports bot/; bot/errors.py re-exports them).
-
-Every message says what went wrong, where, and what to do.
-"""
+Every message says what went wrong, where, and what to do."""
 
 from __future__ import annotations
 

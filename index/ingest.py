@@ -1,8 +1,7 @@
 """The ingest pipeline: articles -> chunks -> vectors -> store, incremental and crash-safe.
 
-Each batch's chunks are written first and its registry records committed last, so a run killed
-anywhere and run again ends with the chunks of a clean run. Reading, embedding and writing
-overlap (`_Pipeline`). The order and why: docs/ingesting.md, "The ingest pipeline".
+Chunks are written first, registry records last, so a killed run rerun ends as a clean run would;
+reading, embedding and writing overlap. Why: docs/ingesting.md, "The ingest pipeline".
 """
 
 from __future__ import annotations

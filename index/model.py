@@ -1,6 +1,5 @@
-"""The embedding model's folder and identity, shared by both backends (index/embed.py for torch
-and the choice of backend, index/onnx_backend.py for ONNX): each imports this, neither the other.
-"""
+"""The embedding model's folder and identity, shared by index/embed.py and index/onnx_backend.py:
+each imports this, neither the other."""
 
 from __future__ import annotations
 
