@@ -414,3 +414,34 @@ def test_what_did_x_say_without_a_topic_quotes_x() -> None:
     draft = answer("What did Hana Berg say?", passages_of(make_article(body)))
     assert not draft.refused
     assert "back to normal by Friday" in draft.text
+
+
+def test_a_typed_question_needs_the_kind_of_answer_it_asks_for_and_does_not_already_hold() -> None:
+    from bot.answer import sentence_features
+
+    body = (
+        "The drivers walked out in 2019 over pay.\n"
+        "Talks with the city broke down again in May.\n"
+        "The strike ended on 4 March after the union's president, Dolores Okafor, signed.\n"
+        "About 40 buses ran on the first day; the city had promised 12 more."
+    )
+    pool = sentence_pool(passages_of(make_article(body)))
+
+    def typed(question: str) -> dict[str, tuple[float, float]]:
+        found = sentence_features(read_question(question), pool)
+        return {s.text.split()[1]: (v["typed"], v["shaped"]) for s, v, _ in found}
+
+    # "when": any date the question does not name; shaped: a day and month
+    when = typed("When did the 2019 strike end?")
+    assert when["drivers"] == (0.0, 0.0)  # only the year the question names
+    assert when["with"] == (1.0, 0.0)  # a month
+    assert when["strike"] == (1.0, 1.0)  # a day and month
+    # "who": a capitalised name the question does not hold; shaped: a full name
+    who = typed("Who signed for the union?")
+    assert who["strike"] == (1.0, 1.0)
+    assert who["drivers"] == (0.0, 0.0)
+    # "how many": a figure the question does not hold
+    many = typed("How many buses ran?")
+    assert many["40"] == (1.0, 1.0)
+    assert many["with"] == (0.0, 0.0)
+    assert "typed" not in next(iter(sentence_features(read_question("Why?"), pool)))[1]
