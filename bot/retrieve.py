@@ -239,11 +239,8 @@ def interleave(lists: Sequence[Ranked]) -> Ranked:
     for number, ranked in enumerate(lists):
         ids = ranked.ids if ranked.votes is None else ranked.ids[: ranked.votes]
         for rank, chunk_id in enumerate(ids):
-            known = best.get(chunk_id)
-            if known is None:
-                best[chunk_id] = (rank, -1, number)
-            else:
-                best[chunk_id] = (min(rank, known[0]), known[1] - 1, known[2])
+            best_rank, found_in, first = best.get(chunk_id, (rank, 0, number))
+            best[chunk_id] = (min(rank, best_rank), found_in - 1, first)
     ids = sorted(best, key=best.__getitem__)
     return Ranked(ids, {chunk_id: 1.0 / (1 + place) for place, chunk_id in enumerate(ids)})
 
