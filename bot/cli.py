@@ -825,7 +825,8 @@ def evaluate(
             answer=not retrieval_only,
         )
     if json_out is not None:
-        json_out.write_text(report.to_json() + "\n", encoding="utf-8")
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+        json_out.write_text(text + "\n", encoding="utf-8")
     console = Console()
     if not console.is_terminal:  # a file or a pipe: keep whole figures rather than wrap columns
         console.width = max(console.width, 200)

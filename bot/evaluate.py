@@ -305,9 +305,6 @@ class EvalReport(_Result):
         rounded = {name: round(getattr(self, name), 2) for name in ("ingest_seconds", "seconds")}
         return super().to_dict() | rounded
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
-
 
 # -- the summary tables the CLI prints ---------------------------------------------------------
 _RETRIEVAL_HEAD = ["Hits@1", "Hits@4", "Hits@10", "any@4", "any@10", "MRR@10"]
@@ -783,31 +780,16 @@ def evaluate_question_set(
     )
 
 
-def rgb_articles(question_id: str, passages: Sequence[tuple[str, bool]]) -> list[Article]:
-    from index.article import Article
-
-    return [
-        Article(
-            id=f"{question_id}-{'pos' if is_positive else 'neg'}-{index}",
-            title="",
-            body=text,
-            source="RGB",
-            origin=f"{question_id} passage {index}",
-        )
-        for index, (text, is_positive) in enumerate(passages)
-        if text.strip()
-    ]
-
-
 def evaluate_rgb(
     bot: Bot,
     questions: Sequence[dict[str, Any]],
     *,
     retriever: str,
     progress: ProgressCallback | None = None,
-    seed: int = RGB_SEED,
 ) -> RgbResult:
     """Ask each RGB question over a store holding only the passages of one setting."""
+    from index.article import Article
+
     started = time.perf_counter()
     correct: dict[float, list[bool]] = {ratio: [] for ratio in RGB_NOISE_RATIOS}
     rejected: list[bool] = []
@@ -817,8 +799,19 @@ def evaluate_rgb(
 
     def ask(row: dict[str, Any], setting: object, positive: list[str], negative: list[str],
             noise_ratio: float) -> Answer:  # fmt: skip
-        rng = random.Random(f"{seed}:{row['id']}:{setting}")
-        articles = rgb_articles(str(row["id"]), mix_passages(positive, negative, noise_ratio, rng))
+        rng = random.Random(f"{RGB_SEED}:{row['id']}:{setting}")
+        passages = mix_passages(positive, negative, noise_ratio, rng)
+        articles = [
+            Article(
+                id=f"{row['id']}-{'pos' if is_positive else 'neg'}-{index}",
+                title="",
+                body=text,
+                source="RGB",
+                origin=f"{row['id']} passage {index}",
+            )
+            for index, (text, is_positive) in enumerate(passages)
+            if text.strip()
+        ]
         bot.reset()
         bot.ingest(articles)
         answer = bot.ask(str(row["query"]))
