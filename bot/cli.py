@@ -31,7 +31,7 @@ from bot.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from bot.core import Bot
-    from bot.models import Answer, Citation, StoreStats, Turn
+    from bot.models import Answer, Citation, Turn
     from index.ingest import IngestReport, Progress
 
 EXIT_FAILED = 1
@@ -196,16 +196,6 @@ def _command(
     return register
 
 
-def _require_articles(bot: Bot) -> None:
-    if not bot.count():
-        settings = bot.settings
-        raise NewsbotError(
-            "nothing indexed yet: run `newsbot ingest PATH`",
-            hint=f"the store {settings.chroma_url or settings.store_dir} (collection "
-            f"{settings.collection}) holds no articles; e.g. newsbot ingest samples/articles",
-        )
-
-
 def _open_bot(
     settings: Settings, *, check_identity: bool = True, require_articles: bool = False
 ) -> Bot:
@@ -215,8 +205,12 @@ def _open_bot(
     bot = Bot.open(settings, check_identity=check_identity)
     with Console(stderr=True).status("Loading the embedding model..."):
         bot.warm(index=require_articles)
-    if require_articles:
-        _require_articles(bot)
+    if require_articles and not bot.count():
+        raise NewsbotError(
+            "nothing indexed yet: run `newsbot ingest PATH`",
+            hint=f"the store {settings.chroma_url or settings.store_dir} (collection "
+            f"{settings.collection}) holds no articles; e.g. newsbot ingest samples/articles",
+        )
     return bot
 
 
@@ -244,7 +238,14 @@ def ingest(
     if as_json:
         typer.echo(json.dumps({**report.to_dict(), "articles": report.articles}, indent=2))
     else:
-        _say(_summary(report, bot.stats()))
+        where = bot.stats()
+        _say(
+            f"{_plural(report.articles, 'article')}: {report.new} new, {report.updated} updated, "
+            f"{report.unchanged} unchanged, {report.duplicates} duplicates, {report.failed} "
+            f"failed; {_plural(report.chunks, 'chunk')} written in {report.seconds:.1f} s "
+            f"({report.chunks_per_second:.1f} chunks/s) into {where['store']} "
+            f"(collection {where['collection']})"
+        )
         if report.failed:
             failed = _plural(report.failed, "item")
             _say(f"{failed} failed (listed above); everything else was ingested.", "yellow")
@@ -254,16 +255,6 @@ def ingest(
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _summary(report: IngestReport, stats: StoreStats) -> str:
-    return (
-        f"{_plural(report.articles, 'article')}: {report.new} new, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.duplicates} duplicates, {report.failed} failed; "
-        f"{_plural(report.chunks, 'chunk')} written in {report.seconds:.1f} s "
-        f"({report.chunks_per_second:.1f} chunks/s) into {stats['store']} "
-        f"(collection {stats['collection']})"
-    )
 
 
 @contextmanager
