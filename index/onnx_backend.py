@@ -55,11 +55,6 @@ _RECORDED_PACKAGES = "torch transformers sentence-transformers onnx onnxruntime 
 # -- checksums ---------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 class _ChecksumMemo:
     """sha256 of files, remembered by (size, mtime_ns, inode): hashing the 90 MB weights and export
     costs ~0.15 s, a third of a question's start-up. With no path: always hash."""
@@ -81,7 +76,8 @@ class _ChecksumMemo:
         remembered = self._entries.get(key)
         if self._path is not None and remembered is not None and remembered[:3] == signature:
             return str(remembered[3])
-        digest = _sha256(path)
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
         self._entries[key] = [*signature, digest]
         self._dirty = True
         return digest
@@ -96,20 +92,16 @@ class _ChecksumMemo:
             log.debug("cannot save checksums to %s: %s", self._path, exc)
 
 
-def _source_files(model_path: Path) -> list[Path]:
-    return [
+def source_checksum(model_path: Path, memo: _ChecksumMemo) -> str:
+    """One sha256 over the model's files (names and contents) and the export format."""
+    digest = hashlib.sha256(f"newsbot-onnx-export-{EXPORT_FORMAT}\n".encode())
+    files = [
         path
         for path in sorted(model_path.rglob("*"))
         if path.is_file()
         and path.suffix in _SOURCE_SUFFIXES
         and not _SKIPPED_FOLDERS.intersection(path.relative_to(model_path).parts[:-1])
     ]
-
-
-def source_checksum(model_path: Path, memo: _ChecksumMemo) -> str:
-    """One sha256 over the model's files (names and contents) and the export format."""
-    digest = hashlib.sha256(f"newsbot-onnx-export-{EXPORT_FORMAT}\n".encode())
-    files = _source_files(model_path)
     if not files:
         raise EmbeddingError(f"no model files found in {model_path}")
     for path in files:
@@ -399,13 +391,6 @@ def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = F
 # -- running (no torch) ------------------------------------------------------------------------
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _open_session(path: Path) -> InferenceSession:
     """Each call on the calling thread alone: `embed_tokens` runs batches side by side instead."""
     import onnxruntime
@@ -443,7 +428,10 @@ class OnnxEmbedder:
         entry = _entry(model, cache_dir, memo)
         self.max_tokens = model_max_tokens(entry.model_path)
         self.batch_size = batch_size
-        self._cores = _cores()
+        try:
+            self._cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            self._cores = os.cpu_count() or 1
         # One pool for the process's life: threads started for every model call made an ingest's
         # RSS grow by 3-17 MiB a batch (docs/benchmarks.md, "Bulk input").
         self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="newsbot-embed")
