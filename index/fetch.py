@@ -51,7 +51,6 @@ class Fetched:
 
     @property
     def not_modified(self) -> bool:
-        """The server answered a conditional request with 304: nothing changed, no body."""
         return self.status == 304
 
 
@@ -84,7 +83,12 @@ def fetch(url: str, settings: FetchConfig, headers: Mapping[str, str] | None = N
     deadline = time.monotonic() + settings.fetch_timeout
     current = url
     for _ in range(settings.max_redirects + 1):
-        _check_scheme(current, url)
+        parts = urlsplit(current)
+        if parts.scheme.lower() not in ("http", "https"):
+            via = "" if current == url else f" (redirected from {url})"
+            raise ReadError(f"cannot fetch {current}{via}: only http and https URLs can be read")
+        if not parts.hostname:
+            raise ReadError(f"cannot fetch {current}: the URL has no host")
         response = _get_once(current, settings, deadline, headers or {})
         if isinstance(response, Fetched):
             return response
@@ -95,15 +99,6 @@ def fetch(url: str, settings: FetchConfig, headers: Mapping[str, str] | None = N
         f"too many redirects fetching {url} (more than {settings.max_redirects})",
         hint="raise NEWSBOT_MAX_REDIRECTS if the site really needs more",
     )
-
-
-def _check_scheme(current: str, original: str) -> None:
-    parts = urlsplit(current)
-    if parts.scheme.lower() not in ("http", "https"):
-        via = "" if current == original else f" (redirected from {original})"
-        raise ReadError(f"cannot fetch {current}{via}: only http and https URLs can be read")
-    if not parts.hostname:
-        raise ReadError(f"cannot fetch {current}: the URL has no host")
 
 
 def _get_once(
@@ -146,7 +141,6 @@ def _get_once(
         except _httpx.ConnectError as exc:
             last_error = exc
             logger.debug("cannot connect to %s at %s: %s", url, address, exc)
-            continue
         except _httpx.TimeoutException:
             raise _timed_out(url, settings) from None
         except _httpx.HTTPError as exc:
