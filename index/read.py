@@ -1028,10 +1028,8 @@ def _article_from_entry(
         raise ReadError("no text: the entry has no content or summary, and no page was read")
     if item.link:
         article_id = stable_id("url", item.link)
-    elif item.guid:
-        article_id = stable_id(where.id_prefix, f"{where.id_key}#{item.guid}")
     else:
-        article_id = where.item_id(str(item.number))
+        article_id = where.item_id(item.guid or str(item.number))
     source = feed_title or (page.source if page else "") or urlsplit(item.link).hostname or ""
     return Article(
         id=article_id,
