@@ -385,11 +385,11 @@ class Ingestor:
         return report
 
     def _embed(self, batches: list[_Batch]) -> None:
-        """Embed the batches' chunks in one model call (from `_tokenize`'s word pieces if any)."""
+        """Embed the batches' chunks in one model call (from their word pieces if tokenized)."""
         if not any(batch.ids for batch in batches):
             return
         embed_tokens = getattr(self.embedder, "embed_tokens", None)
-        if embed_tokens is not None:  # then _tokenize gave every batch its tokens
+        if embed_tokens is not None:  # then _produce gave every batch its tokens
             vectors = embed_tokens([row for batch in batches for row in batch.tokens or []])
         else:
             vectors = self.embedder.embed([text for batch in batches for text in batch.embed_texts])
@@ -397,12 +397,6 @@ class Ingestor:
         for batch in batches:
             batch.vectors = vectors[offset : offset + len(batch.ids)]
             offset += len(batch.ids)
-
-    def _tokenize(self, batch: _Batch) -> None:
-        """In the reading thread, so that the model's thread only runs the model."""
-        tokenize = getattr(self.embedder, "tokenize", None)  # beside embed_tokens (OnnxEmbedder)
-        if batch.embed_texts and tokenize is not None:
-            batch.tokens = tokenize(batch.embed_texts)
 
     # -- stage 1: read, plan against the store, chunk ------------------------------------------
     def _produce(
@@ -428,7 +422,10 @@ class Ingestor:
                 # What an earlier batch still being written changes, this one must read after.
                 pipeline.wait_for(_keys(articles.values()))
                 self._plan(batch, list(articles.values()))
-                self._tokenize(batch)
+                # Tokenized here, so that the model's thread only runs the model.
+                tokenize = getattr(self.embedder, "tokenize", None)  # OnnxEmbedder's
+                if batch.embed_texts and tokenize is not None:
+                    batch.tokens = tokenize(batch.embed_texts)
                 pipeline.hold(batch)
                 pipeline.put(planned, batch)
         except _Stopped:
