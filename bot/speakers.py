@@ -239,7 +239,8 @@ def _owner(text: str, before: Sequence[str]) -> set[str]:
     said = mention(before[-1])
     if said is not None and said.kind != "pronoun":
         return set(query_terms(said.text))
-    subject = _subject(before[-1])
+    # else the sentence's first name ("The World Health Organization, which ...")
+    subject = next((full for _, full in _names(before[-1])), None)
     return set(query_terms(subject)) if subject else set()
 
 
@@ -251,11 +252,6 @@ def _names(text: str) -> Iterator[tuple[str, str]]:
         if name:
             short = re.match(r"\s*\((?P<short>[^()]{1,40})\)", text[match.end() :])
             yield name, f"{name} {short.group('short')}" if short else name
-
-
-def _subject(text: str) -> str | None:
-    """The first name of a sentence ("The World Health Organization, which ...")."""
-    return next((full for _, full in _names(text)), None)
 
 
 def _named_in(text: str) -> list[str]:

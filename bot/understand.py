@@ -553,17 +553,13 @@ def _credible(question: str, span: Sequence[str], start: int, end: int) -> bool:
     if len(span) == 1 and span[0].lower() in _GENERIC | _COMMON_SINGLE:
         # "Fortune favours ...", "Wired headphones": a lone common word needs a cue, or a
         # position that is not the start of a sentence.
-        return cue or not _sentence_start(question, start)
+        before = question[:start].rstrip(" \"'‘“(")
+        return cue or (bool(before) and before[-1] not in ".!?:;\n")
     return True
 
 
 # Single-word outlet names that are also common words.
 _COMMON_SINGLE = frozenset({"fortune", "wired", "time", "vice", "axios", "polygon", "guardian"})
-
-
-def _sentence_start(question: str, start: int) -> bool:
-    before = question[:start].rstrip(" \"'‘“(")
-    return not before or before[-1] in ".!?:;\n"
 
 
 # -- parts -------------------------------------------------------------------------------------

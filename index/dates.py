@@ -89,9 +89,7 @@ def _parse_date(value: object) -> datetime | None:
         pass
     # An incomplete date ("February 2024") is no date.
     first, second = (parser.parse(text, default=default) for default in _DEFAULTS)
-    if first.date() != second.date():
-        return None
-    return first
+    return first if first.date() == second.date() else None
 
 
 def _from_epoch(seconds: float) -> datetime:
