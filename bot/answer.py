@@ -137,13 +137,8 @@ def sentence_pool(passages: Sequence[Passage]) -> Pool:
                 pool.previous.setdefault(sentence.key, previous)
                 pool.following.setdefault(previous.key, sentence)
             previous = sentence
-    _link_adjacent_chunks(pool)
-    return pool
-
-
-def _link_adjacent_chunks(pool: Pool) -> None:
-    """Chunks i and i+1 of an article are contiguous: the last sentence of one and the first of
-    the other are neighbours even when the chunks do not overlap."""
+    # Chunks i and i+1 of an article are contiguous: the last sentence of one and the first of
+    # the other are neighbours even when the chunks do not overlap.
     for sentence in pool.sentences:
         pool.by_article.setdefault(sentence.article_id, []).append(sentence)
     for sentences in pool.by_article.values():
@@ -157,6 +152,7 @@ def _link_adjacent_chunks(pool: Pool) -> None:
             if int(second_at) - int(first_at) == 1:
                 pool.following[first.key] = second
                 pool.previous[second.key] = first
+    return pool
 
 
 def looks_like_instruction(text: str) -> bool:
