@@ -383,7 +383,6 @@ MODEL_FILE = Path(__file__).with_name("answer_model.json")
 
 @lru_cache(maxsize=1)
 def sentence_model() -> SentenceModel:
-    """The shipped model (bot/answer_model.json)."""
     data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
     sentence, question = (Linear.from_dict(data[name]) for name in ("sentence", "question"))
     return SentenceModel(sentence, question, data["cut"])

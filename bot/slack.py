@@ -1,10 +1,5 @@
-"""The Slack front door (docs/slack.md): a slack-bolt app whose listeners acknowledge every event
-at once, call `Bot.stream` in a bounded worker pool and post the Answer. Which events get an
-answer, what a message asks and the rendering are bot/slack_messages.py's; votes bot/feedback.py's.
-
-    app, door = build_app(bot, settings)     # or: door = register(existing_app, bot, settings)
-    serve(bot, socket=True)                  # Socket Mode; socket=False: HTTP at /slack/events
-"""
+"""The Slack front door: a slack-bolt app whose listeners acknowledge every event at once, call
+`Bot.stream` in a bounded worker pool and post the Answer (docs/slack.md, "Code")."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
 """Keep feeds up to date: poll them every so often and ingest only what is new (README, "newsbot
-watch"). A local feed file's size and modification time stand in for the HTTP validators.
-
-    watcher = Watcher.for_bot(bot, ["https://example.com/feed.xml"])
-    watcher.run(every=900, stop=threading.Event(), on_round=print)
-"""
+watch"). A local feed file's size and modification time stand in for the HTTP validators."""
 
 from __future__ import annotations
 

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def safe_name(name: str) -> str:
-    """`name` (a collection's) as part of a file name."""
+def safe_name(name: str) -> str:  # a collection's name, in a file name
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 

@@ -282,8 +282,7 @@ class _Pipeline:
             with contextlib.suppress(queue.Empty):
                 return channel.get(timeout=0.1)
 
-    def fail(self, error: BaseException) -> None:
-        """The writer failed: everything stops."""
+    def fail(self, error: BaseException) -> None:  # the writer's: everything stops
         self.error = error
         self.stop.set()
 

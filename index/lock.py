@@ -110,7 +110,6 @@ class ChromaLease:
                 log.warning("could not renew the ingest lease: %s", exc)
 
     def check(self) -> None:
-        """Raise LeaseLost unless this process holds the lease."""
         record = self._record()
         if record is None or record.get("token") != self.token:
             raise LeaseLost(f"lease taken over by {(record or {}).get('owner', 'nobody')}")
