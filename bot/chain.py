@@ -138,7 +138,6 @@ class AnswerChain(Runnable[ChainInput, str | Answer]):
 
 
 def _arguments(input: ChainInput) -> dict[str, Any]:
-    """Bot.stream's arguments for the chain's input."""
     if isinstance(input, str):
         return {"question": input}
     if not isinstance(input, dict) or not isinstance(input.get("question"), str):

@@ -394,7 +394,6 @@ def ask(
         )
     bot = _open_bot(settings, require_articles=True)
 
-    # A chat model's answer is printed as it is written (not for --json).
     streaming = not as_json and bot.answerer.chat_model is not None
 
     def answer(one: str, *, lines: bool) -> None:
@@ -525,7 +524,6 @@ class ChatSession:
         self.console = console
         self.history: list[Turn] = []
         self.last: Answer | None = None
-        # Stream when a chat model answers (named by settings.llm or passed to Bot.open).
         self.streaming = bot.answerer.chat_model is not None
 
     def handle(self, line: str) -> bool:

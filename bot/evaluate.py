@@ -681,16 +681,10 @@ def _retrieval_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) ->
     def average(metric: Callable[[Sequence[str], Any, int], float | bool], k: int) -> float | None:
         return mean(metric(r.ranked_at_k[k], evidence, k) for evidence, r in scored)
 
-    return RetrievalScores(
-        questions=len(scored),
-        hits_at_1=average(hits_at_k, 1),
-        hits_at_4=average(hits_at_k, 4),
-        hits_at_10=average(hits_at_k, 10),
-        any_at_1=average(any_hit_at_k, 1),
-        any_at_4=average(any_hit_at_k, 4),
-        any_at_10=average(any_hit_at_k, 10),
-        mrr_at_10=average(reciprocal_rank, MRR_CUTOFF),
-    )
+    scores = {f"hits_at_{k}": average(hits_at_k, k) for k in HIT_CUTOFFS}
+    scores |= {f"any_at_{k}": average(any_hit_at_k, k) for k in HIT_CUTOFFS}
+    scores[f"mrr_at_{MRR_CUTOFF}"] = average(reciprocal_rank, MRR_CUTOFF)
+    return RetrievalScores(questions=len(scored), **scores)
 
 
 def _answer_scores(pairs: Sequence[tuple[dict[str, Any], QuestionResult]]) -> AnswerScores:

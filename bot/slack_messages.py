@@ -79,16 +79,14 @@ def _split(text: str, limit: int) -> list[str]:
     return pieces
 
 
-def _link(citation: Citation) -> str:
-    title = escape(citation.title.strip() or citation.url or "untitled article")
-    if web_link(citation.url):
-        return f"<{escape(citation.url).replace('|', '%7C')}|{title}>"
-    return f"*{title}*"
-
-
 def citation_text(citation: Citation) -> str:
     """One citation as mrkdwn: number, linked title, outlet(s), date, then the quoted sentence."""
-    head = f"*[{citation.n}]* {_link(citation)} · {escape(citation.outlets)} · {citation.date}\n"
+    title = escape(citation.title.strip() or citation.url or "untitled article")
+    if web_link(citation.url):
+        title = f"<{escape(citation.url).replace('|', '%7C')}|{title}>"
+    else:
+        title = f"*{title}*"
+    head = f"*[{citation.n}]* {title} · {escape(citation.outlets)} · {citation.date}\n"
     if len(head) > MAX_TEXT // 2:  # an absurd title must not squeeze the quote out
         head = _cut(head, MAX_TEXT // 2) + "\n"
     quote = _cut(escape(" ".join(citation.quote.split())), MAX_TEXT - len(head) - 2)
