@@ -311,17 +311,10 @@ def condense(
         if on_error is not None:
             on_error(exc)
         return rewrite_follow_up(question, history)
-    text = _first_line(reply.text)
+    lines = (line.strip().strip("\"'“”").strip() for line in reply.text.strip().splitlines())
+    lines = (re.sub(r"^(?:standalone question\s*:\s*)", "", line, flags=re.I) for line in lines)
+    text = next(filter(None, lines), "")
     if not text or len(text) > MAX_REWRITE_CHARS:
         log.info("the model's rewrite was unusable; using the rules")
         return rewrite_follow_up(question, history)
     return text
-
-
-def _first_line(text: str) -> str:
-    for line in text.strip().splitlines():
-        line = line.strip().strip("\"'“”").strip()
-        line = re.sub(r"^(?:standalone question\s*:\s*)", "", line, flags=re.I)
-        if line:
-            return line
-    return ""

@@ -184,7 +184,6 @@ class DateContext:
     found: tuple[DateMention, ...] = ()  # sorted by position; what anchored phrases refer to
 
     def year_near(self, position: int) -> int | None:
-        """The year written closest to `position` in the question, if any."""
         years = [
             (abs(m.start() - position), int(m.group())) for m in _ANY_YEAR.finditer(self.question)
         ]
@@ -645,11 +644,6 @@ _FUNCTION_WORDS = frozenset(
 )
 
 
-def _content_words(text: str) -> int:
-    words = _WORD.findall(_BOILERPLATE.sub(" ", text))
-    return sum(1 for word in words if word.lower() not in _FUNCTION_WORDS)
-
-
 def _strip_spans(text: str, offset: int, spans: Iterable[tuple[int, int]]) -> str:
     """`text` (starting at `offset` in the question) without the given question spans."""
     pieces = []
@@ -787,7 +781,8 @@ def understand_question(
             end_clause = later[0] if later else len(clauses)
             start, end = clauses[first_clause][0], clauses[end_clause - 1][1]
             text = _strip_spans(question[start:end], start, names_and_dates)
-            if _content_words(text) < MIN_PART_WORDS:
+            words = _WORD.findall(_BOILERPLATE.sub(" ", text))
+            if sum(1 for word in words if word.lower() not in _FUNCTION_WORDS) < MIN_PART_WORDS:
                 text = whole
             # Only dates tied to the report limit the part; "launching on November 16th" does not.
             pinned = [d for d in part_dates if publication[dates.index(d)]]

@@ -89,13 +89,6 @@ def context_header(article: Article) -> str:
     return header
 
 
-def _fit_header(header: str, budget: int, count_tokens: CountTokens) -> str:
-    words = header.split()
-    while words and count_tokens(" ".join(words)) > budget:
-        words = words[:-1]
-    return " ".join(words)
-
-
 def _split_long(text: str, span: Span, budget: int, count_tokens: CountTokens) -> Iterator[Span]:
     """Cut one over-long sentence at word boundaries into pieces of at most `budget` word pieces."""
     words = [
@@ -124,9 +117,10 @@ def chunk_article(
 ) -> list[Chunk]:
     """Chunks of `article`, each within the model's window once the context header is added."""
     body = article.body
-    header = _fit_header(
-        context_header(article), int(max_model_tokens * MAX_HEADER_SHARE), count_tokens
-    )
+    words = context_header(article).split()
+    while words and count_tokens(" ".join(words)) > int(max_model_tokens * MAX_HEADER_SHARE):
+        words = words[:-1]
+    header = " ".join(words)
     header_tokens = count_tokens(header) if header else 0
     budget = max(8, min(chunk_tokens, max_model_tokens - SPECIAL_TOKENS - header_tokens))
 

@@ -54,8 +54,6 @@ class LeaseLost(Exception):
 
 
 class ChromaLease:
-    """The lease on one Chroma collection's writes."""
-
     def __init__(self, collection: Any, seconds: float = LEASE_SECONDS) -> None:
         self._collection = collection
         self.seconds = seconds

@@ -136,7 +136,6 @@ class _Where:
         return stable_id(self.id_prefix, f"{self.id_key}#{suffix}")
 
     def article_id(self, url: str) -> str:
-        """The id of the article read from here: by its URL when it has one."""
         return stable_id("url", url) if url else stable_id(self.id_prefix, self.id_key)
 
 
@@ -505,7 +504,11 @@ def _article_from_html(data: bytes | str, where: _Where) -> Article:
     if document is None or not (document.text or "").strip():
         raise ReadError("no article text found in the page")
     title = (document.title or "").strip()
-    body = _drop_leading_title(_normalise(document.text).strip(), title)
+    body = _normalise(document.text).strip()
+    # trafilatura often keeps the page's <h1> as the body's first line; it is the title.
+    first, _, rest = body.partition("\n")
+    if title and rest.strip() and first.strip().casefold() == title.casefold():
+        body = rest.strip()
     if not body:
         raise ReadError("no article text found in the page")
     url = (document.url or where.url or "").strip()
@@ -523,14 +526,6 @@ def _article_from_html(data: bytes | str, where: _Where) -> Article:
         published_at=published_at,
         origin=where.location,
     )
-
-
-def _drop_leading_title(body: str, title: str) -> str:
-    """trafilatura often keeps the page's <h1> as the body's first line; it is the title."""
-    first, _, rest = body.partition("\n")
-    if title and rest.strip() and first.strip().casefold() == title.casefold():
-        return rest.strip()
-    return body
 
 
 def html_fragment_text(fragment: str) -> str:
