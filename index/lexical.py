@@ -156,7 +156,9 @@ class LexicalIndex:
                 [(must, query), *((must, tantivy.Query.const_score_query(f, 0.0)) for f in filters)]
             )
         searcher = self.index.searcher()
-        limit = n + 1  # past the n-th hit, until the score falls below it: every tie is in
+        # Past the n-th hit until the score falls below it (every tie is in); 2n at first, since
+        # each search scores every match again (1M chunks: 10 ms for a word in all; top 60 = 31).
+        limit = 2 * n
         while True:
             found = searcher.search(query, limit, count=False).hits
             if len(found) < limit or found[-1][0] < found[n - 1][0]:
