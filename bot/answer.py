@@ -260,17 +260,14 @@ def read_question(
 def outlet_terms(passages: Sequence[Passage]) -> set[str]:
     """Words of the outlets the passages come from: a question names them to pick a report,
     not as evidence the sentence must contain."""
-    found: set[str] = set()
-    for passage in passages:
-        for source in (passage.source, *(passage.metadata.get("sources") or ())):
-            found.update(query_terms(str(source)))
-    return found
+    return {term for passage in passages for o in passage.outlets for term in query_terms(str(o))}
 
 
 def idf_weights(question: Question, pool: Pool) -> dict[str, float]:
     """IDF of each question word over the sentence pool (absent words weigh most)."""
     total = len(pool.sentences)
-    counts = Counter(w for sentence in pool.sentences for w in sentence.words)
+    wanted = set(question.words)
+    counts = Counter(w for sentence in pool.sentences for w in sentence.words & wanted)
     return {w: math.log(1.0 + (total + 1) / (counts[w] + 0.5)) for w in question.words}
 
 
@@ -431,8 +428,7 @@ def sentence_features(
         values["context"] = _coverage(sentence.words | around, weights, wanted) - own
         values["dense"] = max(passage.dense_score or 0.0, 0.0)
         # "According to The New York Times, ..." is not answered by another outlet's report.
-        outlets = {passage.source, *(passage.metadata.get("sources") or ())}
-        if question.outlets and not question.outlets & outlets:
+        if question.outlets and not question.outlets & passage.outlets:
             values["outlet_other"] = 1.0
         values["rank"] = 1.0 / (1.0 + sentence.rank)
         values["names"] = _share(sentence.words | around, names)

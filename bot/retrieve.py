@@ -89,6 +89,11 @@ class Passage:
         return str(self.metadata.get("source", ""))
 
     @property
+    def outlets(self) -> frozenset[str]:
+        """Its outlet and those of the syndicated copies collapsed into it."""
+        return frozenset([self.source, *(self.metadata.get("sources") or ())])
+
+    @property
     def published_at(self) -> datetime | None:
         value = self.metadata.get("published_at")
         return datetime.fromisoformat(value) if value else None
