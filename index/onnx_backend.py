@@ -12,7 +12,7 @@ import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -173,9 +173,18 @@ def _write_manifest(entry: _Entry, precision: str, seconds: float, memo: _Checks
         "sha256": memo.sha256(onnx_path),
         "export_seconds": round(seconds, 2),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": {package: metadata.version(package) for package in _RECORDED_PACKAGES},
+        "versions": _versions(),
     }
     write_atomically(entry.manifest_path(precision), json.dumps(manifest, indent=2).encode())
+
+
+def _versions() -> dict[str, str]:
+    """The recorded packages' versions; one installed without pip metadata is left out."""
+    versions = {}
+    for package in _RECORDED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    return versions
 
 
 # -- exporting (the only place torch is imported) ----------------------------------------------
@@ -440,8 +449,14 @@ class OnnxEmbedder:
             self._session = _open_session(self.path)
         except Exception as exc:  # whole by its checksum, yet not loadable: built by a bad run
             log.warning("onnxruntime cannot load %s (%s); exporting it again", self.path, exc)
-            # A rebuilt export has just been loaded and run by _check_export.
-            self._session = _open_session(_ensure(entry, precision, memo, force=True))
+            path = _ensure(entry, precision, memo, force=True)
+            try:  # _check_export has just loaded and run the rebuilt export: rare
+                self._session = _open_session(path)
+            except Exception as again:
+                raise EmbeddingError(
+                    f"onnxruntime cannot load the ONNX export {path}: {again}",
+                    hint="set NEWSBOT_EMBEDDING_BACKEND=torch",
+                ) from again
         self._tokenizer = load_tokenizer(entry.model_path, self.max_tokens)
         # The export fixes the vectors' width (only the batch axis is dynamic).
         dimension = int(self._session.get_outputs()[0].shape[1])
@@ -482,9 +497,10 @@ class OnnxEmbedder:
                 try:
                     for future in futures:
                         future.result()
-                finally:  # on Ctrl-C or an error, start no more batches
-                    for future in futures:
+                finally:  # on Ctrl-C or an error, start no more batches and let the running
+                    for future in futures:  # ones end before `vectors` is dropped or reused
                         future.cancel()
+                    wait(futures)
         except Exception as exc:
             raise EmbeddingError(f"onnxruntime failed to embed a batch: {exc}") from exc
         return vectors

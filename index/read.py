@@ -150,14 +150,14 @@ def iter_articles(sources: Iterable[str], settings: ReadConfig) -> Iterator[Arti
     """
     seen: set[Path] = set()
     for source in sources:
-        source = os.fspath(source).strip()
         # A bug or an odd source must not stop the other sources.
-        yield from _guarded(_read_source(source, settings, seen), source)
+        yield from _guarded(_read_source(source, settings, seen), str(source).strip())
 
 
 def _read_source(
     source: str, settings: ReadConfig, seen: set[Path]
 ) -> Iterator[Article | ReadFailure]:
+    source = os.fspath(source).strip()
     if not source:
         raise ReadError("empty source name")
     if _URL_SCHEME.match(source):
@@ -231,12 +231,12 @@ def _read_url(url: str, settings: ReadConfig) -> Iterator[Article | ReadFailure]
 
 
 def _guarded(
-    items: Iterator[Article | ReadFailure], location: str, item: str = ""
+    items: Iterator[Article | ReadFailure], location: str
 ) -> Iterator[Article | ReadFailure]:
     try:
         yield from items
     except Exception as exc:
-        yield _failure(location, exc, item)
+        yield _failure(location, exc)
 
 
 def _failure(location: str, exc: Exception, item: str = "") -> ReadFailure:
