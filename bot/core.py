@@ -101,7 +101,7 @@ class Bot:
         if self._answerer is None:
             from bot.llm import Answerer
 
-            self._answerer = Answerer(self.settings, self._chat_model, self.embedder)
+            self._answerer = Answerer(self.settings, self._chat_model, embedder=self.embedder)
         return self._answerer
 
     @property

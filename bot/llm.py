@@ -463,7 +463,7 @@ class Answerer:
     as a front door starts (Bot.warm) rather than at the first question.
     """
 
-    def __init__(self, settings: Settings, chat_model: Any = None, embedder: Any = None) -> None:
+    def __init__(self, settings: Settings, chat_model: Any = None, *, embedder: Any) -> None:
         from bot.prompts import load_prompts
 
         self.settings = settings

@@ -139,12 +139,13 @@ def answer_blocks(answer: Answer) -> list[dict[str, Any]]:
     if len(shown) < len(citations):
         blocks.append(_context(f"…and {len(citations) - len(shown)} more sources not shown."))
 
+    value = feedback_value(answer.question)
     buttons = [
         {
             "type": "button",
             "action_id": f"newsbot_feedback_{vote}",
             "text": {"type": "plain_text", "text": label, "emoji": True},
-            "value": feedback_value(answer.question),
+            "value": value,
         }
         for vote, label in (("up", "👍 Helpful"), ("down", "👎 Not helpful"))
     ]

@@ -102,13 +102,14 @@ def test_a_missing_prompt_is_an_error(prompt_dir: Path) -> None:
 
 def test_a_broken_prompt_fails_the_answerer_before_any_question(prompt_dir: Path, settings) -> None:
     from bot.llm import Answerer
+    from tests.fake_embedder import HashingEmbedder
 
     (prompt_dir / "answer.md").write_text(GOOD.replace("{today}", "{now}"), encoding="utf-8")
     (prompt_dir / "condense.md").write_text(
         "---\nvariables: history, question\n---\n{history}\n{question}\n", encoding="utf-8"
     )
     with pytest.raises(PromptError, match="answer.md"):
-        Answerer(settings)
+        Answerer(settings, embedder=HashingEmbedder())
 
 
 @pytest.mark.slow
