@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from index.config import EmbeddingConfig
 from index.errors import EmbeddingError
@@ -26,6 +26,15 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         ...
+
+
+@runtime_checkable
+class TokenEmbedder(Embedder, Protocol):
+    """One that also embeds word pieces (OnnxEmbedder): an ingest's reader tokenizes for it."""
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def embed_tokens(self, rows: Sequence[Sequence[int]]) -> np.ndarray: ...
 
 
 @lru_cache(maxsize=4)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from index.article import Article, Chunk, ReadFailure, embed_text
 from index.chunk import HEADER_FORMAT, chunk_article
-from index.embed import Embedder, TokenCounter
+from index.embed import Embedder, TokenCounter, TokenEmbedder
 from index.store import Store, StoredChunk
 
 log = logging.getLogger(__name__)
@@ -387,9 +387,8 @@ class Ingestor:
         """Embed the batches' chunks in one model call (from their word pieces if tokenized)."""
         if not any(batch.ids for batch in batches):
             return
-        embed_tokens = getattr(self.embedder, "embed_tokens", None)
-        if embed_tokens is not None:  # then _produce gave every batch its tokens
-            vectors = embed_tokens([row for batch in batches for row in batch.tokens or []])
+        if isinstance(self.embedder, TokenEmbedder):  # then _produce gave every batch its tokens
+            vectors = self.embedder.embed_tokens([row for b in batches for row in b.tokens or []])
         else:
             vectors = self.embedder.embed([text for batch in batches for text in batch.embed_texts])
         offset = 0
@@ -422,9 +421,8 @@ class Ingestor:
                 pipeline.wait_for(_keys(articles.values()))
                 self._plan(batch, list(articles.values()))
                 # Tokenized here, so that the model's thread only runs the model.
-                tokenize = getattr(self.embedder, "tokenize", None)  # OnnxEmbedder's
-                if batch.embed_texts and tokenize is not None:
-                    batch.tokens = tokenize(batch.embed_texts)
+                if batch.embed_texts and isinstance(self.embedder, TokenEmbedder):
+                    batch.tokens = self.embedder.tokenize(batch.embed_texts)
                 pipeline.hold(batch)
                 pipeline.put(planned, batch)
         except _Stopped:

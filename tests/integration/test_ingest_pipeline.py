@@ -219,6 +219,20 @@ def test_the_last_window_is_written_while_its_last_batch_is_embedded(make_bot, m
     assert seen[3] == [4, 8]  # batches 1 and 2 written before the model had batch 3's vectors
 
 
+def test_an_embedder_that_cannot_tokenize_embeds_texts(make_bot) -> None:
+    bot = make_bot()
+    model = bot.embedder
+    # embed_tokens without tokenize: the reader has no word pieces to give it, so texts it is
+    bot.ingestor.embedder = WatchedEmbedder(model, lambda call: None)
+    bot.ingestor.embedder.embed_tokens = model.embed_tokens  # type: ignore[attr-defined]
+    bot.ingest(make_articles(3))
+    chunks = list(bot.store.iter_chunks(vectors=True))
+    texts = [f"{chunk.metadata['context']}\n{chunk.text}" for chunk in chunks]
+    stored = numpy.array([chunk.vector for chunk in chunks])
+    assert len(chunks) >= 3 and bot.ingestor.embedder.calls == 1
+    assert numpy.min(numpy.sum(stored * model.embed(texts), axis=1)) > 0.9999
+
+
 def test_chunks_tokenized_by_the_reader_get_their_own_vectors(make_bot) -> None:
     bot = make_bot(chunk_tokens=60)
     assert hasattr(bot.embedder, "embed_tokens")  # the default (ONNX) embedder takes word pieces
