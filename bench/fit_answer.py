@@ -156,11 +156,10 @@ def rgb_cases(settings: Any) -> list[Case]:
 
 
 def featurise(case: Case) -> None:
-    from bot.answer import outlet_terms, read_question, sentence_features, sentence_pool
+    from bot.answer import read_asked, sentence_features, sentence_pool
     from bot.evaluate import contains_phrase, rgb_answer_matches
 
-    outlets = (source for part in case.parts for source in part.sources)
-    question = read_question(case.question, ignore=outlet_terms(case.passages), outlets=outlets)
+    question = read_asked(case.question, case.passages, case.parts)
     found = sentence_features(question, sentence_pool(case.passages))
     case.features = [(sentence, values) for sentence, values, _ in found]
     if case.setting.startswith("mh"):

@@ -263,6 +263,13 @@ def outlet_terms(passages: Sequence[Passage]) -> set[str]:
     return {term for passage in passages for o in passage.outlets for term in query_terms(str(o))}
 
 
+def read_asked(question: str, passages: Sequence[Passage], parts: Sequence[Part]) -> Question:
+    """The question as extractive_answer reads it over `passages` (bench/fit_answer.py fits on
+    this reading): their outlets' words ignored, its parts' outlets asked about."""
+    outlets = (source for part in parts for source in part.sources)
+    return read_question(question, ignore=outlet_terms(passages), outlets=outlets)
+
+
 def idf_weights(question: Question, pool: Pool) -> dict[str, float]:
     """IDF of each question word over the sentence pool (absent words weigh most)."""
     total = len(pool.sentences)
@@ -620,9 +627,7 @@ def extractive_answer(
     its own passages, side by side; see `parts_answer`.
     """
     pool = sentence_pool(passages)
-    ignored = outlet_terms(passages)
-    outlets = (source for part in parts for source in part.sources)
-    read = read_question(question, ignore=ignored, outlets=outlets)
+    read = read_asked(question, passages, parts)
     model = model or sentence_model()
     threshold = model.cut if threshold is None else threshold
     scored = score_sentences(read, pool, model)
@@ -633,7 +638,7 @@ def extractive_answer(
         return refusal(scored, confidence)
     if len(parts) > 1:
         by_parts = parts_answer(
-            parts, passages, threshold=threshold, ignore=ignored, question=question, model=model
+            parts, passages, threshold=threshold, question=question, model=model
         )
         if by_parts is not None:
             return replace(by_parts, confidence=confidence)
@@ -647,7 +652,6 @@ def parts_answer(
     *,
     threshold: float,
     question: str,
-    ignore: Iterable[str] = (),
     model: SentenceModel | None = None,
 ) -> Draft | None:
     """One line per part of the question: the best statement of the part's own report, cited,
@@ -656,6 +660,7 @@ def parts_answer(
     A part's sentences are scored against the part's clause and, `PART_WHOLE` times, the whole
     `question`; a part counts as missing below `PART_THRESHOLD` of the threshold.
     """
+    ignore = outlet_terms(passages)  # as read_asked
     whole = read_question(question, ignore=ignore)
     taken: set[tuple[str, int, int]] = set()
     citations: list[Citation] = []

@@ -13,6 +13,7 @@ from bot.answer import (
     NOT_FOUND,
     extractive_answer,
     looks_like_instruction,
+    read_asked,
     read_question,
     sentence_pool,
     speaker_of,
@@ -307,6 +308,14 @@ def test_each_part_is_answered_from_its_own_report_side_by_side() -> None:
     first, second = draft.citations
     assert (first.source, second.source) == ("The Verge", "Wired")
     assert first.quote in verge and second.quote in wired
+
+
+def test_a_question_names_outlets_to_pick_reports_not_as_words_to_find() -> None:
+    passages = outlet_passages(VERGE, "The Verge", 24, 0) + outlet_passages(WIRED, "Wired", 25, 1)
+    read = read_asked(COMPARISON, passages, comparison_parts())  # as answered and as fitted
+    assert read.outlets == {"The Verge", "Wired"}
+    assert not set(query_terms("The Verge Wired")) & {*read.words, *read.names}
+    assert set(query_terms("travel adapters")) <= set(read.words)
 
 
 def test_a_part_without_evidence_is_said_to_be_missing() -> None:
