@@ -35,20 +35,17 @@ ChainInput = str | Question
 
 
 class Answering(Protocol):
-    """What the chain asks of a Bot (not Bot itself: bot/core.py imports this module)."""
+    """What the chain asks of a Bot (not Bot itself: bot/core.py imports this module); its
+    calls pass the chain's input as keywords, so only the results are typed."""
 
     @property
     def retriever(self) -> Retriever: ...
 
-    def stream(
-        self,
-        question: str,
-        *,
-        history: Sequence[Turn] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        retrieve: Retrieve | None = None,
-    ) -> Iterator[str | Answer]: ...
+    @property
+    def ask(self) -> Callable[..., Answer]: ...
+
+    @property
+    def stream(self) -> Callable[..., Iterator[str | Answer]]: ...
 
 
 class NewsRetriever(BaseRetriever):
@@ -108,8 +105,7 @@ class AnswerChain(Runnable[ChainInput, str | Answer]):
     def _answer(
         self, input: ChainInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> str | Answer:
-        *_, answer = self._pieces(iter([input]), run_manager, config)  # as Bot.ask does
-        return answer
+        return self.bot.ask(**_arguments(input), retrieve=self._retrieval(config))
 
     def _pieces(
         self,

@@ -272,13 +272,10 @@ class Bot:
         retrieve: Retrieve | None = None,
     ) -> Answer:
         """Answer from the stored articles, citing each claim; refuse when they don't say."""
-        answer: Answer | None = None
-        for item in self.stream(
+        *_, answer = self.stream(
             question, history=history, since=since, until=until, k=k, retrieve=retrieve
-        ):
-            if isinstance(item, Answer):
-                answer = item
-        assert answer is not None
+        )
+        assert isinstance(answer, Answer)  # the stream's last item; before it, str pieces
         return answer
 
     def stream(
