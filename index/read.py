@@ -45,6 +45,7 @@ _MEDIA_KINDS = {
     ),
     **dict.fromkeys(("text/plain", "text/markdown", "text/x-markdown"), "text"),
     **dict.fromkeys(("application/pdf", "application/zip", "application/gzip"), "binary"),
+    **dict.fromkeys(("image", "audio", "video", "font"), "binary"),  # top-level types: all of them
 }
 READABLE_SUFFIXES = frozenset(_SUFFIX_KINDS)
 
@@ -224,9 +225,10 @@ def _read_url(url: str, settings: ReadConfig) -> Iterator[Article | ReadFailure]
     fetched = fetch(url, settings)
     where = _Where(location=url, id_prefix="url", id_key=fetched.url, url=fetched.url)
     media = fetched.content_type
-    kind = _MEDIA_KINDS.get(media) or ("json" if media.endswith("+json") else None)
-    if kind == "binary" or media.startswith(("image/", "audio/", "video/", "font/")):
+    kind = _MEDIA_KINDS.get(media) or _MEDIA_KINDS.get(media.partition("/")[0])
+    if kind == "binary":
         raise ReadError(f"not an article: the server sent {media}")
+    kind = kind or ("json" if media.endswith("+json") else None)
     yield from _read_content(fetched.content, where, kind, settings, charset=fetched.encoding)
 
 

@@ -368,8 +368,11 @@ def test_page_json_and_text_urls(site, open_settings):
     )
     text = site.add("/notes.txt", "date 2024-02-07 From text.", content_type="text/plain")
     image = site.add("/logo.png", b"\x89PNG\r\n\x1a\n\x00\x00", content_type="image/png")
-    html, from_json, from_text, failure = list(
-        iter_articles([page, data, text, image], open_settings)
+    # Text, yet an image: any image/*, audio/*, video/* or font/* is not an article.
+    svg = site.add("/logo.svg", "<svg><text>Logo</text></svg>", content_type="image/svg+xml")
+    linked = site.add("/ld", '{"id": "ld1", "body": "Linked."}', content_type="application/ld+json")
+    html, from_json, from_text, failure, not_svg, from_ld = list(
+        iter_articles([page, data, text, image, svg, linked], open_settings)
     )
     assert isinstance(html, Article) and "Page marker." in html.body
     assert html.title.startswith("Council votes to rebuild the old bridge")
@@ -379,6 +382,8 @@ def test_page_json_and_text_urls(site, open_settings):
     assert isinstance(from_text, Article) and from_text.body == "From text."
     assert from_text.url == text and from_text.id == stable_id("url", text)
     assert isinstance(failure, ReadFailure) and "image/png" in failure.message
+    assert isinstance(not_svg, ReadFailure) and "not an article" in not_svg.message
+    assert isinstance(from_ld, Article) and from_ld.body == "Linked."
 
 
 def test_unreachable_url_fails_alone_and_the_rest_is_read(site, open_settings, tmp_path):
