@@ -204,13 +204,7 @@ def _open_bot(
 
     bot = Bot.open(settings, check_identity=check_identity)
     with Console(stderr=True).status("Loading the embedding model..."):
-        bot.warm(index=require_articles)
-    if require_articles and not bot.count():
-        raise NewsbotError(
-            "nothing indexed yet: run `newsbot ingest PATH`",
-            hint=f"the store {settings.chroma_url or settings.store_dir} (collection "
-            f"{settings.collection}) holds no articles; e.g. newsbot ingest samples/articles",
-        )
+        bot.warm(index=require_articles, require_articles=require_articles)
     return bot
 
 

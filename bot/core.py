@@ -191,40 +191,39 @@ class Bot:
 
             yield from iter_articles(paths, self.settings)
 
-    def warm(self, *, index: bool = True) -> None:
+    def warm(self, *, index: bool = True, require_articles: bool = False) -> None:
         """Load what the first question would otherwise wait for (and fail now if it cannot):
-        the embedding model, Chroma (its first read loads its vector index), the prompts and,
-        with `index`, the lexical index caught up with the store's log.
+        the embedding model, Chroma (its first read, the count, loads its vector index), the
+        prompts and, with `index`, the lexical index caught up with the store's log. With
+        `require_articles`, an empty store is the error, without waiting for the model.
 
-        What holds the GIL (imports, chromadb's above all) runs on this thread; what does not
-        runs beside it on two others: onnxruntime building the model's session, then Chroma's
-        first read, which loads its vector index, and catching the lexical index up (a new
-        `newsbot ask`: docs/benchmarks.md, "Cold start")."""
+        What holds the GIL (imports, chromadb's above all) runs on this thread; onnxruntime
+        builds the model's session beside it, and the lexical index catches up beside the rest
+        (a new `newsbot ask`: docs/benchmarks.md, "Cold start")."""
         from concurrent.futures import ThreadPoolExecutor
 
         from index.embed import import_backend, load_embedder
 
-        def first_read() -> None:
-            self.count()
-            if index:
-                self.store.refresh()
-
         loading = self._embedder is None
         if loading:
             import_backend(self.settings)
-        with ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm") as pool:
-            model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
-            import bot.llm  # noqa: F401  (before chromadb: index/chunk.py says why)
+        # Not joined before the `with`: an error until then leaves the model loading behind it.
+        pool = ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm")
+        model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
+        import bot.llm  # noqa: F401  (before chromadb: index/chunk.py says why)
 
-            _ = self.store.client  # imports chromadb and opens the collections
-            store = pool.submit(first_read)
+        _ = self.store.client  # imports chromadb and opens the collections
+        if not self.store.count() and require_articles:
+            raise NewsbotError(
+                "nothing indexed yet: run `newsbot ingest PATH`",
+                hint=f"the store {self.store.where} (collection {self.store.name}) holds no "
+                "articles; e.g. newsbot ingest samples/articles",
+            )
+        with pool:
+            store = pool.submit(self.store.refresh if index else lambda: None)
             model.result()  # the model's error, if any, is raised here
             _ = self.answerer, self.retriever  # checks the model's identity, reads the prompts
             store.result()
-
-    def count(self) -> int:
-        """Chunks stored (no model needed)."""
-        return self.store.count()
 
     def stats(self) -> StoreStats:
         """What the store holds (no model needed)."""

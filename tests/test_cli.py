@@ -129,6 +129,11 @@ def test_asking_an_empty_store_says_how_to_fill_it(tmp_path: Path) -> None:
         assert "error: nothing indexed yet: run `newsbot ingest PATH`" in result.stderr
         assert "Sources" not in result.output
 
+    # Told before the model is waited for: an empty store is the error even when it can't load.
+    env = {"NEWSBOT_EMBEDDING_MODEL": "no-such-model"}
+    result = newsbot("ask", QATAR_QUESTION, "--data-dir", tmp_path, env=env)
+    assert result.stderr.startswith("error: nothing indexed yet"), result.stderr
+
 
 def test_slack_without_a_token_says_which_one(tmp_path: Path) -> None:
     result = newsbot("slack", "--socket", "--data-dir", tmp_path)  # conftest unsets SLACK_*
