@@ -174,7 +174,9 @@ def _command(
     *examples: str, settings: tuple[str, ...] = STORE, name: str | None = None, on: Any = app
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Registers a command on `on` with an epilog of `examples`. Typer sees the command's own
-    parameters, then `settings` as options; the command gets the Settings they make."""
+    parameters, then `settings` as options; the command gets the Settings they make. Typer has
+    no shared options (fastapi/typer#153): a callback would move them before the command's name,
+    and spelt out in each of the ten commands they would be ~40 lines that must stay in step."""
 
     def register(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command, eval_str=True)

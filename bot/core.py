@@ -194,12 +194,10 @@ class Bot:
     def warm(self, *, index: bool = True, require_articles: bool = False) -> None:
         """Load what the first question would otherwise wait for (and fail now if it cannot):
         the embedding model, Chroma (its first read, the count, loads its vector index), the
-        prompts and, with `index`, the lexical index caught up with the store's log. With
-        `require_articles`, an empty store is the error, without waiting for the model.
-
-        What holds the GIL (imports, chromadb's above all) runs on this thread; onnxruntime
-        builds the model's session beside it, and the lexical index catches up beside the rest
-        (a new `newsbot ask`: docs/benchmarks.md, "Cold start")."""
+        prompts and, with `index`, the lexical index caught up with the store's log; with
+        `require_articles`, an empty store is the error, without waiting for the model. What
+        holds the GIL (imports, chromadb's above all) runs on this thread, the model's session
+        and the lexical catch-up beside it (`newsbot ask`: docs/benchmarks.md, "Cold start")."""
         from concurrent.futures import ThreadPoolExecutor
 
         from index.embed import import_backend, load_embedder
