@@ -193,14 +193,18 @@ class Bot:
 
     def warm(self, *, index: bool = True, require_articles: bool = False) -> None:
         """Load what the first question would otherwise wait for (and fail now if it cannot):
-        the embedding model, Chroma (its first read, the count, loads its vector index), the
-        prompts and, with `index`, the lexical index caught up with the store's log; with
-        `require_articles`, an empty store is the error, without waiting for the model. What
-        holds the GIL (imports, chromadb's above all) runs on this thread, the model's session
-        and the lexical catch-up beside it (`newsbot ask`: docs/benchmarks.md, "Cold start")."""
+        the embedding model, Chroma (its first read loads its vector index), the prompts and,
+        with `index`, the lexical index caught up with the store's log; with `require_articles`,
+        an empty store is the error, without waiting for the model. What holds the GIL (imports,
+        chromadb's above all) runs on this thread, the model's session beside chromadb's import,
+        Chroma's first read beside the rest (`newsbot ask`: docs/benchmarks.md, "Cold start")."""
         from concurrent.futures import ThreadPoolExecutor
 
         from index.embed import import_backend, load_embedder
+
+        def answering() -> None:
+            _ = self.answerer, self.retriever  # checks the model's identity, reads the prompts
+            self.embedder.embed([""])  # what an embedder loads on first use (its tokenizer)
 
         loading = self._embedder is None
         if loading:
@@ -208,20 +212,27 @@ class Bot:
         # Not joined before the `with`: an error until then leaves the model loading behind it.
         pool = ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm")
         model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
-        import bot.llm  # noqa: F401  (before chromadb: index/chunk.py says why)
+        from index import chunk  # noqa: F401  (before chromadb: index/chunk.py says why)
 
         _ = self.store.client  # imports chromadb and opens the collections
-        if not self.store.count() and require_articles:
+        holds_chunks = pool.submit(self.store.load)
+        # Usually the model is ready by now (its session was built during chromadb's import);
+        # if it is still loading (a first run exports it), an empty store is told before it.
+        ready = model.done() and model.exception() is None
+        if ready:
+            answering()
+        if not holds_chunks.result() and require_articles:
             raise NewsbotError(
                 "nothing indexed yet: run `newsbot ingest PATH`",
                 hint=f"the store {self.store.where} (collection {self.store.name}) holds no "
                 "articles; e.g. newsbot ingest samples/articles",
             )
         with pool:
-            store = pool.submit(self.store.refresh if index else lambda: None)
             model.result()  # the model's error, if any, is raised here
-            _ = self.answerer, self.retriever  # checks the model's identity, reads the prompts
-            store.result()
+            if not ready:
+                answering()
+            if index:
+                self.store.refresh()
 
     def stats(self) -> StoreStats:
         """What the store holds (no model needed)."""

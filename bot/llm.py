@@ -495,9 +495,10 @@ class Answerer:
         """The follow-up as a standalone question (bot.conversation.condense: the model, else the
         rules). A model that timed out rewriting it is not asked again for this question's
         answer (`stream`, same thread): that would be a second time-out in a row."""
-        from bot.conversation import condense
-
         self._local.timed_out = None
+        if not history:  # nothing to condense: bot.conversation (its patterns) is not loaded
+            return question.strip()
+        from bot.conversation import condense
 
         def failed(exc: Exception) -> None:
             failure = failure_of(exc, where=self.where, timeout=self.settings.llm_timeout)

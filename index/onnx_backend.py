@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from index.model import EmbeddingIdentity, load_tokenizer, model_max_tokens, res
 if TYPE_CHECKING:
     import numpy as np
     from onnxruntime import InferenceSession
+    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -457,10 +459,22 @@ class OnnxEmbedder:
                     f"onnxruntime cannot load the ONNX export {path}: {again}",
                     hint="set NEWSBOT_EMBEDDING_BACKEND=torch",
                 ) from again
-        self._tokenizer = load_tokenizer(entry.model_path, self.max_tokens)
+        self._model_path = entry.model_path
+        self._tokenizer_lock = threading.Lock()
+        self._loaded_tokenizer: Tokenizer | None = None
         # The export fixes the vectors' width (only the batch axis is dynamic).
         dimension = int(self._session.get_outputs()[0].shape[1])
         self.identity = EmbeddingIdentity(model, dimension, "onnx", precision)
+
+    @property
+    def _tokenizer(self) -> Tokenizer:
+        """Loaded on first use: its load holds the GIL (~0.035 s) where the session's does not,
+        so Bot.warm, which builds the session beside chromadb's import, has it load later,
+        beside Chroma's first read (docs/benchmarks.md, "Cold start")."""
+        with self._tokenizer_lock:
+            if self._loaded_tokenizer is None:
+                self._loaded_tokenizer = load_tokenizer(self._model_path, self.max_tokens)
+            return self._loaded_tokenizer
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Word-piece ids of each text as the model reads them: [CLS] ... [SEP], at most
