@@ -137,6 +137,44 @@ PIECES = [
 ]
 
 
+# The floor a new `newsbot ask` stands on: its libraries alone, nothing of newsbot's. The
+# interpreter, onnxruntime's session and the tokenizer, `import chromadb`, a client and the
+# collection, one embedding and the question's Chroma query (its first read: Chroma loads its
+# vector index), the top hit printed, the exit without teardown as `newsbot` does. Arranged as
+# well as they go: the session is built on a second thread while chromadb is imported.
+FLOOR = """
+import os, sys, threading
+where, model_path, tokenizer_path = sys.argv[1:4]
+import onnxruntime
+from tokenizers import Tokenizer
+loaded = {}
+def load_model():
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    loaded["session"] = onnxruntime.InferenceSession(
+        model_path, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    loaded["tokenizer"] = Tokenizer.from_file(tokenizer_path)
+model = threading.Thread(target=load_model)
+model.start()
+import chromadb
+import numpy as np
+settings = chromadb.Settings(anonymized_telemetry=False)
+if where.startswith("http://"):
+    host, port = where.removeprefix("http://").split(":")
+    client = chromadb.HttpClient(host=host, port=int(port), settings=settings)
+else:
+    client = chromadb.PersistentClient(path=where, settings=settings)
+collection = client.get_collection("news")
+model.join()
+ids = loaded["tokenizer"].encode(sys.argv[4]).ids
+inputs = {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
+(vector,) = loaded["session"].run(["sentence_embedding"], inputs)
+hits = collection.query(query_embeddings=[vector[0].tolist()], n_results=6, include=["documents"])
+print(hits["ids"][0][0], hits["documents"][0][0][:80], flush=True)
+os._exit(0)
+"""
+
 # Fills a store with `count` chunks of synthetic articles whose vectors are taken, in turn, from
 # an existing store (see the module docstring).
 BIG_STORE = """
@@ -265,6 +303,33 @@ def print_timeline(store: str, pieces: dict[str, dict[str, float]]) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def floor(data_dir: Path, repeats: int) -> None:
+    """`newsbot ask` on a store against FLOOR on the same store, interleaved (NEWSBOT_CHROMA_URL
+    set: its server), with `newsbot --help` as the gauge of how busy the machine is."""
+    from bot.settings import load_settings
+    from index.embed import load_embedder
+    from index.model import resolve_model_path
+
+    env = {**environment("onnx-fp32"), "NEWSBOT_DATA_DIR": str(data_dir)}
+    if os.environ.get("NEWSBOT_CHROMA_URL"):
+        env["NEWSBOT_CHROMA_URL"] = os.environ["NEWSBOT_CHROMA_URL"]
+    settings = load_settings(data_dir=data_dir, chroma_url=env.get("NEWSBOT_CHROMA_URL"))
+    model = load_embedder(settings).path  # type: ignore[attr-defined]  (the ONNX export)
+    tokenizer = resolve_model_path(settings.embedding_model) / "tokenizer.json"
+    where = settings.chroma_url or str(settings.store_dir)
+    floor_command = [sys.executable, "-c", FLOOR, where, str(model), str(tokenizer), QUESTION]
+    commands = {
+        "newsbot --help": ([str(NEWSBOT), "--help"], env),
+        "floor (libraries only)": (floor_command, env),
+        "newsbot ask": ([str(NEWSBOT), "ask", QUESTION], env),
+    }
+    results = timed_rounds(commands, repeats)
+    print(f"\n{where}, load average {os.getloadavg()[0]:.1f} at the end, median of {repeats}:\n")
+    for name, result in results.items():
+        runs = ", ".join(f"{value:.2f}" for value in result["runs_s"])
+        print(f"| {name} | {result['median_s']:.2f} | {runs} |")
+
+
 def build_store(data_dir: Path, articles_file: Path, env: dict[str, str]) -> None:
     if (data_dir / "chroma").is_dir():
         print(f"reusing {data_dir}", flush=True)
@@ -290,8 +355,19 @@ def main() -> None:
         metavar="DATA_DIR",
         help="only where the time of `newsbot ask` goes on this store (e.g. a copy of a scale one)",
     )
+    parser.add_argument(
+        "--floor",
+        type=Path,
+        action="append",
+        metavar="DATA_DIR",
+        help="only `newsbot ask` on this store against its libraries alone (FLOOR), interleaved",
+    )
     args = parser.parse_args()
     compile_newsbot()
+    for data_dir in args.floor or []:
+        floor(data_dir, args.repeats)
+    if args.floor:
+        return
     if args.timeline:
         for data_dir in args.timeline:
             print_timeline(str(data_dir), timeline(data_dir, args.repeats))
