@@ -744,7 +744,8 @@ class Retriever:
                     if candidate.dense_score is None and candidate.vector is not None:
                         candidate.dense_score = _cosine(candidate.vector, vector)
                 return [replace(ranked, ids=ranked.ids[:size]) for ranked in lists]
-            self._load(unread, candidates, vectors=vector is not None)
+            lexical_only = any(candidates[c].dense_score is None for c in unread)
+            self._load(unread, candidates, vectors=vector is not None and lexical_only)
             lists = [
                 replace(ranked, ids=[c for c in ranked.ids if candidates[c].visible is not False])
                 for ranked in lists
