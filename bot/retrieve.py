@@ -9,12 +9,10 @@ fusion and selection, pure functions over candidate lists (`fuse`, `select`).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import math
 import re
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -153,9 +151,7 @@ class Scope:
             until_ts=math.floor(self.until.timestamp()) if self.until else None,
         )
 
-    def narrowed(
-        self, sources: Sequence[str], first: date | None = None, last: date | None = None
-    ) -> Scope:
+    def narrowed(self, sources: Sequence[str], first: date | None, last: date | None) -> Scope:
         """This scope further limited to outlets and days (intersecting day ranges)."""
         new_first = max(d for d in (self.first, first) if d) if (self.first or first) else None
         new_last = min(d for d in (self.last, last) if d) if (self.last or last) else None
@@ -179,7 +175,6 @@ class Candidate:
     dense_score: float | None = None  # cosine similarity to the question
     lexical_score: float | None = None  # best BM25 score in any probe
     visible: bool | None = None  # its article is registered in this version (None: not checked)
-    vector: Any = None  # the stored embedding, when read
 
     @cached_property
     def words(self) -> frozenset[str]:
@@ -419,92 +414,6 @@ def by_coverage(
 # -- the retriever -----------------------------------------------------------------------------
 
 
-Probe = tuple[Scope, list[str], tuple[int, list[str] | None]]  # scope, BM25 hits, `_plan`
-Hits = list[tuple[str, float]]  # (chunk id, cosine similarity), best first
-
-
-class _DenseSearch:
-    """A question's dense side: its vector, then each probe's nearest chunks within its scope
-    (as `Retriever._plan` says). Once the vector is there the searches are independent, so two
-    threads may share them (`work`; Chroma and tantivy release the GIL). The store's nearest
-    chunks are asked once per size, and a probe takes its own from the largest query asked
-    before it, as when the probes ran one after the other."""
-
-    def __init__(self, store: Store, pool: int, probes: list[Probe], order: list[int]) -> None:
-        self.store, self.pool, self.probes = store, pool, probes
-        self.vector: Any = None
-        self.ready = threading.Event()
-        self._hits: dict[int, Hits] = {}
-        self._found: Hits = []  # the largest query's, once asked
-        self._largest = 0
-        by_size: dict[int, list[int]] = {}
-        among_jobs = []
-        for number in order:
-            wanted, among = probes[number][2]
-            if among is not None:
-                among_jobs.append(functools.partial(self._among, number))
-            elif wanted > 0:
-                self._largest = max(self._largest, wanted)
-                by_size.setdefault(self._largest, []).append(number)
-        # The largest query first: HNSW's work grows with the number asked.
-        self._jobs = [
-            functools.partial(self._nearest, size, numbers)
-            for size, numbers in sorted(by_size.items(), reverse=True)
-        ] + among_jobs
-        self._taking = threading.Lock()
-
-    def run(self, embedder: Embedder, text: str) -> None:
-        try:
-            self.vector = embedder.embed([text])[0]
-        finally:
-            self.ready.set()
-        self.work()
-
-    def work(self) -> None:
-        while True:
-            with self._taking:
-                if not self._jobs:
-                    return
-                job = self._jobs.pop(0)
-            job()
-
-    def _nearest(self, size: int, numbers: list[int]) -> None:
-        found = self.store.nearest(self.vector.tolist(), size)
-        if size == self._largest:
-            self._found = found
-        for number in numbers:
-            self._hits[number] = self._within(number, found)
-
-    def _among(self, number: int) -> None:
-        among = self.probes[number][2][1]
-        self._hits[number] = self.store.nearest(self.vector.tolist(), self.pool, among=among)
-
-    def _within(self, number: int, found: Hits) -> Hits:
-        """The first `wanted` of the nearest chunks that the probe's scope admits."""
-        scope, _, (wanted, _) = self.probes[number]
-        hits = found[:wanted]
-        if hits and not scope.empty:
-            ids = [chunk_id for chunk_id, _ in hits]
-            inside = set(self.store.lexical.chunk_ids(scope.lexical_filter(), among=ids))
-            hits = [hit for hit in hits if hit[0] in inside][: self.pool]
-        return hits
-
-    def hits(self, number: int) -> Hits:
-        """The probe's dense hits: searched already, or now (a probe added after `work`)."""
-        if number not in self._hits:
-            wanted, among = self.probes[number][2]
-            if self.vector is None or (among is None and wanted <= 0):
-                return []
-            if among is not None:
-                self._among(number)
-            else:
-                if wanted > self._largest:
-                    self._largest = wanted
-                    self._found = self.store.nearest(self.vector.tolist(), wanted)
-                self._hits[number] = self._within(number, self._found)
-        return self._hits[number]
-
-
 class Retriever:
     """Hybrid retrieval over one store. Thread-safe: Slack answers from a worker pool."""
 
@@ -520,7 +429,7 @@ class Retriever:
         self.embedder = embedder
         self.mode = mode
         self.config = config or RetrievalConfig()
-        self._dense_side = ThreadPoolExecutor(thread_name_prefix="newsbot-dense")
+        self._embedding = ThreadPoolExecutor(thread_name_prefix="newsbot-question")
 
     def refresh(self) -> None:
         """See other processes' ingests (at most one check per `check_interval`)."""
@@ -603,13 +512,12 @@ class Retriever:
             narrow = base.narrowed((), query.near_first, query.near_last)
         # One embedding per question: a part searches densely with the question's vector within
         # its own outlet/days, and lexically with its own clause. Embedding each clause as well
-        # costs 15-30 ms a part and found no more evidence on ../shared/eval. The dense side
-        # (embedding, then each probe's Chroma search and scope check) runs on another thread
-        # while this one does what needs no vector: each probe's BM25 search, its scope's count
-        # and ids, and reading the lexical hits sure to be shown to selection. onnxruntime,
-        # Chroma and tantivy release the GIL, so on a free core the two sides overlap.
+        # costs 15-30 ms a part and found no more evidence on ../shared/eval. It runs on another
+        # thread (onnxruntime holds no GIL) while the lexical index answers what needs no
+        # vector: each probe's BM25 search and its scope's count and ids.
         dense = self.mode != "lexical"
-        probes: list[Probe] = []
+        embedding = self._embedding.submit(self.embedder.embed, [query.text]) if dense else None
+        probes: list[tuple[Scope, list[str], tuple[int, list[str] | None]]] = []
 
         def prepare(text: str, scope: Scope) -> int:
             """A probe's BM25 hits (recorded in `candidates`) and dense plan (`_plan`), which
@@ -632,51 +540,33 @@ class Retriever:
             prepare(part.text, base.narrowed(part.sources, part.first, part.last))
             for part in query.parts
         ]
-        # A dated part that finds nothing keeps its outlet only (below). When neither store has
-        # anything in its scope that is known now, and its outlet-wide probe joins the others.
-        outlet_only = {
-            number: prepare(part.text, base.narrowed(part.sources))
-            for number, part in enumerate(query.parts)
-            if (part.first or part.last) and probes[numbers[number]][1:] == ([], (0, None))
-        }
-        order = [*range(2 if narrow is not None else 1)]
-        for number in range(len(query.parts)):
-            order += [numbers[number], *([outlet_only[number]] if number in outlet_only else [])]
-        searching = _DenseSearch(self.store, pool, probes, order) if dense else None
-        if searching is not None:
-            searched = self._dense_side.submit(searching.run, self.embedder, query.text)
-        # The first pool / 2 BM25 hits of a list that is read are among its first pool once
-        # fused (at most 2r - 1 chunks can precede the r-th), so they are read now; the whole
-        # question's list near a date fuses two probes: their first pool / 4 most likely are.
-        # (Reading is what it would be without this; only when it happens differs.)
-        alone = narrow is None or pinned  # the whole question's list is probe 0's, first
-        whole_first = [
-            chunk_id
-            for number in ((0,) if alone else (0, 1))
-            for chunk_id in probes[number][1][: pool // 2 if alone else pool // 4]
-        ]
-        parts_first = [
-            c for n in order[2 if narrow is not None else 1 :] for c in probes[n][1][: pool // 2]
-        ]
-        self._load(list(dict.fromkeys(whole_first + parts_first)), candidates, vectors=dense)
-        for chunk_id in whole_first:
-            if candidates[chunk_id].visible:
-                _ = candidates[chunk_id].words  # analysed now, for selection
-        vector = None
-        if searching is not None:
-            searching.ready.wait()
-            if searching.vector is not None:
-                searching.work()  # the searches the other thread has not begun
-            searched.result()
-            vector = searching.vector
+        vector = None if embedding is None else embedding.result()[0]
+        asked, found = 0, []
+
+        def nearest(n: int) -> list[tuple[str, float]]:
+            """The store's n chunks nearest to the question: one Chroma query per question,
+            asked again only when a probe needs more."""
+            nonlocal asked, found
+            if n > asked and vector is not None:
+                asked, found = n, self.store.nearest(vector.tolist(), n)
+            return found[:n]
 
         def probe(number: int) -> Ranked:
-            """The probe's dense hits and its lexical ones, fused."""
-            hits = searching.hits(number) if searching is not None else []
+            """The probe's dense hits (as `_plan` says) and its lexical ones, fused."""
+            scope, lexical, (wanted, among) = probes[number]
+            hits: list[tuple[str, float]] = []
+            if vector is not None and among is not None:
+                hits = self.store.nearest(vector.tolist(), pool, among=among)
+            elif vector is not None:
+                hits = nearest(wanted)
+                if hits and not scope.empty:  # the hits the scope admits
+                    ids = [chunk_id for chunk_id, _ in hits]
+                    inside = set(self.store.lexical.chunk_ids(scope.lexical_filter(), among=ids))
+                    hits = [hit for hit in hits if hit[0] in inside][:pool]
             for chunk_id, score in hits:
                 _raise(candidates.setdefault(chunk_id, Candidate(chunk_id)), "dense_score", score)
             weights = [config.dense_weight, config.lexical_weight]
-            return fuse([[c for c, _ in hits], probes[number][1]], weights, config.rrf_k)
+            return fuse([[c for c, _ in hits], lexical], weights, config.rrf_k)
 
         first = probe(0)
         if narrow is None:
@@ -692,9 +582,7 @@ class Retriever:
             if not ranked.ids and (part.first or part.last):
                 # A date off by a day or two must not lose the report: keep the outlet only.
                 relaxed.append(part.label or f"part {number + 1}")
-                if number not in outlet_only:
-                    outlet_only[number] = prepare(part.text, base.narrowed(part.sources))
-                ranked = probe(outlet_only[number])
+                ranked = probe(prepare(part.text, base.narrowed(part.sources, None, None)))
             elif part.first is not None and part.last is not None:
                 # "The Verge's report on 2023-11-24": after its best article, the list holds
                 # whatever else the outlet published those days, which says nothing about the
@@ -731,47 +619,37 @@ class Retriever:
     def _read(
         self, lists: list[Ranked], size: int, candidates: dict[str, Candidate], vector: Any
     ) -> list[Ranked]:
-        """The first `size` chunks of each list that may be shown, read (`_load`: one Chroma
-        read a round for all lists, besides those `search` read early). Only these are read:
-        reading is what a chunk costs (0.1-0.2 ms each at 100k), and selection looks no further
-        than the pool. A chunk only lexical search found gets its similarity to the question."""
+        """The first `size` chunks of each list that may be shown, read (text, metadata, vector
+        of those only lexical search found; one Chroma read a round for all lists): those whose
+        article the registry holds, in the version the chunk was written for. Only these are
+        read: reading is what a chunk costs (0.1-0.2 ms each at 100k), and selection looks no
+        further than the pool."""
         while True:
             ids = dict.fromkeys(c for ranked in lists for c in ranked.ids[:size])
             unread = [c for c in ids if candidates[c].visible is None]
             if not unread:
-                for chunk_id in ids if vector is not None else ():
-                    candidate = candidates[chunk_id]
-                    if candidate.dense_score is None and candidate.vector is not None:
-                        candidate.dense_score = _cosine(candidate.vector, vector)
                 return [replace(ranked, ids=ranked.ids[:size]) for ranked in lists]
-            lexical_only = any(candidates[c].dense_score is None for c in unread)
-            self._load(unread, candidates, vectors=vector is not None and lexical_only)
+            for chunk in self.store.get_chunks(unread, vectors=vector is not None):
+                candidate = candidates[chunk.id]
+                candidate.text, candidate.metadata = chunk.text, chunk.metadata
+                candidate.article_id = str(chunk.metadata.get("article_id", ""))
+                if chunk.vector is not None and candidate.dense_score is None:
+                    candidate.dense_score = _cosine(chunk.vector, vector)
+            read = [candidates[c] for c in unread if candidates[c].metadata is not None]
+            registered = self.store.lexical.articles([c.article_id for c in read])
+            for chunk_id in unread:  # not read: gone from Chroma
+                candidate = candidates[chunk_id]
+                record = registered.get(candidate.article_id)
+                written_for = (candidate.metadata or {}).get("fingerprint", "")
+                candidate.visible = (
+                    candidate.metadata is not None
+                    and record is not None
+                    and written_for in ("", record.get("fingerprint"))
+                )
             lists = [
                 replace(ranked, ids=[c for c in ranked.ids if candidates[c].visible is not False])
                 for ranked in lists
             ]
-
-    def _load(self, chunk_ids: list[str], candidates: dict[str, Candidate], vectors: bool) -> None:
-        """Read chunks (text, metadata, and vector if asked) and whether each may be shown:
-        its article is in the registry, in the version the chunk was written for."""
-        if not chunk_ids:
-            return
-        for chunk in self.store.get_chunks(chunk_ids, vectors=vectors):
-            candidate = candidates[chunk.id]
-            candidate.text, candidate.metadata = chunk.text, chunk.metadata
-            candidate.article_id = str(chunk.metadata.get("article_id", ""))
-            candidate.vector = chunk.vector
-        read = [candidates[c] for c in chunk_ids if candidates[c].metadata is not None]
-        registered = self.store.lexical.articles([c.article_id for c in read])
-        for chunk_id in chunk_ids:  # not read: gone from Chroma
-            candidate = candidates[chunk_id]
-            record = registered.get(candidate.article_id)
-            written_for = (candidate.metadata or {}).get("fingerprint", "")
-            candidate.visible = (
-                candidate.metadata is not None
-                and record is not None
-                and written_for in ("", record.get("fingerprint"))
-            )
 
     def _passage(self, item: Chosen, candidates: dict[str, Candidate]) -> Passage:
         chunk_id, score, part, duplicates = item

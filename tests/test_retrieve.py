@@ -30,46 +30,6 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
     assert fused.scores["b"] == pytest.approx(1 / 62 + 1 / 61)
 
 
-def test_dense_searches_shared_by_two_threads_find_what_probes_in_turn_would() -> None:
-    # Probes ask for 1,200, 30, their own ids, and 2,000 of the store's nearest chunks: each
-    # size is asked once, and a probe takes its hits from the largest query asked before it
-    # (in turn: 30 are the first 30 of the 1,200), whichever thread runs which search.
-    import numpy as np
-
-    from bot.retrieve import Scope, _DenseSearch
-
-    class Store:
-        def __init__(self) -> None:
-            self.asked: list[tuple[int, bool]] = []
-
-        def nearest(self, vector, k, *, among=None):
-            self.asked.append((k, among is not None))
-            if among is not None:
-                return [(chunk_id, 1.0) for chunk_id in among]
-            return [(f"{k}-{rank}", 1.0 - rank / k) for rank in range(k)]
-
-    class Embedder:
-        def embed(self, texts):
-            return np.ones((len(texts), 4), dtype=np.float32)
-
-    store = Store()
-    plans = [(1200, None), (30, None), (0, ["own"]), (2000, None), (0, None)]
-    probes = [(Scope(), [], plan) for plan in plans]
-    search = _DenseSearch(store, 30, probes, order=[0, 1, 2, 3, 4])  # type: ignore[arg-type]
-    helper = threading.Thread(target=search.run, args=(Embedder(), "question"))
-    helper.start()
-    search.ready.wait()
-    search.work()
-    helper.join()
-    assert sorted(store.asked) == [(30, True), (1200, False), (2000, False)]
-    assert [chunk_id for chunk_id, _ in search.hits(1)] == [f"1200-{rank}" for rank in range(30)]
-    assert len(search.hits(0)) == 1200 and search.hits(3)[0][0] == "2000-0"
-    assert search.hits(2) == [("own", 1.0)] and search.hits(4) == []
-    # A probe added afterwards (a part relaxed late) asks again only for more.
-    probes.append((Scope(), [], (1500, None)))
-    assert search.hits(5)[0][0] == "2000-0" and len(store.asked) == 3
-
-
 # -- real model, real Chroma ---------------------------------------------------------------------
 
 
