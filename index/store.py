@@ -44,11 +44,6 @@ LOG_PAGE = 50
 CONNECTION_WORDS = ("connect", "timeout", "timed out", "unavailable", "refused", "reset")
 # Records that are not chunks need a vector; one constant dimension keeps Chroma's index happy.
 _NO_VECTOR = [1.0]
-# Chroma saves its vector index every `sync_threshold` records (1000 by default); each new process
-# replays the records since from Chroma's log, ~1 ms each (10k store: 0.12 of a 0.15 s first read).
-# Saved at every commit instead (Store._save_index; a save writes what changed: 10 chunks at 100k,
-# under 0.01 s) (docs/benchmarks.md, "Cold start").
-_SAVED_INDEX = {"sync_threshold": 1}
 
 
 @dataclass(frozen=True)
@@ -160,7 +155,7 @@ class Store:
             self._client.get_or_create_collection,
             self.name,
             embedding_function=None,
-            configuration={"hnsw": {"space": "cosine", **_SAVED_INDEX}},
+            configuration={"hnsw": {"space": "cosine"}},
         )
         return chunks, self._log_collection()
 
@@ -363,22 +358,12 @@ class Store:
                 "while this one held its turn; this batch was not recorded",
                 hint="run the ingest again: it redoes what was not recorded",
             )
-        self._save_index()
         with self.lexical.writer() as writer:
             if self.lexical.state() == (log_id, seq - 1):  # else a reader applied it already
                 self._apply(writer, entry, chunks)
                 writer.set_state(log_id, seq)
         self._checked_at = time.monotonic()
         return seq
-
-    def _save_index(self) -> None:
-        """Chroma applies chunk writes to its vector index when the chunks are next read, and
-        saves it every `sync_threshold` records: read here, in the writer, so that the batch is
-        applied and saved once instead of replayed by every new process (_SAVED_INDEX)."""
-        hnsw = (self._chunks.configuration_json or {}).get("hnsw") or {}
-        if hnsw.get("sync_threshold") != _SAVED_INDEX["sync_threshold"]:  # an older store
-            self._call(self._chunks.modify, configuration={"hnsw": _SAVED_INDEX})
-        self.load()
 
     def _migrate(self, log_collection: Any) -> None:
         """A store written by an earlier newsbot keeps its registry in `<name>-articles` and has
