@@ -38,6 +38,7 @@ WRITE_BATCH = 1000
 # Up to this many ids, or this share of the store, Store.nearest ranks exactly (docs/store.md).
 EXACT_AMONG = 1000
 EXACT_SHARE = 0.005
+EXACT_PAGE = 500  # vectors read at a time: a 1M store's 0.5% is 5,000 (~60 MB as Python lists)
 # Log entries read and applied per lexical commit while catching up.
 LOG_PAGE = 50
 # Words of a failure to reach a Chroma server (retried), in its exception's name or message.
@@ -505,15 +506,20 @@ class Store:
         ):
             import numpy as np
 
-            result = self._call(self._chunks.get, ids=list(among), include=["embeddings"])
-            if not result["ids"]:
-                return []
-            matrix = np.asarray(result["embeddings"], dtype=np.float32)
             query = np.asarray(vector, dtype=np.float32)
-            norms = np.linalg.norm(matrix, axis=1) * (float(np.linalg.norm(query)) or 1.0)
-            scores = matrix @ query / np.where(norms > 0, norms, 1.0)
-            best = np.argsort(-scores, kind="stable")[:k]
-            return [(result["ids"][i], float(scores[i])) for i in best]
+            query_norm = float(np.linalg.norm(query)) or 1.0
+            scored: list[tuple[float, str]] = []
+            ids = list(among)
+            for start in range(0, len(ids), EXACT_PAGE):  # memory bounded by a page, not the scope
+                page = ids[start : start + EXACT_PAGE]
+                result = self._call(self._chunks.get, ids=page, include=["embeddings"])
+                if not result["ids"]:
+                    continue
+                matrix = np.asarray(result["embeddings"], dtype=np.float32)
+                norms = np.linalg.norm(matrix, axis=1) * query_norm
+                scores = matrix @ query / np.where(norms > 0, norms, 1.0)
+                scored += zip((-float(s) for s in scores), result["ids"], strict=True)
+            return [(chunk_id, -score) for score, chunk_id in sorted(scored)[:k]]
         result = self._call(
             self._chunks.query,
             query_embeddings=[list(vector)],

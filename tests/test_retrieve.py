@@ -18,6 +18,7 @@ from bot.retrieve import (
     fuse,
     select,
 )
+from index import store as store_module
 from index.article import Article
 from index.text import terms
 
@@ -209,9 +210,10 @@ def test_an_outlet_named_in_the_question_comes_first(deals_bot) -> None:
 
 
 @pytest.mark.slow
-def test_a_scoped_dense_search_finds_the_same_chunks_either_way(deals_bot) -> None:
+def test_a_scoped_dense_search_finds_the_same_chunks_either_way(deals_bot, monkeypatch) -> None:
     # Within an outlet: among the scope's own chunks (nearest_limit 0), or the store's nearest
-    # chunks that the scope admits (any limit above the store's size).
+    # chunks that the scope admits (any limit above the store's size); among the scope's chunks
+    # read a vector at a time (a large scope is read in pages), the same again.
     def search(nearest_limit: int) -> list[tuple[str, float]]:
         config = RetrievalConfig(nearest_limit=nearest_limit)
         retriever = Retriever(deals_bot.store, deals_bot.embedder, mode="dense", config=config)
@@ -222,6 +224,8 @@ def test_a_scoped_dense_search_finds_the_same_chunks_either_way(deals_bot) -> No
     assert among[0][0] == "tc-deals"
     assert [article for article, _ in nearest] == [article for article, _ in among]
     assert [score for _, score in nearest] == pytest.approx([s for _, s in among], abs=1e-4)
+    monkeypatch.setattr(store_module, "EXACT_PAGE", 1)
+    assert search(0) == among
 
 
 @pytest.mark.slow
