@@ -209,13 +209,15 @@ class Bot:
         loading = self._embedder is None
         if loading:
             import_backend(self.settings)
-        # Not joined before the `with`: an error until then leaves the model loading behind it.
         pool = ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm")
-        model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
-        from index import chunk  # noqa: F401  (before chromadb: index/chunk.py says why)
+        try:
+            model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
+            from index import chunk  # noqa: F401  (before chromadb: index/chunk.py says why)
 
-        _ = self.store.client  # imports chromadb and opens the collections
-        holds_chunks = pool.submit(self.store.load)
+            _ = self.store.client  # imports chromadb and opens the collections
+            holds_chunks = pool.submit(self.store.holds_chunks)
+        finally:
+            pool.shutdown(wait=False)  # what was submitted runs on; an error waits for none of it
         # Usually the model is ready by now (its session was built during chromadb's import);
         # if it is still loading (a first run exports it), an empty store is told before it.
         ready = model.done() and model.exception() is None
@@ -227,12 +229,11 @@ class Bot:
                 hint=f"the store {self.store.where} (collection {self.store.name}) holds no "
                 "articles; e.g. newsbot ingest samples/articles",
             )
-        with pool:
-            model.result()  # the model's error, if any, is raised here
-            if not ready:
-                answering()
-            if index:
-                self.store.refresh()
+        model.result()  # the model's error, if any, is raised here
+        if not ready:
+            answering()
+        if index:
+            self.store.refresh()
 
     def stats(self) -> StoreStats:
         """What the store holds (no model needed)."""

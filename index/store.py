@@ -550,7 +550,7 @@ class Store:
     def count(self) -> int:
         return int(self._call(self._chunks.count))
 
-    def load(self) -> bool:
+    def holds_chunks(self) -> bool:
         """Whether the store holds a chunk. Chroma's first read of the chunks loads their vector
         index (0.1-0.4 s at 10k-100k chunks); this one lets other threads run meanwhile, where
         `count` holds the GIL throughout (docs/benchmarks.md, "Cold start")."""
