@@ -225,10 +225,13 @@ def _read_url(url: str, settings: ReadConfig) -> Iterator[Article | ReadFailure]
     fetched = fetch(url, settings)
     where = _Where(location=url, id_prefix="url", id_key=fetched.url, url=fetched.url)
     media = fetched.content_type
-    kind = _MEDIA_KINDS.get(media) or _MEDIA_KINDS.get(media.partition("/")[0])
+    kind = (
+        _MEDIA_KINDS.get(media)
+        or _MEDIA_KINDS.get(media.partition("/")[0])
+        or ("json" if media.endswith("+json") else None)
+    )
     if kind == "binary":
         raise ReadError(f"not an article: the server sent {media}")
-    kind = kind or ("json" if media.endswith("+json") else None)
     yield from _read_content(fetched.content, where, kind, settings, charset=fetched.encoding)
 
 
