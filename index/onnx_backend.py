@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
 import logging
 import os
 import re
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -460,21 +460,16 @@ class OnnxEmbedder:
                     hint="set NEWSBOT_EMBEDDING_BACKEND=torch",
                 ) from again
         self._model_path = entry.model_path
-        self._tokenizer_lock = threading.Lock()
-        self._loaded_tokenizer: Tokenizer | None = None
         # The export fixes the vectors' width (only the batch axis is dynamic).
         dimension = int(self._session.get_outputs()[0].shape[1])
         self.identity = EmbeddingIdentity(model, dimension, "onnx", precision)
 
-    @property
+    @functools.cached_property
     def _tokenizer(self) -> Tokenizer:
         """Loaded on first use: its load holds the GIL (~0.035 s) where the session's does not,
         so Bot.warm, which builds the session beside chromadb's import, has it load later,
         beside Chroma's first read (docs/benchmarks.md, "Cold start")."""
-        with self._tokenizer_lock:
-            if self._loaded_tokenizer is None:
-                self._loaded_tokenizer = load_tokenizer(self._model_path, self.max_tokens)
-            return self._loaded_tokenizer
+        return load_tokenizer(self._model_path, self.max_tokens)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Word-piece ids of each text as the model reads them: [CLS] ... [SEP], at most
