@@ -210,10 +210,9 @@ def test_an_outlet_named_in_the_question_comes_first(deals_bot) -> None:
 
 
 @pytest.mark.slow
-def test_a_scoped_dense_search_finds_the_same_chunks_either_way(deals_bot, monkeypatch) -> None:
+def test_a_scoped_dense_search_finds_the_same_chunks_either_way(deals_bot) -> None:
     # Within an outlet: among the scope's own chunks (nearest_limit 0), or the store's nearest
-    # chunks that the scope admits (any limit above the store's size); among the scope's chunks
-    # read a vector at a time (a large scope is read in pages), the same again.
+    # chunks that the scope admits (any limit above the store's size).
     def search(nearest_limit: int) -> list[tuple[str, float]]:
         config = RetrievalConfig(nearest_limit=nearest_limit)
         retriever = Retriever(deals_bot.store, deals_bot.embedder, mode="dense", config=config)
@@ -224,8 +223,18 @@ def test_a_scoped_dense_search_finds_the_same_chunks_either_way(deals_bot, monke
     assert among[0][0] == "tc-deals"
     assert [article for article, _ in nearest] == [article for article, _ in among]
     assert [score for _, score in nearest] == pytest.approx([s for _, s in among], abs=1e-4)
-    monkeypatch.setattr(store_module, "EXACT_PAGE", 1)
-    assert search(0) == among
+
+
+@pytest.mark.slow
+def test_a_scope_read_in_pages_ranks_as_one_read(deals_bot, monkeypatch) -> None:
+    store = deals_bot.store
+    ids = [chunk.id for chunk in store.iter_chunks()]
+    vector = deals_bot.embedder.embed(["power banks on sale"])[0].tolist()
+    whole = store.nearest(vector, 4, among=ids)
+    monkeypatch.setattr(store_module, "EXACT_PAGE", 2)  # the best may be in any page
+    paged = store.nearest(vector, 4, among=ids)
+    assert len(ids) > 4 and [i for i, _ in paged] == [i for i, _ in whole]
+    assert [s for _, s in paged] == pytest.approx([s for _, s in whole], abs=1e-6)
 
 
 @pytest.mark.slow

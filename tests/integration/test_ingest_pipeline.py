@@ -13,6 +13,7 @@ import pytest
 import index.ingest
 from bot.errors import EmbeddingError, StoreError
 from index.article import Article, ReadFailure
+from index.embed import TokenEmbedder
 from tests.integration.test_ingest import SENTENCES, make_articles
 
 pytestmark = pytest.mark.slow
@@ -235,7 +236,7 @@ def test_an_embedder_that_cannot_tokenize_embeds_texts(make_bot) -> None:
 
 def test_chunks_tokenized_by_the_reader_get_their_own_vectors(make_bot) -> None:
     bot = make_bot(chunk_tokens=60)
-    assert hasattr(bot.embedder, "embed_tokens")  # the default (ONNX) embedder takes word pieces
+    assert isinstance(bot.embedder, TokenEmbedder)  # the default (ONNX) embedder takes word pieces
     articles = make_articles(30, sentences=9)  # chunks of many lengths, sorted by the model
     bot.ingest(articles)
     chunks = list(bot.store.iter_chunks(vectors=True))
