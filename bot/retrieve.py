@@ -237,7 +237,7 @@ def fuse(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int) ->
     return Ranked(sorted(scores, key=lambda item: (-scores[item], item)), scores)
 
 
-def interleave(lists: Sequence[Ranked]) -> Ranked:
+def interleave(lists: Sequence[Ranked]) -> list[str]:
     """One list from several: each id at its best rank in any of them (ties: ids more lists
     found first, then the earlier list's), counting each list's first `votes` ids only."""
     best: dict[str, tuple[int, int, int]] = {}  # id -> (rank, -lists found in, first list)
@@ -246,8 +246,7 @@ def interleave(lists: Sequence[Ranked]) -> Ranked:
         for rank, chunk_id in enumerate(ids):
             best_rank, found_in, first = best.get(chunk_id, (rank, 0, number))
             best[chunk_id] = (min(rank, best_rank), found_in - 1, first)
-    ids = sorted(best, key=best.__getitem__)
-    return Ranked(ids, {chunk_id: 1.0 / (1 + place) for place, chunk_id in enumerate(ids)})
+    return sorted(best, key=best.__getitem__)
 
 
 def pinned_first(pinned: Ranked, rest: Ranked) -> Ranked:
@@ -334,7 +333,7 @@ def select(
         # about the same outlet ("TechCrunch's first article ..., its second ...") must not
         # vote twice for that outlet's articles and crowd out the other parts' and the whole
         # question's.
-        merged = fuse([interleave(parts).ids, whole.ids], [config.part_weight, 1.0], config.rrf_k)
+        merged = fuse([interleave(parts), whole.ids], [config.part_weight, 1.0], config.rrf_k)
 
     chosen: list[tuple[str, float, int | None]] = []
     taken_chunks: set[str] = set()
@@ -517,11 +516,11 @@ class Retriever:
         # vector: each probe's BM25 search and its scope's count and ids.
         dense = self.mode != "lexical"
         embedding = self._embedding.submit(self.embedder.embed, [query.text]) if dense else None
-        probes: list[tuple[Scope, list[str], tuple[int, list[str] | None]]] = []
+        Probe = tuple[Scope, list[str], tuple[int, list[str] | None]]
 
-        def prepare(text: str, scope: Scope) -> int:
+        def prepare(text: str, scope: Scope) -> Probe:
             """A probe's BM25 hits (recorded in `candidates`) and dense plan (`_plan`), which
-            need no vector; returns its number."""
+            need no vector."""
             found = []
             if self.mode != "dense":
                 found = self.store.lexical.search(query_terms(text), pool, scope.lexical_filter())
@@ -530,13 +529,10 @@ class Retriever:
                 candidate.article_id = article_id
                 _raise(candidate, "lexical_score", score)
             plan = self._plan(scope, pool) if dense else (0, None)
-            probes.append((scope, [chunk_id for chunk_id, _, _ in found], plan))
-            return len(probes) - 1
+            return scope, [chunk_id for chunk_id, _, _ in found], plan
 
-        for scope in (narrow, base):
-            if scope is not None:
-                prepare(lexical_text, scope)
-        numbers = [
+        wholes = [prepare(lexical_text, scope) for scope in (narrow, base) if scope is not None]
+        own = [
             prepare(part.text, base.narrowed(part.sources, part.first, part.last))
             for part in query.parts
         ]
@@ -551,9 +547,9 @@ class Retriever:
                 asked, found = n, self.store.nearest(vector.tolist(), n)
             return found[:n]
 
-        def probe(number: int) -> Ranked:
+        def probe(prepared: Probe) -> Ranked:
             """The probe's dense hits (as `_plan` says) and its lexical ones, fused."""
-            scope, lexical, (wanted, among) = probes[number]
+            scope, lexical, (wanted, among) = prepared
             hits: list[tuple[str, float]] = []
             if vector is not None and among is not None:
                 hits = self.store.nearest(vector.tolist(), pool, among=among)
@@ -568,17 +564,17 @@ class Retriever:
             weights = [config.dense_weight, config.lexical_weight]
             return fuse([[c for c, _ in hits], lexical], weights, config.rrf_k)
 
-        first = probe(0)
+        first = probe(wholes[0])
         if narrow is None:
             whole = first
         elif pinned:
-            whole = pinned_first(first, probe(1))
+            whole = pinned_first(first, probe(wholes[1]))
         else:
-            whole = fuse([probe(1).ids, first.ids], [1.0, config.near_weight], config.rrf_k)
+            whole = fuse([probe(wholes[1]).ids, first.ids], [1.0, config.near_weight], config.rrf_k)
         parts: list[Ranked] = []
         relaxed: list[str] = []
-        for number, part in enumerate(query.parts):
-            ranked = probe(numbers[number])
+        for number, (part, prepared) in enumerate(zip(query.parts, own, strict=True)):
+            ranked = probe(prepared)
             if not ranked.ids and (part.first or part.last):
                 # A date off by a day or two must not lose the report: keep the outlet only.
                 relaxed.append(part.label or f"part {number + 1}")
@@ -613,7 +609,7 @@ class Retriever:
         total = lexical.chunk_count()
         wanted = math.ceil(self.config.scope_margin * pool * total / admitted)
         if wanted > self.config.nearest_limit:
-            return 0, lexical.chunk_ids(where, count=admitted)
+            return 0, lexical.chunk_ids(where)
         return min(wanted, total), None
 
     def _read(

@@ -181,17 +181,11 @@ class LexicalIndex:
             clauses.append(tantivy.Query.term_set_query(schema, "id", list(among)))
         return tantivy.Query.boolean_query([(tantivy.Occur.Must, query) for query in clauses])
 
-    def chunk_ids(
-        self, where: LexicalFilter, among: Sequence[str] | None = None, *, count: int | None = None
-    ) -> list[str]:
-        """Ids of the chunks the filter admits (of those `among`, when given); `count` is how
-        many it admits, when the caller has counted them already."""
+    def chunk_ids(self, where: LexicalFilter, among: Sequence[str] | None = None) -> list[str]:
+        """Ids of the chunks the filter admits (of those `among`, when given)."""
         searcher = self.index.searcher()
         query = self._chunks(where, among)
-        if among is not None:
-            count = len(among)
-        elif count is None:
-            count = self.chunk_count(where)
+        count = len(among) if among is not None else self.chunk_count(where)
         if not count:
             return []
         hits = searcher.search(query, count, count=False).hits
@@ -244,9 +238,10 @@ class LexicalIndex:
             generation = None
         if generation is None or generation != self._cache_generation or len(self._cache) > CACHED:
             self._cache, self._cache_generation = {}, generation
-        if name not in self._cache:
-            self._cache[name] = compute(searcher)
-        return self._cache[name]
+        cache = self._cache  # this generation's, even if another thread starts the next one
+        if name not in cache:
+            cache[name] = compute(searcher)
+        return cache[name]
 
     def sources(self) -> list[str]:
         """Outlets that have chunks in the index."""
