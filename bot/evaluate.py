@@ -641,8 +641,9 @@ def _ask_multihop(
     asked = QuestionResult(
         id=str(row.get("id", "")),
         question_type=str(row.get("question_type") or "unknown"),
-        ranked_at_k={
-            k: tuple(ranked_articles(bot, question, k)) for k in (*HIT_CUTOFFS, MRR_CUTOFF)
+        ranked_at_k={  # MRR's cut-off is also a Hits one: one search each
+            k: tuple(ranked_articles(bot, question, k))
+            for k in dict.fromkeys((*HIT_CUTOFFS, MRR_CUTOFF))
         },
     )
     if not answer:
