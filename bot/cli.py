@@ -234,13 +234,12 @@ def ingest(
     if as_json:
         typer.echo(json.dumps({**report.to_dict(), "articles": report.articles}, indent=2))
     else:
-        where = bot.stats()
         _say(
             f"{_plural(report.articles, 'article')}: {report.new} new, {report.updated} updated, "
             f"{report.unchanged} unchanged, {report.duplicates} duplicates, {report.failed} "
             f"failed; {_plural(report.chunks, 'chunk')} written in {report.seconds:.1f} s "
-            f"({report.chunks_per_second:.1f} chunks/s) into {where['store']} "
-            f"(collection {where['collection']})"
+            f"({report.chunks_per_second:.1f} chunks/s) into {bot.store.where} "
+            f"(collection {bot.store.name})"
         )
         if report.failed:
             failed = _plural(report.failed, "item")
