@@ -78,6 +78,7 @@ class SentenceMatcher:
     tie: float
     allow_instructions: bool
     _readings: dict[str, _Readings] = field(default_factory=dict, init=False, repr=False)
+    _claims: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def _of(self, passage: Passage) -> _Readings:
         key = f"{passage.chunk_id}:{passage.start}"
@@ -115,9 +116,11 @@ class SentenceMatcher:
             claim += "."  # the marker came before the full stop; embed the sentence as written
         names = named(claim)
         reports = is_statement(claim)
+        if claim not in self._claims:  # a claim citing several passages is embedded once
+            self._claims[claim] = self.embed([claim])[0]
         similarities = np.full(len(sentences), -1.0)
         for owner, speaker, similarity in zip(
-            owners, speakers, vectors @ self.embed([claim])[0], strict=True
+            owners, speakers, vectors @ self._claims[claim], strict=True
         ):
             # A statement read with its speaker's introduction counts for a claim that reports
             # what that speaker said; otherwise the introduction's own content would be
