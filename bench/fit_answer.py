@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import zlib
 from dataclasses import dataclass
@@ -107,7 +106,7 @@ def multihop_cases(settings: Any) -> list[Case]:
 def rgb_cases(settings: Any) -> list[Case]:
     import numpy as np
 
-    from bot.evaluate import RGB_NOISE_RATIOS, RGB_SEED, mix_passages, read_jsonl
+    from bot.evaluate import RGB_NOISE_RATIOS, read_jsonl, rgb_setting
     from bot.retrieve import Passage
     from index.embed import load_embedder
 
@@ -118,11 +117,11 @@ def rgb_cases(settings: Any) -> list[Case]:
         positive, negative = list(row.get("positive") or []), list(row.get("negative") or [])
         settings_: list[tuple[str, list[tuple[str, bool]]]] = []
         for ratio in RGB_NOISE_RATIOS:
-            rng = random.Random(f"{RGB_SEED}:{question_id}:{ratio}")
-            settings_.append((f"rgb-{ratio}", mix_passages(positive, negative, ratio, rng)))
+            mixed = rgb_setting(question_id, ratio, positive, negative, ratio)
+            settings_.append((f"rgb-{ratio}", mixed))
         if negative:
-            rng = random.Random(f"{RGB_SEED}:{question_id}:noise-only")
-            settings_.append(("rgb-noise", mix_passages([], negative, 1.0, rng)))
+            mixed = rgb_setting(question_id, "noise-only", [], negative, 1.0)
+            settings_.append(("rgb-noise", mixed))
         for setting, mixed in settings_:
             texts = [text for text, _ in mixed if text.strip()]
             if not texts:

@@ -163,6 +163,16 @@ def mix_passages(
     return mixed
 
 
+def rgb_setting(
+    question_id: object, setting: object, positive: Sequence[str], negative: Sequence[str],
+    noise_ratio: float,
+) -> list[tuple[str, bool]]:  # fmt: skip
+    """One RGB setting's passages, seeded by the question and the setting: the eval and the
+    refit (bench/fit_answer.py) mix alike."""
+    rng = random.Random(f"{RGB_SEED}:{question_id}:{setting}")
+    return mix_passages(positive, negative, noise_ratio, rng)
+
+
 # -- results -----------------------------------------------------------------------------------
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
@@ -794,8 +804,7 @@ def evaluate_rgb(
 
     def ask(row: dict[str, Any], setting: object, positive: list[str], negative: list[str],
             noise_ratio: float) -> Answer:  # fmt: skip
-        rng = random.Random(f"{RGB_SEED}:{row['id']}:{setting}")
-        passages = mix_passages(positive, negative, noise_ratio, rng)
+        passages = rgb_setting(row["id"], setting, positive, negative, noise_ratio)
         articles = [
             Article(
                 id=f"{row['id']}-{'pos' if is_positive else 'neg'}-{index}",
