@@ -45,6 +45,12 @@ LOG_PAGE = 50
 CONNECTION_WORDS = ("connect", "timeout", "timed out", "unavailable", "refused", "reset")
 # Records that are not chunks need a vector; one constant dimension keeps Chroma's index happy.
 _NO_VECTOR = [1.0]
+# The log's and the lease's vector index (one dimension, one record a commit) is saved at every
+# write: Chroma keeps the records written since its last save (every 1000 by default) in its own
+# queue, and every new process replays them all, log entries included (5.6 MB of JSON, 0.06-0.1 s,
+# at 100k chunks). Saving an index this small costs nothing that grows with the store, unlike the
+# chunks' own (docs/benchmarks.md, "Cold start").
+_SMALL_INDEX = {"hnsw": {"sync_threshold": 1}}
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,10 @@ class Store:
 
     def _log_collection(self) -> Any:
         return self._call(
-            self._client.get_or_create_collection, f"{self.name}-log", embedding_function=None
+            self._client.get_or_create_collection,
+            f"{self.name}-log",
+            embedding_function=None,
+            configuration=_SMALL_INDEX,
         )
 
     @property
@@ -234,7 +243,10 @@ class Store:
             turn: contextlib.AbstractContextManager[Any] = exclusive(self._turn_lock, on_wait)
         else:
             leases = self._call(
-                self.client.get_or_create_collection, f"{self.name}-lease", embedding_function=None
+                self.client.get_or_create_collection,
+                f"{self.name}-lease",
+                embedding_function=None,
+                configuration=_SMALL_INDEX,
             )
             turn = ChromaLease(leases).held(on_wait)
         with turn as lease:
@@ -335,6 +347,10 @@ class Store:
         }
         token = uuid.uuid4().hex
         entry_id = f"{seq:012d}"
+        saves_every = _SMALL_INDEX["hnsw"]["sync_threshold"]
+        if (self._log.configuration_json.get("hnsw") or {}).get("sync_threshold") != saves_every:
+            # a store made before _SMALL_INDEX: its next reader saves the log's index
+            self._call(self._log.modify, configuration=_SMALL_INDEX)
         if self._lease is not None:
             from index.lock import LeaseLost
 

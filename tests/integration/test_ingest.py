@@ -206,3 +206,24 @@ def test_a_store_of_an_earlier_version_moves_its_registry_into_the_log(make_bot)
     assert upgraded.stats()["articles"] == 5
     assert "news-articles" not in {c.name for c in upgraded.store.client.list_collections()}
     assert upgraded.ingest(articles).unchanged == 5  # nothing embedded again
+
+
+def test_the_log_is_saved_by_chroma_at_every_commit_in_new_and_older_stores(make_bot) -> None:
+    """Chroma replays in every new process what it has not saved of a collection (each log
+    entry's text, for the log): the log's index is saved at every write, and a store made before
+    that is set so by its next ingest."""
+
+    def saves_every(bot) -> int:
+        log = bot.store.client.get_collection("news-log")
+        return int(log.configuration_json["hnsw"]["sync_threshold"])
+
+    bot = make_bot()
+    bot.ingest(make_articles(2))
+    assert saves_every(bot) == 1
+    log = bot.store.client.get_collection("news-log")
+    log.modify(configuration={"hnsw": {"sync_threshold": 1000}})  # as earlier versions made it
+
+    older = make_bot()
+    assert saves_every(older) == 1000
+    older.ingest(make_articles(3, seed=8))
+    assert saves_every(make_bot()) == 1
