@@ -106,12 +106,8 @@ def _normalise(text: str) -> str:
 
 
 def _analyse(text: str, dropped: frozenset[str]) -> list[str]:
-    found = []
-    for token in _WORD.findall(_normalise(text)):
-        word, term = _analyse_word(token)
-        if word and word not in dropped:
-            found.append(term)
-    return found
+    analysed = map(_analyse_word, _WORD.findall(_normalise(text)))
+    return [term for word, term in analysed if word and word not in dropped]
 
 
 _QUESTION_DROPPED = STOPWORDS | REPORT_WORDS
