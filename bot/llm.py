@@ -172,7 +172,8 @@ class CitationChecker:
         self.raw = ""  # what the model wrote
         self._pending = ""
         self._released = 0
-        self._claim_start = 0
+        self._claim_start = 0  # where the text after the last citing marker starts
+        self._claim = ""  # the claim the last marker cited
 
     def feed(self, piece: str) -> str:
         """Add a piece of model output; returns the text that may be shown now."""
@@ -205,6 +206,11 @@ class CitationChecker:
         position = 0
         for match in _MARKER.finditer(text):
             self.text += text[position : match.start()]
+            # A marker with no word since the last one ("[2][3]", "[2], [3]") cites the same
+            # claim, as "[2, 3]" does.
+            written = self.text[self._claim_start :]
+            if re.search(r"\w", written):
+                self._claim = _last_sentence(written)
             wanted = dict.fromkeys(_numbers(match.group(1)))
             valid = [n for n in wanted if 1 <= n <= len(self.passages)]
             numbers = [self._cite(n) for n in valid]
@@ -218,10 +224,11 @@ class CitationChecker:
 
     def _cite(self, passage_number: int) -> int | None:
         passage = self.passages[passage_number - 1]
-        claim = _last_sentence(self.text[self._claim_start :])
-        found = self.matcher.best(claim, passage)
+        found = self.matcher.best(self._claim, passage)
         if found is None:
-            log.info("[%d] dropped: that passage holds nothing like %r", passage_number, claim)
+            log.info(
+                "[%d] dropped: that passage holds nothing like %r", passage_number, self._claim
+            )
             return None
         sentence = found[0]
         if sentence.key not in self._number:

@@ -115,6 +115,17 @@ def test_streaming_yields_several_pieces_that_add_up_to_the_answer(settings, pas
     assert "".join(pieces) == draft.text
 
 
+def test_a_run_of_markers_cites_every_passage_it_names(settings, passages) -> None:
+    m = number_of(passages, "was upbeat")
+    n = number_of(passages, "said al Thani")
+    model = chat(f"Al Thani was upbeat and said Hamas's response was positive [{m}][{n}].")
+    pieces, draft = run(llm_answerer(settings, model), QATAR_QUESTION, passages)
+    assert draft.text == "Al Thani was upbeat and said Hamas's response was positive [1][2]."
+    quotes = [c.quote for c in draft.citations]
+    assert "was upbeat" in quotes[0] and "in general we can say" in quotes[1]
+    assert "".join(pieces) == draft.text
+
+
 def test_a_hallucinated_citation_is_removed(settings, passages) -> None:
     n = number_of(passages, "said al Thani")
     bogus = len(passages) + 3
@@ -288,6 +299,27 @@ def test_grouped_and_ranged_markers(word_matcher) -> None:
     assert checker.text == (
         "Al Thani spoke positively [1][2]. Blinken and al Thani spoke too [2][3]."
     )
+
+
+def test_adjacent_markers_cite_the_same_claim_as_a_grouped_one(word_matcher) -> None:
+    grouped = check_citations(
+        "Al Thani spoke positively [2, 3]. Blinken and al Thani spoke too [3-4].",
+        few_passages(),
+        word_matcher,
+    )
+    for adjacent in (
+        "Al Thani spoke positively [2][3]. Blinken and al Thani spoke too [3] [4].",
+        "Al Thani spoke positively. [2][3] Blinken and al Thani spoke too. [3], [4]",
+    ):
+        checker = check_citations(adjacent, few_passages(), word_matcher)
+        assert [c.quote for c in checker.citations()] == [c.quote for c in grouped.citations()]
+        assert len(checker.citations()) == 3
+        # Streamed in pieces of any size (a marker split across them), the same text is shown.
+        for size in (1, 2, 3, 5):
+            streamed = CitationChecker(few_passages(), word_matcher)
+            shown = "".join(streamed.feed(piece) for piece in _pieces(adjacent, size))
+            assert shown + streamed.finish() == checker.text
+            assert streamed.citations() == checker.citations()
 
 
 @pytest.mark.slow
