@@ -199,14 +199,19 @@ def _command(
 
 
 def _open_bot(
-    settings: Settings, *, check_identity: bool = True, require_articles: bool = False
+    settings: Settings,
+    *,
+    check_identity: bool = True,
+    require_articles: bool = False,
+    index: bool = False,
 ) -> Bot:
-    """The bot with its model loaded (and, to ask, the lexical index caught up) under a spinner."""
+    """The bot with its model loaded (and, to ask or `index`, the lexical index caught up) under
+    a spinner."""
     from bot.core import Bot
 
     bot = Bot.open(settings, check_identity=check_identity)
     with Console(stderr=True).status("Loading the embedding model..."):
-        bot.warm(index=require_articles, require_articles=require_articles)
+        bot.warm(index=index or require_articles, require_articles=require_articles)
     return bot
 
 
@@ -736,7 +741,7 @@ def slack(
         handler.addFilter(bot.slack.RedactSecrets(secrets))
     feeds = read_feed_list(watch_file) if watch_file else []
     seconds = parse_every(every)
-    newsbot = _open_bot(settings)
+    newsbot = _open_bot(settings, index=True)  # the one warm: serve() leaves it to its caller
     watching = Watcher.for_bot(newsbot, feeds).start(seconds, _show_round) if feeds else None
     try:
         bot.slack.serve(newsbot, socket=socket, port=port, host=host)

@@ -546,11 +546,11 @@ def stop_signals() -> Iterator[threading.Event]:
 
 def serve(bot: Bot, *, socket: bool, port: int = 3000, host: str = "127.0.0.1") -> None:
     """Run the Slack bot, over Socket Mode or HTTP on host:port, until Ctrl-C or SIGTERM; then
-    the answers under way get settings.slack_shutdown_grace seconds to finish."""
+    the answers under way get settings.slack_shutdown_grace seconds to finish. Call
+    `bot.warm()` first (`newsbot slack` does, under its spinner), or the first question waits
+    for the model and the lexical index (about a minute at 100k chunks)."""
     settings = slack_settings(bot.settings, socket=socket)
     app, door = build_app(bot, settings, socket=socket)
-    # Build the lexical index now, not on the first question (about a minute at 100k chunks).
-    bot.warm()
     with stop_signals() as stop:
         if socket:
             handler = socket_mode_handler(app, settings)

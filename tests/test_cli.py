@@ -7,7 +7,10 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -139,6 +142,43 @@ def test_slack_without_a_token_says_which_one(tmp_path: Path) -> None:
     result = newsbot("slack", "--socket", "--data-dir", tmp_path)  # conftest unsets SLACK_*
     assert result.exit_code == 1
     assert result.stderr.startswith("error: the Slack bot token is not set")
+
+
+@pytest.mark.slow
+def test_newsbot_slack_loads_the_model_and_the_index_once_before_it_connects(
+    tmp_path: Path, fake_slack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.slack
+    from bot.core import Bot
+    from tests.fake_slack import APP_TOKEN, SECRET, TOKEN
+
+    warmed: list[dict[str, Any]] = []
+    warm, connect = Bot.warm, "apps.connections.open"
+
+    def counted(self: Bot, **options: Any) -> None:
+        warmed.append({**options, "connected": len(fake_slack.calls_to(connect))})
+        warm(self, **options)
+
+    @contextmanager
+    def stopped_at_once() -> Iterator[threading.Event]:  # as if Ctrl-C came once connected
+        stop = threading.Event()
+        stop.set()
+        yield stop
+
+    monkeypatch.setattr(Bot, "warm", counted)
+    monkeypatch.setattr(bot.slack, "stop_signals", stopped_at_once)
+    env = {
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_APP_TOKEN": APP_TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "NEWSBOT_SLACK_API_URL": fake_slack.api_url,
+    }
+    result = newsbot("slack", "--socket", "--data-dir", tmp_path, env=env)
+    assert result.exit_code == 0, result.output
+    assert fake_slack.calls_to(connect)
+    # One warm, with the lexical index, before Slack can send a question.
+    (options,) = warmed
+    assert options.get("index", True) and options["connected"] == 0
 
 
 # -- with the model ------------------------------------------------------------------------------

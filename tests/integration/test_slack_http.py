@@ -287,6 +287,7 @@ def slow(question, **options):
     yield from stream(question, **options)
 
 bot.stream = slow
+bot.warm()
 serve(bot, socket=False, port=int(sys.argv[1]))
 print("served", flush=True)
 """
