@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from index.article import Article
-from index.chunk import chunk_article, context_header, split_sentences
+from index.chunk import CountTokens, chunk_article, context_header, split_sentences
 from index.embed import TokenCounter
 from tests.conftest import SAMPLE_ARTICLE
 
@@ -17,7 +17,7 @@ def count_tokens() -> TokenCounter:
     return TokenCounter("all-MiniLM-L6-v2")
 
 
-def chunks_of(article: Article, count_tokens: TokenCounter, *, overlap: int = 1):
+def chunks_of(article: Article, count_tokens: CountTokens, *, overlap: int = 1):
     return chunk_article(
         article,
         count_tokens=count_tokens,
@@ -110,6 +110,23 @@ def test_long_titles_are_shortened_to_leave_room_for_text(count_tokens) -> None:
         assert chunk.header.startswith("Very long headline")
         assert count_tokens(chunk.header) <= 64
         assert count_tokens(chunk.embed_text) + 2 <= 256
+
+
+def test_the_header_is_counted_once_an_article(count_tokens) -> None:
+    """Ingest counts the word pieces of every text it chunks: the header's once, not again."""
+    counted: list[str] = []
+
+    def counting(text: str) -> int:
+        counted.append(text)
+        return int(count_tokens(text))
+
+    for title in ("Ceasefire talks", "Very long headline " * 60):
+        article = Article(id="h", title=title, body=sample_article().body, source="Wire")
+        chunks = chunks_of(article, counting)
+        header = chunks[1].header
+        assert header.startswith(title.split()[0])
+        assert counted.count(header) == 1
+        counted.clear()
 
 
 def test_header_names_title_and_source() -> None:
