@@ -561,18 +561,22 @@ def _ordered(sentences: Iterable[tuple[Sentence, float]]) -> list[tuple[Sentence
     return sorted(unique.values(), key=key)
 
 
-def _cite(sentences: Iterable[tuple[Sentence, float]]) -> tuple[Citation, ...]:
-    return tuple(citation_for(n, s, score) for n, (s, score) in enumerate(sentences, start=1))
+def cite(sentences: Iterable[tuple[Sentence, float]], *, first: int = 1) -> tuple[Citation, ...]:
+    """The citations of `sentences`, numbered in order from `first`: how every answer numbers
+    its citations."""
+    return tuple(citation_for(n, s, score) for n, (s, score) in enumerate(sentences, start=first))
 
 
-def render(sentences: Sequence[tuple[Sentence, float]]) -> tuple[str, tuple[Citation, ...]]:
-    """'quote [1] quote [2]' and the citations, in article order."""
-    citations = _cite(_ordered(sentences))
+def render(
+    sentences: Sequence[tuple[Sentence, float]], *, first: int = 1
+) -> tuple[str, tuple[Citation, ...]]:
+    """'quote [1] quote [2]' and the citations, in article order, numbered from `first`."""
+    citations = cite(_ordered(sentences), first=first)
     return " ".join(f"{citation.quote} [{citation.n}]" for citation in citations), citations
 
 
 def refusal(scored: Sequence[Scored], confidence: float) -> Draft:
-    citations = _cite((s.sentence, s.score) for s in scored[:CLOSEST_CITATIONS])
+    citations = cite((s.sentence, s.score) for s in scored[:CLOSEST_CITATIONS])
     return Draft(NOT_FOUND + (CLOSEST_NOTE if citations else ""), citations, True, confidence)
 
 
@@ -686,10 +690,9 @@ def parts_answer(
         best = scored[0]
         chosen = [(best.sentence, best.score)]
         chosen += [(other, best.score) for other in best.linked if other.key not in taken]
-        quotes = []
-        for sentence, score in _ordered(chosen)[:SENTENCES_PER_PART]:
-            taken.add(sentence.key)
-            citations.append(citation_for(len(citations) + 1, sentence, score))
-            quotes.append(f"{sentence.text} [{len(citations)}]")
-        lines.append(f"{label}: " + " ".join(quotes))
+        shown = _ordered(chosen)[:SENTENCES_PER_PART]
+        taken.update(sentence.key for sentence, _ in shown)
+        text, cited = render(shown, first=len(citations) + 1)
+        citations += cited
+        lines.append(f"{label}: {text}")
     return Draft("\n".join(lines), tuple(citations), False, 0.0) if citations else None

@@ -26,7 +26,7 @@ from bot.answer import (
     NOT_FOUND,
     Draft,
     Sentence,
-    citation_for,
+    cite,
     extractive_answer,
     is_statement,
     looks_like_instruction,
@@ -243,11 +243,9 @@ class CitationChecker:
         return piece
 
     def citations(self) -> tuple[Citation, ...]:
-        return tuple(
-            citation_for(
-                n, sentence, passage.score if passage.dense_score is None else passage.dense_score
-            )
-            for n, (sentence, passage) in enumerate(self.sentences, start=1)
+        return cite(
+            (sentence, passage.score if passage.dense_score is None else passage.dense_score)
+            for sentence, passage in self.sentences
         )
 
 

@@ -308,6 +308,10 @@ def test_each_part_is_answered_from_its_own_report_side_by_side() -> None:
     first, second = draft.citations
     assert (first.source, second.source) == ("The Verge", "Wired")
     assert first.quote in verge and second.quote in wired
+    # Numbered across the parts as any answer is: each [n] after its quote, in order.
+    assert draft.text.count("[") == 2
+    for citation in draft.citations:
+        assert f"{citation.quote} [{citation.n}]" in draft.text
 
 
 def test_a_question_names_outlets_to_pick_reports_not_as_words_to_find() -> None:
