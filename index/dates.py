@@ -9,10 +9,18 @@ from datetime import UTC, date, datetime
 from datetime import time as clock
 from email.utils import parsedate_to_datetime
 
-from dateutil import parser
-
 # Two defaults that differ in every field: a field the text leaves out shows up as a difference.
 _DEFAULTS = (datetime(2000, 1, 1, 0, 0), datetime(2001, 2, 2, 1, 1))
+
+
+def _read_twice(text: str) -> tuple[datetime, datetime]:
+    """`text` as dateutil reads it with each of _DEFAULTS. dateutil is imported here, not with
+    this module (which `bot` imports): a question that names no dates, and `newsbot --help`,
+    never need it (5 ms)."""
+    from dateutil import parser
+
+    first, second = (parser.parse(text, default=default) for default in _DEFAULTS)
+    return first, second
 
 
 def to_datetime(
@@ -36,7 +44,7 @@ def to_datetime(
 def _bare_day(text: str) -> date | None:
     """The day `text` names when it names a whole day and no time of it."""
     try:
-        first, second = (parser.parse(text, default=default) for default in _DEFAULTS)
+        first, second = _read_twice(text)
     except (ValueError, OverflowError):
         return None
     if first.date() != second.date() or first.time() == second.time() or first.tzinfo:
@@ -88,7 +96,7 @@ def _parse_date(value: object) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         pass
     # An incomplete date ("February 2024") is no date.
-    first, second = (parser.parse(text, default=default) for default in _DEFAULTS)
+    first, second = _read_twice(text)
     return first if first.date() == second.date() else None
 
 
