@@ -10,7 +10,6 @@ import inspect
 import json
 import logging
 import os
-import re
 import sys
 import time
 import traceback
@@ -39,7 +38,6 @@ EXIT_INTERRUPTED = 130
 # Spinners are given Text, not a str: rich reads a str as markup, which loads its emoji table
 # (~4 ms of every `newsbot ask`).
 SPINNER_TEXT = "Looking through the articles..."
-_MARKER = re.compile(r"\[\d+\]")
 _DEBUG_KEY = "newsbot.debug"
 
 
@@ -428,9 +426,11 @@ def render_answer(console: Console, answer: Answer, *, text: bool = True) -> Non
     """The answer with its [n] markers highlighted, then the numbered sources."""
     from rich.padding import Padding
 
+    from bot.models import CITATION_MARKER
+
     if text:
         body = Text(answer.text, style="yellow" if answer.refused else "")
-        body.highlight_regex(_MARKER, "bold cyan")
+        body.highlight_regex(CITATION_MARKER, "bold cyan")
         console.print(body)
     if answer.note:
         console.print(Text(answer.note, style="dim"), soft_wrap=True)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.models import Turn
+from bot.models import CITATION_MARKER, Turn
 from bot.speakers import mention
 from index.text import query_terms
 
@@ -134,12 +134,13 @@ def _person(turns: Sequence[Turn], previous: str) -> str | None:
     asked = set(query_terms(previous))
     # Someone the answer quotes ("..., said Dolores Okafor, the union's president") comes first;
     # the first name of an answer is often an organisation.
-    for sentence in re.split(r"(?<=[.!?\]])\s+", re.sub(r"\s*\[\d+\]", "", answer)):
+    uncited = re.sub(rf"\s*{CITATION_MARKER.pattern}", "", answer)
+    for sentence in re.split(r"(?<=[.!?\]])\s+", uncited):
         said = mention(sentence)
         if said is not None and said.kind == "named" and len(said.text.split()) >= 2:
             return _OWNER.sub("", said.text)
     for text in (answer, previous):
-        for match in _PERSON.finditer(re.sub(r"\[\d+\]", " ", text)):
+        for match in _PERSON.finditer(CITATION_MARKER.sub(" ", text)):
             words = match.group().split()
             while words and words[0].lower() in _NOT_NAMES:
                 words = words[1:]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.errors import NewsbotError
-from bot.models import Answer
+from bot.models import CITATION_MARKER, Answer
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -101,8 +101,7 @@ def quote_is_verbatim(body: str | None, start: int, end: int, quote: str) -> boo
     return body is not None and 0 <= start <= end <= len(body) and body[start:end] == quote
 
 
-_MARKER = re.compile(r"\[\d+\]")
-_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
+_LEADING_MARKERS = re.compile(rf"^(?:\s*{CITATION_MARKER.pattern})+")
 
 
 def answer_sentences(text: str) -> list[str]:
@@ -128,7 +127,7 @@ _NO_CLAIM = re.compile(r"\barticles (?:don't|do not) say\b", re.IGNORECASE)
 def cited_sentence_share(text: str) -> float | None:
     """Share of the claims (sentences not saying the articles are silent) carrying a [n]."""
     claims = [sentence for sentence in answer_sentences(text) if not _NO_CLAIM.search(sentence)]
-    return mean(bool(_MARKER.search(sentence)) for sentence in claims)
+    return mean(bool(CITATION_MARKER.search(sentence)) for sentence in claims)
 
 
 def stratified_subset(rows: Sequence[dict[str, Any]], limit: int, key: str) -> list[dict[str, Any]]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any, TypedDict
 
 # since/until in the Python API: a datetime (naive = UTC), a date or an ISO string.
 DateLike = datetime | date | str | None
+# How an answer's text cites: "[n]" after the claim, written by bot/answer.py and bot/llm.py;
+# the CLI, the eval and follow-ups find the markers with this.
+CITATION_MARKER = re.compile(r"\[\d+\]")
 
 
 @dataclass(frozen=True)
