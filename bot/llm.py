@@ -174,6 +174,7 @@ class CitationChecker:
         self._released = 0
         self._claim_start = 0  # where the text after the last citing marker starts
         self._claim = ""  # the claim the last marker cited
+        self._cited: set[int] = set()  # the numbers shown for it
 
     def feed(self, piece: str) -> str:
         """Add a piece of model output; returns the text that may be shown now."""
@@ -207,14 +208,15 @@ class CitationChecker:
         for match in _MARKER.finditer(text):
             self.text += text[position : match.start()]
             # A marker with no word since the last one ("[2][3]", "[2], [3]") cites the same
-            # claim, as "[2, 3]" does.
+            # claim, as "[2, 3]" does, and shows each number once, as "[2, 2]" does.
             written = self.text[self._claim_start :]
             if re.search(r"\w", written):
-                self._claim = _last_sentence(written)
+                self._claim, self._cited = _last_sentence(written), set()
             wanted = dict.fromkeys(_numbers(match.group(1)))
             valid = [n for n in wanted if 1 <= n <= len(self.passages)]
-            numbers = [self._cite(n) for n in valid]
-            numbers = [n for n in dict.fromkeys(numbers) if n is not None]
+            found = dict.fromkeys(self._cite(n) for n in valid)
+            numbers = [n for n in found if n is not None and n not in self._cited]
+            self._cited.update(numbers)
             if numbers:
                 space = match.group(0)[: match.group(0).index("[")]
                 self.text += space + "".join(f"[{n}]" for n in numbers)
