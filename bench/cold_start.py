@@ -123,11 +123,11 @@ getattr(bot.cli, "console_script", bot.cli.main)()
 PIECES = [
     ("interpreter, import bot.cli (typer, rich, pydantic, numpy)", "spawn", "bot.cli imported"),
     ("settings, Bot.open", "bot.cli imported", "warm <"),
-    ("onnxruntime, tokenizers, blingfire imported", "warm <", "chromadb <"),
+    ("onnxruntime, index.onnx_backend, blingfire imported", "warm <", "chromadb <"),
     ("import chromadb, client, collections", "chromadb <", "collections >"),
     ("model (second thread: onnxruntime session)", "model <", "model >"),
     (
-        "Chroma's first read (beside: answering side, identity, tokenizer), lexical catch-up",
+        "Chroma's first read (beside: answering side, identity, tokenizers), lexical catch-up",
         "collections >",
         "warm >",
     ),
