@@ -442,8 +442,10 @@ class Store:
                 hint="finish it with `newsbot reindex`",
             )
         stored = self.identity
-        if stored is None:
-            if self.count() == 0:
+        if stored is None:  # recorded when the store is empty (e.g. made by an earlier newsbot)
+            # The lexical index answers first: a read of the chunks waits for Chroma to load their
+            # vector index, which Bot.warm has loading beside the answering side, this included.
+            if not self.lexical.chunk_count() and not self.holds_chunks():
                 self._set_meta(identity.to_metadata())
             return
         if (stored.model, stored.dimension, stored.precision) != (

@@ -155,6 +155,23 @@ def test_a_store_built_with_another_precision_is_refused_until_reindexed(make_bo
     assert fresh.ask("What did Qatar's prime minister do at the press conference?").citations
 
 
+def test_a_store_without_its_recorded_identity_answers_and_is_not_given_one(make_bot) -> None:
+    """A store whose vectors' model was never recorded (an earlier newsbot's) answers as before;
+    its identity is recorded only while it is empty, as its vectors' model is unknown."""
+    bot = make_bot()
+    bot.ingest(make_articles(3))
+    bot.store.client.get_collection("news").modify(metadata={"reindexing": False})
+    assert bot.stats()["embedding"] is None
+
+    older = make_bot()
+    assert older.ask("What did Qatar's prime minister do at the press conference?").citations
+    assert older.stats()["embedding"] is None
+
+    empty = make_bot(collection="fresh")
+    empty.warm()
+    assert empty.stats()["embedding"]["embedding_precision"] == "fp32"
+
+
 def test_an_interrupted_reindex_is_refused(make_bot) -> None:
     bot = make_bot()
     bot.ingest(make_articles(2))
