@@ -443,9 +443,9 @@ class Store:
             )
         stored = self.identity
         if stored is None:  # recorded when the store is empty (e.g. made by an earlier newsbot)
-            # The lexical index answers first: a read of the chunks waits for Chroma to load their
-            # vector index, which Bot.warm has loading beside the answering side, this included.
-            if not self.lexical.chunk_count() and not self.holds_chunks():
+            # Chroma, not the lexical index, says whether it is: that index may still follow a
+            # store reset or deleted elsewhere, until its catch-up.
+            if not self.holds_chunks():
                 self._set_meta(identity.to_metadata())
             return
         if (stored.model, stored.dimension, stored.precision) != (

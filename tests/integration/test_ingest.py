@@ -172,6 +172,23 @@ def test_a_store_without_its_recorded_identity_answers_and_is_not_given_one(make
     assert empty.stats()["embedding"]["embedding_precision"] == "fp32"
 
 
+def test_a_store_reset_elsewhere_is_given_its_model_at_its_next_ingest(make_bot) -> None:
+    """Another host (or a user deleting Chroma's collections) empties the store while this host's
+    lexical index still holds the old chunks: the new store still records its model, and an
+    ingest with another precision is refused."""
+    bot = make_bot()
+    bot.ingest(make_articles(3))
+    for name in ("news", "news-log"):
+        bot.store.client.delete_collection(name)
+
+    again = make_bot()  # e.g. a Slack bot: warmed (its model checked) before it ingests
+    again.warm()
+    again.ingest(make_articles(2, seed=9))
+    assert again.stats()["embedding"]["embedding_precision"] == "fp32"
+    with pytest.raises(StoreError, match=r"holds all-MiniLM-L6-v2 \(fp32"):
+        make_bot(embedding_precision="int8").ingest(make_articles(1, seed=10))
+
+
 def test_an_interrupted_reindex_is_refused(make_bot) -> None:
     bot = make_bot()
     bot.ingest(make_articles(2))
