@@ -698,7 +698,9 @@ def model_export(
     from index.onnx_backend import export_model
 
     chosen = precision or settings.embedding_precision
-    with Console(stderr=True).status(f"Exporting {settings.embedding_model} to ONNX ({chosen})..."):
+    with Console(stderr=True).status(
+        Text(f"Exporting {settings.embedding_model} to ONNX ({chosen})...")
+    ):
         path = export_model(settings.embedding_model, chosen, settings.model_cache_dir, force=force)
     typer.echo(str(path))
 

@@ -159,9 +159,9 @@ def _numbers(group: str) -> list[int]:
 class CitationChecker:
     """Checks an LLM answer's citations as it streams: a valid [n] becomes a citation of the
     sentence `SentenceMatcher` finds (numbered in order of first use), any other is dropped with
-    the space before it. Nothing is shown before the first valid citation (an answer that will be
-    replaced is never shown), then all but a marker still arriving. The pieces `feed` and
-    `finish` return add up to `text`."""
+    the space before it, as is a number repeated in a run of markers ("[2][3][2]"). Nothing is
+    shown before the first valid citation (an answer that will be replaced is never shown), then
+    all but a marker still arriving. The pieces `feed` and `finish` return add up to `text`."""
 
     def __init__(self, passages: Sequence[Passage], matcher: SentenceMatcher) -> None:
         self.passages = list(passages)

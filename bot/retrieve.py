@@ -56,7 +56,7 @@ class RetrievalConfig:
     # `scope_margin` x the pool's share of the store, when that is at most `nearest_limit`
     # chunks; a narrower scope is searched among its own chunks (see Retriever._plan). At 1.5
     # an outlet with 1/20 of the store reads 900 nearest, expecting 45 of its own: fewer than
-    # the pool's 30 about once in 100 (2.0 read 1,200, 3 ms more at 100k). The limit goes with
+    # the pool's 30 about once in 100 (2.0 read 1,200, 2 ms more at 100k). The limit goes with
     # it: scopes under 3% of the store are searched among their own chunks, as before.
     scope_margin: float = 1.5
     nearest_limit: int = 1500
@@ -536,14 +536,14 @@ class Retriever:
 
         wholes = [prepare(lexical_text, scope) for scope in (narrow, base) if scope is not None]
         own: list[Probe] = []
-        relaxed: list[str] = []
+        relaxed: dict[int, str] = {}  # part number -> its name, for the answer's note
         for number, part in enumerate(query.parts):
             scope = base.narrowed(part.sources, part.first, part.last)
             if (part.first or part.last) and not self.store.lexical.chunk_count(
                 scope.lexical_filter()
             ):
                 # A date off by a day or two must not lose the report: keep the outlet only.
-                relaxed.append(part.label or f"part {number + 1}")
+                relaxed[number] = part.label or f"part {number + 1}"
                 scope = base.narrowed(part.sources, None, None)
             own.append(prepare(part.text, scope))
         vector = None if embedding is None else embedding.result()[0]
@@ -590,7 +590,7 @@ class Retriever:
             ranked, scope = probe(prepared), prepared[0]
             if not ranked.ids and (scope.first or scope.last):
                 # Its days hold chunks, but none that the part's words or vector found.
-                relaxed.append(part.label or f"part {number + 1}")
+                relaxed[number] = part.label or f"part {number + 1}"
                 ranked = probe(prepare(part.text, base.narrowed(part.sources, None, None)))
             elif scope.first is not None and scope.last is not None:
                 # "The Verge's report on 2023-11-24": after its best article, the list holds
@@ -600,7 +600,7 @@ class Retriever:
             ranked.part = number
             parts.append(ranked)
         if relaxed:
-            query.filters["relaxed"] = relaxed
+            query.filters["relaxed"] = [relaxed[number] for number in sorted(relaxed)]
         whole, *parts = self._read([whole, *parts], pool, candidates, vector)
         if query.latest:
             whole = by_recency(whole, candidates, config, dense=vector is not None)

@@ -118,12 +118,12 @@ def chunk_article(
     """Chunks of `article`, each within the model's window once the context header is added."""
     body = article.body
     words = context_header(article).split()
-    header = " ".join(words)
-    header_tokens = count_tokens(header) if header else 0
-    while header_tokens > int(max_model_tokens * MAX_HEADER_SHARE):
-        words = words[:-1]
+    while True:  # the header, shortened word by word to its share of the model's window
         header = " ".join(words)
         header_tokens = count_tokens(header) if header else 0
+        if header_tokens <= int(max_model_tokens * MAX_HEADER_SHARE):
+            break
+        words = words[:-1]
     budget = max(8, min(chunk_tokens, max_model_tokens - SPECIAL_TOKENS - header_tokens))
 
     sentences: list[tuple[Span, int]] = []

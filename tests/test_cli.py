@@ -178,7 +178,7 @@ def test_newsbot_slack_loads_the_model_and_the_index_once_before_it_connects(
     assert fake_slack.calls_to(connect)
     # One warm, with the lexical index, before Slack can send a question.
     (options,) = warmed
-    assert options.get("index", True) and options["connected"] == 0
+    assert options["index"] and options["connected"] == 0
 
 
 # -- with the model ------------------------------------------------------------------------------
