@@ -535,16 +535,20 @@ class Retriever:
             return scope, [chunk_id for chunk_id, _, _ in found], plan
 
         wholes = [prepare(lexical_text, scope) for scope in (narrow, base) if scope is not None]
-        own: list[Probe] = []
         relaxed: dict[int, str] = {}  # part number -> its name, for the answer's note
+
+        def relax(number: int, part: Part) -> Scope:
+            """A date off by a day or two must not lose the report: keep the outlet only."""
+            relaxed[number] = part.label or f"part {number + 1}"
+            return base.narrowed(part.sources, None, None)
+
+        own: list[Probe] = []
         for number, part in enumerate(query.parts):
             scope = base.narrowed(part.sources, part.first, part.last)
             if (part.first or part.last) and not self.store.lexical.chunk_count(
                 scope.lexical_filter()
             ):
-                # A date off by a day or two must not lose the report: keep the outlet only.
-                relaxed[number] = part.label or f"part {number + 1}"
-                scope = base.narrowed(part.sources, None, None)
+                scope = relax(number, part)  # its days hold nothing
             own.append(prepare(part.text, scope))
         vector = None if embedding is None else embedding.result()[0]
         # As many nearest as the most any probe plans for, asked once (an HNSW query costs about
@@ -590,8 +594,7 @@ class Retriever:
             ranked, scope = probe(prepared), prepared[0]
             if not ranked.ids and (scope.first or scope.last):
                 # Its days hold chunks, but none that the part's words or vector found.
-                relaxed[number] = part.label or f"part {number + 1}"
-                ranked = probe(prepare(part.text, base.narrowed(part.sources, None, None)))
+                ranked = probe(prepare(part.text, relax(number, part)))
             elif scope.first is not None and scope.last is not None:
                 # "The Verge's report on 2023-11-24": after its best article, the list holds
                 # whatever else the outlet published those days, which says nothing about the

@@ -349,7 +349,7 @@ class Store:
         entry_id = f"{seq:012d}"
         saves_every = _SMALL_INDEX["hnsw"]["sync_threshold"]
         if (self._log.configuration_json.get("hnsw") or {}).get("sync_threshold") != saves_every:
-            # a store made before _SMALL_INDEX: its next reader saves the log's index
+            # a store made before _SMALL_INDEX: from this write on, Chroma saves the log's index
             self._call(self._log.modify, configuration=_SMALL_INDEX)
         if self._lease is not None:
             from index.lock import LeaseLost
