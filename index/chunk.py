@@ -6,6 +6,7 @@ in word pieces so that the embedding model never cuts it off silently.
 
 from __future__ import annotations
 
+import ctypes
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ _ENDS_WITH_HONORIFIC = re.compile(r"\b" + _HONORIFIC + r"$")
 _MISSED_END = re.compile(r"(?<=[a-z]{2})[.!?][\"”’)]?(?=\s+" + _HONORIFIC + r"\s+[A-Z])")
 _WORD = re.compile(r"\S+")
 
+# blingfire's wrapper text_to_sentences_and_offsets maps the C library's UTF-8 offsets to str
+# offsets with a Python loop over every byte: 80% of the time to split a text. The same C call
+# (as the wrapper makes it), with the offsets mapped a sentence at a time by decoding, takes a
+# quarter of it (docs/benchmarks.md, "Scale"); spans identical (tests/test_chunk.py).
+_SENTENCES_WITH_OFFSETS = blingfire.blingfire.TextToSentencesWithOffsets
+
 
 @dataclass(frozen=True)
 class Span:
@@ -46,7 +53,7 @@ def split_sentences(text: str) -> list[Span]:
         piece = line.group()
         if not piece.strip():
             continue
-        _, offsets = blingfire.text_to_sentences_and_offsets(piece)
+        offsets = _sentence_offsets(piece)
         merged: list[tuple[int, int]] = []
         for start, end in offsets:
             if merged and _ENDS_WITH_HONORIFIC.search(piece, merged[-1][0], merged[-1][1]):
@@ -59,6 +66,42 @@ def split_sentences(text: str) -> list[Span]:
                 if sub_end > sub_start:
                     spans.append(Span(line.start() + sub_start, line.start() + sub_end))
     return spans
+
+
+def _sentence_offsets(piece: str) -> list[tuple[int, int]]:
+    """blingfire.text_to_sentences_and_offsets(piece)[1], computed the same way; the wrapper
+    itself for offsets its loop treats in its own way (out of order, inside a character)."""
+    data = piece.encode("utf-8")
+    capacity = len(data) * 2
+    out = ctypes.create_string_buffer(capacity)
+    starts, ends = (ctypes.c_int32 * capacity)(), (ctypes.c_int32 * capacity)()
+    written = _SENTENCES_WITH_OFFSETS(data, len(data), out, starts, ends, capacity)
+    if written == -1 or written > capacity:
+        return []
+    count = out.value.count(b"\n") + 1  # sentences, as the wrapper counts them
+    # Each sentence's first byte, and the byte after its last (the wrapper's "end + 1").
+    bounds: list[int] = []
+    for start, end in zip(starts[:count], ends[:count], strict=True):
+        bounds += (start, end + 1)
+    # The wrapper maps bounds in order onto the bytes that start characters, and the last one,
+    # if not met by then, to the end of the text.
+    if (
+        bounds[0] < 0
+        or bounds[-2] >= len(data)
+        or any(a > b for a, b in zip(bounds, bounds[1:], strict=False))
+    ):
+        return blingfire.text_to_sentences_and_offsets(piece)[1]
+    if bounds[-1] > len(data):
+        bounds[-1] = len(data)
+    if len(data) > len(piece):  # not ASCII: byte offsets to character offsets
+        chars, at = 0, 0
+        try:
+            for index, bound in enumerate(bounds):
+                chars += len(data[at:bound].decode("utf-8"))  # raises inside a character
+                bounds[index], at = chars, bound
+        except UnicodeDecodeError:
+            return blingfire.text_to_sentences_and_offsets(piece)[1]
+    return list(zip(bounds[::2], bounds[1::2], strict=True))
 
 
 def _split_missed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import blingfire
 import pytest
 
 from index.article import Article
-from index.chunk import CountTokens, chunk_article, context_header, split_sentences
+from index.chunk import (
+    CountTokens,
+    _sentence_offsets,
+    chunk_article,
+    context_header,
+    split_sentences,
+)
 from index.embed import TokenCounter
 from tests.conftest import SAMPLE_ARTICLE
 
@@ -70,6 +77,46 @@ def test_line_breaks_end_sentences_and_offsets_are_verbatim() -> None:
         "The body starts here.",
         "It continues “quoted.”",
     ]
+
+
+def test_offsets_are_verbatim_in_text_with_quotes_accents_and_emoji() -> None:
+    text = (
+        "“We’re ready,” said Zoë Müller. The café 🙂 opened in São Paulo! Prices in 東京 rose "
+        "5%. Family: 👨\u200d👩\u200d👧 e\u0301te."
+    )
+    assert [text[s.start : s.end] for s in split_sentences(text)] == [
+        "“We’re ready,” said Zoë Müller.",
+        "The café 🙂 opened in São Paulo!",
+        "Prices in 東京 rose 5%.",
+        "Family: 👨\u200d👩\u200d👧 e\u0301te.",
+    ]
+
+
+NON_ASCII_LINES = [
+    "“We’re ready,” said Zoë Müller. The café 🙂 opened in São Paulo!",
+    "Prices in 東京 rose 5%. Москва said no. 👍🏽 Fine.",
+    "It ended.\u200d Then\u200d came «more» — and\u00a0more… Really?",
+    "\u200d",  # blingfire reports an offset inside the character: its own wrapper maps it
+    "\u200b\r",
+]
+
+
+def test_sentence_offsets_are_blingfires_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C call with offsets mapped by decoding gives the spans of blingfire's wrapper, and
+    the wrapper is asked only when an offset falls inside a character."""
+    wrapper = blingfire.text_to_sentences_and_offsets
+    expected = {line: wrapper(line)[1] for line in NON_ASCII_LINES}
+    asked: list[str] = []
+
+    def counted(piece: str) -> tuple[str, list[tuple[int, int]]]:
+        asked.append(piece)
+        return wrapper(piece)
+
+    monkeypatch.setattr(blingfire, "text_to_sentences_and_offsets", counted)
+    assert {line: _sentence_offsets(line) for line in NON_ASCII_LINES} == expected
+    assert asked == ["\u200d", "\u200b\r"]
+    text = "Done.\n\u200d"
+    assert [text[s.start : s.end] for s in split_sentences(text)] == ["Done.", "\u200d"]
 
 
 def test_chunks_are_verbatim_spans_within_the_model_window(count_tokens: TokenCounter) -> None:
