@@ -49,8 +49,11 @@ _ABBREVIATION = re.compile(r"\b(?:[A-Z]\.){2,}")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
-def _load_names() -> tuple[dict[str, str], dict[str, str], re.Pattern[str] | None]:
-    """(lower-case form -> name, capitalised form -> name, phrase pattern) from names.tsv."""
+def _load_names() -> tuple[
+    dict[str, str], dict[str, str], re.Pattern[str] | None, tuple[str, ...] | None
+]:
+    """(lower-case form -> name, capitalised form -> name, phrase pattern, the phrases' first
+    words) from names.tsv."""
     lower: dict[str, str] = {}
     cased: dict[str, str] = {}
     phrases: list[str] = []
@@ -66,18 +69,43 @@ def _load_names() -> tuple[dict[str, str], dict[str, str], re.Pattern[str] | Non
             (lower if form.islower() else cased)[form] = name
     phrases.sort(key=len, reverse=True)  # "united arab emirates" before any shorter phrase
     pattern = r"\b(?:" + "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases) + r")\b"
-    return lower, cased, re.compile(pattern, re.IGNORECASE) if phrases else None
+    # In ASCII text ignoring case is lower-casing, for words of ASCII letters (None: not those).
+    starts = (
+        tuple({p.split()[0].lower() for p in phrases}) if all(map(str.isascii, phrases)) else None
+    )
+    return lower, cased, re.compile(pattern, re.IGNORECASE) if phrases else None, starts
 
 
-_NAMES, _CASED_NAMES, _PHRASES = _load_names()
+_NAMES, _CASED_NAMES, _PHRASES, _PHRASE_STARTS = _load_names()
+
+# What every match of the two substitutions of `_normalise` holds: an abbreviation ".X.", a
+# phrase its first word. Looking for these first skips the substitutions in most texts, a third
+# of the time to analyse one (docs/benchmarks.md, "Scale").
+_IN_ABBREVIATION = re.compile(r"\.[A-Z]\.")
 
 # PyStemmer's Stemmer objects are not thread-safe (Slack answers questions on several threads).
 _local = threading.local()
 
+_QUESTION_DROPPED = STOPWORDS | REPORT_WORDS
+_TERMS, _QUERY_TERMS, _FOLD_NAME = range(3)  # the places of `_analyse_word`'s answer
+
 
 @lru_cache(maxsize=200_000)
-def _analyse_word(token: str) -> tuple[str, str]:
-    """(the word as stop lists spell it, its term) for one token as the text writes it."""
+def _analyse_word(token: str) -> tuple[str | None, str | None, str | None]:
+    """The term of one token as the text writes it, for `terms`, `query_terms` and `fold_name`
+    in turn (None: that one drops the word)."""
+    word, term = _word_and_term(token)
+    if not word:
+        return None, None, None
+    return (
+        None if word in STOPWORDS else term,
+        None if word in _QUESTION_DROPPED else term,
+        term,
+    )
+
+
+def _word_and_term(token: str) -> tuple[str, str]:
+    """(the word as stop lists spell it, its term)."""
     if token.endswith(("'s", "’s")):
         token = token[:-2]
     if token in _CASED_NAMES:
@@ -99,33 +127,35 @@ def _analyse_word(token: str) -> tuple[str, str]:
 
 
 def _normalise(text: str) -> str:
-    text = _ABBREVIATION.sub(lambda match: match.group().replace(".", ""), text)
-    if _PHRASES is not None:
+    if _IN_ABBREVIATION.search(text):
+        text = _ABBREVIATION.sub(lambda match: match.group().replace(".", ""), text)
+    if _PHRASES is not None and (
+        _PHRASE_STARTS is None
+        or not text.isascii()
+        or any(map(text.lower().__contains__, _PHRASE_STARTS))
+    ):
         text = _PHRASES.sub(lambda match: _NAMES[" ".join(match.group().lower().split())], text)
     return text
 
 
-def _analyse(text: str, dropped: frozenset[str]) -> list[str]:
+def _analyse(text: str, kind: int) -> list[str]:
     analysed = map(_analyse_word, _WORD.findall(_normalise(text)))
-    return [term for word, term in analysed if word and word not in dropped]
-
-
-_QUESTION_DROPPED = STOPWORDS | REPORT_WORDS
+    return [term for found in analysed if (term := found[kind]) is not None]
 
 
 def terms(text: str) -> list[str]:
     """The terms of `text` in order: stop words out, names folded, other words stemmed."""
-    return _analyse(text, STOPWORDS)
+    return _analyse(text, _TERMS)
 
 
 def query_terms(text: str) -> list[str]:
     """The terms of a question, claim or sentence that carry evidence: `terms` without the words
     people use about reports ("said", "article", "according")."""
-    return _analyse(text, _QUESTION_DROPPED)
+    return _analyse(text, _QUERY_TERMS)
 
 
 def fold_name(word: str) -> str:
     """The name a word stands for ("Emirati" -> "uae", "U.S." -> "usa", "Qatar's" -> "qatar");
     a word that names nothing comes back as its term ("talks" -> "talk")."""
-    found = _analyse(word, frozenset())
+    found = _analyse(word, _FOLD_NAME)
     return found[0] if found else word.lower()

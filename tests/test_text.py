@@ -54,6 +54,21 @@ def test_names_fold_to_one_word() -> None:
     assert fold_name("American") == fold_name("U.S.") == "usa"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # ASCII: the shortcut looks for the phrase's first word and ".X." first
+        ("Talks in the UNITED   STATES and the U.S. went on.", ["talk", "usa", "usa", "went"]),
+        ("Talks in the United\nStates and the U. S. went on.", ["talk", "usa", "u", "went"]),
+        ("Talks in Kent and the USA went on.", ["talk", "kent", "usa", "went"]),
+        # not ASCII: always substituted
+        ("The united States and the U.K. — “quietly”.", ["usa", "britain", "quiet"]),
+    ],
+)
+def test_phrases_and_abbreviations_fold_in_any_case(text: str, expected: list[str]) -> None:
+    assert terms(text) == expected
+
+
 def test_the_pronoun_us_is_not_the_country() -> None:
     assert "usa" not in terms("tell us more")
     assert "usa" in terms("the US said")
