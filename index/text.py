@@ -134,8 +134,14 @@ def _normalise(text: str) -> str:
         or not text.isascii()
         or any(map(text.lower().__contains__, _PHRASE_STARTS))
     ):
-        text = _PHRASES.sub(lambda match: _NAMES[" ".join(match.group().lower().split())], text)
+        text = _PHRASES.sub(_phrase_name, text)
     return text
+
+
+def _phrase_name(match: re.Match[str]) -> str:
+    """The name a phrase stands for; as written when ignoring case matched letters that lower()
+    spells otherwise ("Unıted States", "UNİTED STATES": not a KeyError that fails the ingest)."""
+    return _NAMES.get(" ".join(match.group().lower().split()), match.group())
 
 
 def _analyse(text: str, kind: int) -> list[str]:

@@ -69,6 +69,13 @@ def test_phrases_and_abbreviations_fold_in_any_case(text: str, expected: list[st
     assert terms(text) == expected
 
 
+def test_a_phrase_in_letters_lower_spells_otherwise_is_kept_as_written() -> None:
+    # The phrase pattern ignores case as re does: dotless ı, dotted İ and long ſ match too.
+    assert terms("The UNİTED STATES agreed.") == ["unit", "state", "agre"]
+    assert terms("Unıted States") == ["unıt", "state"]
+    assert query_terms("What did the United ſtates say?") == ["unit", "state"]
+
+
 def test_the_pronoun_us_is_not_the_country() -> None:
     assert "usa" not in terms("tell us more")
     assert "usa" in terms("the US said")
