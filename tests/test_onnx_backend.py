@@ -276,6 +276,67 @@ def test_a_second_load_reuses_the_export(data_dir: Path, monkeypatch: pytest.Mon
     assert {path.name: file_state(path) for path in folder.glob("model-*")} == before
 
 
+def plain_vectors(onnx: Any, texts: list[str]) -> np.ndarray:
+    """The vectors of the export itself, opened as it was before runtime copies (in the same
+    batches: a row's float rounding depends on its batch)."""
+    import copy
+
+    from index.onnx_backend import _open_session
+
+    twin = copy.copy(onnx)
+    twin._session = _open_session(onnx.path)
+    return np.asarray(twin.embed(texts))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_runtime_copy_gives_the_exports_vectors_and_is_reused(
+    private_cache: Path, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.onnx_backend as backend
+
+    first = embedder(precision, private_cache)
+    (copy,) = entry_folder(private_cache).glob(f"runtime-{precision}-*")
+    assert sorted(path.name for path in copy.iterdir()) == [
+        "checksums.json",
+        "model.onnx",
+        "model.onnx.data",
+    ]
+    assert first.embed(TEXTS).tolist() == plain_vectors(first, TEXTS).tolist()
+
+    def no_derive(*args: object) -> None:
+        raise AssertionError("a valid runtime copy was derived again")
+
+    monkeypatch.setattr(backend, "_derive_runtime_copy", no_derive)
+    before = file_state(copy / "model.onnx.data")
+    again = embedder(precision, private_cache)
+    assert again.embed(TEXTS[:5]).tolist() == first.embed(TEXTS[:5]).tolist()
+    assert file_state(copy / "model.onnx.data") == before
+
+
+@pytest.mark.slow
+def test_a_damaged_runtime_copy_is_not_used_and_is_derived_again(
+    private_cache: Path, reference_vectors: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder("fp32", private_cache)
+    (copy,) = entry_folder(private_cache).glob("runtime-fp32-*")
+    weights = copy / "model.onnx.data"
+    with weights.open("r+b") as handle:  # same size, other bytes: mapped, it would embed wrong
+        handle.seek(weights.stat().st_size // 2)
+        handle.write(os.urandom(4096))
+
+    onnx = embedder("fp32", private_cache)
+
+    assert "differ from their checksums" in caplog.text
+    assert cosines(onnx.embed(TEXTS[:4]), reference_vectors[:4]).min() >= 0.9999
+    assert not copy.exists()
+    assert (
+        embedder("fp32", private_cache).embed(TEXTS[:4]).tolist() == onnx.embed(TEXTS[:4]).tolist()
+    )
+    assert copy.is_dir()
+    assert not list(entry_folder(private_cache).glob(".runtime-*"))
+
+
 def _truncate(folder: Path) -> str:
     path = folder / "model-fp32.onnx"
     with path.open("r+b") as handle:
