@@ -68,6 +68,11 @@ def make_client(settings: StoreConfig) -> Any:
     chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=True)
     if settings.chroma_url:
         url = urlparse(settings.chroma_url)
+        if url.scheme != "https":
+            # Plain http has no certificate to check; left unset, httpx loads certifi's CA
+            # bundle into an SSL context for each of the client's two HTTP sessions (0.03-0.06 s
+            # of every new process: docs/benchmarks.md, "Cold start").
+            chroma_settings.chroma_server_ssl_verify = False
         return _with_retries(
             lambda: chromadb.HttpClient(
                 host=url.hostname or "localhost",
