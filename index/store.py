@@ -423,15 +423,7 @@ class Store:
     # -- identity ------------------------------------------------------------------------------
     @property
     def identity(self) -> EmbeddingIdentity | None:
-        meta = self._collection_meta()
-        if "embedding_model" not in meta:
-            return None
-        return EmbeddingIdentity(
-            model=str(meta["embedding_model"]),
-            dimension=int(meta["embedding_dimension"]),
-            backend=str(meta.get("embedding_backend", "torch")),
-            precision=str(meta.get("embedding_precision", "fp32")),
-        )
+        return _identity(self._collection_meta())
 
     def check_identity(self, identity: EmbeddingIdentity) -> None:
         """Refuse to mix vectors of different models or precisions in one collection.
@@ -446,7 +438,7 @@ class Store:
                 "stopped; its vectors are mixed",
                 hint="finish it with `newsbot reindex`",
             )
-        stored = self.identity
+        stored = _identity(meta)  # one read of the metadata for both (a Chroma server: one request)
         if stored is None:  # recorded when the store is empty (e.g. made by an earlier newsbot)
             # Chroma, not the lexical index, says whether it is: that index may still follow a
             # store reset or deleted elsewhere, until its catch-up.
@@ -602,6 +594,18 @@ class Store:
         with self.lexical.writer() as writer:
             writer.clear()
             writer.set_state(str(self._log.id), 0)
+
+
+def _identity(meta: dict[str, Any]) -> EmbeddingIdentity | None:
+    """The vectors' identity recorded in a collection's metadata (None: none recorded)."""
+    if "embedding_model" not in meta:
+        return None
+    return EmbeddingIdentity(
+        model=str(meta["embedding_model"]),
+        dimension=int(meta["embedding_dimension"]),
+        backend=str(meta.get("embedding_backend", "torch")),
+        precision=str(meta.get("embedding_precision", "fp32")),
+    )
 
 
 def _stored(result: Any, vectors: bool) -> list[StoredChunk]:
