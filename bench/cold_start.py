@@ -138,7 +138,8 @@ PIECES = [
 
 
 # The floor a new `newsbot ask` stands on: its libraries alone, nothing of newsbot's. The
-# interpreter, onnxruntime's session and the tokenizer, `import chromadb`, a client and the
+# interpreter, onnxruntime's session (on the export's runtime copy, as newsbot opens it, when
+# there is one: index/onnx_backend.py) and the tokenizer, `import chromadb`, a client and the
 # collection, one embedding and the question's Chroma query (its first read: Chroma loads its
 # vector index), the top hit printed, the exit without teardown as `newsbot` does. Arranged as
 # well as they go: the session is built on a second thread while chromadb is imported.
@@ -151,6 +152,8 @@ loaded = {}
 def load_model():
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
+    if "runtime-" in model_path:  # optimised already
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     loaded["session"] = onnxruntime.InferenceSession(
         model_path, sess_options=options, providers=["CPUExecutionProvider"]
     )
@@ -314,7 +317,11 @@ def floor(data_dir: Path, repeats: int) -> None:
     if os.environ.get("NEWSBOT_CHROMA_URL"):
         env["NEWSBOT_CHROMA_URL"] = os.environ["NEWSBOT_CHROMA_URL"]
     settings = load_settings(data_dir=data_dir, chroma_url=env.get("NEWSBOT_CHROMA_URL"))
-    model = load_embedder(settings).path  # type: ignore[attr-defined]  (the ONNX export)
+    export = load_embedder(settings).path  # type: ignore[attr-defined]  (the ONNX export)
+    copies = sorted(
+        export.parent.glob("runtime-fp32-*/model.onnx"), key=lambda p: p.stat().st_mtime
+    )
+    model = copies[-1] if copies else export  # the newest runtime copy: this onnxruntime's
     tokenizer = resolve_model_path(settings.embedding_model) / "tokenizer.json"
     where = settings.chroma_url or str(settings.store_dir)
     floor_command = [sys.executable, "-c", FLOOR, where, str(model), str(tokenizer), QUESTION]
