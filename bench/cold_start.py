@@ -123,7 +123,7 @@ getattr(bot.cli, "console_script", bot.cli.main)()
 PIECES = [
     ("interpreter, import bot.cli (typer, rich, pydantic, numpy)", "spawn", "bot.cli imported"),
     ("settings, Bot.open", "bot.cli imported", "warm <"),
-    ("onnxruntime, index.onnx_backend, blingfire imported", "warm <", "chromadb <"),
+    ("onnxruntime, index.onnx_backend imported", "warm <", "chromadb <"),
     ("import chromadb, client, collections", "chromadb <", "collections >"),
     ("model (second thread: onnxruntime session)", "model <", "model >"),
     (

@@ -212,8 +212,6 @@ class Bot:
         pool = ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm")
         try:
             model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
-            from index import chunk  # noqa: F401  (before chromadb: index/chunk.py says why)
-
             _ = self.store.client  # imports chromadb and opens the collections
             holds_chunks = pool.submit(self.store.holds_chunks)
         finally:

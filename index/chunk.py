@@ -7,13 +7,12 @@ in word pieces so that the embedding model never cuts it off silently.
 from __future__ import annotations
 
 import ctypes
+import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-
-# Imported here, not on first use: blingfire's import looks its file up among all loaded modules
-# (inspect.getframeinfo), 5x dearer once chromadb is loaded (Bot.warm imports this before it).
-import blingfire
+from importlib.util import find_spec
 
 from index.article import Article, Chunk
 
@@ -32,11 +31,25 @@ _ENDS_WITH_HONORIFIC = re.compile(r"\b" + _HONORIFIC + r"$")
 _MISSED_END = re.compile(r"(?<=[a-z]{2})[.!?][\"”’)]?(?=\s+" + _HONORIFIC + r"\s+[A-Z])")
 _WORD = re.compile(r"\S+")
 
+
+def _blingfire() -> ctypes.CDLL:
+    """blingfire's C library, loaded as its wrapper loads it (the file for this platform in the
+    package's folder) but without importing the wrapper, whose import looks its own file up
+    among all loaded modules (inspect.getframeinfo): 0.02-0.03 s of every new process before
+    chromadb is imported, 0.045 after (docs/benchmarks.md, "Cold start")."""
+    spec = find_spec("blingfire")  # finds the package without running it
+    if spec is None or spec.origin is None:
+        raise ImportError("blingfire is not installed")
+    names = {"win32": "blingfiretokdll.dll", "darwin": "libblingfiretokdll.dylib"}
+    name = names.get(sys.platform, "libblingfiretokdll.so")
+    return ctypes.CDLL(os.path.join(os.path.dirname(spec.origin), name))
+
+
 # blingfire's wrapper text_to_sentences_and_offsets maps the C library's UTF-8 offsets to str
 # offsets with a Python loop over every byte: 80% of the time to split a text. The same C call
 # (as the wrapper makes it), with the offsets mapped a sentence at a time by decoding, takes a
 # quarter of it (docs/benchmarks.md, "Scale"); spans identical (tests/test_chunk.py).
-_SENTENCES_WITH_OFFSETS = blingfire.blingfire.TextToSentencesWithOffsets
+_SENTENCES_WITH_OFFSETS = _blingfire().TextToSentencesWithOffsets
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,8 @@ def split_sentences(text: str) -> list[Span]:
 
 def _sentence_offsets(piece: str) -> list[tuple[int, int]]:
     """blingfire.text_to_sentences_and_offsets(piece)[1], computed the same way; the wrapper
-    itself for offsets its loop treats in its own way (out of order, inside a character)."""
+    itself (imported then) for offsets its loop treats in its own way (out of order, inside a
+    character)."""
     data = piece.encode("utf-8")
     capacity = len(data) * 2
     out = ctypes.create_string_buffer(capacity)
@@ -90,7 +104,7 @@ def _sentence_offsets(piece: str) -> list[tuple[int, int]]:
         or bounds[-2] >= len(data)
         or any(a > b for a, b in zip(bounds, bounds[1:], strict=False))
     ):
-        return blingfire.text_to_sentences_and_offsets(piece)[1]
+        return _wrapper(piece)
     if bounds[-1] > len(data):
         bounds[-1] = len(data)
     if len(data) > len(piece):  # not ASCII: byte offsets to character offsets
@@ -100,8 +114,14 @@ def _sentence_offsets(piece: str) -> list[tuple[int, int]]:
                 chars += len(data[at:bound].decode("utf-8"))  # raises inside a character
                 bounds[index], at = chars, bound
         except UnicodeDecodeError:
-            return blingfire.text_to_sentences_and_offsets(piece)[1]
+            return _wrapper(piece)
     return list(zip(bounds[::2], bounds[1::2], strict=True))
+
+
+def _wrapper(piece: str) -> list[tuple[int, int]]:
+    import blingfire
+
+    return list(blingfire.text_to_sentences_and_offsets(piece)[1])
 
 
 def _split_missed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
