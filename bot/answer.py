@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -290,17 +292,19 @@ class Scored:
     linked: tuple[Sentence, ...] = ()  # neighbours that say who is speaking
 
 
-def _coverage(words: Iterable[str], weights: dict[str, float], wanted: Iterable[str]) -> float:
-    wanted = [w for w in wanted if w in weights]
-    total = sum(weights[w] for w in wanted)
+def _coverage(weights: dict[str, float], wanted: Iterable[str]) -> Callable[[Set[str]], float]:
+    """The share of the weight of the `wanted` words that a sentence's words hold (0 when they
+    weigh nothing), for every sentence of a question: what depends on the question only is
+    worked out once."""
+    kept = [w for w in wanted if w in weights]
+    total = sum(weights[w] for w in kept)
     if total <= 0:
-        return 0.0
-    present = set(words)
-    return sum(weights[w] for w in wanted if w in present) / total
+        return lambda words: 0.0
+    return lambda words: sum(weights[w] for w in kept if w in words) / total
 
 
 def _share(present: Iterable[str], wanted: frozenset[str]) -> float:
-    return len(wanted & set(present)) / len(wanted) if wanted else 1.0
+    return len(wanted.intersection(present)) / len(wanted) if wanted else 1.0
 
 
 _FULL_NAME = re.compile(r"\b[A-Z][a-z][\w'’-]+(?:\s+[A-Z][a-z][\w'’-]+)+")
@@ -356,10 +360,14 @@ class Linear:
     weights: tuple[float, ...]
     bias: float
 
+    def __post_init__(self) -> None:
+        if len(self.features) != len(self.weights):
+            raise ValueError(f"{len(self.features)} features but {len(self.weights)} weights")
+
     def probability(self, values: dict[str, float]) -> float:
+        # The products summed in the features' order, as a generator would: the same float.
         logit = self.bias + sum(
-            weight * values.get(name, 0.0)
-            for name, weight in zip(self.features, self.weights, strict=True)
+            map(operator.mul, self.weights, map(values.get, self.features, repeat(0.0)))
         )
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
 
@@ -402,6 +410,17 @@ def sentence_features(
     years = frozenset(_YEARS.findall(question.text))
     names = question.names - (question.speaker if question.kind == "say" else frozenset())
     typed_kind = question.kind in _TYPE  # who / when / where / how many
+    wanted: Iterable[str] = question.words
+    if question.kind == "say":
+        wanted = question.topic or (set(question.words) - question.speaker)
+    # "What did X say?" asks no topic: every statement by X covers all of it.
+    own_share = _coverage(weights, wanted) if wanted else lambda words: 1.0
+    # The question's ordinary words ("won", "released", "president"): what it asks about
+    # the names, which a sentence that merely repeats the names lacks.
+    plain_share = _coverage(weights, set(wanted) - question.names)
+    context_share = _coverage(weights, wanted)
+    speaker_share = _coverage(weights, question.speaker)
+    held_years: dict[int, frozenset[str]] = {}  # id of a passage -> the years it names
     found = []
     for sentence in pool.sentences:
         if looks_like_instruction(sentence.text) and not question.about_instructions:
@@ -413,32 +432,28 @@ def sentence_features(
             )
         neighbours = pool.neighbours(sentence)
         around = set().union(*(n.words for n in neighbours), title_words[passage.article_id])
-        wanted: Iterable[str] = question.words
         values: dict[str, float] = {}
         speaker: Speaker | None = None
         if question.kind == "say":
-            wanted = question.topic or (set(question.words) - question.speaker)
             statement = is_statement(sentence.text)
             match = 0.0
             if statement:
                 speaker = speaker_of(pool, sentence)
-                match = speaker.certainty * _coverage(speaker.words, weights, question.speaker)
+                match = speaker.certainty * speaker_share(speaker.words)
             values["statement"] = float(statement)
             values["speaker"] = match
             values["say_unsaid"] = float(match == 0.0)
-        # "What did X say?" asks no topic: every statement by X covers all of it.
-        own = _coverage(sentence.words, weights, wanted) if wanted else 1.0
+        own = own_share(sentence.words)
         values["own"] = own
-        # The question's ordinary words ("won", "released", "president"): what it asks about
-        # the names, which a sentence that merely repeats the names lacks.
-        values["own_plain"] = _coverage(sentence.words, weights, set(wanted) - question.names)
-        values["context"] = _coverage(sentence.words | around, weights, wanted) - own
+        values["own_plain"] = plain_share(sentence.words)
+        nearby = sentence.words | around
+        values["context"] = context_share(nearby) - own
         values["dense"] = max(passage.dense_score or 0.0, 0.0)
         # "According to The New York Times, ..." is not answered by another outlet's report.
         if question.outlets and not question.outlets & passage.outlets:
             values["outlet_other"] = 1.0
         values["rank"] = 1.0 / (1.0 + sentence.rank)
-        values["names"] = _share(sentence.words | around, names)
+        values["names"] = _share(nearby, names)
         values["names_here"] = _share(sentence.words, names)
         if typed_kind:
             typed = _holds(_TYPE, question, sentence.text)
@@ -448,8 +463,10 @@ def sentence_features(
         if years:
             # The whole passage: "Who won the 2023 race?" is not answered by a sentence
             # without a year in a report of the 2024 race.
-            context_text = f"{passage.text} {passage.metadata.get('title', '')}"
-            held = frozenset(_YEARS.findall(context_text))
+            if id(passage) not in held_years:
+                context_text = f"{passage.text} {passage.metadata.get('title', '')}"
+                held_years[id(passage)] = frozenset(_YEARS.findall(context_text))
+            held = held_years[id(passage)]
             values["year_match"] = float(bool(years & held))
             values["year_other"] = float(bool(held) and not years & held)
         found.append((sentence, values, speaker))

@@ -99,11 +99,7 @@ def _sentence_offsets(piece: str) -> list[tuple[int, int]]:
         bounds += (start, end + 1)
     # The wrapper maps bounds in order onto the bytes that start characters, and the last one,
     # if not met by then, to the end of the text.
-    if (
-        bounds[0] < 0
-        or bounds[-2] >= len(data)
-        or any(a > b for a, b in zip(bounds, bounds[1:], strict=False))
-    ):
+    if bounds[0] < 0 or bounds[-2] >= len(data) or bounds != sorted(bounds):
         return _wrapper(piece)
     if bounds[-1] > len(data):
         bounds[-1] = len(data)
