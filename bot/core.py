@@ -211,7 +211,11 @@ class Bot:
             import_backend(self.settings)
         pool = ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm")
         try:
-            model = pool.submit(load_embedder if loading else lambda _: None, self.settings)
+            # With the index, this process asks: its questions (one row each) get the model's
+            # intra-op threads (OnnxEmbedder); an ingest's batches run side by side instead.
+            model = pool.submit(
+                lambda: load_embedder(self.settings, questions=index) if loading else None
+            )
             _ = self.store.client  # imports chromadb and opens the collections
             holds_chunks = pool.submit(self.store.holds_chunks)
         finally:

@@ -101,7 +101,10 @@ def import_backend(settings: EmbeddingConfig) -> None:
         import index.onnx_backend  # noqa: F401
 
 
-def load_embedder(settings: EmbeddingConfig) -> Embedder:
+def load_embedder(settings: EmbeddingConfig, *, questions: bool = False) -> Embedder:
+    """The process's embedder for these settings, loaded once. `questions` (a process that
+    asks: Bot.warm with its index) loads an ONNX model for one row at a time (OnnxEmbedder); a
+    later call gets the embedder loaded first, whatever it was loaded for."""
     key = (
         settings.embedding_model,
         settings.embedding_backend,
@@ -127,5 +130,6 @@ def load_embedder(settings: EmbeddingConfig) -> Embedder:
                     settings.embedding_precision,
                     settings.batch_size,
                     cache_dir=settings.model_cache_dir,
+                    questions=questions,
                 )
         return _embedders[key]

@@ -409,16 +409,20 @@ def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = F
 
 
 def _open_session(
-    path: Path, *, optimised: bool = False, save_to: Path | None = None
+    path: Path, threads: int = 1, *, optimised: bool = False, save_to: Path | None = None
 ) -> InferenceSession:
-    """Each call on the calling thread alone: `embed_tokens` runs batches side by side instead.
-    An `optimised` graph (a runtime copy) is run as it is; `save_to` saves the graph optimised,
-    with its weights in a file beside it (see _runtime_session)."""
+    """One thread: each call on the calling thread alone (`embed_tokens` runs batches side by
+    side instead). More: each call on `threads` (OnnxEmbedder's `questions`), whose idle ones
+    sleep instead of spinning (spinning took the core the asking thread and other processes
+    need: docs/benchmarks.md, "Scale"). An `optimised` graph (a runtime copy) is run as it is;
+    `save_to` saves the graph optimised, with its weights in a file beside it (see
+    _runtime_session)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     level = onnxruntime.GraphOptimizationLevel
     options.graph_optimization_level = level.ORT_DISABLE_ALL if optimised else level.ORT_ENABLE_ALL
     if save_to is not None:
@@ -437,7 +441,9 @@ def _open_session(
     )
 
 
-def _runtime_session(entry: _Entry, precision: str, memo: _ChecksumMemo) -> InferenceSession | None:
+def _runtime_session(
+    entry: _Entry, precision: str, memo: _ChecksumMemo, threads: int = 1
+) -> InferenceSession | None:
     """A session on the export's runtime copy, derived first if missing; None (logged) when
     there is none to be had: the export is then opened as it is.
 
@@ -459,7 +465,7 @@ def _runtime_session(entry: _Entry, precision: str, memo: _ChecksumMemo) -> Infe
         recorded = json.loads((folder / _RUNTIME_MANIFEST).read_text())
         if recorded != {file: memo.sha256(folder / file) for file in _RUNTIME_FILES}:
             raise EmbeddingError("its files differ from their checksums")
-        return _open_session(folder / _RUNTIME_FILES[0], optimised=True)
+        return _open_session(folder / _RUNTIME_FILES[0], threads, optimised=True)
     except Exception as exc:
         # A cache the user cannot write to only starts slower, as with the checksums.
         level = logging.INFO if isinstance(exc, PermissionError) else logging.WARNING
@@ -510,9 +516,23 @@ def _run_batch(session: InferenceSession, rows: Sequence[Sequence[int]]) -> np.n
 
 
 class OnnxEmbedder:
-    """The model's ONNX export on onnxruntime + tokenizers: sentence-transformers' vectors."""
+    """The model's ONNX export on onnxruntime + tokenizers: sentence-transformers' vectors.
 
-    def __init__(self, model: str, precision: str, batch_size: int, cache_dir: Path) -> None:
+    `questions` (a process that asks: Bot.warm): each call runs on two intra-op threads, which
+    sleep when idle; a question is one row (40 word pieces: 12.5 ms on one thread, 8.7 on two),
+    and batches run one after another. Otherwise each call runs on one thread and `embed_tokens`
+    runs batches side by side (run so, a two-thread session cost an ingest 20% more CPU:
+    docs/benchmarks.md, "Scale"). A process opens one session either way; same vectors."""
+
+    def __init__(
+        self,
+        model: str,
+        precision: str,
+        batch_size: int,
+        cache_dir: Path,
+        *,
+        questions: bool = False,
+    ) -> None:
         _check_precision(precision)
         memo = _ChecksumMemo(cache_dir / _CHECKSUM_MEMO)
         entry = _entry(model, cache_dir, memo)
@@ -526,13 +546,16 @@ class OnnxEmbedder:
         # RSS grow by 3-17 MiB a batch (docs/benchmarks.md, "Bulk input").
         self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="newsbot-embed")
         self.path = _ensure(entry, precision, memo)
+        self._threads = min(2, self._cores) if questions else 1
         try:
-            self._session = _runtime_session(entry, precision, memo) or _open_session(self.path)
+            self._session = _runtime_session(
+                entry, precision, memo, self._threads
+            ) or _open_session(self.path, self._threads)
         except Exception as exc:  # whole by its checksum, yet not loadable: built by a bad run
             log.warning("onnxruntime cannot load %s (%s); exporting it again", self.path, exc)
             path = _ensure(entry, precision, memo, force=True)
             try:  # _check_export has just loaded and run the rebuilt export: rare
-                self._session = _open_session(path)
+                self._session = _open_session(path, self._threads)
             except Exception as again:
                 raise EmbeddingError(
                     f"onnxruntime cannot load the ONNX export {path}: {again}",
@@ -575,9 +598,10 @@ class OnnxEmbedder:
             vectors[batch] = _run_batch(self._session, [rows[i] for i in batch])
 
         # Side by side, one single-threaded call per core, longest first: 5-8% less ingest time
-        # than intra-op threads, which wait for each other (docs/benchmarks.md, "Ingest").
+        # than intra-op threads, which wait for each other (docs/benchmarks.md, "Ingest"); a
+        # session on intra-op threads (`questions`) runs them in turn.
         try:
-            if min(self._cores, len(batches)) <= 1:
+            if self._threads > 1 or min(self._cores, len(batches)) <= 1:
                 for batch in batches:
                     embed_batch(batch)
             else:

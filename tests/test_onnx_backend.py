@@ -81,10 +81,17 @@ def private_cache(data_dir: Path, tmp_path: Path) -> Path:
     return cache
 
 
-def embedder(precision: str, cache: Path, batch_size: int = 16, model: str = DEFAULT_MODEL) -> Any:
+def embedder(
+    precision: str,
+    cache: Path,
+    batch_size: int = 16,
+    model: str = DEFAULT_MODEL,
+    *,
+    questions: bool = False,
+) -> Any:
     from index.onnx_backend import OnnxEmbedder
 
-    return OnnxEmbedder(model, precision, batch_size, cache_dir=cache)
+    return OnnxEmbedder(model, precision, batch_size, cache_dir=cache, questions=questions)
 
 
 def entry_folder(cache: Path) -> Path:
@@ -129,6 +136,17 @@ def test_a_text_embeds_the_same_alone_or_beside_long_ones(data_dir: Path) -> Non
     assert cosines(alone, padded)[0] >= 0.99999
     assert onnx.embed([]).shape == (0, 384)
     assert np.isfinite(onnx.embed([""])).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_process_that_asks_embeds_as_one_that_ingests(data_dir: Path, precision: str) -> None:
+    """A process that asks runs the model on more threads: a store must still be searched with
+    the vectors it was built with, for a question alone and for texts in batches."""
+    ingesting = embedder(precision, data_dir / "models", batch_size=4)
+    asking = embedder(precision, data_dir / "models", batch_size=4, questions=True)
+    for texts in ([TEXTS[0]], [TEXTS[5]], TEXTS):
+        np.testing.assert_allclose(asking.embed(texts), ingesting.embed(texts), rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
