@@ -117,3 +117,23 @@ def test_days_and_months_are_not_speakers() -> None:
     assert mention("Prices will rise, said Tuesday's report.") is None or (
         mention("Prices will rise, said Tuesday's report.").kind != "named"  # type: ignore[union-attr]
     )
+
+
+@pytest.mark.parametrize(
+    ("sentence", "statement"),
+    [
+        ("The minister SAID the talks would resume.", True),
+        ("Talks resume on Monday, according to officials.", True),
+        ("In a statement, the group welcomed the deal.", True),
+        ("The deal, she argued, was fair.", True),
+        ("Prices “rose sharply” in May.", True),
+        ("The café’s owner said little.", True),  # not ASCII: searched as before
+        ("An essay on the unsaid terms of the sayings.", False),
+        ("The ceasefire held overnight.", False),
+        ("Accordingly, too, the talks went on.", False),
+    ],
+)
+def test_statements_are_told_by_speech_words_and_quotation_marks(
+    sentence: str, statement: bool
+) -> None:
+    assert is_statement(sentence) is statement
