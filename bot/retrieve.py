@@ -400,15 +400,17 @@ def by_coverage(
     order: list[str] = []
     remaining = list(pool)
     while remaining:
-        best, best_value = remaining[0], -1.0
-        for chunk_id in remaining:
-            gain = sum(question_terms[t] for t in found[chunk_id] - covered) / total
-            value = merged.scores[chunk_id] / top + config.coverage_weight * gain
-            if value > best_value:
-                best, best_value = chunk_id, value
-        order.append(best)
-        remaining.remove(best)
-        covered |= found[best]
+        gains = [sum(question_terms[t] for t in found[c] - covered) / total for c in remaining]
+        values = [
+            merged.scores[chunk_id] / top + config.coverage_weight * gain
+            for chunk_id, gain in zip(remaining, gains, strict=True)
+        ]
+        if not any(gains):  # nothing left to cover: the rest by score, as the greedy would take it
+            order += [remaining[i] for i in sorted(range(len(values)), key=lambda i: -values[i])]
+            break
+        best = values.index(max(values))  # the first of equals, as before
+        order.append(remaining.pop(best))
+        covered |= found[order[-1]]
     order += merged.ids[len(pool) :]
     return Ranked(order, merged.scores)
 
