@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import cached_property
@@ -123,6 +123,9 @@ class Query:
     parts: list[Part] = field(default_factory=list)
     latest: bool = False
     lexical_text: str | None = None  # the question without its dates, for BM25
+    # The question's vector, started by Retriever.understand on another thread (so understanding
+    # the question runs beside it); None: Retriever.search starts it.
+    embedding: Future[np.ndarray] | None = field(default=None, repr=False, compare=False)
 
 
 # What finds a question's passages: Retriever.search, or a caller's own (the LangChain chain runs
@@ -449,6 +452,7 @@ class Retriever:
         today: date | None = None,
     ) -> Query:
         """The question as a Query: its text plus the outlets, dates and parts it names."""
+        embedding = self._embed(question)
         self.refresh()
         understood = understand_question(
             question,
@@ -467,6 +471,7 @@ class Retriever:
             latest=understood.latest,
             parts=list(understood.parts),
             lexical_text=lexical_text,
+            embedding=embedding,
         )
         filters: dict[str, Any] = {}
         if understood.sources:
@@ -517,10 +522,11 @@ class Retriever:
         # One embedding per question: a part searches densely with the question's vector within
         # its own outlet/days, and lexically with its own clause. Embedding each clause as well
         # costs 15-30 ms a part and found no more evidence on ../shared/eval. It runs on another
-        # thread (onnxruntime holds no GIL) while the lexical index answers what needs no
-        # vector: each probe's BM25 search and its scope's count and ids.
+        # thread (onnxruntime holds no GIL), started when the question was understood, while
+        # the lexical index answers what needs no vector: each probe's BM25 search and its
+        # scope's count and ids.
         dense = self.mode != "lexical"
-        embedding = self._embedding.submit(self.embedder.embed, [query.text]) if dense else None
+        embedding = (query.embedding or self._embed(query.text)) if dense else None
         Probe = tuple[Scope, list[str], tuple[int, list[str] | None]]
 
         def prepare(text: str, scope: Scope) -> Probe:
@@ -613,6 +619,12 @@ class Retriever:
         question_terms = self.store.lexical.term_weights(query_terms(lexical_text))
         chosen = select(parts, whole, k, candidates, config, question_terms)
         return [self._passage(item, candidates) for item in chosen]
+
+    def _embed(self, text: str) -> Future[np.ndarray] | None:
+        """The text's vector, embedding on another thread (None in lexical mode)."""
+        if self.mode == "lexical":
+            return None
+        return self._embedding.submit(self.embedder.embed, [text])
 
     def _plan(self, scope: Scope, pool: int) -> tuple[int, list[str] | None]:
         """How a probe searches its scope densely (needs no vector): (n, None) to take the

@@ -553,3 +553,23 @@ def test_a_report_dated_a_day_off_is_still_found(deals_bot, mode: str) -> None:
     passages = retriever.search(query, 2)
     assert query.filters["relaxed"] == ["Wired, 2023-11-23"]
     assert {(p.article_id, p.part) for p in passages} == {("verge-deals", 0), ("wired-deals", 1)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_a_question_is_embedded_once_and_not_for_a_lexical_search(deals_bot, mode: str) -> None:
+    # Understanding starts the question's embedding, which its search then uses.
+    embedded: list[str] = []
+
+    class Counting:
+        identity, max_tokens = deals_bot.embedder.identity, deals_bot.embedder.max_tokens
+
+        def embed(self, texts: list[str]):  # type: ignore[no-untyped-def]
+            embedded.extend(texts)
+            return deals_bot.embedder.embed(texts)
+
+    retriever = Retriever(deals_bot.store, Counting(), mode=mode)  # type: ignore[arg-type]
+    question = "What did Wired say about power banks?"
+    passages = retriever.search(retriever.understand(question), 2)
+    assert embedded == ([] if mode == "lexical" else [question])
+    assert passages and passages[0].article_id == "wired-deals"
