@@ -15,6 +15,7 @@ from bot.retrieve import (
     Ranked,
     RetrievalConfig,
     Retriever,
+    by_coverage,
     fuse,
     select,
 )
@@ -374,6 +375,28 @@ def test_selection_takes_one_chunk_per_article_first_and_collapses_copies() -> N
     chosen = select([], whole, 3, candidates, config)
     assert [chunk_id for chunk_id, _, _, _ in chosen] == ["a#0", "c#0", "a#1"]
     assert chosen[0][3] == ("b",)  # b's identical chunk is collapsed into a's
+
+
+def test_coverage_takes_the_report_of_another_question_word_then_keeps_score_order() -> None:
+    texts = {
+        "a#0": "Qatar hosted the talks.",
+        "b#0": "Qatar hosted the talks again.",
+        "c#0": "Egypt hosted the talks.",
+        "d#0": "Rain fell.",
+        "e#0": "Snow fell.",
+        "f#0": "Qatar rested.",
+    }
+    candidates = {
+        chunk_id: Candidate(chunk_id, chunk_id.split("#")[0], text, {"source": "Wire"})
+        for chunk_id, text in texts.items()
+    }
+    scores = {"a#0": 5.0, "b#0": 4.0, "c#0": 3.0, "d#0": 2.0, "e#0": 2.0, "f#0": 1.0}
+    merged = Ranked(list(scores), scores)
+    question_terms = {term: 1.0 for term in terms("Qatar Egypt")}
+    ordered = by_coverage(merged, [], 2, question_terms, candidates, RetrievalConfig())
+    # Egypt's report before Qatar's second; then nothing is left to cover: by score, ties in
+    # the order the list had them.
+    assert ordered.ids == ["a#0", "c#0", "b#0", "d#0", "e#0", "f#0"]
 
 
 @pytest.mark.slow
