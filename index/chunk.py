@@ -6,6 +6,7 @@ in word pieces so that the embedding model never cuts it off silently.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -38,11 +39,14 @@ def _blingfire() -> ctypes.CDLL:
     among all loaded modules (inspect.getframeinfo): 0.02-0.03 s of every new process before
     chromadb is imported, 0.045 after (docs/benchmarks.md, "Cold start")."""
     spec = find_spec("blingfire")  # finds the package without running it
-    if spec is None or spec.origin is None:
-        raise ImportError("blingfire is not installed")
-    names = {"win32": "blingfiretokdll.dll", "darwin": "libblingfiretokdll.dylib"}
-    name = names.get(sys.platform, "libblingfiretokdll.so")
-    return ctypes.CDLL(os.path.join(os.path.dirname(spec.origin), name))
+    if spec is not None and spec.origin is not None:
+        names = {"win32": "blingfiretokdll.dll", "darwin": "libblingfiretokdll.dylib"}
+        name = names.get(sys.platform, "libblingfiretokdll.so")
+        with contextlib.suppress(OSError):  # a release that lays its files out otherwise
+            return ctypes.CDLL(os.path.join(os.path.dirname(spec.origin), name))
+    import blingfire  # its wrapper knows where its library is (or says it is not installed)
+
+    return blingfire.blingfire
 
 
 # blingfire's wrapper text_to_sentences_and_offsets maps the C library's UTF-8 offsets to str

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib.machinery import ModuleSpec
+from pathlib import Path
 
 import blingfire
 import pytest
 
+import index.chunk as chunk_module
 from index.article import Article
 from index.chunk import (
     CountTokens,
@@ -117,6 +120,18 @@ def test_sentence_offsets_are_blingfires_own(monkeypatch: pytest.MonkeyPatch) ->
     assert asked == ["\u200d", "\u200b\r"]
     text = "Done.\n\u200d"
     assert [text[s.start : s.end] for s in split_sentences(text)] == ["Done.", "\u200d"]
+
+
+def test_blingfire_library_found_by_its_wrapper_when_not_where_expected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A blingfire release that keeps its library elsewhere still splits sentences: the
+    wrapper, which knows where its library is, is asked for it."""
+    spec = ModuleSpec("blingfire", None, origin=str(tmp_path / "__init__.py"))
+    monkeypatch.setattr(chunk_module, "find_spec", lambda name: spec)
+    library = chunk_module._blingfire()
+    assert library is blingfire.blingfire
+    assert hasattr(library, "TextToSentencesWithOffsets")
 
 
 def test_chunks_are_verbatim_spans_within_the_model_window(count_tokens: TokenCounter) -> None:
