@@ -123,9 +123,11 @@ class Query:
     parts: list[Part] = field(default_factory=list)
     latest: bool = False
     lexical_text: str | None = None  # the question without its dates, for BM25
-    # The question's vector, started by Retriever.understand on another thread (so understanding
-    # the question runs beside it); None: Retriever.search starts it.
-    embedding: Future[np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # (the text, its vector to come), started by Retriever.understand on another thread so that
+    # understanding the question runs beside it; used by Retriever.search for that text only.
+    embedding: tuple[str, Future[np.ndarray]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 # What finds a question's passages: Retriever.search, or a caller's own (the LangChain chain runs
@@ -471,7 +473,7 @@ class Retriever:
             latest=understood.latest,
             parts=list(understood.parts),
             lexical_text=lexical_text,
-            embedding=embedding,
+            embedding=(question, embedding) if embedding else None,
         )
         filters: dict[str, Any] = {}
         if understood.sources:
@@ -526,7 +528,8 @@ class Retriever:
         # the lexical index answers what needs no vector: each probe's BM25 search and its
         # scope's count and ids.
         dense = self.mode != "lexical"
-        embedding = (query.embedding or self._embed(query.text)) if dense else None
+        started = query.embedding  # for the text understood; a caller may have changed it
+        embedding = started[1] if started and started[0] == query.text else self._embed(query.text)
         Probe = tuple[Scope, list[str], tuple[int, list[str] | None]]
 
         def prepare(text: str, scope: Scope) -> Probe:

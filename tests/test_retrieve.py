@@ -5,6 +5,7 @@ lexical index following ingests in this and other processes."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -596,3 +597,7 @@ def test_a_question_is_embedded_once_and_not_for_a_lexical_search(deals_bot, mod
     passages = retriever.search(retriever.understand(question), 2)
     assert embedded == ([] if mode == "lexical" else [question])
     assert passages and passages[0].article_id == "wired-deals"
+    # A query whose text a caller changed is searched with the new text's vector.
+    rewritten = "What did Wired say about chargers?"
+    retriever.search(replace(retriever.understand(question), text=rewritten), 2)
+    assert embedded[-1:] == ([] if mode == "lexical" else [rewritten])
