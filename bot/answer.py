@@ -414,11 +414,11 @@ def sentence_features(
     if question.kind == "say":
         wanted = question.topic or (set(question.words) - question.speaker)
     # "What did X say?" asks no topic: every statement by X covers all of it.
-    own_share = _coverage(weights, wanted) if wanted else lambda words: 1.0
+    context_share = _coverage(weights, wanted)
+    own_share = context_share if wanted else lambda words: 1.0
     # The question's ordinary words ("won", "released", "president"): what it asks about
     # the names, which a sentence that merely repeats the names lacks.
     plain_share = _coverage(weights, set(wanted) - question.names)
-    context_share = _coverage(weights, wanted)
     speaker_share = _coverage(weights, question.speaker)
     held_years: dict[int, frozenset[str]] = {}  # id of a passage -> the years it names
     found = []

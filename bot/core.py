@@ -211,8 +211,10 @@ class Bot:
             import_backend(self.settings)
         pool = ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm")
         try:
-            # With the index, this process asks: its questions (one row each) get the model's
-            # intra-op threads (OnnxEmbedder); an ingest's batches run side by side instead.
+            # With the index, this process asks: the model runs each question (one row) on two
+            # intra-op threads (OnnxEmbedder `questions`); ingests made by this process too
+            # (`slack --watch`, the Python API) then embed their batches in turn, not side by
+            # side as an ingesting process does (~6% slower, docs/benchmarks.md "Ingest").
             model = pool.submit(
                 lambda: load_embedder(self.settings, questions=index) if loading else None
             )
