@@ -312,16 +312,20 @@ def floor(data_dir: Path, repeats: int) -> None:
     from bot.settings import load_settings
     from index.embed import load_embedder
     from index.model import resolve_model_path
+    from index.onnx_backend import runtime_folder
 
     env = {**environment("onnx-fp32"), "NEWSBOT_DATA_DIR": str(data_dir)}
     if os.environ.get("NEWSBOT_CHROMA_URL"):
         env["NEWSBOT_CHROMA_URL"] = os.environ["NEWSBOT_CHROMA_URL"]
-    settings = load_settings(data_dir=data_dir, chroma_url=env.get("NEWSBOT_CHROMA_URL"))
-    export = load_embedder(settings).path  # type: ignore[attr-defined]  (the ONNX export)
-    copies = sorted(
-        export.parent.glob("runtime-fp32-*/model.onnx"), key=lambda p: p.stat().st_mtime
+    settings = load_settings(
+        data_dir=data_dir,
+        chroma_url=env.get("NEWSBOT_CHROMA_URL"),
+        embedding_backend=env["NEWSBOT_EMBEDDING_BACKEND"],
+        embedding_precision=env["NEWSBOT_EMBEDDING_PRECISION"],
     )
-    model = copies[-1] if copies else export  # the newest runtime copy: this onnxruntime's
+    export = load_embedder(settings).path  # type: ignore[attr-defined]  (the ONNX export)
+    copy = runtime_folder(export, settings.embedding_precision) / "model.onnx"
+    model = copy if copy.is_file() else export  # the copy `newsbot ask` opens, if it has one
     tokenizer = resolve_model_path(settings.embedding_model) / "tokenizer.json"
     where = settings.chroma_url or str(settings.store_dir)
     floor_command = [sys.executable, "-c", FLOOR, where, str(model), str(tokenizer), QUESTION]

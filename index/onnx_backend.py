@@ -56,6 +56,16 @@ _CHECKSUM_MEMO = "checksums.json"
 # The runtime copy of an export (see _runtime_session): the optimised graph, its weights beside it.
 _RUNTIME_FILES = ("model.onnx", "model.onnx.data")
 _RUNTIME_MANIFEST = "checksums.json"
+# Bump when the runtime copy's recipe changes (optimisation level, weights file settings).
+RUNTIME_FORMAT = 1
+# Tensors smaller than this stay in the graph: its 4-8 byte scalars and shapes, which onnxruntime
+# reads as it loads it; all weights (the smallest, 384-float biases, take 1.5 KiB) go to the file.
+_EXTERNAL_MIN_BYTES = 1024
+# A scratch folder older than this was left by a deriving process that was killed.
+_STALE_SCRATCH_SECONDS = 3600
+# Intra-op threads of a process that asks: 12.5 -> 8.7 ms for a 40-piece question on two
+# (docs/benchmarks.md, "Scale"); more were not measured: the machine measured on has two cores.
+_QUESTION_THREADS = 2
 # Versions a manifest records; all installed, as the export has just imported them.
 _RECORDED_PACKAGES = "torch transformers sentence-transformers onnx onnxruntime tokenizers".split()
 
@@ -431,7 +441,7 @@ def _open_session(
         options.graph_optimization_level = level.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(save_to)
         weights = save_to.with_name(_RUNTIME_FILES[1])
-        config = {"file_name": weights.name, "min_size_in_bytes": "1024"}
+        config = {"file_name": weights.name, "min_size_in_bytes": str(_EXTERNAL_MIN_BYTES)}
         for name, value in config.items():
             options.add_session_config_entry(
                 f"session.optimized_model_external_initializers_{name}", value
@@ -439,6 +449,15 @@ def _open_session(
     return onnxruntime.InferenceSession(
         str(path), sess_options=options, providers=["CPUExecutionProvider"]
     )
+
+
+def runtime_folder(export: Path, precision: str, memo: _ChecksumMemo | None = None) -> Path:
+    """The folder of the runtime copy of `export` (see _runtime_session), beside it."""
+    import onnxruntime
+
+    sha256 = (memo or _ChecksumMemo(None)).sha256(export)
+    key = f"{RUNTIME_FORMAT} {sha256} {onnxruntime.__version__} {platform.machine()}"
+    return export.parent / f"runtime-{precision}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def _runtime_session(
@@ -450,27 +469,37 @@ def _runtime_session(
     The runtime copy is the export with its graph optimised once and saved, its weights in a
     file of their own that onnxruntime maps instead of parsing and copying 90 MB: a session costs
     0.05-0.07 s of CPU instead of 0.21-0.30 s (docs/benchmarks.md, "Cold start"). It is kept only
-    if it gives the export's vectors bit for bit, in a folder named for the export, onnxruntime's
-    version and the machine, so that a change of any of them derives its own; its files are
-    checked against their checksums like the export's."""
-    import onnxruntime
-
+    if it gives the export's vectors bit for bit, in a folder named for the export, the recipe,
+    onnxruntime's version and the machine, so that a change of any of them derives its own; its
+    files are checked against their checksums like the export's. A derivation that failed is
+    not tried again for that name: a marker file beside the folder holds why."""
     export = entry.onnx_path(precision)
-    key = f"{memo.sha256(export)} {onnxruntime.__version__} {platform.machine()}"
-    name = f"runtime-{precision}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    folder = entry.folder / name
+    folder = runtime_folder(export, precision, memo)
+    failed = folder.with_name(f"{folder.name}.failed")
     try:
         if not folder.is_dir():
-            _derive_runtime_copy(entry, export, folder)
-        recorded = json.loads((folder / _RUNTIME_MANIFEST).read_text())
-        if recorded != {file: memo.sha256(folder / file) for file in _RUNTIME_FILES}:
+            if failed.is_file():
+                log.info("no runtime copy of %s: %s (%s)", export.name, failed.read_text(), failed)
+                return None
+            try:
+                _derive_runtime_copy(entry, export, folder)
+            except Exception as exc:
+                with contextlib.suppress(OSError):  # not in a cache the user cannot write to
+                    write_atomically(failed, str(exc).encode())
+                raise
+        try:
+            recorded = json.loads((folder / _RUNTIME_MANIFEST).read_text())
+            whole = recorded == {file: memo.sha256(folder / file) for file in _RUNTIME_FILES}
+        except (FileNotFoundError, ValueError):
+            whole = False
+        if not whole:
+            shutil.rmtree(folder, ignore_errors=True)
             raise EmbeddingError("its files differ from their checksums")
         return _open_session(folder / _RUNTIME_FILES[0], threads, optimised=True)
     except Exception as exc:
         # A cache the user cannot write to only starts slower, as with the checksums.
         level = logging.INFO if isinstance(exc, PermissionError) else logging.WARNING
         log.log(level, "not using the runtime copy %s of %s: %s", folder, export.name, exc)
-        shutil.rmtree(folder, ignore_errors=True)
         return None
     finally:
         memo.save()
@@ -478,7 +507,8 @@ def _runtime_session(
 
 def _derive_runtime_copy(entry: _Entry, export: Path, folder: Path) -> None:
     """Write the runtime copy of `export` to `folder`, whole (a renamed scratch folder) or not
-    at all; a copy another process has just written is kept."""
+    at all; a copy another process has just written is kept. Then remove the entry's other
+    copies (and failure markers) of this precision and scratch folders of killed processes."""
     import numpy as np
 
     scratch = Path(tempfile.mkdtemp(prefix=".runtime-", dir=entry.folder))
@@ -498,6 +528,14 @@ def _derive_runtime_copy(entry: _Entry, export: Path, folder: Path) -> None:
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    stale = time.time() - _STALE_SCRATCH_SECONDS
+    copies = entry.folder.glob(folder.name.rsplit("-", 1)[0] + "-*")
+    for other in itertools.chain(copies, entry.folder.glob(".runtime-*")):
+        with contextlib.suppress(OSError):  # removed meanwhile by another process
+            if other != folder and (
+                not other.name.startswith(".") or other.stat().st_mtime < stale
+            ):
+                shutil.rmtree(other) if other.is_dir() else other.unlink()
 
 
 def _run_batch(session: InferenceSession, rows: Sequence[Sequence[int]]) -> np.ndarray:
@@ -546,7 +584,7 @@ class OnnxEmbedder:
         # RSS grow by 3-17 MiB a batch (docs/benchmarks.md, "Bulk input").
         self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="newsbot-embed")
         self.path = _ensure(entry, precision, memo)
-        self._threads = min(2, self._cores) if questions else 1
+        self._threads = min(_QUESTION_THREADS, self._cores) if questions else 1
         try:
             self._session = _runtime_session(
                 entry, precision, memo, self._threads

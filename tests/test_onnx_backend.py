@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -353,6 +355,78 @@ def test_a_damaged_runtime_copy_is_not_used_and_is_derived_again(
     )
     assert copy.is_dir()
     assert not list(entry_folder(private_cache).glob(".runtime-*"))
+
+
+@pytest.mark.slow
+def test_a_new_copy_removes_the_older_ones_and_killed_derivations_scratch(
+    private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.onnx_backend as backend
+
+    embedder("fp32", private_cache)
+    folder = entry_folder(private_cache)
+    (old,) = folder.glob("runtime-fp32-*")
+    other_precision = folder / "runtime-int8-000000000000"
+    killed, running = folder / ".runtime-killed", folder / ".runtime-running"
+    for kept_or_not in (other_precision, killed, running):
+        kept_or_not.mkdir()
+    two_hours_ago = time.time() - 7200
+    os.utime(killed, (two_hours_ago, two_hours_ago))
+    # A new recipe (level, weights file) names a new copy, as a new onnxruntime or export does.
+    monkeypatch.setattr(backend, "RUNTIME_FORMAT", backend.RUNTIME_FORMAT + 1)
+
+    onnx = embedder("fp32", private_cache)
+
+    (new,) = folder.glob("runtime-fp32-*")
+    assert new == backend.runtime_folder(onnx.path, "fp32") != old
+    assert not killed.exists()
+    assert running.is_dir() and other_precision.is_dir()
+
+
+@pytest.mark.slow
+def test_a_derivation_that_failed_is_not_tried_at_every_start(
+    private_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import index.onnx_backend as backend
+
+    for copy in entry_folder(private_cache).glob("runtime-*"):
+        shutil.rmtree(copy)
+    tries = []
+
+    def failing(*args: object) -> None:
+        tries.append(args)
+        raise EmbeddingError("its vectors differ from the export's")
+
+    monkeypatch.setattr(backend, "_derive_runtime_copy", failing)
+    caplog.set_level(logging.INFO, logger="index.onnx_backend")
+    embedder("fp32", private_cache)
+    onnx = embedder("fp32", private_cache)
+
+    assert len(tries) == 1
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "vectors differ" in caplog.records[-1].getMessage()
+    assert onnx.embed(TEXTS[:3]).tolist() == plain_vectors(onnx, TEXTS[:3]).tolist()
+
+
+@pytest.mark.slow
+def test_a_copy_that_fails_to_open_once_is_kept(
+    private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.onnx_backend as backend
+
+    embedder("fp32", private_cache)
+    (copy,) = entry_folder(private_cache).glob("runtime-fp32-*")
+    open_session = backend._open_session
+
+    def no_memory_for_copies(path: Path, *args: Any, optimised: bool = False, **kw: Any) -> Any:
+        if optimised:
+            raise MemoryError("cannot allocate")  # transient, in this process only
+        return open_session(path, *args, **kw)
+
+    monkeypatch.setattr(backend, "_open_session", no_memory_for_copies)
+    embedder("fp32", private_cache)
+
+    assert copy.is_dir()
 
 
 def _truncate(folder: Path) -> str:
