@@ -32,6 +32,7 @@ class StoreConfig(Protocol):
     chroma_url: str | None
     collection: str
     store_retries: int
+    vector_save_every: int
 
     @property
     def store_dir(self) -> Path: ...

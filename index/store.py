@@ -45,11 +45,14 @@ LOG_PAGE = 50
 CONNECTION_WORDS = ("connect", "timeout", "timed out", "unavailable", "refused", "reset")
 # Records that are not chunks need a vector; one constant dimension keeps Chroma's index happy.
 _NO_VECTOR = [1.0]
-# The log's and the lease's vector index (one dimension, one record a commit) is saved at every
-# write: Chroma keeps the records written since its last save (every 1000 by default) in its own
-# queue, and every new process replays them all, log entries included (5.6 MB of JSON, 0.06-0.1 s,
-# at 100k chunks). Saving an index this small costs nothing that grows with the store, unlike the
-# chunks' own (docs/benchmarks.md, "Cold start").
+# Chroma keeps the records written to a collection since its vector index was last saved in its
+# own queue, and every new process replays them all (~0.5 ms a record at 10k chunks, ~1.4 ms at
+# 100k). A process saves the index once the records it has applied since its last save, those it
+# replayed included, reach the collection's `sync_threshold` (1000 by default), and a process
+# loads that threshold with the index. The log's and the lease's index (one dimension, one record
+# a commit) is saved at every write: saving an index this small costs nothing that grows with the
+# store, and the log's entries are 5.6 MB of JSON at 100k chunks. The chunks' threshold is the
+# settings' `vector_save_every` in an embedded store (docs/store.md, "Chroma's replay").
 _SMALL_INDEX = {"hnsw": {"sync_threshold": 1}}
 
 
@@ -139,6 +142,7 @@ class Store:
         retries: int = 0,
         opening: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         turn_lock: Path | None = None,
+        save_every: int | None = None,
     ) -> None:
         self._client: Any = None
         self._connect = connect
@@ -148,6 +152,7 @@ class Store:
         self.lexical = lexical
         self._retries = retries
         self._turn_lock = turn_lock  # None: a Chroma server, whose writers take turns by lease
+        self._save_every = save_every  # the chunks' sync_threshold; None: left as it is (a server)
         self._lease: Any = None  # the ChromaLease this process holds while it writes
         self._holding = False  # this Store holds the store's turn
         self._collections: tuple[Any, Any] | None = None
@@ -163,11 +168,14 @@ class Store:
         return self._collections
 
     def _open_collections(self) -> tuple[Any, Any]:
+        hnsw: dict[str, Any] = {"space": "cosine"}
+        if self._save_every:
+            hnsw["sync_threshold"] = self._save_every
         chunks = self._call(
             self._client.get_or_create_collection,
             self.name,
             embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={"hnsw": hnsw},
         )
         return chunks, self._log_collection()
 
@@ -226,6 +234,8 @@ class Store:
             connect=lambda: make_client(settings),
             opening=contextlib.nullcontext if server else opening,
             turn_lock=None if server else turn_lock,
+            # A server is one long process: it replays once, when it starts.
+            save_every=None if server else settings.vector_save_every,
         )
 
     def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -280,6 +290,8 @@ class Store:
         log_id = str(log_collection.id)
         if self._collections is not None and str(self._collections[1].id) != log_id:
             self._collections = None  # another process reset the store: open the new ones
+        if self._holding:  # before this writer's first write loads the chunks' index
+            self._keep_thresholds()
         self.lexical.reload()
         applied_log, applied = self.lexical.state()
         if applied_log == log_id and not self._entries(log_collection, applied, 1):
@@ -300,6 +312,17 @@ class Store:
                 writer.set_state(log_id, applied)
             if len(entries) < LOG_PAGE:
                 return
+
+    def _keep_thresholds(self) -> None:
+        """Give a store made before _SMALL_INDEX, or with another `vector_save_every`, the save
+        thresholds above. A process keeps the threshold it loaded an index with: a writer sets
+        them when it first catches up in its turn (Bot.ingest does before writing anything)."""
+        wanted = [(self._log, 1)]
+        if self._save_every:
+            wanted.append((self._chunks, self._save_every))
+        for collection, every in wanted:
+            if (collection.configuration_json.get("hnsw") or {}).get("sync_threshold") != every:
+                self._call(collection.modify, configuration={"hnsw": {"sync_threshold": every}})
 
     def _entries(self, log_collection: Any, after: int, limit: int) -> list[tuple[int, Any]]:
         """The log entries numbered after `after` (at most `limit`, in order, no gap)."""
@@ -352,10 +375,6 @@ class Store:
         }
         token = uuid.uuid4().hex
         entry_id = f"{seq:012d}"
-        saves_every = _SMALL_INDEX["hnsw"]["sync_threshold"]
-        if (self._log.configuration_json.get("hnsw") or {}).get("sync_threshold") != saves_every:
-            # a store made before _SMALL_INDEX: from this write on, Chroma saves the log's index
-            self._call(self._log.modify, configuration=_SMALL_INDEX)
         if self._lease is not None:
             from index.lock import LeaseLost
 
