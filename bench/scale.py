@@ -15,8 +15,12 @@ store's log on first use (timed: what a new host pays once).
 
 Per size and mode, every process a new one:
 - warm `ask`: p50/p95 over --rounds x 40 questions in one process, after 4 warm-up questions;
-- `newsbot ask "<question>"` as a new process: wall time and peak RSS (median of --repeats);
-- `newsbot ingest one.txt` adding one new article (~3,000 characters): wall and peak RSS;
+- `newsbot ask "<question>"` as a new process: wall time and peak RSS (median of --repeats),
+  and ("unsaved") the chunk records Chroma had not saved into its vector index at each one:
+  what an embedded process replays first (~0.5 ms each at 10k, ~1.4 ms at 100k; fewer than the
+  store's `vector_save_every`, docs/store.md); a server replayed them when it started;
+- `newsbot ingest one.txt` adding one new article (~1,000 characters), after each ask: wall and
+  peak RSS;
 - disk: the Chroma folder and the lexical index.
 Peak RSS is the kernel's ru_maxrss of that process (os.wait4). Then the goals of issue 16 are
 checked against the figures of this run: ratios against the 10k store of the same mode.
@@ -88,6 +92,27 @@ def disk_mib(*paths: Path) -> float:
                 with contextlib.suppress(OSError):
                     total += os.stat(os.path.join(root, name)).st_blocks * 512
     return total / 2**20
+
+
+def unsaved_records(chroma_dir: Path, collection: str = "news") -> int:
+    """Records of the collection written since Chroma last saved its vector index: what a new
+    embedded process replays before its first answer (docs/store.md, "Chroma's replay"). Read
+    from Chroma's own tables (its queue after the vector segment's saved mark)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{chroma_dir / 'chroma.sqlite3'}?mode=ro", uri=True)
+    try:
+        segment, collection_id = db.execute(
+            "SELECT s.id, s.collection FROM segments s JOIN collections c ON c.id = s.collection"
+            " WHERE c.name = ? AND s.scope = 'VECTOR'",
+            (collection,),
+        ).fetchone()
+        saved = db.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,))
+        mark = (saved.fetchone() or (0,))[0]
+        query = "SELECT count(*) FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ?"
+        return int(db.execute(query, (f"%{collection_id}", mark)).fetchone()[0])
+    finally:
+        db.close()
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -247,18 +272,26 @@ def copy_host_index(embedded: Path, host: Path, url: str) -> None:
         shutil.copytree(lexical_folder(embedded, str(embedded / "chroma"), "news"), target)
 
 
-def measure(args: argparse.Namespace, size: int, data_dir: Path, url: str | None) -> dict:
+def measure(
+    args: argparse.Namespace, size: int, data_dir: Path, url: str | None, chroma_dir: Path
+) -> dict:
     warm = run_child("warm", args, size, data_dir, url)
     env = environment(data_dir, url)
     # How busy the machine is: `newsbot --help` took 0.27 s on a quiet one (docs/benchmarks.md).
     helps = [timed_process([str(NEWSBOT), "--help"], env)[0] for _ in range(args.repeats)]
-    asks, adds = [], []
+    asks, adds, unsaved = [], [], []
     for repeat in range(args.repeats):
+        # Each ask after the first follows the previous round's add: the store as it is in use,
+        # whatever Chroma has left unsaved (printed: an embedded ask replays it; a server has).
+        unsaved.append(unsaved_records(chroma_dir))
         asks.append(timed_process([str(NEWSBOT), "ask", QUESTION], env)[:3])
-        article = data_dir.parent / f"one-{repeat}.txt"
+        # A new article each time: its id is its file's path, and an article ingested again is
+        # an update (its chunks upserted: Chroma replays those ~4x slower than new ones).
         run = f"{time.time_ns()}-{repeat}"
+        article = data_dir.parent / f"one-{run}.txt"
         article.write_text(ARTICLE.format(n=repeat + 1, day=repeat + 1, run=run), encoding="utf-8")
         adds.append(timed_process([str(NEWSBOT), "ingest", str(article)], env)[:3])
+        article.unlink()
     return {
         "open_s": warm["open_s"],
         "warm_p50_ms": warm["ask_p50_ms"],
@@ -271,6 +304,7 @@ def measure(args: argparse.Namespace, size: int, data_dir: Path, url: str | None
         "ask_wall_s": statistics.median(wall for wall, _, _ in asks),
         "ask_cpu_s": statistics.median(cpu for _, cpu, _ in asks),
         "ask_rss_mib": statistics.median(rss for _, _, rss in asks),
+        "ask_unsaved": unsaved,  # Chroma's unsaved chunk records at each new-process ask
         "add_wall_s": statistics.median(wall for wall, _, _ in adds),
         "add_cpu_s": statistics.median(cpu for _, cpu, _ in adds),
         "add_rss_mib": statistics.median(rss for _, _, rss in adds),
@@ -290,7 +324,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, dict]:
         )
     results: dict[str, dict] = {}
     if "embedded" in args.modes:
-        result = measure(args, size, embedded, None)
+        result = measure(args, size, embedded, None, embedded / "chroma")
         result["disk_mib"] = disk_mib(embedded / "chroma", embedded / "lexical")
         results["embedded"] = result
         report(size, "embedded", result)
@@ -304,7 +338,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, dict]:
         if args.copy_host_index:
             copy_host_index(embedded, host, server.url)
         try:
-            result = measure(args, size, host, server.url)
+            result = measure(args, size, host, server.url, embedded / "chroma")
             result["server_rss_mib"] = server.rss_mib()
         finally:
             server.stop()
@@ -318,7 +352,7 @@ HEADER = (
     f"{'chunks':>9} {'mode':>8} {'open s':>7} {'warm p50':>9} {'p95 ms':>7} {'(CPU p50':>9}"
     f" {'p95)':>6} {'ask s':>6} {'(CPU)':>6} {'ask MiB':>8} {'add s':>6} {'(CPU)':>6}"
     f" {'add MiB':>8} {'warm MiB':>9} {'disk MiB':>9} {'server MiB':>11} {'load':>5}"
-    f" {'--help s':>9}"
+    f" {'--help s':>9} {'unsaved':>9}"
 )
 
 
@@ -331,7 +365,8 @@ def report(size: int, mode: str, result: dict) -> None:
         f" {result['ask_cpu_s']:>6.2f} {result['ask_rss_mib']:>8.0f} {result['add_wall_s']:>6.2f}"
         f" {result['add_cpu_s']:>6.2f} {result['add_rss_mib']:>8.0f}"
         f" {result['warm_rss_mib']:>9.0f} {result['disk_mib']:>9.0f}"
-        f"{server} {result['load']:>5.1f} {result['help_wall_s']:>9.2f}",
+        f"{server} {result['load']:>5.1f} {result['help_wall_s']:>9.2f}"
+        f" {'/'.join(map(str, result['ask_unsaved'])):>9}",
         flush=True,
     )
 
