@@ -306,36 +306,45 @@ def print_timeline(store: str, pieces: dict[str, dict[str, float]]) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def floor(data_dir: Path, repeats: int) -> None:
-    """`newsbot ask` on a store against FLOOR on the same store, interleaved (NEWSBOT_CHROMA_URL
-    set: its server), with `newsbot --help` as the gauge of how busy the machine is."""
+def floor_command(
+    data_dir: Path, chroma_url: str | None = None, question: str = QUESTION
+) -> list[str]:
+    """FLOOR asking `question` of the store of `data_dir` (its server with `chroma_url`), with
+    the model and tokenizer an onnx fp32 `newsbot ask` opens there."""
     from bot.settings import load_settings
     from index.embed import load_embedder
     from index.model import resolve_model_path
     from index.onnx_backend import runtime_folder
 
-    env = {**environment("onnx-fp32"), "NEWSBOT_DATA_DIR": str(data_dir)}
-    if os.environ.get("NEWSBOT_CHROMA_URL"):
-        env["NEWSBOT_CHROMA_URL"] = os.environ["NEWSBOT_CHROMA_URL"]
     settings = load_settings(
         data_dir=data_dir,
-        chroma_url=env.get("NEWSBOT_CHROMA_URL"),
-        embedding_backend=env["NEWSBOT_EMBEDDING_BACKEND"],
-        embedding_precision=env["NEWSBOT_EMBEDDING_PRECISION"],
+        chroma_url=chroma_url,
+        embedding_backend="onnx",
+        embedding_precision="fp32",
     )
     export = load_embedder(settings).path  # type: ignore[attr-defined]  (the ONNX export)
     copy = runtime_folder(export, settings.embedding_precision) / "model.onnx"
     model = copy if copy.is_file() else export  # the copy `newsbot ask` opens, if it has one
     tokenizer = resolve_model_path(settings.embedding_model) / "tokenizer.json"
     where = settings.chroma_url or str(settings.store_dir)
-    floor_command = [sys.executable, "-c", FLOOR, where, str(model), str(tokenizer), QUESTION]
+    return [sys.executable, "-c", FLOOR, where, str(model), str(tokenizer), question]
+
+
+def floor(data_dir: Path, repeats: int) -> None:
+    """`newsbot ask` on a store against FLOOR on the same store, interleaved (NEWSBOT_CHROMA_URL
+    set: its server), with `newsbot --help` as the gauge of how busy the machine is."""
+    env = {**environment("onnx-fp32"), "NEWSBOT_DATA_DIR": str(data_dir)}
+    if os.environ.get("NEWSBOT_CHROMA_URL"):
+        env["NEWSBOT_CHROMA_URL"] = os.environ["NEWSBOT_CHROMA_URL"]
+    libraries = floor_command(data_dir, env.get("NEWSBOT_CHROMA_URL"))
     commands = {
         "newsbot --help": ([str(NEWSBOT), "--help"], env),
-        "floor (libraries only)": (floor_command, env),
+        "floor (libraries only)": (libraries, env),
         "newsbot ask": ([str(NEWSBOT), "ask", QUESTION], env),
     }
     results = timed_rounds(commands, repeats)
-    print(f"\n{where}, load average {os.getloadavg()[0]:.1f} at the end, median of {repeats}:\n")
+    load = os.getloadavg()[0]
+    print(f"\n{libraries[3]}, load average {load:.1f} at the end, median of {repeats}:\n")
     for name, result in results.items():
         runs = ", ".join(f"{value:.2f}" for value in result["runs_s"])
         print(f"| {name} | {result['median_s']:.2f} | {runs} |")
