@@ -29,6 +29,10 @@ MAX_OUTLETS = 10_000
 CACHED = 1000
 # A scope of fewer days than this filters by its days as terms, a longer one by a range.
 DAYS_AS_TERMS = 64
+# Values (outlets, days, ids) up to this many are looked up one term query each: tantivy's term set
+# query costs ~0.3 ms whatever it holds (at 10k chunks as at 100k) where a term query costs
+# 0.01-0.06 ms; from ~400 ids the set costs less (docs/benchmarks.md, "Scale").
+TERMS_ONE_BY_ONE = 256
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,18 @@ def local_day(metadata: dict[str, Any]) -> int:
         return datetime.fromisoformat(str(value)).date().toordinal()
     except ValueError:
         return -1
+
+
+def _any_of(schema: Any, field: str, values: Sequence[Any]) -> Any:
+    """Documents holding any of the values in the field, each scoring 1 as in a term set query
+    (the same documents, in the same order, whichever way they are looked up)."""
+    import tantivy
+
+    if len(values) > TERMS_ONE_BY_ONE:
+        return tantivy.Query.term_set_query(schema, field, list(values))
+    should = tantivy.Occur.Should
+    terms = [(should, tantivy.Query.term_query(schema, field, value)) for value in values]
+    return tantivy.Query.const_score_query(tantivy.Query.boolean_query(terms), 1.0)
 
 
 def _schema() -> Any:
@@ -178,7 +194,7 @@ class LexicalIndex:
         schema = self.index.schema
         clauses = [tantivy.Query.term_query(schema, "kind", "chunk"), *self._filters(where)]
         if among is not None:
-            clauses.append(tantivy.Query.term_set_query(schema, "id", list(among)))
+            clauses.append(_any_of(schema, "id", list(among)))
         return tantivy.Query.boolean_query([(tantivy.Occur.Must, query) for query in clauses])
 
     def chunk_ids(self, where: LexicalFilter, among: Sequence[str] | None = None) -> list[str]:
@@ -197,13 +213,13 @@ class LexicalIndex:
         schema = self.index.schema
         filters = []
         if where.sources:
-            filters.append(tantivy.Query.term_set_query(schema, "source", list(where.sources)))
+            filters.append(_any_of(schema, "source", list(where.sources)))
         first, last = where.first_day, where.last_day
         if first is not None and last is not None and last - first < DAYS_AS_TERMS:
             # A few days are looked up as terms (at 1M chunks 0.1 ms a day); a range query
             # walks the field's value of every document (17 ms at 1M, growing with the store).
             days = list(range(first, last + 1))
-            filters.append(tantivy.Query.term_set_query(schema, "day", days))
+            filters.append(_any_of(schema, "day", days))
             first = last = None
         ranges = (("day", first, last), ("published_ts", where.since_ts, where.until_ts))
         for field, low, high in ranges:
@@ -295,7 +311,7 @@ class LexicalIndex:
         query = tantivy.Query.boolean_query(
             [
                 (tantivy.Occur.Must, tantivy.Query.term_query(schema, "kind", kind)),
-                (tantivy.Occur.Must, tantivy.Query.term_set_query(schema, field, values)),
+                (tantivy.Occur.Must, _any_of(schema, field, values)),
             ]
         )
         searcher = self.index.searcher()
