@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlparse
 
 from index.errors import StoreError
@@ -128,25 +128,136 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
     raise AssertionError("unreachable")
 
 
+class SharedClient:
+    """A Chroma client, shared by this process's Stores of one embedded store folder (Chroma
+    shares one System, with its vector indexes, per folder and process anyway), and which log
+    entries its vector indexes hold. An embedded Chroma loads a collection's index on its first
+    read and never applies what other processes write after that: when a Store's catch-up finds
+    entries this process neither loaded nor wrote (`saw`), the next call waits for the calls in
+    flight, closes the client (Chroma then releases its indexes) and makes a new one, whose
+    first reads load them again (docs/store.md, "A long-running reader"). A Chroma server
+    applies every write itself: its client is only asked to open the collections again after
+    a reset elsewhere (`reconnects` False)."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        *,
+        opening: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+        reconnects: bool = True,
+    ) -> None:
+        self._connect = connect
+        self.opening = opening  # taken to make the client and to open collections
+        self._reconnects = reconnects
+        self.client: Any = None
+        self.generation = 0  # Stores open their collections again when it changes
+        self._holds: dict[str, tuple[str, int]] = {}  # log name -> (its id, last entry held)
+        self._stale = False
+        self._users = 0  # calls in flight
+        self._reopening = False
+        self._changing = threading.Condition()
+
+    @contextlib.contextmanager
+    def using(self) -> Iterator[tuple[Any, int]]:
+        """The client and its generation, current (made again first if stale), not closed
+        before the caller is done with it."""
+        with self._changing:
+            while self._reopening:
+                self._changing.wait()
+            if self.client is None or self._stale:
+                self._reopening = True
+                try:
+                    while self._users:
+                        self._changing.wait()
+                    self._reopen()
+                finally:
+                    self._reopening = False
+                    self._changing.notify_all()
+            self._users += 1
+            client, generation = self.client, self.generation
+        try:
+            yield client, generation
+        finally:
+            with self._changing:
+                self._users -= 1
+                if not self._users:
+                    self._changing.notify_all()
+
+    def _reopen(self) -> None:
+        if self.client is not None and self._reconnects:
+            log.info("reloading Chroma's vector indexes: other processes wrote to the store")
+            self.client.close()  # the folder's last client: Chroma stops its System
+            self.client = None
+        if self.client is None:
+            with self.opening():
+                self.client = self._connect()
+        self.generation += 1
+        self._holds.clear()
+        self._stale = False
+
+    def loaded(self, name: str, log_collection: Any, *, replace: bool = False) -> None:
+        """A Store opened its collections on this client: the log's entries so far are in the
+        indexes Chroma loads on their first read (the first Store to open them says)."""
+        with self._changing:
+            if replace or name not in self._holds:
+                self._holds[name] = (str(log_collection.id), int(log_collection.count()))
+
+    def saw(self, name: str, log_id: str, last: int) -> None:
+        """The log `name` (id `log_id`) holds entries up to `last`: reload before the next call
+        if the indexes may lack some (or the log was replaced: the store was reset)."""
+        with self._changing:
+            held = self._holds.get(name)
+            if held is None or held[0] != log_id or (self._reconnects and held[1] < last):
+                self._stale = True
+
+    def wrote(self, name: str, log_id: str, entry: int) -> None:
+        """This process committed `entry` of the log through this client."""
+        with self._changing:
+            if self._holds.get(name) == (log_id, entry - 1):
+                self._holds[name] = (log_id, entry)
+
+
+# Chroma shares one System per folder and process (chromadb's SharedSystemClient): the Stores of
+# an embedded folder share its client, and reload it together.
+_SHARED: dict[str, SharedClient] = {}
+_SHARING = threading.Lock()
+
+
+def shared_client(
+    folder: str,
+    connect: Callable[[], Any],
+    opening: Callable[[], contextlib.AbstractContextManager[Any]],
+) -> SharedClient:
+    with _SHARING:
+        if folder not in _SHARED:
+            _SHARED[folder] = SharedClient(connect, opening=opening)
+        return _SHARED[folder]
+
+
+class View(NamedTuple):
+    """What a Store calls Chroma through: the client and its two collections."""
+
+    client: Any
+    chunks: Any
+    log: Any
+
+
 class Store:
-    """Chunks in Chroma and the lexical index beside them. `connect` makes the Chroma client on
-    first use (under `opening`)."""
+    """Chunks in Chroma and the lexical index beside them, through `chroma` (the client is made
+    on first use)."""
 
     def __init__(
         self,
         name: str,
         *,
         lexical: LexicalIndex,
-        connect: Callable[[], Any],
+        chroma: SharedClient,
         where: str = "embedded store",
         retries: int = 0,
-        opening: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         turn_lock: Path | None = None,
         save_every: int | None = None,
     ) -> None:
-        self._client: Any = None
-        self._connect = connect
-        self._opening = opening
+        self._chroma = chroma
         self.name = name
         self.where = where
         self.lexical = lexical
@@ -155,50 +266,48 @@ class Store:
         self._save_every = save_every  # the chunks' sync_threshold; None: left as it is (a server)
         self._lease: Any = None  # the ChromaLease this process holds while it writes
         self._holding = False  # this Store holds the store's turn
-        self._collections: tuple[Any, Any] | None = None
+        self._view: View | None = None
+        self._generation = -1  # of the shared client that self._view was opened with
         self._checked_at = float("-inf")
         self._refreshing = threading.Lock()
 
-    def _opened(self) -> tuple[Any, Any]:
-        if self._collections is None:
-            with self._opening():
-                if self._client is None:
-                    self._client = self._connect()
-                self._collections = self._open_collections()
-        return self._collections
+    def _call(self, use: Callable[[View], T]) -> T:
+        """Call Chroma: `use` gets the client and collections, which a reload (SharedClient)
+        replaces between calls, never during one."""
+        with self._chroma.using() as (client, generation):
+            if self._view is None or self._generation != generation:
+                self._view = self._retrying(lambda: self._open(client))
+                self._generation = generation
+            view = self._view
+            return self._retrying(lambda: use(view))
 
-    def _open_collections(self) -> tuple[Any, Any]:
-        hnsw: dict[str, Any] = {"space": "cosine"}
-        if self._save_every:
-            hnsw["sync_threshold"] = self._save_every
-        chunks = self._call(
-            self._client.get_or_create_collection,
-            self.name,
-            embedding_function=None,
-            configuration={"hnsw": hnsw},
-        )
-        return chunks, self._log_collection()
+    def _on(self, collection: str, method: str, /, **arguments: Any) -> Any:
+        """Call `method` of the chunks' or the log's collection (`collection`, a View field)."""
+        return self._call(lambda view: getattr(getattr(view, collection), method)(**arguments))
 
-    def _log_collection(self) -> Any:
-        return self._call(
-            self._client.get_or_create_collection,
-            f"{self.name}-log",
-            embedding_function=None,
-            configuration=_SMALL_INDEX,
+    def _retrying(self, call: Callable[[], T]) -> T:
+        return _with_retries(call, where=self.where, retries=self._retries)
+
+    def _open(self, client: Any, *, replace: bool = False) -> View:
+        with self._chroma.opening():
+            hnsw: dict[str, Any] = {"space": "cosine"}
+            if self._save_every:
+                hnsw["sync_threshold"] = self._save_every
+            chunks = client.get_or_create_collection(
+                self.name, embedding_function=None, configuration={"hnsw": hnsw}
+            )
+            log_collection = self._log_collection(client)
+        self._chroma.loaded(log_collection.name, log_collection, replace=replace)
+        return View(client, chunks, log_collection)
+
+    def _log_collection(self, client: Any) -> Any:
+        return client.get_or_create_collection(
+            f"{self.name}-log", embedding_function=None, configuration=_SMALL_INDEX
         )
 
     @property
     def client(self) -> Any:
-        self._opened()
-        return self._client
-
-    @property
-    def _chunks(self) -> Any:
-        return self._opened()[0]
-
-    @property
-    def _log(self) -> Any:
-        return self._opened()[1]
+        return self._call(lambda view: view.client)
 
     @classmethod
     def open(cls, settings: StoreConfig, analyse: Analyse) -> Store:
@@ -207,6 +316,7 @@ class Store:
         from index.lock import exclusive, lock_path
 
         where = settings.chroma_url or str(settings.store_dir)
+        server = bool(settings.chroma_url)  # a server's writers take turns by lease, not by file
         lexical = LexicalIndex(
             lexical_folder(settings.data_dir, where, settings.collection), analyse
         )
@@ -224,23 +334,19 @@ class Store:
                 ) from exc
             return exclusive(lock)
 
-        server = bool(settings.chroma_url)  # a server's writers take turns by lease, not by file
         turn_lock = lock_path(settings.data_dir, f"{where}|{settings.collection}")
+        connect = lambda: make_client(settings)  # noqa: E731
         return cls(
             settings.collection,
             lexical=lexical,
             where=where,
             retries=settings.store_retries if server else 0,
-            connect=lambda: make_client(settings),
-            opening=contextlib.nullcontext if server else opening,
+            chroma=SharedClient(connect, reconnects=False)
+            if server
+            else shared_client(where, connect, opening),
             turn_lock=None if server else turn_lock,
             # A server is one long process: it replays once, when it starts.
             save_every=None if server else settings.vector_save_every,
-        )
-
-    def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return _with_retries(
-            lambda: function(*args, **kwargs), where=self.where, retries=self._retries
         )
 
     # -- taking turns --------------------------------------------------------------------------
@@ -258,10 +364,9 @@ class Store:
             turn: contextlib.AbstractContextManager[Any] = exclusive(self._turn_lock, on_wait)
         else:
             leases = self._call(
-                self.client.get_or_create_collection,
-                f"{self.name}-lease",
-                embedding_function=None,
-                configuration=_SMALL_INDEX,
+                lambda view: view.client.get_or_create_collection(
+                    f"{self.name}-lease", embedding_function=None, configuration=_SMALL_INDEX
+                )
             )
             turn = ChromaLease(leases).held(on_wait)
         with turn as lease:
@@ -285,19 +390,30 @@ class Store:
             self._checked_at = time.monotonic()
 
     def _catch_up(self) -> None:
-        self._opened()
-        log_collection = self._log_collection()
-        log_id = str(log_collection.id)
-        if self._collections is not None and str(self._collections[1].id) != log_id:
-            self._collections = None  # another process reset the store: open the new ones
+        log_name = f"{self.name}-log"
+
+        def current(view: View) -> str:
+            log_id = str(self._log_collection(view.client).id)
+            if log_id != str(view.log.id):  # the store was reset elsewhere: open the new ones
+                self._view = None
+            return log_id
+
+        log_id = self._call(current)
+        self._chroma.saw(log_name, log_id, 0)
         if self._holding:  # before this writer's first write loads the chunks' index
             self._keep_thresholds()
         self.lexical.reload()
         applied_log, applied = self.lexical.state()
-        if applied_log == log_id and not self._entries(log_collection, applied, 1):
-            return
-        if applied_log != log_id and not self._entries(log_collection, 0, 1):
-            self._migrate(log_collection)
+        if applied_log != log_id or self._entries(applied, 1):
+            if applied_log != log_id and not self._entries(0, 1):
+                self._migrate()
+            applied = self._apply_log(log_id)
+        # Entries other processes committed (and applied to this host's lexical index, usually)
+        # since this process's Chroma loaded its indexes: reload them before the next read.
+        self._chroma.saw(log_name, log_id, applied)
+
+    def _apply_log(self, log_id: str) -> int:
+        """Apply the log's entries the lexical index lacks; returns the last one."""
         while True:
             with self.lexical.writer() as writer:
                 applied_log, applied = self.lexical.state()
@@ -305,31 +421,34 @@ class Store:
                     log.info("building the lexical index of %s from the store", self.where)
                     writer.clear()
                     applied = 0
-                entries = self._entries(log_collection, applied, LOG_PAGE)
+                entries = self._entries(applied, LOG_PAGE)
                 for seq, entry in entries:
                     self._apply(writer, entry)
                     applied = seq
                 writer.set_state(log_id, applied)
             if len(entries) < LOG_PAGE:
-                return
+                return applied
 
     def _keep_thresholds(self) -> None:
         """Give a store made before _SMALL_INDEX, or with another `vector_save_every`, the save
         thresholds above. A process keeps the threshold it loaded an index with: a writer sets
         them when it first catches up in its turn (Bot.ingest does before writing anything)."""
-        wanted = [(self._log, 1)]
-        if self._save_every:
-            wanted.append((self._chunks, self._save_every))
-        for collection, every in wanted:
-            if (collection.configuration_json.get("hnsw") or {}).get("sync_threshold") != every:
-                self._call(collection.modify, configuration={"hnsw": {"sync_threshold": every}})
 
-    def _entries(self, log_collection: Any, after: int, limit: int) -> list[tuple[int, Any]]:
+        def keep(view: View) -> None:
+            for collection, every in ((view.log, 1), (view.chunks, self._save_every)):
+                hnsw = collection.configuration_json.get("hnsw") or {}
+                if every and hnsw.get("sync_threshold") != every:
+                    collection.modify(configuration={"hnsw": {"sync_threshold": every}})
+
+        self._call(keep)
+
+    def _entries(self, after: int, limit: int) -> list[tuple[int, Any]]:
         """The log entries numbered after `after` (at most `limit`, in order, no gap)."""
         result = self._call(
-            log_collection.get,
-            where={"$and": [{"seq": {"$gt": after}}, {"seq": {"$lte": after + limit}}]},
-            include=["documents", "metadatas"],
+            lambda view: view.log.get(
+                where={"$and": [{"seq": {"$gt": after}}, {"seq": {"$lte": after + limit}}]},
+                include=["documents", "metadatas"],
+            )
         )
         found = {
             int((meta or {})["seq"]): json.loads(document or "{}")
@@ -386,19 +505,21 @@ class Store:
                     hint="run the ingest again: it redoes what was not recorded",
                 ) from exc
         self._call(
-            self._log.add,
-            ids=[entry_id],
-            embeddings=[_NO_VECTOR],
-            metadatas=[{"seq": seq, "token": token}],
-            documents=[json.dumps(entry)],
+            lambda view: view.log.add(
+                ids=[entry_id],
+                embeddings=[_NO_VECTOR],
+                metadatas=[{"seq": seq, "token": token}],
+                documents=[json.dumps(entry)],
+            )
         )
-        stored = self._call(self._log.get, ids=[entry_id], include=["metadatas"])
+        stored = self._call(lambda view: view.log.get(ids=[entry_id], include=["metadatas"]))
         if not stored["ids"] or (stored["metadatas"][0] or {}).get("token") != token:
             raise StoreError(
                 f"another process committed a write to {self.where} (collection {self.name}) "
                 "while this one held its turn; this batch was not recorded",
                 hint="run the ingest again: it redoes what was not recorded",
             )
+        self._chroma.wrote(f"{self.name}-log", log_id, seq)
         with self.lexical.writer() as writer:
             if self.lexical.state() == (log_id, seq - 1):  # else a reader applied it already
                 self._apply(writer, entry, chunks)
@@ -406,38 +527,45 @@ class Store:
         self._checked_at = time.monotonic()
         return seq
 
-    def _migrate(self, log_collection: Any) -> None:
+    def _migrate(self) -> None:
         """A store written by an earlier newsbot keeps its registry in `<name>-articles` and has
         no log: write the registry into the log (its first entries) and drop that collection."""
-        try:
-            old = self._client.get_collection(f"{self.name}-articles")
-        except Exception:  # none: a store of this version
-            return
-        if not old.count():
+        name = f"{self.name}-articles"
+
+        def registry(offset: int) -> Any:
+            def read(view: View) -> Any:
+                try:
+                    old = view.client.get_collection(name)
+                except Exception:  # none: a store of this version
+                    return {"ids": []}
+                return old.get(include=["metadatas"], limit=500, offset=offset)
+
+            return self._call(read)
+
+        if not registry(0)["ids"]:
             return
         with self.turn():
-            if self._entries(log_collection, 0, 1):
+            if self._entries(0, 1):
                 return  # migrated by another process meanwhile
             log.info("moving the article registry of %s into the store's log", self.where)
             seq, offset = 0, 0
-            while batch := self._call(old.get, include=["metadatas"], limit=500, offset=offset):
-                if not batch["ids"]:
-                    break
+            while (batch := registry(offset))["ids"]:
                 records = {
                     i: dict(m or {})
                     for i, m in zip(batch["ids"], batch["metadatas"] or [], strict=False)
                 }
                 chunks = [f"{i}#{n}" for i, r in records.items() for n in range(int(r["n_chunks"]))]
                 seq += 1
-                self._call(
-                    log_collection.add,
+                self._on(
+                    "log",
+                    "add",
                     ids=[f"{seq:012d}"],
                     embeddings=[_NO_VECTOR],
                     metadatas=[{"seq": seq, "token": "migrated"}],
                     documents=[json.dumps({"records": records, "chunks": chunks, "removed": []})],
                 )
                 offset += len(batch["ids"])
-            self._call(self._client.delete_collection, f"{self.name}-articles")
+            self._call(lambda view: view.client.delete_collection(name))
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -478,11 +606,15 @@ class Store:
             )
 
     def _collection_meta(self) -> dict[str, Any]:
-        return dict(self._call(self.client.get_collection, self.name).metadata or {})
+        # Read by name: the Store's collection object keeps the metadata it was opened with.
+        return dict(self._call(lambda view: view.client.get_collection(self.name).metadata) or {})
 
     def _set_meta(self, updates: dict[str, Any]) -> None:
-        collection = self._call(self.client.get_collection, self.name)
-        self._call(collection.modify, metadata={**(collection.metadata or {}), **updates})
+        def update(view: View) -> None:
+            collection = view.client.get_collection(self.name)
+            collection.modify(metadata={**(collection.metadata or {}), **updates})
+
+        self._call(update)
 
     def set_identity(self, identity: EmbeddingIdentity | None, *, reindexing: bool) -> None:
         """Record the vectors' identity; `reindexing` marks a store half-way through a re-embed."""
@@ -499,33 +631,29 @@ class Store:
         vectors: np.ndarray,
         metadatas: list[dict[str, Any]],
     ) -> None:
-        self._write(
-            self._chunks.upsert, ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas
-        )
+        self._write("upsert", ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
     def update_vectors(self, ids: list[str], vectors: np.ndarray) -> None:
-        self._write(self._chunks.update, ids=ids, embeddings=vectors)
+        self._write("update", ids=ids, embeddings=vectors)
 
-    def _write(self, method: Callable[..., Any], **columns: Any) -> None:
+    def _write(self, method: str, **columns: Any) -> None:
         for start in range(0, len(columns["ids"]), WRITE_BATCH):
             rows = slice(start, start + WRITE_BATCH)
-            self._call(method, **{name: values[rows] for name, values in columns.items()})
+            self._on("chunks", method, **{name: values[rows] for name, values in columns.items()})
 
     def delete_chunks_from(self, article_id: str, first_position: int) -> None:
         """Delete the article's chunks at positions >= first_position (left over by an update,
         or by a run that stopped half-way through writing a longer version)."""
         where = {"$and": [{"article_id": article_id}, {"position": {"$gte": first_position}}]}
-        self._call(self._chunks.delete, where=where)
+        self._on("chunks", "delete", where=where)
 
     def update_chunk_metadata(self, article_id: str, updates: dict[str, Any]) -> list[str]:
         """Merge `updates` into the metadata of the article's chunks; returns their ids."""
-        result = self._call(
-            self._chunks.get, where={"article_id": article_id}, include=["metadatas"]
-        )
+        result = self._on("chunks", "get", where={"article_id": article_id}, include=["metadatas"])
         if not result["ids"]:
             return []
         metadatas = [{**(meta or {}), **updates} for meta in result["metadatas"] or []]
-        self._call(self._chunks.update, ids=result["ids"], metadatas=metadatas)
+        self._on("chunks", "update", ids=result["ids"], metadatas=metadatas)
         return list(result["ids"])
 
     def nearest(
@@ -546,7 +674,7 @@ class Store:
             ids = list(among)
             for start in range(0, len(ids), EXACT_PAGE):  # memory bounded by a page, not the scope
                 page = ids[start : start + EXACT_PAGE]
-                result = self._call(self._chunks.get, ids=page, include=["embeddings"])
+                result = self._on("chunks", "get", ids=page, include=["embeddings"])
                 if not result["ids"]:
                     continue
                 matrix = np.asarray(result["embeddings"], dtype=np.float32)
@@ -554,8 +682,9 @@ class Store:
                 scores = matrix @ query / np.where(norms > 0, norms, 1.0)
                 scored += zip((-float(s) for s in scores), result["ids"], strict=True)
             return [(chunk_id, -score) for score, chunk_id in sorted(scored)[:k]]
-        result = self._call(
-            self._chunks.query,
+        result = self._on(
+            "chunks",
+            "query",
             query_embeddings=[list(vector)],
             n_results=k,
             ids=list(among) if among is not None else None,
@@ -569,7 +698,7 @@ class Store:
         include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
         offset = 0
         while True:
-            result = self._call(self._chunks.get, include=include, limit=page, offset=offset)
+            result = self._on("chunks", "get", include=include, limit=page, offset=offset)
             if not result["ids"]:
                 return
             yield from _stored(result, vectors)
@@ -579,16 +708,16 @@ class Store:
         if not ids:
             return []
         include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
-        return _stored(self._call(self._chunks.get, ids=list(ids), include=include), vectors)
+        return _stored(self._on("chunks", "get", ids=list(ids), include=include), vectors)
 
     def count(self) -> int:
-        return int(self._call(self._chunks.count))
+        return int(self._on("chunks", "count"))
 
     def holds_chunks(self) -> bool:
         """Whether the store holds a chunk. Chroma's first read of the chunks loads their vector
         index (0.1-0.4 s at 10k-100k chunks); this one lets other threads run meanwhile, where
         `count` holds the GIL throughout (docs/benchmarks.md, "Cold start")."""
-        return bool(self._call(self._chunks.get, limit=1, include=[])["ids"])
+        return bool(self._on("chunks", "get", limit=1, include=[])["ids"])
 
     def article_count(self) -> int:
         self.refresh()
@@ -606,13 +735,18 @@ class Store:
 
     def reset(self) -> None:
         """Delete every chunk and article of this collection (hold the store's turn)."""
-        for name in (self.name, f"{self.name}-log", f"{self.name}-articles"):
-            with contextlib.suppress(Exception):  # -articles: only in stores of earlier versions
-                self._call(self.client.delete_collection, name)
-        self._collections = self._open_collections()
+
+        def recreate(view: View) -> View:
+            for name in (self.name, f"{self.name}-log", f"{self.name}-articles"):
+                # -articles: only in stores of earlier versions
+                with contextlib.suppress(Exception):
+                    view.client.delete_collection(name)
+            return self._open(view.client, replace=True)
+
+        self._view = self._call(recreate)
         with self.lexical.writer() as writer:
             writer.clear()
-            writer.set_state(str(self._log.id), 0)
+            writer.set_state(str(self._view.log.id), 0)
 
 
 def _identity(meta: dict[str, Any]) -> EmbeddingIdentity | None:

@@ -33,15 +33,17 @@ def committed_batches(data_dir: Path) -> int:
     process would."""
     import chromadb
 
-    # The same client settings as index.store.make_client: Chroma allows one per path.
-    client = chromadb.PersistentClient(
+    # The same client settings as index.store.make_client: Chroma allows one per path. Closed:
+    # a client left open would keep Chroma's System of the folder, and its vector indexes, as
+    # they are when this process's Bots reload them (index/store.py SharedClient).
+    with chromadb.PersistentClient(
         path=str(data_dir / "chroma"),
         settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=True),
-    )
-    try:
-        return client.get_collection("news-log").count()
-    except Exception:
-        return 0
+    ) as client:
+        try:
+            return client.get_collection("news-log").count()
+        except Exception:
+            return 0
 
 
 def ingest_command(source: Path, data_dir: Path) -> list[str]:
