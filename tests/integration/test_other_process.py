@@ -4,6 +4,7 @@ sees what other processes ingest, update and reset, without a restart (issue 16)
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -38,12 +39,18 @@ def write_article(folder: Path, name: str, title: str, *paragraphs: str) -> Path
     return path
 
 
-def newsbot(*arguments: str, data_dir: Path) -> None:
-    """Run newsbot in another process, as a cron job or a person at a terminal would."""
+def newsbot(*arguments: str, data_dir: Path, **settings: str) -> str:
+    """Run newsbot in another process, as a cron job or a person at a terminal would; returns
+    what it printed. `settings`: NEWSBOT_* variables."""
+    variables = {f"NEWSBOT_{name.upper()}": value for name, value in settings.items()}
     done = subprocess.run(
-        [NEWSBOT, *arguments, "--data-dir", str(data_dir)], capture_output=True, text=True
+        [NEWSBOT, *arguments, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **variables},
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def cited(answer) -> set[str]:
@@ -132,3 +139,20 @@ def test_readers_on_several_threads_while_other_processes_ingest(
     assert errors == []
     answer = bot.ask("Why was the ferry to Zanzibar delayed?")
     assert answer.citations and "storms" in answer.citations[0].quote
+
+
+def test_a_long_running_writer_keeps_what_other_processes_wrote(make_bot, tmp_path) -> None:
+    """A process whose vector index lacks another process's records would save that index over
+    the one on disk with its own next records: every later process would lack them."""
+    data_dir, articles = tmp_path / "data", tmp_path / "articles"
+    write_article(articles / "first", "cairo", "Talks in Cairo", CAIRO)
+    bot = make_bot(data_dir=data_dir, vector_save_every=1)  # saves at each write
+    bot.ingest([str(articles / "first")])
+    bot.warm()
+    write_article(articles / "second", "ferry", "Ferry delayed", FERRY)
+    newsbot("ingest", str(articles / "second"), data_dir=data_dir, vector_save_every="1")
+    write_article(articles / "third", "doha", "Talks in Doha", CAIRO.replace("Cairo", "Doha"))
+    bot.ingest([str(articles / "third")])
+
+    # A new process loads the index the long-running one saved: the ferry's vectors are in it.
+    assert "storms" in newsbot("ask", "Why was the ferry to Zanzibar delayed?", data_dir=data_dir)
