@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.retrieve import Scope
-from index.lexical import LexicalIndex
+from index.lexical import TERMS_ONE_BY_ONE, LexicalIndex
 from index.store import StoredChunk
 from index.text import terms
 
@@ -107,6 +107,29 @@ def test_searches_filter_by_outlet_local_day_and_time(index: LexicalIndex) -> No
     assert index.chunk_ids(Scope(sources=("Nobody",)).lexical_filter()) == []
     assert sorted(index.sources()) == ["AP", "Kan", "The Age", "The Verge", "Wired"]
     assert index.day_range() == (date(2023, 11, 24), date(2023, 11, 25))
+
+
+def test_a_scope_admits_the_same_chunks_however_many_ids_are_checked(index: LexicalIndex) -> None:
+    # Up to TERMS_ONE_BY_ONE values are looked up a term each, more as one set (the ~900 nearest
+    # chunks checked against an outlet): the same chunks in the same order either way.
+    outlets = ["Wired", "The Age", "AP"]
+    with index.writer() as writer:
+        writer.put_chunks(
+            [
+                chunk(f"a{n}#0", "Power banks", source=outlets[n % 3], day=f"2023-11-{20 + n % 5}")
+                for n in range(60)
+            ]
+        )
+    known = [f"a{n}#0" for n in range(60)]
+    admitted = [c for n, c in enumerate(known) if n % 3 < 2 and n % 5 in (1, 2)]
+    scope = Scope(sources=("Wired", "The Age"), first=date(2023, 11, 21), last=date(2023, 11, 22))
+    where = scope.lexical_filter()
+    gone = [f"gone{n}#0" for n in range(TERMS_ONE_BY_ONE + 1)]
+    few = index.chunk_ids(where, among=known)
+    assert sorted(few) == sorted(admitted)
+    assert index.chunk_ids(where, among=[*gone, *known]) == few
+    assert index.chunk_ids(where) == few
+    assert index.chunk_count(where) == len(admitted)
 
 
 def test_the_registry_answers_by_id_hash_and_primary(index: LexicalIndex) -> None:
