@@ -1,4 +1,5 @@
-"""The `newsbot` command line: ingest, watch, ask, chat, stats, reset, reindex, model, slack, eval.
+"""The `newsbot` command line: ingest, watch, ask, chat, stats, reset, reindex, repair, model,
+slack, eval.
 
 Heavy libraries are imported inside the commands that need them, so `--help` starts instantly.
 A NewsbotError becomes one red line (plus its hint) and exit code 1; `--debug` adds the traceback.
@@ -204,14 +205,20 @@ def _open_bot(
     check_identity: bool = True,
     require_articles: bool = False,
     index: bool = False,
+    ingesting: bool = False,
 ) -> Bot:
     """The bot with its model loaded (and, to ask or `index`, the lexical index caught up) under
-    a spinner."""
+    a spinner. `ingesting`: a damaged store is no error here (Bot.ingest repairs it first)."""
     from bot.core import Bot
+    from index.errors import DamagedIndexError
 
     bot = Bot.open(settings, check_identity=check_identity)
     with Console(stderr=True).status(Text("Loading the embedding model...")):
-        bot.warm(index=index or require_articles, require_articles=require_articles)
+        try:
+            bot.warm(index=index or require_articles, require_articles=require_articles)
+        except DamagedIndexError:
+            if not ingesting:
+                raise
     return bot
 
 
@@ -233,7 +240,7 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Read articles, chunk and embed them, and store them (only what changed)."""
-    bot = _open_bot(settings)
+    bot = _open_bot(settings, ingesting=True)
     with _progress_bar("Ingesting", enabled=not as_json) as on_progress:
         report: IngestReport = bot.ingest(sources, progress=on_progress)
     if as_json:
@@ -311,7 +318,7 @@ def watch(
     from bot.watch import Watcher, parse_every
 
     seconds = parse_every(every)
-    watcher = Watcher.for_bot(_open_bot(settings), feeds)
+    watcher = Watcher.for_bot(_open_bot(settings, ingesting=True), feeds)
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # stops at once, even in the middle of an ingest
@@ -678,6 +685,33 @@ def reindex(settings: Settings) -> None:
     identity = bot.embedder.identity  # what the store records now
     how = f"{identity.model} ({identity.backend}, {identity.precision})"
     _say(f"Re-embedded {_plural(count, 'chunk')} with {how} in {seconds:.1f} s.")
+
+
+@_command("newsbot repair")
+def repair(settings: Settings) -> None:
+    """Rebuild a vector index a stopped process left damaged (re-embeds the chunks if needed)."""
+    from rich import progress as bar
+
+    from bot.core import Bot
+
+    bot = Bot.open(settings, check_identity=False)  # the model loads only if the chunks need it
+    started = time.perf_counter()
+    columns = [bar.SpinnerColumn(), bar.TextColumn("{task.description}"), bar.BarColumn()]
+    columns += [bar.TextColumn("{task.completed} records"), bar.TimeElapsedColumn()]
+    with bar.Progress(*columns, console=Console(stderr=True), transient=True) as shown:
+        task = shown.add_task("Checking the store", total=None)
+        rebuilt = bot.repair(
+            progress=lambda name, done: shown.update(
+                task, description=f"Rebuilding {name}", completed=done
+            ),
+            on_wait=lambda: _say("Waiting for a running ingest on this store to finish…", err=True),
+        )
+    where = f"{bot.store.where} (collection {bot.store.name})"
+    if not rebuilt:
+        _say(f"Nothing to repair in {where}.")
+        return
+    done = ", ".join(f"{name} ({_plural(count, 'record')})" for name, count in rebuilt.items())
+    _say(f"Rebuilt the vector index of {done} in {time.perf_counter() - started:.1f} s.")
 
 
 @_command(

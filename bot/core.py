@@ -19,6 +19,7 @@ from index.article import Article, ReadFailure
 from index.dates import to_datetime
 
 if TYPE_CHECKING:
+    import numpy as np
     from langchain_core.language_models import BaseChatModel
 
     from bot.chain import AnswerChain, NewsRetriever
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from bot.retrieve import Passage, Retrieve, Retriever
     from index.embed import Embedder
     from index.ingest import Ingestor, IngestReport, Progress
-    from index.store import Store
+    from index.store import Store, StoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +169,48 @@ class Bot:
 
         Returns an IngestReport (new / updated / unchanged / duplicates / failures / chunks).
         """
+        from index.errors import DamagedIndexError
+
         if isinstance(sources, str):
             sources = [sources]
         with self.store.turn():
-            self.store.refresh()  # the registry the run plans against holds every commit
-            return self.ingestor.run(self._read(list(sources)), progress=progress)
+            try:
+                self.store.refresh()  # the registry the run plans against holds every commit
+                return self.ingestor.run(self._read(list(sources)), progress=progress)
+            except DamagedIndexError:
+                # Found before anything is written (every read of that collection fails): the
+                # run, crash-safe, starts again on the repaired store.
+                log.warning("%s: repairing the store before ingesting", self.store.where)
+                self.repair()
+                self.store.refresh()
+                return self.ingestor.run(self._read(list(sources)), progress=progress)
+
+    def repair(
+        self,
+        *,
+        progress: Callable[[str, int], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> dict[str, int]:
+        """Rebuild the vector index of each of the store's collections that Chroma cannot load
+        (a process was stopped while Chroma saved it; docs/store.md), or whose rebuild was cut
+        short: the chunks' vectors are embedded again from their stored texts (the model's
+        identity is recorded anew), the log's are a constant. `progress(collection, records)`
+        follows it; `on_wait` is called if it waits for a running ingest. Returns the records
+        written again, by collection (empty: nothing damaged)."""
+        from index.repair import repair
+
+        def embed(chunks: Sequence[StoredChunk]) -> np.ndarray:
+            if self._embedder is None:  # every vector is written again: no identity to check
+                from index.embed import load_embedder
+
+                self._embedder = load_embedder(self.settings)
+            return self.ingestor.embed_stored(chunks)
+
+        with self.store.turn(on_wait):
+            rebuilt = repair(self.store, embed, progress)
+            if self.store.name in rebuilt:
+                self.store.set_identity(self.embedder.identity, reindexing=False)
+            return rebuilt
 
     def reindex(self, *, progress: Callable[[Progress], None] | None = None) -> int:
         """Re-embed every stored chunk with the configured model, backend and precision.

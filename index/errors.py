@@ -23,5 +23,10 @@ class StoreError(NewsbotError):
     """The vector store is unreachable, or holds vectors of another embedding model."""
 
 
+class DamagedIndexError(StoreError):
+    """Chroma cannot load a collection's vector index (a process was stopped while Chroma saved
+    it): `newsbot repair`, or the next ingest, rebuilds it (index/repair.py)."""
+
+
 class EmbeddingError(NewsbotError):
     """The embedding model could not be loaded or exported."""

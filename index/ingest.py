@@ -13,14 +13,17 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from index.article import Article, Chunk, ReadFailure, embed_text
 from index.chunk import HEADER_FORMAT, chunk_article
 from index.embed import Embedder, TokenCounter, TokenEmbedder
 from index.store import Store, StoredChunk
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -565,8 +568,7 @@ class Ingestor:
         self.store.set_identity(None, reindexing=True)
         done = 0
         for chunks in _batched(self.store.iter_chunks(), page):
-            texts = [embed_text(str(c.metadata.get("context", "")), c.text) for c in chunks]
-            self.store.update_vectors([chunk.id for chunk in chunks], self.embedder.embed(texts))
+            self.store.update_vectors([chunk.id for chunk in chunks], self.embed_stored(chunks))
             done += len(chunks)
             if progress:
                 progress(Progress(done, done))
@@ -574,6 +576,12 @@ class Ingestor:
         if progress:
             progress(Progress(done, done))
         return done
+
+    def embed_stored(self, chunks: Sequence[StoredChunk]) -> np.ndarray:
+        """The vectors of stored chunks, from their texts and context headers."""
+        return self.embedder.embed(
+            [embed_text(str(chunk.metadata.get("context", "")), chunk.text) for chunk in chunks]
+        )
 
     def _add_sources(
         self, outlets: list[tuple[str, str]], just_written: list[Article]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlparse
 
-from index.errors import StoreError
+from index.errors import DamagedIndexError, StoreError
 from index.files import safe_name
 from index.lexical import Analyse, ChunkDoc, LexicalIndex
 from index.model import EmbeddingIdentity
@@ -54,6 +54,17 @@ _NO_VECTOR = [1.0]
 # store, and the log's entries are 5.6 MB of JSON at 100k chunks. The chunks' threshold is the
 # settings' `vector_save_every` in an embedded store (docs/store.md, "Chroma's replay").
 _SMALL_INDEX = {"hnsw": {"sync_threshold": 1}}
+# A collection's metadata while its index is being rebuilt: a repair cut short leaves the index
+# without the vectors it had not written back yet, which readers must not take for the whole store.
+REPAIRING = "repairing_index"
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether Chroma failed because it cannot load a collection's saved vector index: "Failed to
+    apply logs to the hnsw segment writer" (native files cut short) or "Error constructing hnsw
+    segment reader: ... EOF while parsing" (its id map cut short)."""
+    text = str(exc).lower()
+    return "hnsw segment" in text and "dimensionality" not in text
 
 
 @dataclass(frozen=True)
@@ -195,6 +206,16 @@ class SharedClient:
         self._holds.clear()
         self._stale = False
 
+    def close(self) -> None:
+        """Close the client now, once the calls in flight are done (Chroma lets go of the
+        folder's files and indexes); the next call makes a new one."""
+        with self._changing:
+            while self._users or self._reopening:
+                self._changing.wait()
+            if self.client is not None:
+                self.client.close()
+                self.client = None
+
     def loaded(self, name: str, log_collection: Any, *, replace: bool = False) -> None:
         """A Store opened its collections on this client: the log's entries so far are in the
         indexes Chroma loads on their first read (the first Store to open them says)."""
@@ -271,19 +292,44 @@ class Store:
         self._checked_at = float("-inf")
         self._refreshing = threading.Lock()
 
-    def _call(self, use: Callable[[View], T]) -> T:
+    def _call(self, use: Callable[[View], T], on: str = "") -> T:
         """Call Chroma: `use` gets the client and collections, which a reload (SharedClient)
-        replaces between calls, never during one."""
+        replaces between calls, never during one; `on` names the collection it reads, if one."""
         with self._chroma.using() as (client, generation):
             if self._view is None or self._generation != generation:
                 self._view = self._retrying(lambda: self._open(client))
                 self._generation = generation
             view = self._view
-            return self._retrying(lambda: use(view))
+            try:
+                return self._retrying(lambda: use(view))
+            except StoreError as exc:
+                if exc.__cause__ is None or not is_damage(exc.__cause__):
+                    raise
+                name = getattr(view, on).name if on else _damaged_name(view)
+                raise DamagedIndexError(
+                    f"the vector index of collection {name!r} at {self.where} "
+                    "is damaged (a process was stopped while Chroma saved it)",
+                    hint="rebuild it with `newsbot repair` (a rerun ingest does it too)",
+                ) from exc.__cause__
+
+    @property
+    def embedded_folder(self) -> Path | None:
+        """The folder of an embedded store's Chroma files (None: a Chroma server's)."""
+        return Path(self.where) if self._turn_lock is not None else None
+
+    def collections(self) -> list[Any]:
+        """The store's Chroma collections: the chunks and the log."""
+        return self._call(lambda view: [view.chunks, view.log])
+
+    def close(self) -> None:
+        """Close Chroma in this process (its files, its cached indexes) until the next call."""
+        self._chroma.close()
 
     def _on(self, collection: str, method: str, /, **arguments: Any) -> Any:
         """Call `method` of the chunks' or the log's collection (`collection`, a View field)."""
-        return self._call(lambda view: getattr(getattr(view, collection), method)(**arguments))
+        return self._call(
+            lambda view: getattr(getattr(view, collection), method)(**arguments), collection
+        )
 
     def _retrying(self, call: Callable[[], T]) -> T:
         return _with_retries(call, where=self.where, retries=self._retries)
@@ -444,11 +490,11 @@ class Store:
 
     def _entries(self, after: int, limit: int) -> list[tuple[int, Any]]:
         """The log entries numbered after `after` (at most `limit`, in order, no gap)."""
-        result = self._call(
-            lambda view: view.log.get(
-                where={"$and": [{"seq": {"$gt": after}}, {"seq": {"$lte": after + limit}}]},
-                include=["documents", "metadatas"],
-            )
+        result = self._on(
+            "log",
+            "get",
+            where={"$and": [{"seq": {"$gt": after}}, {"seq": {"$lte": after + limit}}]},
+            include=["documents", "metadatas"],
         )
         found = {
             int((meta or {})["seq"]): json.loads(document or "{}")
@@ -504,15 +550,15 @@ class Store:
                     f"this ingest lost its turn to write to {self.where}: {exc}",
                     hint="run the ingest again: it redoes what was not recorded",
                 ) from exc
-        self._call(
-            lambda view: view.log.add(
-                ids=[entry_id],
-                embeddings=[_NO_VECTOR],
-                metadatas=[{"seq": seq, "token": token}],
-                documents=[json.dumps(entry)],
-            )
+        self._on(
+            "log",
+            "add",
+            ids=[entry_id],
+            embeddings=[_NO_VECTOR],
+            metadatas=[{"seq": seq, "token": token}],
+            documents=[json.dumps(entry)],
         )
-        stored = self._call(lambda view: view.log.get(ids=[entry_id], include=["metadatas"]))
+        stored = self._on("log", "get", ids=[entry_id], include=["metadatas"])
         if not stored["ids"] or (stored["metadatas"][0] or {}).get("token") != token:
             raise StoreError(
                 f"another process committed a write to {self.where} (collection {self.name}) "
@@ -579,6 +625,12 @@ class Store:
         share a collection; int8 vectors differ (cosine ~0.99) and may not.
         """
         meta = self._collection_meta()
+        if meta.get(REPAIRING):
+            raise DamagedIndexError(
+                f"the vector index of collection {self.name!r} at {self.where} was being rebuilt "
+                "when that run stopped; it lacks vectors",
+                hint="finish it with `newsbot repair` (a rerun ingest does it too)",
+            )
         if meta.get("reindexing"):
             raise StoreError(
                 f"collection {self.name!r} at {self.where} was being re-embedded when that run "
@@ -747,6 +799,18 @@ class Store:
         with self.lexical.writer() as writer:
             writer.clear()
             writer.set_state(str(self._view.log.id), 0)
+
+
+def _damaged_name(view: View) -> str:
+    """The name of the collection whose index Chroma cannot load: the first that fails a read
+    (Chroma loads the index before any read); the chunks' when none does any more."""
+    for collection in (view.log, view.chunks):
+        try:
+            collection.get(limit=1, include=[])
+        except Exception as exc:
+            if is_damage(exc):
+                return str(collection.name)
+    return str(view.chunks.name)
 
 
 def _identity(meta: dict[str, Any]) -> EmbeddingIdentity | None:

@@ -103,39 +103,110 @@ def test_a_bulk_ingest_leaves_less_than_the_bound_to_replay(make_bot) -> None:
     assert unsaved(bot.settings.data_dir) < 50
 
 
-@pytest.mark.skipif(STRACE is None, reason="needs strace to stop a writer inside Chroma's save")
-def test_a_writer_killed_as_chroma_starts_saving_leaves_a_store_the_rerun_completes(
-    tmp_path, make_bot
-) -> None:
-    """SIGKILL as the ingest's write makes Chroma start saving the chunks' index (its records
-    queued and applied in memory, nothing of the save written): the store opens, answers, and
-    the rerun ends clean. Later in the save, Chroma 1.5.9 leaves an index it cannot open
-    (docs/store.md, "Chroma's replay")."""
-    data_dir = tmp_path / "data"
-    newsbot("ingest", str(article(tmp_path, 0, sentences=3)), data_dir=data_dir, save_every=1)
+# Chroma 1.5.9 saves an index in place, writing these files in this order.
+INDEX_FILES = ["header.bin", "data_level0.bin", "length.bin", "link_lists.bin"]
+INDEX_FILES += ["index_metadata.pickle"]  # its id map (truncated, then written)
+needs_strace = pytest.mark.skipif(STRACE is None, reason="needs strace to stop a writer in a save")
+
+
+def killed_in_save(data_dir: Path, collection: str, name: str, *command: str) -> None:
+    """Run `newsbot *command` and SIGKILL it at its first write to file `name` of the
+    collection's vector index (strace), i.e. inside Chroma's save of that index."""
     db = chroma_db(data_dir)
-    segment = vector_segment(db, "news")[0]
+    segment = vector_segment(db, collection)[0]
     db.close()
-    header = data_dir / "chroma" / segment / "header.bin"  # the save's first write
-    assert header.is_file()
-    more = [str(article(tmp_path, number, sentences=3)) for number in range(1, 4)]
+    target = data_dir / "chroma" / segment / name
+    assert target.is_file()
     env = {**os.environ, "NEWSBOT_VECTOR_SAVE_EVERY": "1"}
     killed = subprocess.run(
-        [STRACE, "-f", "-qq", "-o", os.devnull, "-P", str(header), "-e", "trace=write"]
+        [STRACE, "-f", "-qq", "-o", os.devnull, "-P", str(target), "-e", "trace=write"]
         + ["-e", "inject=write:signal=SIGKILL:when=1"]
-        + [NEWSBOT, "ingest", *more, "--data-dir", str(data_dir)],
+        + [NEWSBOT, *command, "--data-dir", str(data_dir)],
         env=env,
         capture_output=True,
         text=True,
     )
-    assert killed.returncode != 0, "the ingest was not stopped in its save"
-    assert unsaved(data_dir) > 0
-    newsbot("ask", "What did the council approve?", data_dir=data_dir)
-    newsbot("ingest", *more, data_dir=data_dir, save_every=1)
-    assert unsaved(data_dir) == 0
-    bot = make_bot(data_dir=data_dir)
-    assert bot.stats()["articles"] == 4
+    assert killed.returncode != 0, f"newsbot {command[0]} was not stopped in the save"
+
+
+def assert_whole(bot, articles: int) -> None:
+    """Every article recorded, every chunk in the vector index once, found by its own vector."""
+    assert bot.stats()["articles"] == articles
     stored = list(bot.store.iter_chunks(vectors=True))
     assert len(stored) == bot.stats()["chunks"]
-    for chunk in stored:  # every chunk's vector is in the index, once
+    for chunk in stored:
         assert bot.store.nearest(chunk.vector, 1)[0][0] == chunk.id
+
+
+@pytest.fixture(scope="module")
+def one_article_store(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A store holding one article, saved at every write, and three more articles to ingest."""
+    folder = tmp_path_factory.mktemp("saved")
+    newsbot("ingest", str(article(folder, 0, 3)), data_dir=folder / "data", save_every=1)
+    return folder / "data", [str(article(folder, number, 3)) for number in range(1, 4)]
+
+
+@needs_strace
+@pytest.mark.parametrize("collection", ["news", "news-log"])
+@pytest.mark.parametrize("name", INDEX_FILES)
+def test_an_ingest_killed_in_any_of_chromas_saves_and_rerun_equals_a_clean_run(
+    one_article_store, tmp_path, make_bot, collection, name
+) -> None:
+    """SIGKILL as the ingest's write makes Chroma save the chunks' index, or the log's, at each
+    file of the save. Killed before the index's sizes are written (header, vectors), Chroma
+    opens the store as it was; later, it cannot load that index any more: every read of the
+    collection fails. A reader says so in one line naming the collection and the repair; the
+    rerun ingest rebuilds the index and ends clean (docs/store.md, "A damaged vector index")."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(one_article_store[0], data_dir)
+    more = one_article_store[1]
+    killed_in_save(data_dir, collection, name, "ingest", *more)
+    asked = subprocess.run(
+        [NEWSBOT, "ask", "What did the council approve?", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+    )
+    if asked.returncode:
+        lines = asked.stderr.strip().splitlines()
+        assert lines[0].startswith(f"error: the vector index of collection '{collection}' at ")
+        assert "damaged" in lines[0] and "newsbot repair" in lines[1], asked.stderr
+    newsbot("ingest", *more, data_dir=data_dir, save_every=1)
+    assert unsaved(data_dir) == 0
+    assert_whole(make_bot(data_dir=data_dir), articles=4)
+    assert_whole(make_bot(data_dir=data_dir), articles=4)  # and as a new process reads it
+
+
+@needs_strace
+def test_newsbot_repair_rebuilds_a_damaged_index_and_finishes_one_cut_short(
+    one_article_store, tmp_path, make_bot
+) -> None:
+    from index.repair import rebuild
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(one_article_store[0], data_dir)
+    killed_in_save(data_dir, "news", "link_lists.bin", "ingest", *one_article_store[1])
+    newsbot("repair", data_dir=data_dir)
+    bot = make_bot(data_dir=data_dir)
+    # The killed ingest's chunks were written, its batch not committed: they wait for the rerun.
+    assert bot.stats()["articles"] == 1 and bot.stats()["chunks"] == 4
+    assert_whole(bot, articles=1)
+    assert bot.ask("What did the council approve?").citations
+
+    def stopped(records):
+        raise KeyboardInterrupt  # a repair stopped before it wrote a vector
+
+    with pytest.raises(KeyboardInterrupt), bot.store.turn():
+        rebuild(bot.store, "news", stopped)
+    bot.store.close()
+    asked = subprocess.run(
+        [NEWSBOT, "ask", "What did the council approve?", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert asked.returncode == 1
+    assert "was being rebuilt" in asked.stderr and "newsbot repair" in asked.stderr
+    done = subprocess.run(
+        [NEWSBOT, "repair", "--data-dir", str(data_dir)], capture_output=True, text=True
+    )
+    assert "Rebuilt the vector index of news (4 records)" in done.stdout, done.stderr
+    assert_whole(make_bot(data_dir=data_dir), articles=1)
