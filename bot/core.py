@@ -171,19 +171,18 @@ class Bot:
         """
         from index.errors import DamagedIndexError
 
-        if isinstance(sources, str):
-            sources = [sources]
+        listed = [sources] if isinstance(sources, str) else list(sources)
         with self.store.turn():
             try:
                 self.store.refresh()  # the registry the run plans against holds every commit
-                return self.ingestor.run(self._read(list(sources)), progress=progress)
+                return self.ingestor.run(self._read(listed), progress=progress)
             except DamagedIndexError:
-                # Found before anything is written (every read of that collection fails): the
-                # run, crash-safe, starts again on the repaired store.
+                # Chroma fails the first read or write of that collection, before this run
+                # commits anything: the run, crash-safe, starts again on the repaired store.
                 log.warning("%s: repairing the store before ingesting", self.store.where)
                 self.repair()
                 self.store.refresh()
-                return self.ingestor.run(self._read(list(sources)), progress=progress)
+                return self.ingestor.run(self._read(listed), progress=progress)
 
     def repair(
         self,
