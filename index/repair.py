@@ -79,12 +79,12 @@ def rebuild(
             hint="stop the server, then run `newsbot repair --data-dir DIR` on its folder "
             "(DIR/chroma)",
         )
-    collection = store.client.get_collection(name)
+    collection = _named(store, name)
     # Chroma's modify replaces the whole metadata (and cannot set it empty).
     collection.modify(metadata={**(collection.metadata or {}), REPAIRING: True})
     _drop_index(store, folder, str(collection.id))
     log.info("rebuilding the vector index of collection %s in %s", name, folder)
-    collection = store.client.get_collection(name)  # Chroma starts an empty index
+    collection = _named(store, name)  # Chroma starts an empty index
     ids: list[str] = []
     while page := collection.get(include=[], limit=PAGE * 10, offset=len(ids))["ids"]:
         ids += page
@@ -103,6 +103,10 @@ def rebuild(
             progress(name, start + len(records))
     collection.modify(metadata={**(collection.metadata or {}), REPAIRING: False})
     return len(ids)
+
+
+def _named(store: Store, name: str) -> Any:
+    return next(collection for collection in store.collections() if collection.name == name)
 
 
 def _drop_index(store: Store, folder: Path, collection_id: str) -> None:

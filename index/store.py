@@ -296,16 +296,20 @@ class Store:
         """Call Chroma: `use` gets the client and collections, which a reload (SharedClient)
         replaces between calls, never during one; `on` names the collection it reads, if one."""
         with self._chroma.using() as (client, generation):
-            if self._view is None or self._generation != generation:
-                self._view = self._retrying(lambda: self._open(client))
-                self._generation = generation
-            view = self._view
+            view = None
             try:
+                if self._view is None or self._generation != generation:
+                    self._view = self._retrying(lambda: self._open(client))
+                    self._generation = generation
+                view = self._view
                 return self._retrying(lambda: use(view))
             except StoreError as exc:
                 if exc.__cause__ is None or not is_damage(exc.__cause__):
                     raise
-                name = getattr(view, on).name if on else _damaged_name(view)
+                if view is None:  # opening reads the log (SharedClient.loaded)
+                    name = f"{self.name}-log"
+                else:
+                    name = getattr(view, on).name if on else _damaged_name(view)
                 raise DamagedIndexError(
                     f"the vector index of collection {name!r} at {self.where} "
                     "is damaged (a process was stopped while Chroma saved it)",
@@ -317,9 +321,11 @@ class Store:
         """The folder of an embedded store's Chroma files (None: a Chroma server's)."""
         return Path(self.where) if self._turn_lock is not None else None
 
-    def collections(self) -> list[Any]:
-        """The store's Chroma collections: the chunks and the log."""
-        return self._call(lambda view: [view.chunks, view.log])
+    def collections(self) -> tuple[Any, Any]:
+        """The store's Chroma collections, the chunks' and the log's, opened without reading
+        either (`_call` reads the log first: a repair's way in)."""
+        with self._chroma.using() as (client, _):
+            return self._collections(client)
 
     def close(self) -> None:
         """Close Chroma in this process (its files, its cached indexes) until the next call."""
@@ -335,6 +341,11 @@ class Store:
         return _with_retries(call, where=self.where, retries=self._retries)
 
     def _open(self, client: Any, *, replace: bool = False) -> View:
+        chunks, log_collection = self._collections(client)
+        self._chroma.loaded(log_collection.name, log_collection, replace=replace)
+        return View(client, chunks, log_collection)
+
+    def _collections(self, client: Any) -> tuple[Any, Any]:
         with self._chroma.opening():
             hnsw: dict[str, Any] = {"space": "cosine"}
             if self._save_every:
@@ -342,9 +353,7 @@ class Store:
             chunks = client.get_or_create_collection(
                 self.name, embedding_function=None, configuration={"hnsw": hnsw}
             )
-            log_collection = self._log_collection(client)
-        self._chroma.loaded(log_collection.name, log_collection, replace=replace)
-        return View(client, chunks, log_collection)
+            return chunks, self._log_collection(client)
 
     def _log_collection(self, client: Any) -> Any:
         return client.get_or_create_collection(
