@@ -10,12 +10,17 @@ writes every record's vector again.
 
 from __future__ import annotations
 
+import json
 import logging
+import pickle
 import shutil
 import sqlite3
+import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from index.errors import StoreError
 from index.store import _NO_VECTOR, REPAIRING, Store, StoredChunk, _stored, is_damage
@@ -23,6 +28,7 @@ from index.store import _NO_VECTOR, REPAIRING, Store, StoredChunk, _stored, is_d
 log = logging.getLogger(__name__)
 
 PAGE = 512  # records read, embedded and written back at a time
+CHANGED = "newsbot-changed.json"  # beside a damaged index: the records queued since its last save
 
 
 def damaged(store: Store) -> list[str]:
@@ -82,7 +88,9 @@ def rebuild(
     collection = _named(store, name)
     # Chroma's modify replaces the whole metadata (and cannot set it empty).
     collection.modify(metadata={**(collection.metadata or {}), REPAIRING: True})
-    _drop_index(store, folder, str(collection.id))
+    dimension = (collection.metadata or {}).get("embedding_dimension")
+    aside = _drop_index(store, folder, str(collection.id))
+    saved = _SavedVectors(aside, int(dimension)) if dimension else None
     log.info("rebuilding the vector index of collection %s in %s", name, folder)
     collection = _named(store, name)  # Chroma starts an empty index
     ids: list[str] = []
@@ -93,27 +101,91 @@ def rebuild(
             collection.get(ids=ids[start : start + PAGE], include=["documents", "metadatas"]),
             vectors=False,
         )
+        vectors = [saved.get(record.id) if saved is not None else None for record in records]
+        missing = [record for record, found in zip(records, vectors, strict=True) if not found]
+        computed = iter(vectors_of(missing) if missing else [])
         collection.upsert(
             ids=[record.id for record in records],
-            embeddings=vectors_of(records),
+            embeddings=[next(computed) if vector is None else vector for vector in vectors],
             documents=[record.text for record in records],
             metadatas=[record.metadata or None for record in records],
         )
         if progress:
             progress(name, start + len(records))
+    if saved is not None:
+        log.info("%s: %d vectors read back from the damaged index", name, saved.used)
+    shutil.rmtree(aside, ignore_errors=True)  # before the mark: a rebuild may still need it
     collection.modify(metadata={**(collection.metadata or {}), REPAIRING: False})
     return len(ids)
+
+
+class _SavedVectors:
+    """The vectors a damaged index still holds, by record id: those its id map names (as saved
+    whole before the save that was cut: the map is written last, into a new file only when
+    that save got that far, in which case it is the map that is cut short and nothing is read),
+    read from its vectors' file in hnswlib's layout (`header.bin`, then one row a vector in
+    `data_level0.bin`: its links, the vector, its label), except the records changed since
+    that save (their vectors there may be stale). Chroma documents none of this: anything that
+    does not read as expected (another layout, a vector not of unit length) is embedded again.
+    The id map is a pickle Chroma wrote into this store's own folder."""
+
+    def __init__(self, aside: Path, dimension: int) -> None:
+        self.used = 0
+        self._rows: dict[str, int] = {}
+        try:
+            header = (aside / "header.bin").read_bytes()
+            version, level0, _, count, stride, label_at, vector_at = struct.unpack_from(
+                "<iQQQQQQ", header
+            )
+            with (aside / "index_metadata.pickle").open("rb") as file:
+                label_to_id = pickle.load(file)["label_to_id"]  # noqa: S301 (see above)
+            changed = set(json.loads((aside / CHANGED).read_text(encoding="utf-8")))
+            if (
+                version != 1
+                or level0 != 0
+                or stride != label_at + 8
+                or label_at - vector_at != 4 * dimension
+                or (aside / "data_level0.bin").stat().st_size < count * stride
+            ):
+                raise ValueError("not hnswlib's layout")
+            self._data = np.memmap(aside / "data_level0.bin", np.uint8, "r", shape=(count, stride))
+        except (OSError, ValueError, KeyError, TypeError, struct.error, pickle.PickleError) as exc:
+            log.info("no vectors read back from %s: %s", aside, exc)
+            return
+        except EOFError:  # the id map cut short
+            log.info("no vectors read back from %s: its id map is cut short", aside)
+            return
+        labels = self._data[:, label_at:stride].copy().view("<u8").ravel()
+        self._rows = {
+            record_id: row
+            for row, label in enumerate(labels.tolist())
+            if (record_id := label_to_id.get(label)) is not None and record_id not in changed
+        }
+        self._vector = slice(vector_at, label_at)
+
+    def get(self, record_id: str) -> list[float] | None:
+        row = self._rows.get(record_id)
+        if row is None:
+            return None
+        vector = self._data[row, self._vector].copy().view("<f4")
+        if not np.isfinite(vector).all() or abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+            return None
+        self.used += 1
+        return [float(value) for value in vector]
 
 
 def _named(store: Store, name: str) -> Any:
     return next(collection for collection in store.collections() if collection.name == name)
 
 
-def _drop_index(store: Store, folder: Path, collection_id: str) -> None:
-    """Delete the collection's HNSW files and Chroma's mark of the records saved in them, so that
-    Chroma starts an empty index and applies the records still in its queue. Chroma has no call
-    that does this (deleting or resetting a collection deletes its records too), so it is done on
-    its files, with this process's Chroma closed: it holds the files open and caches the index."""
+def _drop_index(store: Store, folder: Path, collection_id: str) -> Path:
+    """Move the collection's HNSW files aside and delete Chroma's mark of the records saved in
+    them, so that Chroma starts an empty index and applies the records still in its queue.
+    Chroma has no call that does this (deleting or resetting a collection deletes its records
+    too), so it is done on its files, with this process's Chroma closed: it holds the files open
+    and caches the index. The files moved aside (`<segment>-damaged`, with the ids of the
+    records queued since that mark) stay until the rebuild ends; a rebuild cut short keeps them,
+    and deletes the index it was making. Returns that folder."""
     store.close()
     database = folder / "chroma.sqlite3"
     try:
@@ -126,9 +198,23 @@ def _drop_index(store: Store, folder: Path, collection_id: str) -> None:
                 ).fetchone()
                 if row is None:
                     raise StoreError(f"no vector index of collection {collection_id} in {database}")
-                db.execute("DELETE FROM max_seq_id WHERE segment_id = ?", (str(row[0]),))
+                segment = str(row[0])
+                mark = db.execute(
+                    "SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)
+                ).fetchone()
+                changed = db.execute(
+                    "SELECT DISTINCT id FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ?",
+                    (f"%{collection_id}", mark[0] if mark else 0),
+                ).fetchall()
+                db.execute("DELETE FROM max_seq_id WHERE segment_id = ?", (segment,))
         finally:
             db.close()
     except sqlite3.Error as exc:
         raise StoreError(f"cannot rebuild a vector index in {database}: {exc}") from exc
-    shutil.rmtree(folder / str(row[0]), ignore_errors=True)
+    index, aside = folder / segment, folder / f"{segment}-damaged"
+    if aside.exists():
+        shutil.rmtree(index, ignore_errors=True)
+    elif index.exists():
+        (index / CHANGED).write_text(json.dumps([i for (i,) in changed]), encoding="utf-8")
+        index.rename(aside)
+    return aside

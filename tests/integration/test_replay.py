@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.integration.test_ingest import make_articles
@@ -130,12 +131,15 @@ def killed_in_save(data_dir: Path, collection: str, name: str, *command: str) ->
 
 
 def assert_whole(bot, articles: int) -> None:
-    """Every article recorded, every chunk in the vector index once, found by its own vector."""
+    """Every article recorded, every chunk in the vector index once, with its text's vector."""
     assert bot.stats()["articles"] == articles
     stored = list(bot.store.iter_chunks(vectors=True))
     assert len(stored) == bot.stats()["chunks"]
     for chunk in stored:
         assert bot.store.nearest(chunk.vector, 1)[0][0] == chunk.id
+    vectors = np.asarray([chunk.vector for chunk in stored])
+    expected = bot.ingestor.embed_stored(stored)
+    assert np.einsum("ij,ij->i", vectors, expected).min() > 0.999
 
 
 @pytest.fixture(scope="module")
@@ -192,11 +196,11 @@ def test_newsbot_repair_rebuilds_a_damaged_index_and_finishes_one_cut_short(
     assert_whole(bot, articles=1)
     assert bot.ask("What did the council approve?").citations
 
-    def stopped(records):
-        raise KeyboardInterrupt  # a repair stopped before it wrote a vector
+    def stop(name, done):
+        raise KeyboardInterrupt  # a rebuild stopped after it wrote its first page
 
     with pytest.raises(KeyboardInterrupt), bot.store.turn():
-        rebuild(bot.store, "news", stopped)
+        rebuild(bot.store, "news", bot.ingestor.embed_stored, stop)
     bot.store.close()
     asked = subprocess.run(
         [NEWSBOT, "ask", "What did the council approve?", "--data-dir", str(data_dir)],
