@@ -36,7 +36,7 @@ def damaged(store: Store) -> list[str]:
     rebuild was cut short."""
     found = []
     for collection in store.collections():
-        if (collection.metadata or {}).get(REPAIRING):
+        if (collection.metadata or {}).get(REPAIRING) or _half_written(store, collection):
             found.append(collection.name)
             continue
         try:
@@ -48,6 +48,46 @@ def damaged(store: Store) -> list[str]:
                 raise
             found.append(collection.name)
     return found
+
+
+def _half_written(store: Store, collection: Any) -> bool:
+    """Whether the collection's index files hold rows a save never wrote: a kill between the
+    writes of `data_level0.bin` leaves its header counting rows still blank (label 0, which
+    Chroma never gives) or missing. Chroma loads such an index, and a search that reaches one
+    of them fails ("Error finding id") in every process. Read before Chroma loads it here."""
+    folder = store.embedded_folder
+    if folder is None:
+        return False
+    try:
+        db = sqlite3.connect(f"file:{folder / 'chroma.sqlite3'}?mode=ro", uri=True)
+        try:
+            row = db.execute(
+                "SELECT id FROM segments WHERE collection = ? AND scope = 'VECTOR'",
+                (str(collection.id),),
+            ).fetchone()
+        finally:
+            db.close()
+        index = folder / str(row[0])
+        count, stride, _, label_at = _layout(index)
+        if count == 0:
+            return False
+        if (index / "data_level0.bin").stat().st_size < count * stride:
+            return True
+        rows = np.memmap(index / "data_level0.bin", np.uint8, "r", shape=(count, stride))
+    except (sqlite3.Error, OSError, ValueError, TypeError, struct.error):
+        return False  # no index yet, or not one this reads: left to Chroma
+    return bool((rows[:, label_at:stride].copy().view("<u8") == 0).any())
+
+
+def _layout(index: Path) -> tuple[int, int, int, int]:
+    """(rows, a row's size, where its vector starts, where its label starts) of an index, as
+    its `header.bin` gives them in hnswlib's layout; ValueError if it does not read as that."""
+    version, level0, _, count, stride, label_at, vector_at = struct.unpack_from(
+        "<iQQQQQQ", (index / "header.bin").read_bytes()
+    )
+    if version != 1 or level0 != 0 or stride != label_at + 8 or label_at <= vector_at:
+        raise ValueError(f"{index / 'header.bin'} is not in hnswlib's layout")
+    return count, stride, vector_at, label_at
 
 
 def repair(
@@ -133,21 +173,15 @@ class _SavedVectors:
         self.used = 0
         self._rows: dict[str, int] = {}
         try:
-            header = (aside / "header.bin").read_bytes()
-            version, level0, _, count, stride, label_at, vector_at = struct.unpack_from(
-                "<iQQQQQQ", header
-            )
+            count, stride, vector_at, label_at = _layout(aside)
             with (aside / "index_metadata.pickle").open("rb") as file:
                 label_to_id = pickle.load(file)["label_to_id"]  # noqa: S301 (see above)
             changed = set(json.loads((aside / CHANGED).read_text(encoding="utf-8")))
             if (
-                version != 1
-                or level0 != 0
-                or stride != label_at + 8
-                or label_at - vector_at != 4 * dimension
+                label_at - vector_at != 4 * dimension
                 or (aside / "data_level0.bin").stat().st_size < count * stride
             ):
-                raise ValueError("not hnswlib's layout")
+                raise ValueError("rows of another size, or missing")
             self._data = np.memmap(aside / "data_level0.bin", np.uint8, "r", shape=(count, stride))
         except (OSError, ValueError, KeyError, TypeError, struct.error, pickle.PickleError) as exc:
             log.info("no vectors read back from %s: %s", aside, exc)

@@ -60,11 +60,12 @@ REPAIRING = "repairing_index"
 
 
 def is_damage(exc: BaseException) -> bool:
-    """Whether Chroma failed because it cannot load a collection's saved vector index: "Failed to
-    apply logs to the hnsw segment writer" (native files cut short) or "Error constructing hnsw
-    segment reader: ... EOF while parsing" (its id map cut short)."""
+    """Whether Chroma failed on a collection's vector index left damaged by a save cut short:
+    "Failed to apply logs to the hnsw segment writer" (native files cut short), "Error
+    constructing hnsw segment reader: ... EOF while parsing" (its id map cut short), or a search
+    reaching a row the save never wrote ("Error finding id"; index/repair.py)."""
     text = str(exc).lower()
-    return "hnsw segment" in text and "dimensionality" not in text
+    return ("hnsw segment" in text and "dimensionality" not in text) or "error finding id" in text
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,10 @@ class Store:
                 raise DamagedIndexError(
                     f"the vector index of collection {name!r} at {self.where} "
                     "is damaged (a process was stopped while Chroma saved it)",
-                    hint="rebuild it with `newsbot repair` (a rerun ingest does it too)",
+                    # A rerun ingest repairs an index Chroma cannot load, not one that loads
+                    # and fails searches (it does not search).
+                    hint="rebuild it with `newsbot repair`"
+                    + ("" if "finding id" in str(exc).lower() else " (a rerun ingest does it too)"),
                 ) from exc.__cause__
 
     @property

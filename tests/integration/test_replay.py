@@ -110,8 +110,10 @@ INDEX_FILES += ["index_metadata.pickle"]  # its id map (truncated, then written)
 needs_strace = pytest.mark.skipif(STRACE is None, reason="needs strace to stop a writer in a save")
 
 
-def killed_in_save(data_dir: Path, collection: str, name: str, *command: str) -> None:
-    """Run `newsbot *command` and SIGKILL it at its first write to file `name` of the
+def killed_in_save(
+    data_dir: Path, collection: str, name: str, *command: str, when: int = 1
+) -> None:
+    """Run `newsbot *command` and SIGKILL it at its `when`th write to file `name` of the
     collection's vector index (strace), i.e. inside Chroma's save of that index."""
     db = chroma_db(data_dir)
     segment = vector_segment(db, collection)[0]
@@ -121,7 +123,7 @@ def killed_in_save(data_dir: Path, collection: str, name: str, *command: str) ->
     env = {**os.environ, "NEWSBOT_VECTOR_SAVE_EVERY": "1"}
     killed = subprocess.run(
         [STRACE, "-f", "-qq", "-o", os.devnull, "-P", str(target), "-e", "trace=write"]
-        + ["-e", "inject=write:signal=SIGKILL:when=1"]
+        + ["-e", f"inject=write:signal=SIGKILL:when={when}"]
         + [NEWSBOT, *command, "--data-dir", str(data_dir)],
         env=env,
         capture_output=True,
@@ -214,3 +216,27 @@ def test_newsbot_repair_rebuilds_a_damaged_index_and_finishes_one_cut_short(
     )
     assert "Rebuilt the vector index of news (4 records)" in done.stdout, done.stderr
     assert_whole(make_bot(data_dir=data_dir), articles=1)
+
+
+@needs_strace
+def test_an_index_killed_between_its_rows_writes_is_found_and_rebuilt_by_newsbot_repair(
+    one_article_store, tmp_path, make_bot
+) -> None:
+    """Killed after the first of the rows Chroma writes into `data_level0.bin`, the header
+    counts rows never written: Chroma loads that index, and searches reaching them fail
+    ("Error finding id") in every process. `newsbot repair` finds those rows (before Chroma
+    loads the index) and rebuilds it; the rerun ingest then ends clean."""
+    import numpy as np
+
+    data_dir, more = tmp_path / "data", one_article_store[1]
+    shutil.copytree(one_article_store[0], data_dir)
+    killed_in_save(data_dir, "news", "data_level0.bin", "ingest", *more, when=2)
+    done = subprocess.run(
+        [NEWSBOT, "repair", "--data-dir", str(data_dir)], capture_output=True, text=True
+    )
+    assert "Rebuilt the vector index of news (4 records)" in done.stdout, done.stderr
+    newsbot("ingest", *more, data_dir=data_dir, save_every=1)
+    bot = make_bot(data_dir=data_dir)
+    assert_whole(bot, articles=4)
+    for vector in np.random.default_rng(7).normal(size=(40, 384)):
+        assert len(bot.store.nearest(vector / np.linalg.norm(vector), 4)) == 4
