@@ -218,6 +218,7 @@ class Bot:
         are not read again. Returns the number of chunks re-embedded.
         """
         with self.store.turn():
+            self.store.refresh()  # else a stale index is re-embedded and saved over the newer one
             return int(self.ingestor.reindex(progress=progress))
 
     def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:

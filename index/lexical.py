@@ -127,7 +127,7 @@ class LexicalIndex:
 
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            return tantivy.Index(_schema(), path=str(self.path), reuse=True)
+            index = tantivy.Index(_schema(), path=str(self.path), reuse=True)
         except ValueError as exc:  # another schema (an older newsbot) or a damaged index
             log.warning(
                 "lexical index %s unusable (%s); it is rebuilt from the store", self.path, exc
@@ -135,7 +135,12 @@ class LexicalIndex:
             with self._locked():
                 shutil.rmtree(self.path, ignore_errors=True)
                 self.path.mkdir(parents=True, exist_ok=True)
-                return tantivy.Index(_schema(), path=str(self.path), reuse=False)
+                index = tantivy.Index(_schema(), path=str(self.path), reuse=False)
+        # Searches see another process's commit only at `reload()`, not ~0.5 s after it (tantivy's
+        # default): the store's catch-up reloads Chroma's vector index first, else a search could
+        # find chunks that the vector index this process loaded lacks (docs/store.md).
+        index.config_reader(reload_policy="Manual")
+        return index
 
     def reload(self) -> None:
         """See the latest commit (of any process)."""

@@ -226,10 +226,11 @@ class SharedClient:
 
     def saw(self, name: str, log_id: str, last: int) -> None:
         """The log `name` (id `log_id`) holds entries up to `last`: reload before the next call
-        if the indexes may lack some (or the log was replaced: the store was reset)."""
+        if the indexes may lack some (or the log was replaced: the store was reset). None held:
+        not opened since the last reload, its indexes load later and hold them."""
         with self._changing:
             held = self._holds.get(name)
-            if held is None or held[0] != log_id or (self._reconnects and held[1] < last):
+            if held is not None and (held[0] != log_id or (self._reconnects and held[1] < last)):
                 self._stale = True
 
     def wrote(self, name: str, log_id: str, entry: int) -> None:
@@ -292,6 +293,7 @@ class Store:
         self._generation = -1  # of the shared client that self._view was opened with
         self._checked_at = float("-inf")
         self._refreshing = threading.Lock()
+        self._committing = 0  # the log entry this Store is adding, until its client holds it
 
     def _call(self, use: Callable[[View], T], on: str = "") -> T:
         """Call Chroma: `use` gets the client and collections, which a reload (SharedClient)
@@ -299,11 +301,13 @@ class Store:
         with self._chroma.using() as (client, generation):
             view = None
             try:
-                if self._view is None or self._generation != generation:
-                    self._view = self._retrying(lambda: self._open(client))
+                # another thread may set self._view to None (a reset found elsewhere)
+                opened = self._view
+                if opened is None or self._generation != generation:
+                    opened = self._view = self._retrying(lambda: self._open(client))
                     self._generation = generation
-                view = self._view
-                return self._retrying(lambda: use(view))
+                view = opened
+                return self._retrying(lambda: use(opened))
             except StoreError as exc:
                 if exc.__cause__ is None or not is_damage(exc.__cause__):
                     raise
@@ -449,27 +453,31 @@ class Store:
             self._checked_at = time.monotonic()
 
     def _catch_up(self) -> None:
-        log_name = f"{self.name}-log"
+        def current(view: View) -> tuple[str, int]:
+            log_collection = self._log_collection(view.client)
+            if str(log_collection.id) != str(view.log.id):  # the store was reset elsewhere
+                self._view = None  # open the new ones
+            return str(log_collection.id), int(log_collection.count())
 
-        def current(view: View) -> str:
-            log_id = str(self._log_collection(view.client).id)
-            if log_id != str(view.log.id):  # the store was reset elsewhere: open the new ones
-                self._view = None
-            return log_id
-
-        log_id = self._call(current)
-        self._chroma.saw(log_name, log_id, 0)
+        log_id, last = self._call(current)
+        # Entries other processes committed since this process's Chroma loaded its indexes: they
+        # reload before the next Chroma call, which comes after the lexical index shows them
+        # (it moves only at reload(): a search never finds chunks the vector index lacks).
+        self._saw(log_id, last)
         if self._holding:  # before this writer's first write loads the chunks' index
             self._keep_thresholds()
         self.lexical.reload()
         applied_log, applied = self.lexical.state()
-        if applied_log != log_id or self._entries(applied, 1):
-            if applied_log != log_id and not self._entries(0, 1):
+        if applied_log != log_id or last > applied:
+            if applied_log != log_id and not last:
                 self._migrate()
             applied = self._apply_log(log_id)
-        # Entries other processes committed (and applied to this host's lexical index, usually)
-        # since this process's Chroma loaded its indexes: reload them before the next read.
-        self._chroma.saw(log_name, log_id, applied)
+        self._saw(log_id, applied)  # committed since `last` was read, if any
+
+    def _saw(self, log_id: str, last: int) -> None:
+        if last and last == self._committing:  # this Store's own entry: its client holds it
+            last -= 1
+        self._chroma.saw(f"{self.name}-log", log_id, last)
 
     def _apply_log(self, log_id: str) -> int:
         """Apply the log's entries the lexical index lacks; returns the last one."""
@@ -485,6 +493,7 @@ class Store:
                     self._apply(writer, entry)
                     applied = seq
                 writer.set_state(log_id, applied)
+                self._saw(log_id, applied)  # before the commit shows them to searches
             if len(entries) < LOG_PAGE:
                 return applied
 
@@ -563,22 +572,28 @@ class Store:
                     f"this ingest lost its turn to write to {self.where}: {exc}",
                     hint="run the ingest again: it redoes what was not recorded",
                 ) from exc
-        self._on(
-            "log",
-            "add",
-            ids=[entry_id],
-            embeddings=[_NO_VECTOR],
-            metadatas=[{"seq": seq, "token": token}],
-            documents=[json.dumps(entry)],
-        )
-        stored = self._on("log", "get", ids=[entry_id], include=["metadatas"])
-        if not stored["ids"] or (stored["metadatas"][0] or {}).get("token") != token:
-            raise StoreError(
-                f"another process committed a write to {self.where} (collection {self.name}) "
-                "while this one held its turn; this batch was not recorded",
-                hint="run the ingest again: it redoes what was not recorded",
+        # Until wrote(), a catch-up of another thread (slack --watch) that finds this entry
+        # would otherwise reload Chroma's indexes, which hold it already (_saw).
+        self._committing = seq
+        try:
+            self._on(
+                "log",
+                "add",
+                ids=[entry_id],
+                embeddings=[_NO_VECTOR],
+                metadatas=[{"seq": seq, "token": token}],
+                documents=[json.dumps(entry)],
             )
-        self._chroma.wrote(f"{self.name}-log", log_id, seq)
+            stored = self._on("log", "get", ids=[entry_id], include=["metadatas"])
+            if not stored["ids"] or (stored["metadatas"][0] or {}).get("token") != token:
+                raise StoreError(
+                    f"another process committed a write to {self.where} (collection "
+                    f"{self.name}) while this one held its turn; this batch was not recorded",
+                    hint="run the ingest again: it redoes what was not recorded",
+                )
+            self._chroma.wrote(f"{self.name}-log", log_id, seq)
+        finally:
+            self._committing = 0
         with self.lexical.writer() as writer:
             if self.lexical.state() == (log_id, seq - 1):  # else a reader applied it already
                 self._apply(writer, entry, chunks)
