@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.scale import unsaved_records
 from tests.integration.test_ingest import make_articles
 
 pytestmark = pytest.mark.slow
@@ -40,22 +41,10 @@ def chroma_db(data_dir: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{data_dir / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True)
 
 
-def unsaved(data_dir: Path, collection: str = "news") -> int:
-    """Records of the collection Chroma has not saved into its vector index: what every new
-    process replays (Chroma's queue after the segment's saved mark)."""
-    db = chroma_db(data_dir)
-    try:
-        segment, collection_id = vector_segment(db, collection)
-        saved = db.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,))
-        mark = (saved.fetchone() or (0,))[0]
-        return int(
-            db.execute(
-                "SELECT count(*) FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ?",
-                (f"%{collection_id}", mark),
-            ).fetchone()[0]
-        )
-    finally:
-        db.close()
+def unsaved(data_dir: Path) -> int:
+    """Records Chroma has not saved into the chunks' vector index: what every new process
+    replays (the benchmark's count, bench/scale.py)."""
+    return unsaved_records(data_dir / "chroma")
 
 
 def newsbot(*args: str, data_dir: Path, save_every: int | None = None) -> None:
