@@ -19,7 +19,6 @@ from index.article import Article, ReadFailure
 from index.dates import to_datetime
 
 if TYPE_CHECKING:
-    import numpy as np
     from langchain_core.language_models import BaseChatModel
 
     from bot.chain import AnswerChain, NewsRetriever
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from bot.retrieve import Passage, Retrieve, Retriever
     from index.embed import Embedder
     from index.ingest import Ingestor, IngestReport, Progress
-    from index.store import Store, StoredChunk
+    from index.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -198,17 +197,25 @@ class Bot:
         written again, by collection (empty: nothing damaged)."""
         from index.repair import repair
 
-        def embed(chunks: Sequence[StoredChunk]) -> np.ndarray:
-            if self._embedder is None:  # every vector is written again: no identity to check
+        with self.store.turn(on_wait):
+            if self._embedder is None:  # not checked: a repair may write every vector again
                 from index.embed import load_embedder
 
                 self._embedder = load_embedder(self.settings)
-            return self.ingestor.embed_stored(chunks)
-
-        with self.store.turn(on_wait):
-            rebuilt = repair(self.store, embed, progress)
+            mine, stored = self._embedder.identity, self.store.identity
+            # Vectors read back from the damaged files are kept only if they are this model's:
+            # not after a re-embed cut short, nor with another model or precision configured.
+            read_back = (
+                stored is not None
+                and (stored.model, stored.dimension, stored.precision)
+                == (mine.model, mine.dimension, mine.precision)
+                and not self.store.reindexing
+            )
+            rebuilt = repair(self.store, self.ingestor.embed_stored, progress, read_back=read_back)
             if self.store.name in rebuilt:
-                self.store.set_identity(self.embedder.identity, reindexing=False)
+                self.store.set_identity(mine, reindexing=False)
+            if rebuilt:
+                self.store.commit({})  # other processes reload the rebuilt indexes
             return rebuilt
 
     def reindex(self, *, progress: Callable[[Progress], None] | None = None) -> int:
@@ -219,7 +226,9 @@ class Bot:
         """
         with self.store.turn():
             self.store.refresh()  # else a stale index is re-embedded and saved over the newer one
-            return int(self.ingestor.reindex(progress=progress))
+            done = int(self.ingestor.reindex(progress=progress))
+            self.store.commit({})  # other processes reload the re-embedded index
+            return done
 
     def _read(self, sources: Sequence[str | Article]) -> Iterator[Article | ReadFailure]:
         paths = [source for source in sources if isinstance(source, str)]

@@ -94,16 +94,20 @@ def repair(
     store: Store,
     embed: Callable[[Sequence[StoredChunk]], Any],
     progress: Callable[[str, int], None] | None = None,
+    *,
+    read_back: bool = True,
 ) -> dict[str, int]:
     """Rebuild the vector index of each of the store's damaged collections (hold the store's
     turn): the chunks' vectors from `embed` (of their stored texts), the log's a constant.
-    Returns the records written again, by collection."""
+    `read_back`: the chunks' vectors the damaged index still holds are `embed`'s own (same
+    model and precision, no re-embed cut short) and may be kept. Returns the records written
+    again, by collection."""
 
     def constant(records: Sequence[StoredChunk]) -> list[list[float]]:
         return [_NO_VECTOR] * len(records)
 
     return {
-        name: rebuild(store, name, embed if name == store.name else constant, progress)
+        name: rebuild(store, name, embed if name == store.name else constant, progress, read_back)
         for name in damaged(store)
     }
 
@@ -113,10 +117,12 @@ def rebuild(
     name: str,
     vectors_of: Callable[[Sequence[StoredChunk]], Any],
     progress: Callable[[str, int], None] | None = None,
+    read_back: bool = True,
 ) -> int:
     """Drop collection `name`'s vector index and write every record's vector again, computed by
-    `vectors_of` from the records (their texts and metadata). A rebuild cut short is marked
-    (REPAIRING) until one ends. Returns the number of records."""
+    `vectors_of` from the records (their texts and metadata) unless `read_back` finds it in the
+    dropped index. A rebuild cut short is marked (REPAIRING) until one ends. Returns the number
+    of records."""
     folder = store.embedded_folder
     if folder is None:
         raise StoreError(
@@ -130,7 +136,7 @@ def rebuild(
     collection.modify(metadata={**(collection.metadata or {}), REPAIRING: True})
     dimension = (collection.metadata or {}).get("embedding_dimension")
     aside = _drop_index(store, folder, str(collection.id))
-    saved = _SavedVectors(aside, int(dimension)) if dimension else None
+    saved = _SavedVectors(aside, int(dimension)) if dimension and read_back else None
     log.info("rebuilding the vector index of collection %s in %s", name, folder)
     collection = _named(store, name)  # Chroma starts an empty index
     ids: list[str] = []

@@ -646,6 +646,11 @@ class Store:
     def identity(self) -> EmbeddingIdentity | None:
         return _identity(self._collection_meta())
 
+    @property
+    def reindexing(self) -> bool:
+        """A re-embed of the chunks was cut short: their vectors are of two models."""
+        return bool(self._collection_meta().get("reindexing"))
+
     def check_identity(self, identity: EmbeddingIdentity) -> None:
         """Refuse to mix vectors of different models or precisions in one collection.
 
