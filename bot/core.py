@@ -195,6 +195,7 @@ class Bot:
         identity is recorded anew), the log's are a constant. `progress(collection, records)`
         follows it; `on_wait` is called if it waits for a running ingest. Returns the records
         written again, by collection (empty: nothing damaged)."""
+        from index.errors import DamagedIndexError
         from index.repair import repair
 
         with self.store.turn(on_wait):
@@ -202,20 +203,22 @@ class Bot:
                 from index.embed import load_embedder
 
                 self._embedder = load_embedder(self.settings)
-            mine, stored = self._embedder.identity, self.store.identity
+            mine = self._embedder.identity
+            try:
+                stored, reindexing = self.store.identity, self.store.reindexing
+            except DamagedIndexError:  # the log's (the store reads it as it opens)
+                stored, reindexing = None, True
             # Vectors read back from the damaged files are kept only if they are this model's:
             # not after a re-embed cut short, nor with another model or precision configured.
             read_back = (
                 stored is not None
                 and (stored.model, stored.dimension, stored.precision)
                 == (mine.model, mine.dimension, mine.precision)
-                and not self.store.reindexing
+                and not reindexing
             )
             rebuilt = repair(self.store, self.ingestor.embed_stored, progress, read_back=read_back)
             if self.store.name in rebuilt:
                 self.store.set_identity(mine, reindexing=False)
-            if rebuilt:
-                self.store.commit({})  # other processes reload the rebuilt indexes
             return rebuilt
 
     def reindex(self, *, progress: Callable[[Progress], None] | None = None) -> int:

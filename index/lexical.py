@@ -369,6 +369,11 @@ class LexicalIndex:
         with self._locked():
             self.reload()  # another process may have committed while this one waited
             writer = self.index.writer(WRITER_HEAP, 1)
+            # A writer killed inside its commit leaves files its meta.json never named (e.g. a
+            # segment's deletes, `<segment>.<opstamp>.del`): the next commit, at the same
+            # opstamp, would fail to create them ("FileAlreadyExists"). tantivy collects such
+            # files after its own commits, not when a writer opens.
+            writer.garbage_collect_files()
             try:
                 yield _Writer(writer, self.index.schema, self._analyse)
                 writer.commit()
