@@ -694,7 +694,7 @@ def repair(settings: Settings) -> None:
 
     from bot.core import Bot
 
-    bot = Bot.open(settings, check_identity=False)  # the model loads only if the chunks need it
+    bot = Bot.open(settings, check_identity=False)  # Bot.repair decides what it may keep
     started = time.perf_counter()
     columns = [bar.SpinnerColumn(), bar.TextColumn("{task.description}"), bar.BarColumn()]
     columns += [bar.TextColumn("{task.completed} records"), bar.TimeElapsedColumn()]
