@@ -193,7 +193,6 @@ class _Batch:
     vectors: Any = None
     leftovers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (kept, before)
     outlets: list[tuple[str, str]] = field(default_factory=list)  # (outlet, primary id)
-    written: list[Article] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: frozenset[tuple[str, str]] = frozenset()  # what committing it changes in the store
 
@@ -493,7 +492,6 @@ class Ingestor:
                 batch.leftovers[article_id] = (kept, int(before))
         batch.outlets = [(a.source, p) for a, p in duplicates]
         batch.outlets += [(r["source"], r["duplicate_of"]) for r in moved.values()]
-        batch.written = to_embed
         records = {a.id: registry_record(a, fingerprints[a.id], keep[a.id]) for a in to_embed}
         for article, primary in duplicates:
             records[article.id] = registry_record(article, fingerprints[article.id], 0, primary)
@@ -550,7 +548,7 @@ class Ingestor:
                 removed += [f"{article_id}#{position}" for position in range(kept, before)]
                 self.store.delete_chunks_from(article_id, kept)
             # Chunks whose outlets changed are read back from Chroma; the others are at hand.
-            changed = set(self._add_sources(batch.outlets, batch.written))
+            changed = set(self._add_sources(batch.outlets))
             written = [
                 StoredChunk(chunk_id, text, metadata)
                 for chunk_id, text, metadata in zip(
@@ -583,21 +581,16 @@ class Ingestor:
             [embed_text(str(chunk.metadata.get("context", "")), chunk.text) for chunk in chunks]
         )
 
-    def _add_sources(
-        self, outlets: list[tuple[str, str]], just_written: list[Article]
-    ) -> list[str]:
+    def _add_sources(self, outlets: list[tuple[str, str]]) -> list[str]:
         """Record each copy's outlet (outlet, primary id) on its primary's chunks (written
         earlier or in this batch); returns the ids of the chunks changed."""
         changed: list[str] = []
-        written = {a.id: a for a in just_written}
         by_primary: dict[str, list[str]] = {}
         for outlet, primary in outlets:
             by_primary.setdefault(primary, []).append(outlet)
         for primary, new_sources in by_primary.items():
             chunks = self.store.get_chunks([f"{primary}#0"])
             current = chunks[0].metadata.get("sources", []) if chunks else []
-            if primary in written and not current:
-                current = [written[primary].source]
             merged = _unique([*current, *new_sources])
             if merged != current:
                 changed += self.store.update_chunk_metadata(primary, {"sources": merged})

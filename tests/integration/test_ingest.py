@@ -100,6 +100,17 @@ def test_syndicated_copies_are_stored_once_with_every_source(make_bot) -> None:
     assert answer.citations and answer.citations[0].sources == ("AP", "Kan", "Reuters")
 
 
+def test_copies_without_an_outlet_in_one_run_are_stored_once(make_bot) -> None:
+    """Two exports holding the same sourceless story: the run used to fail, writing an empty
+    outlet list to Chroma ("Expected metadata list value for key 'sources' to be non-empty")."""
+    bot = make_bot()
+    story = Article(id="a-1", title="Talks", body=" ".join(SENTENCES[:2]))
+    report = bot.ingest([story, dataclasses.replace(story, id="b-1")])
+    assert (report.new, report.duplicates, report.failed) == (1, 1, 0)
+    [chunk] = bot.store.iter_chunks()
+    assert "sources" not in chunk.metadata
+
+
 def test_a_corrected_story_keeps_every_outlet_when_a_copy_is_read_first(make_bot) -> None:
     """Every outlet republishes a correction and a copy is read before the stored story: the copy
     becomes the stored one, the old primary a copy of it, and no outlet is lost, then or later."""
