@@ -65,27 +65,20 @@ class _NewsbotGroup(TyperGroup):
         except Exception as exc:
             if type(exc).__module__.split(".")[0] in ("click", "typer"):
                 raise  # usage errors, Exit and Abort: typer turns them into exit codes
-            if isinstance(exc, NewsbotError):
-                message, hint = str(exc), exc.hint
-            else:
-                message = f"unexpected {type(exc).__name__}: {exc}"
-                hint = "this is a bug in newsbot; run again with --debug to see the traceback"
-            _show_error(
-                Console(stderr=True), message, hint, exc, debug=bool(ctx.meta.get(_DEBUG_KEY))
-            )
+            _show_error(Console(stderr=True), exc, debug=bool(ctx.meta.get(_DEBUG_KEY)))
             raise typer.Exit(EXIT_FAILED) from None
 
 
-def _show_error(
-    console: Console, message: str, hint: str | None, exc: BaseException, *, debug: bool = False
-) -> None:
-    if debug:
-        console.print(
-            Text("".join(traceback.format_exception(exc)).rstrip(), style="dim"), soft_wrap=True
-        )
-    console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
-    if hint:
-        console.print(Text(hint, style="dim"), soft_wrap=True)
+def _show_error(console: Console, exc: Exception, *, debug: bool = False) -> None:
+    if isinstance(exc, NewsbotError):
+        message, hint = str(exc), exc.hint
+    else:
+        message = f"unexpected {type(exc).__name__}: {exc}"
+        hint = "this is a bug in newsbot; run again with --debug to see the traceback"
+    trace = "".join(traceback.format_exception(exc)).rstrip() if debug else ""
+    for line, style in ((trace, "dim"), (f"error: {message}", "bold red"), (hint, "dim")):
+        if line:
+            console.print(Text(line, style=style), soft_wrap=True)
 
 
 app = typer.Typer(
@@ -166,18 +159,16 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 def _setting_option(name: str) -> Any:
     """The option --name of the setting `name`; unset (None) leaves it to the environment."""
-    flag = "--" + name.replace("_", "-")
     kind = Path if name == "data_dir" else str
-    return Annotated[kind | None, typer.Option(flag, help=_SETTING_HELP[name], show_default=False)]
+    return Annotated[kind | None, typer.Option(help=_SETTING_HELP[name])]
 
 
 def _command(
     *examples: str, settings: tuple[str, ...] = STORE, name: str | None = None, on: Any = app
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Registers a command on `on` with an epilog of `examples`. Typer sees the command's own
-    parameters, then `settings` as options; the command gets the Settings they make. Typer has
-    no shared options (fastapi/typer#153): a callback would move them before the command's name,
-    and spelt out in each of the ten commands they would be ~40 lines that must stay in step."""
+    parameters, then `settings` as options; the command gets the Settings they make. (Typer has
+    no shared options, fastapi/typer#153: a callback would take them before the command's name.)"""
 
     def register(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command, eval_str=True)
@@ -231,11 +222,7 @@ def ingest(
     settings: Settings,
     sources: Annotated[
         list[str],
-        typer.Argument(
-            metavar="SOURCE",
-            help="Files, folders, globs, URLs or RSS/Atom feeds.",
-            show_default=False,
-        ),
+        typer.Argument(metavar="SOURCE", help="Files, folders, globs, URLs or RSS/Atom feeds."),
     ],
     as_json: JsonOption = False,
 ) -> None:
@@ -250,8 +237,7 @@ def ingest(
             f"{_plural(report.articles, 'article')}: {report.new} new, {report.updated} updated, "
             f"{report.unchanged} unchanged, {report.duplicates} duplicates, {report.failed} "
             f"failed; {_plural(report.chunks, 'chunk')} written in {report.seconds:.1f} s "
-            f"({report.chunks_per_second:.1f} chunks/s) into {bot.store.where} "
-            f"(collection {bot.store.name})"
+            f"({report.chunks_per_second:.1f} chunks/s) into {_where(bot)}"
         )
         if report.failed:
             failed = _plural(report.failed, "item")
@@ -264,14 +250,23 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _where(bot: Bot) -> str:
+    return f"{bot.store.where} (collection {bot.store.name})"
+
+
+def _waiting() -> None:
+    _say("Waiting for a running ingest on this store to finish…", err=True)
+
+
 @contextmanager
 def _progress_bar(
     label: str,
     counts: str = "{task.fields[articles]} articles, {task.fields[chunks]} chunks written",
     *,
     enabled: bool = True,
-) -> Iterator[Callable[[Progress], None]]:
-    """A progress bar on stderr; yields Bot.ingest's `progress` callback, which shows failures."""
+) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr; yields update(**task fields), which as Bot.ingest's `progress`
+    callback takes a Progress event and shows its failure."""
     from rich import progress as bar
 
     columns = [bar.SpinnerColumn(), bar.TextColumn("{task.description}"), bar.BarColumn()]
@@ -281,18 +276,20 @@ def _progress_bar(
     ) as shown:
         task = shown.add_task(label, total=None, articles=0, chunks=0)
 
-        def update(event: Progress) -> None:
-            if event.failure is not None and enabled:
-                shown.console.print(Text(f"failed: {event.failure}", style="red"), soft_wrap=True)
-            shown.update(task, articles=event.articles_done, chunks=event.chunks_written)
+        def update(event: Progress | None = None, **fields: Any) -> None:
+            if event is not None:
+                if event.failure is not None and enabled:
+                    failed = Text(f"failed: {event.failure}", style="red")
+                    shown.console.print(failed, soft_wrap=True)
+                fields = {"articles": event.articles_done, "chunks": event.chunks_written}
+            shown.update(task, **fields)
 
         yield update
 
 
 # -- watch -------------------------------------------------------------------------------------
 EveryOption = Annotated[
-    str,
-    typer.Option("--every", metavar="DURATION", help="Time between rounds: 30s, 15m, 1h, 1h30m."),
+    str, typer.Option(metavar="DURATION", help="Time between rounds: 30s, 15m, 1h, 1h30m.")
 ]
 
 
@@ -303,10 +300,7 @@ EveryOption = Annotated[
 def watch(
     settings: Settings,
     feeds: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="FEED_OR_URL", help="RSS/Atom feed URLs or files.", show_default=False
-        ),
+        list[str], typer.Argument(metavar="FEED_OR_URL", help="RSS/Atom feed URLs or files.")
     ],
     every: EveryOption = "15m",
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
@@ -351,6 +345,15 @@ def _parse_day(value: str | None, *, end_of_day: bool = False) -> datetime | Non
         raise typer.BadParameter(f"{value!r} is not a date like 2024-02-07") from None
 
 
+def _day_option(side: str, *, end_of_day: bool = False) -> Any:
+    """--since / --until; --until is inclusive: a bare day counts whole."""
+    return typer.Option(
+        parser=partial(_parse_day, end_of_day=end_of_day),
+        metavar="YYYY-MM-DD",
+        help=f"Only articles published on or {side} this day (UTC).",
+    )
+
+
 @_command(
     'newsbot ask "What did Qatar say about Hamas\'s response?"',
     "newsbot ask --json --since 2024-02-01 -k 10 Who mediates between Hamas and Israel",
@@ -364,28 +367,11 @@ def ask(
         typer.Argument(
             metavar="QUESTION",
             help="The question (quotes optional). Without one, each line of stdin is a question.",
-            show_default=False,
         ),
     ] = None,
     as_json: JsonOption = False,
-    since: Annotated[
-        datetime | None,
-        typer.Option(
-            "--since",
-            parser=_parse_day,
-            metavar="YYYY-MM-DD",
-            help="Only articles published on or after this day (UTC).",
-        ),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        typer.Option(
-            "--until",
-            parser=partial(_parse_day, end_of_day=True),  # inclusive: a bare day counts whole
-            metavar="YYYY-MM-DD",
-            help="Only articles published on or before this day (UTC).",
-        ),
-    ] = None,
+    since: Annotated[datetime | None, _day_option("after")] = None,
+    until: Annotated[datetime | None, _day_option("before", end_of_day=True)] = None,
     k: Annotated[
         int | None,
         typer.Option("-k", min=1, max=100, help="Passages to retrieve [env NEWSBOT_K; default 6]."),
@@ -400,10 +386,11 @@ def ask(
             "give a question, or pipe questions on stdin", param_hint="QUESTION"
         )
     bot = _open_bot(settings, require_articles=True)
-
     streaming = not as_json and bot.answerer.chat_model is not None
-
-    def answer(one: str, *, lines: bool) -> None:
+    lines = not text  # questions from stdin, each answered as it comes
+    asked = 0
+    for one in (line.strip() for line in sys.stdin if line.strip()) if lines else [text]:
+        asked += 1
         console = Console()
         if lines and not as_json:
             console.print(Text(f"> {one}", style="bold"), soft_wrap=True)
@@ -412,19 +399,10 @@ def ask(
         if as_json:  # one answer a line for questions from stdin
             indent = None if lines else 2
             typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=indent))
-            return
-        render_answer(console, result, text=not streamed)
-        if lines:
-            console.print()
-
-    if text:
-        answer(text, lines=False)
-        return
-    asked = 0
-    for line in sys.stdin:
-        if line.strip():
-            answer(line.strip(), lines=True)
-            asked += 1
+        else:
+            render_answer(console, result, text=not streamed)
+            if lines:
+                console.print()
     if not asked:
         raise typer.BadParameter("stdin held no question", param_hint="QUESTION")
 
@@ -547,7 +525,7 @@ class ChatSession:
         except KeyboardInterrupt:
             self.console.print(Text("(cancelled)", style="dim"))
         except NewsbotError as exc:
-            _show_error(self.console, str(exc), exc.hint, exc)
+            _show_error(self.console, exc)
         return True
 
     def command(self, line: str) -> bool:
@@ -659,17 +637,14 @@ def reset(
     bot = Bot.open(settings)  # deleting needs no model
     figures = bot.stats()
     articles = _plural(figures["articles"], "article")
-    where = f"{figures['store']} (collection {figures['collection']})"
     chunks = _plural(figures["chunks"], "chunk")
     if not yes and not typer.confirm(
-        f"Delete {articles} and {chunks} from {where}?", default=False
+        f"Delete {articles} and {chunks} from {_where(bot)}?", default=False
     ):
         _say("Nothing deleted.", "yellow")
         raise typer.Exit(EXIT_FAILED)
-    bot.reset(
-        on_wait=lambda: _say("Waiting for a running ingest on this store to finish…", err=True)
-    )
-    _say(f"Deleted {articles} from {where}.")
+    bot.reset(on_wait=_waiting)
+    _say(f"Deleted {articles} from {_where(bot)}.")
 
 
 # -- reindex, model ----------------------------------------------------------------------------
@@ -690,25 +665,17 @@ def reindex(settings: Settings) -> None:
 @_command("newsbot repair")
 def repair(settings: Settings) -> None:
     """Rebuild a vector index a stopped process left damaged (re-embeds the chunks if needed)."""
-    from rich import progress as bar
-
     from bot.core import Bot
 
     bot = Bot.open(settings, check_identity=False)  # Bot.repair decides what it may keep
     started = time.perf_counter()
-    columns = [bar.SpinnerColumn(), bar.TextColumn("{task.description}"), bar.BarColumn()]
-    columns += [bar.TextColumn("{task.completed} records"), bar.TimeElapsedColumn()]
-    with bar.Progress(*columns, console=Console(stderr=True), transient=True) as shown:
-        task = shown.add_task("Checking the store", total=None)
+    with _progress_bar("Checking the store", "{task.completed} records") as update:
         rebuilt = bot.repair(
-            progress=lambda name, done: shown.update(
-                task, description=f"Rebuilding {name}", completed=done
-            ),
-            on_wait=lambda: _say("Waiting for a running ingest on this store to finish…", err=True),
+            progress=lambda name, done: update(description=f"Rebuilding {name}", completed=done),
+            on_wait=_waiting,
         )
-    where = f"{bot.store.where} (collection {bot.store.name})"
     if not rebuilt:
-        _say(f"Nothing to repair in {where}.")
+        _say(f"Nothing to repair in {_where(bot)}.")
         return
     done = ", ".join(f"{name} ({_plural(count, 'record')})" for name, count in rebuilt.items())
     _say(f"Rebuilt the vector index of {done} in {time.perf_counter() - started:.1f} s.")
@@ -721,10 +688,7 @@ def model_export(
     settings: Settings,
     precision: Annotated[
         Literal["fp32", "int8"] | None,
-        typer.Option(
-            "--precision",
-            help="fp32 or int8 [env NEWSBOT_EMBEDDING_PRECISION; default fp32].",
-        ),
+        typer.Option(help="fp32 or int8 [env NEWSBOT_EMBEDDING_PRECISION; default fp32]."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even a valid export.")] = False,
 ) -> None:
@@ -754,11 +718,9 @@ def slack(
             help="Socket Mode (needs an app token) or an HTTP server for Events API requests.",
         ),
     ] = True,
-    port: Annotated[
-        int, typer.Option("--port", min=1, max=65535, help="Port of the HTTP server.")
-    ] = 3000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the HTTP server.")] = 3000,
     host: Annotated[
-        str, typer.Option("--host", help="Address the HTTP server listens on (0.0.0.0: all).")
+        str, typer.Option(help="Address the HTTP server listens on (0.0.0.0: all).")
     ] = "127.0.0.1",
     watch_file: Annotated[
         Path | None,
@@ -806,24 +768,18 @@ def evaluate(
     ],
     retriever: Annotated[
         list[str] | None,
-        typer.Option(
-            "--retriever", help="dense, lexical or hybrid; repeat to compare (default hybrid)."
-        ),
+        typer.Option(help="dense, lexical or hybrid; repeat to compare (default hybrid)."),
     ] = None,
     limit: Annotated[
-        int | None,
-        typer.Option("--limit", min=1, help="At most N questions (MultiHop: N across types)."),
+        int | None, typer.Option(min=1, help="At most N questions (MultiHop: N across types).")
     ] = None,
     corpus: Annotated[
         Path | None,
         typer.Option(
-            "--corpus",
-            help="Articles of a MultiHop set or a question set (default: beside DATASET).",
+            help="Articles of a MultiHop set or a question set (default: beside DATASET)."
         ),
     ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json-out", help="Also write the full report here.")
-    ] = None,
+    json_out: Annotated[Path | None, typer.Option(help="Also write the full report here.")] = None,
     retrieval_only: Annotated[
         bool, typer.Option("--retrieval-only", help="Score retrieval only (quick; MultiHop).")
     ] = False,
