@@ -318,11 +318,8 @@ def watch(
         raise KeyboardInterrupt  # stops at once, even in the middle of an ingest
 
     signal.signal(signal.SIGTERM, on_term)
-    _say(
-        f"watching {_plural(len(watcher.feeds), 'feed')} every {every}; Ctrl-C stops",
-        "dim",
-        err=True,
-    )
+    feeds_watched = _plural(len(watcher.feeds), "feed")
+    _say(f"watching {feeds_watched} every {every}; Ctrl-C stops", "dim", err=True)
     try:
         watcher.run(seconds, threading.Event(), on_round=_show_round, rounds=1 if once else None)
     except KeyboardInterrupt:
@@ -395,24 +392,26 @@ def ask(
         if lines and not as_json:
             console.print(Text(f"> {one}", style="bold"), soft_wrap=True)
         stream = bot.stream(one, since=since, until=until, k=k)
-        result, streamed = show_stream(console, stream, Console(stderr=True), streaming)
+        result = show_answer(console, stream, Console(stderr=True), streaming, render=not as_json)
         if as_json:  # one answer a line for questions from stdin
             indent = None if lines else 2
             typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=indent))
-        else:
-            render_answer(console, result, text=not streamed)
-            if lines:
-                console.print()
+        elif lines:
+            console.print()
     if not asked:
         raise typer.BadParameter("stdin held no question", param_hint="QUESTION")
 
 
 def render_answer(console: Console, answer: Answer, *, text: bool = True) -> None:
-    """The answer with its [n] markers highlighted, then the numbered sources."""
+    """How a follow-up was read (so a surprising answer can be explained), the answer with its [n]
+    markers highlighted, then the numbered sources."""
     from rich.padding import Padding
 
     from bot.models import CITATION_MARKER
 
+    standalone = answer.standalone_question.strip()
+    if standalone and standalone != answer.question.strip():
+        console.print(Text(f"(understood as: {standalone})", style="dim"), soft_wrap=True)
     if text:
         body = Text(answer.text, style="yellow" if answer.refused else "")
         body.highlight_regex(CITATION_MARKER, "bold cyan")
@@ -471,11 +470,16 @@ CHAT_HELP = """Ask a question; follow-ups ("What about Egypt?") use the conversa
   /quit      leave (or Ctrl-D); Ctrl-C cancels an answer in progress"""
 
 
-def show_stream(
-    console: Console, stream: Iterator[str | Answer], spinner: Console, streaming: bool
-) -> tuple[Answer, bool]:
+def show_answer(
+    console: Console,
+    stream: Iterator[str | Answer],
+    spinner: Console,
+    streaming: bool,
+    *,
+    render: bool = True,
+) -> Answer:
     """Print the answer's pieces as they arrive (when `streaming`), a spinner until the first;
-    returns the Answer and whether its whole text was shown (not if it fell back afterwards)."""
+    then (`render`) how a follow-up was read, the rest of the answer and its sources."""
     from bot.models import Answer
 
     result: Answer | None = None
@@ -500,7 +504,9 @@ def show_stream(
     whole = bool(shown) and "".join(shown).strip() == result.text.strip()
     if shown:  # end the streamed line; one cut short by a failure says so (the answer follows)
         console.print("" if whole else Text(" [cut off]", style="dim"))
-    return result, whole
+    if render:
+        render_answer(console, result, text=not whole)
+    return result
 
 
 class ChatSession:
@@ -548,12 +554,7 @@ class ChatSession:
         from bot.models import Turn
 
         stream = self.bot.stream(question, history=list(self.history))
-        result, streamed = show_stream(self.console, stream, self.console, self.streaming)
-        standalone = result.standalone_question.strip()
-        if standalone and standalone != result.question.strip():
-            # Show how a follow-up was read, so a surprising answer can be explained.
-            self.console.print(Text(f"(understood as: {standalone})", style="dim"), soft_wrap=True)
-        render_answer(self.console, result, text=not streamed)
+        result = show_answer(self.console, stream, self.console, self.streaming)
         self.console.print()
         self.last = result
         self.history.append(
