@@ -41,10 +41,8 @@ class Citation:
         return self.published_at.date().isoformat() if self.published_at else "undated"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["published_at"] = self.published_at.isoformat() if self.published_at else None
-        data["sources"] = list(self.sources)
-        return data
+        published_at = self.published_at.isoformat() if self.published_at else None
+        return asdict(self) | {"published_at": published_at, "sources": list(self.sources)}
 
     def to_markdown(self) -> str:
         """A list item: `n. [title](url) (outlet, date)` and the quote as a blockquote in it."""

@@ -34,7 +34,6 @@ from bot.slack_messages import (
     _cut,
     answer_blocks,
     escape,
-    fallback_text,
     read_request,
     shown_answer,
     thread_history,
@@ -259,7 +258,8 @@ class SlackDoor:
             )["ts"]
             history = self.history(client, request)
             answer = self._stream(client, request, placeholder, history)
-            text, blocks = fallback_text(answer), answer_blocks(answer)
+            # `text` is what notifications, screen readers and the thread's history read
+            text, blocks = _cut(escape(answer.text), MAX_TEXT), answer_blocks(answer)
             client.chat_update(channel=channel, ts=placeholder, text=text, blocks=blocks)
             self.feedback.remember((channel, str(placeholder)), answer)
             log.info(
@@ -316,28 +316,28 @@ class SlackDoor:
 
     def ingest(self, client: WebClient, request: Request, respond: Respond | None = None) -> None:
         """Add one web page to the store (admins only: `submit` checked); report back."""
+        text = _cut(self._ingested(request), MAX_TEXT)
+        if respond is not None:
+            respond(text=text)
+        else:
+            self.post(client, request, text)
+
+    def _ingested(self, request: Request) -> str:
         url = request.text
         if not web_link(url):
-            text = "I can only add http:// or https:// links."
-        else:
-            try:
-                report = self.bot.ingest([url])
-            except Exception as exc:
-                log.error("Slack ingest of %s failed: %s: %s", url, type(exc).__name__, exc)
-                report, text = None, APOLOGY
-            if report is not None and report.failures:
-                text = f"Could not add {escape(url)}: {escape(report.failures[0].message)}"
-            elif report is not None:
-                text = (
-                    f"Added {escape(url)}: {report.new} new, {report.updated} updated, "
-                    f"{report.unchanged + report.duplicates} already known "
-                    f"({report.chunks} chunks)."
-                )
-                log.info("Slack ingest of %s by %s: %s", url, request.user, report.to_dict())
-        if respond is not None:
-            respond(text=_cut(text, MAX_TEXT))
-        else:
-            self.post(client, request, _cut(text, MAX_TEXT))
+            return "I can only add http:// or https:// links."
+        try:
+            report = self.bot.ingest([url])
+        except Exception as exc:
+            log.error("Slack ingest of %s failed: %s: %s", url, type(exc).__name__, exc)
+            return APOLOGY
+        if report.failures:
+            return f"Could not add {escape(url)}: {escape(report.failures[0].message)}"
+        log.info("Slack ingest of %s by %s: %s", url, request.user, report.to_dict())
+        return (
+            f"Added {escape(url)}: {report.new} new, {report.updated} updated, "
+            f"{report.unchanged + report.duplicates} already known ({report.chunks} chunks)."
+        )
 
     def thank(self, client: WebClient, channel: str, user: str, thread_ts: str | None) -> None:
         try:
@@ -348,18 +348,11 @@ class SlackDoor:
             log.info("Slack thank-you skipped: %s: %s", type(exc).__name__, exc)
 
 
-def register(
-    app: App,
-    bot: Bot,
-    settings: Settings,
-    *,
-    executor: WorkerPool | None = None,
-    update_interval: float = STREAM_UPDATE_SECONDS,
-) -> SlackDoor:
+def register(app: App, bot: Bot, settings: Settings, **options: Any) -> SlackDoor:
     """Add newsbot's listeners to a Bolt app: mentions, direct messages, /newsbot, feedback.
-    They only acknowledge and queue; the SlackDoor returned answers in `executor` (by default
-    settings.slack_workers threads, settings.slack_queue waiting jobs)."""
-    door = SlackDoor(bot, settings, executor=executor, update_interval=update_interval)
+    They only acknowledge and queue; the SlackDoor returned (made with `options`: executor,
+    update_interval) answers in its worker pool."""
+    door = SlackDoor(bot, settings, **options)
 
     @app.event("app_mention")
     @app.event("message")  # direct messages (the gate drops the rest)

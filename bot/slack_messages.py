@@ -93,11 +93,6 @@ def citation_text(citation: Citation) -> str:
     return f"{head}“{quote}”"
 
 
-def fallback_text(answer: Answer) -> str:
-    """The message's plain `text`: notifications, screen readers, and the thread history."""
-    return _cut(escape(answer.text), MAX_TEXT)
-
-
 def feedback_value(question: str) -> str:
     """The buttons' value: the question, so a vote can be recorded even after a restart."""
     question = question[:MAX_BUTTON_VALUE]

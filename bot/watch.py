@@ -117,12 +117,12 @@ class FeedState(BaseModel):
     entries: dict[str, str] = {}  # entry key -> fingerprint ingested
 
 
+@dataclass(frozen=True)
 class FeedStates:
     """One small JSON file per feed (and store), written whole or not at all."""
 
-    def __init__(self, folder: Path, store_key: str) -> None:
-        self.folder = folder
-        self.store_key = store_key
+    folder: Path
+    store_key: str
 
     def path(self, feed: str) -> Path:
         # Keyed by the store too: what was ingested into one collection is not in another.
