@@ -62,17 +62,9 @@ MAX_TITLE_CHARS = 150
 DERIVED_TITLE_CHARS = 80
 
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_BINARY_SIGNATURES = (
-    b"%PDF-",
-    b"PK\x03\x04",
-    b"\x89PNG",
-    b"GIF8",
-    b"\xff\xd8\xff",
-    b"\x1f\x8b",
-    b"BZh",
-    b"\xfd7zXZ",
-    b"7z\xbc\xaf",
-    b"\x7fELF",
+# The first bytes of PDF, ZIP, PNG, GIF, JPEG, gzip, bzip2, xz, 7z and ELF files.
+_BINARY_SIGNATURES = tuple(
+    b"%PDF- PK\x03\x04 \x89PNG GIF8 \xff\xd8\xff \x1f\x8b BZh \xfd7zXZ 7z\xbc\xaf \x7fELF".split()
 )
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27)) + b"\x7f"
 # Byte order marks and the codecs that read them (UTF-32's before UTF-16's: they share a prefix).
@@ -122,22 +114,23 @@ class _Where:
     """Where content came from: a location for messages, and what ids are derived from."""
 
     location: str  # the path as given, or the URL
-    id_prefix: str  # "file" or "url"
     id_key: str  # resolved path or URL
     url: str = ""  # the URL the content was served from, if any
 
     @property
     def name(self) -> str:
         """The file name (or last URL path segment), for titles and dates made up from it."""
-        if self.url and self.id_prefix != "file":
+        if self.url:
             return unquote(urlsplit(self.url).path.rstrip("/").rsplit("/", 1)[-1])
         return Path(self.location).name
 
-    def item_id(self, suffix: str) -> str:
-        return stable_id(self.id_prefix, f"{self.id_key}#{suffix}")
+    def item_id(self, suffix: str = "") -> str:
+        """The id of a part (`suffix`: line, index, entry) or, without, of the whole."""
+        key = f"{self.id_key}#{suffix}" if suffix else self.id_key
+        return stable_id("url" if self.url else "file", key)
 
     def article_id(self, url: str) -> str:
-        return stable_id("url", url) if url else stable_id(self.id_prefix, self.id_key)
+        return stable_id("url", url) if url else self.item_id()
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -192,18 +185,16 @@ def _walk(folder: Path) -> list[Path]:
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            if Path(name).suffix.lower() in READABLE_SUFFIXES:
-                files.append(Path(dirpath) / name)
+        for file in [Path(dirpath) / name for name in filenames if not name.startswith(".")]:
+            if file.suffix.lower() in READABLE_SUFFIXES:
+                files.append(file)
             else:
-                logger.debug("skipping %s: not a type newsbot reads", Path(dirpath) / name)
+                logger.debug("skipping %s: not a type newsbot reads", file)
     return sorted(files)
 
 
 def _read_file(path: Path, resolved: Path, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
-    where = _Where(location=str(path), id_prefix="file", id_key=str(resolved))
+    where = _Where(location=str(path), id_key=str(resolved))
     kind = _SUFFIX_KINDS.get(path.suffix.lower())
     if not path.is_file():
         raise ReadError("not a regular file")
@@ -223,7 +214,7 @@ def _read_file(path: Path, resolved: Path, settings: ReadConfig) -> Iterator[Art
 
 def _read_url(url: str, settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     fetched = fetch(url, settings)
-    where = _Where(location=url, id_prefix="url", id_key=fetched.url, url=fetched.url)
+    where = _Where(location=url, id_key=fetched.url, url=fetched.url)
     media = fetched.content_type
     kind = (
         _MEDIA_KINDS.get(media)
@@ -328,14 +319,8 @@ def _detect_non_latin(data: bytes) -> str | None:
     try:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(data[:200_000]).best()
-    except Exception:
-        return None
-    if best is None or not best.encoding:
-        return None
-    try:
-        text = data.decode(best.encoding)
-    except (LookupError, UnicodeDecodeError):
+        text = data.decode(from_bytes(data[:200_000]).best().encoding)  # type: ignore[union-attr]
+    except Exception:  # none detected, or not this charset after all
         return None
     letters = [char for char in text if ord(char) > 0x7F and char.isalpha()]
     if not letters:
@@ -351,10 +336,10 @@ def _normalise(text: str) -> str:
 # -- plain text and markdown -------------------------------------------------------------------
 
 
-def read_text(text: str, origin: str, *, url: str = "") -> Article:
+def read_text(text: str, origin: str) -> Article:
     """An Article from plain text or markdown (`origin`: its file name, for a title and date);
     raises ReadError when there is no text. What is recognised: docs/ingesting.md."""
-    where = _Where(location=origin, id_prefix="file", id_key=origin, url=url)
+    where = _Where(location=origin, id_key=origin)
     try:
         return _article_from_text(text, where)
     except ReadError as exc:
@@ -375,11 +360,7 @@ def _article_from_text(text: str, where: _Where) -> Article:
     if not body:
         raise ReadError("no article text after the header")
     article_url = _web_url(headers.get("url")) or where.url
-    published_at = parse_date(headers["date"]) if headers.get("date") else None
-    if headers.get("date") and published_at is None:
-        logger.warning(
-            "%s: cannot read the date %r; leaving it out", where.location, headers["date"]
-        )
+    published_at = _published(headers.get("date") or None, where.location)
     if published_at is None and "date" not in headers:
         published_at = _date_from_name(where.name)
     return Article(
@@ -411,9 +392,7 @@ def _read_headers(text: str) -> tuple[dict[str, str], int]:
         line_end = len(text) if line_end == -1 else line_end
         line = text[position:line_end]
         if not line.strip():
-            if line_end >= len(text):
-                break
-            if headers:  # a blank line ends a header block
+            if line_end >= len(text) or headers:  # a blank line ends a header block
                 break
             position = line_end + 1
             continue
@@ -514,12 +493,10 @@ def _article_from_html(data: bytes | str, where: _Where) -> Article:
     first, _, rest = body.partition("\n")
     if title and rest.strip() and first.strip().casefold() == title.casefold():
         body = rest.strip()
-    if not body:
-        raise ReadError("no article text found in the page")
     url = (document.url or where.url or "").strip()
     title = title or _title_from_name(where.name) or _title_from_body(body)
     published_at = parse_date(document.date) if document.date else None
-    if published_at is None and where.id_prefix == "file":
+    if published_at is None and not where.url:
         published_at = _date_from_name(where.name)
     return Article(
         id=where.article_id(url),
@@ -785,21 +762,24 @@ def _article_from_record(
         article_id = where.article_id(url)
     else:
         article_id = where.item_id(suffix)
-    raw_date = first(_DATE_KEYS)
-    published_at = parse_date(raw_date)
-    if raw_date is not None and published_at is None:
-        logger.warning("%s: cannot read the date %r; leaving it out", origin, raw_date)
-    title = _plain(first(_TITLE_KEYS)) or _title_from_body(body)
     return Article(
         id=article_id,
-        title=title,
+        title=_plain(first(_TITLE_KEYS)) or _title_from_body(body),
         body=body,
         source=_name_value(first(_SOURCE_KEYS)),
         url=url,
         author=_name_value(first(_AUTHOR_KEYS)),
-        published_at=published_at,
+        published_at=_published(first(_DATE_KEYS), origin),
         origin=origin,
     )
+
+
+def _published(value: Any, origin: str) -> datetime | None:
+    """The date a source gives (None: none given), or None with a warning when unreadable."""
+    published_at = parse_date(value)
+    if value is not None and published_at is None:
+        logger.warning("%s: cannot read the date %r; leaving it out", origin, value)
+    return published_at
 
 
 def _text_value(value: Any) -> str | None:
@@ -817,12 +797,12 @@ def _text_value(value: Any) -> str | None:
 def _web_url(value: Any) -> str:
     """An absolute http(s) URL, or "" (relative links and javascript: links are no URLs)."""
     url = _plain(value)
-    parts = urlsplit(url) if url else None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        if url:
-            logger.debug("ignoring the link %r: not an absolute http(s) URL", url)
-        return ""
-    return url
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return url
+    if url:
+        logger.debug("ignoring the link %r: not an absolute http(s) URL", url)
+    return ""
 
 
 def _plain(value: Any) -> str:
@@ -890,10 +870,7 @@ class Feed:
 def read_feed(data: bytes, location: str, url: str = "") -> Feed:
     """The entries of a feed read from the file `location` or served from `url`; ReadError when
     `data` is no RSS or Atom feed. `feed_articles` of them reads as `iter_articles` would."""
-    if url:
-        where = _Where(location=location, id_prefix="url", id_key=url, url=url)
-    else:
-        where = _Where(location=location, id_prefix="file", id_key=str(Path(location).resolve()))
+    where = _Where(location, url or str(Path(location).resolve()), url)
     return _parse_feed(data, where)
 
 
@@ -945,11 +922,9 @@ def feed_articles(
         and item.link.lower().startswith(("http://", "https://"))
         and (not item.has_content or len(item.text) < SUMMARY_MAX_CHARS)
     ]
-    pages: dict[int, Article | None] = {}
-    if to_fetch:
-        with ThreadPoolExecutor(max_workers=min(FEED_FETCH_WORKERS, len(to_fetch))) as pool:
-            results = pool.map(lambda entry: _fetch_page(entry.link, settings), to_fetch)
-            pages = {entry.number: page for entry, page in zip(to_fetch, results, strict=True)}
+    with ThreadPoolExecutor(max_workers=max(1, min(FEED_FETCH_WORKERS, len(to_fetch)))) as pool:
+        results = pool.map(lambda entry: _fetch_page(entry.link, settings), to_fetch)
+        pages = {entry.number: page for entry, page in zip(to_fetch, results, strict=True)}
     for item in items:
         if isinstance(item, ReadFailure):
             yield item
@@ -971,9 +946,7 @@ def _prepare_entry(entry: Any, number: int) -> FeedEntry:
     names = ("published", "updated", "created")
     dates = (parse_date(dict.get(entry, key)) for key in (*(f"{n}_parsed" for n in names), *names))
     published_at = next((when for when in dates if when is not None), None)
-    author = _plain(entry.get("author"))
-    if not author and entry.get("authors"):
-        author = _name_value(entry.get("authors"))
+    author = _plain(entry.get("author")) or _name_value(entry.get("authors"))
     title = entry.get("title")
     if isinstance(title, str) and "html" in str((entry.get("title_detail") or {}).get("type")):
         title = html_fragment_text(title)
@@ -1006,7 +979,7 @@ def _fetch_page(link: str, settings: ReadConfig) -> Article | None:
         fetched = fetch(link, settings)
         if _sniff(fetched.content) != "html" and _MEDIA_KINDS.get(fetched.content_type) != "html":
             raise ReadError(f"{link} is not an HTML page ({fetched.content_type or 'unknown'})")
-        where = _Where(location=link, id_prefix="url", id_key=fetched.url, url=fetched.url)
+        where = _Where(location=link, id_key=fetched.url, url=fetched.url)
         return _article_from_html(fetched.content, where)
     except ReadError as exc:
         logger.warning("using the feed's summary: %s", exc)
