@@ -185,11 +185,9 @@ class _Batch:
     updated: int = 0
     unchanged: int = 0
     duplicates: int = 0
-    ids: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    embed_texts: list[str] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
     metadatas: list[dict[str, Any]] = field(default_factory=list)
-    tokens: list[list[int]] | None = None  # embed_texts as word-piece ids, when tokenized early
+    tokens: list[list[int]] | None = None  # the chunks' embed texts as word-piece ids, if early
     vectors: Any = None
     leftovers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (kept, before)
     outlets: list[tuple[str, str]] = field(default_factory=list)  # (outlet, primary id)
@@ -228,7 +226,7 @@ def _keys(
 
 
 def _chunks(window: list[_Batch | _End]) -> int:
-    return sum(len(item.ids) for item in window if isinstance(item, _Batch))
+    return sum(len(item.chunks) for item in window if isinstance(item, _Batch))
 
 
 def _groups(batches: list[_Batch], last: bool) -> list[list[_Batch]]:
@@ -387,16 +385,16 @@ class Ingestor:
 
     def _embed(self, batches: list[_Batch]) -> None:
         """Embed the batches' chunks in one model call (from their word pieces if tokenized)."""
-        if not any(batch.ids for batch in batches):
+        if not any(batch.chunks for batch in batches):
             return
         if isinstance(self.embedder, TokenEmbedder):  # then _produce gave every batch its tokens
             vectors = self.embedder.embed_tokens([row for b in batches for row in b.tokens or []])
         else:
-            vectors = self.embedder.embed([text for batch in batches for text in batch.embed_texts])
+            vectors = self.embedder.embed([c.embed_text for b in batches for c in b.chunks])
         offset = 0
         for batch in batches:
-            batch.vectors = vectors[offset : offset + len(batch.ids)]
-            offset += len(batch.ids)
+            batch.vectors = vectors[offset : offset + len(batch.chunks)]
+            offset += len(batch.chunks)
 
     # -- stage 1: read, plan against the store, chunk ------------------------------------------
     def _produce(
@@ -423,8 +421,8 @@ class Ingestor:
                 pipeline.wait_for(_keys(articles.values()))
                 self._plan(batch, list(articles.values()))
                 # Tokenized here, so that the model's thread only runs the model.
-                if batch.embed_texts and isinstance(self.embedder, TokenEmbedder):
-                    batch.tokens = self.embedder.tokenize(batch.embed_texts)
+                if batch.chunks and isinstance(self.embedder, TokenEmbedder):
+                    batch.tokens = self.embedder.tokenize([c.embed_text for c in batch.chunks])
                 pipeline.hold(batch)
                 pipeline.put(planned, batch)
         except _Stopped:
@@ -437,51 +435,43 @@ class Ingestor:
 
     def _plan(self, batch: _Batch, articles: list[Article]) -> None:
         batch.articles = len(articles)
-        if not articles:
-            return
-        with self._store_lock:
-            stored = self.store.lexical.articles([a.id for a in articles])
         fingerprints = {a.id: fingerprint(a, self.config) for a in articles}
-        changed = []
-        for article in articles:
-            if stored.get(article.id, {}).get("fingerprint") == fingerprints[article.id]:
-                batch.unchanged += 1
-            else:
-                changed.append(article)
-        if not changed:
-            return
-
+        lexical = self.store.lexical
         with self._store_lock:
-            primaries_by_hash = self.store.lexical.articles_by_hash(
-                [a.content_hash for a in changed]
-            )
-        to_embed: list[Article] = []
-        duplicates: list[tuple[Article, str]] = []
-        for article in changed:
-            primary = primaries_by_hash.setdefault(article.content_hash, article.id)
-            if primary == article.id:
-                to_embed.append(article)
-            else:
-                duplicates.append((article, primary))
-        # A stored story that became a copy of another hands its own copies on to that one.
-        demoted = {a.id: p for a, p in duplicates if stored.get(a.id, {}).get("duplicate_of") == ""}
-        with self._store_lock:
-            copies = self.store.lexical.duplicates_of([a.id for a in to_embed])
+            stored = lexical.articles(list(fingerprints))
+            changed = [
+                a for a in articles if stored.get(a.id, {}).get("fingerprint") != fingerprints[a.id]
+            ]
+            batch.unchanged = len(articles) - len(changed)
+            if not changed:
+                return
+            primaries_by_hash = lexical.articles_by_hash([a.content_hash for a in changed])
+            to_embed: list[Article] = []
+            duplicates: list[tuple[Article, str]] = []
+            for article in changed:
+                primary = primaries_by_hash.setdefault(article.content_hash, article.id)
+                if primary == article.id:
+                    to_embed.append(article)
+                else:
+                    duplicates.append((article, primary))
+            # A stored story that became a copy of another hands its own copies on to that one.
+            demoted = {
+                a.id: p for a, p in duplicates if stored.get(a.id, {}).get("duplicate_of") == ""
+            }
+            copies = lexical.duplicates_of([a.id for a in to_embed])
             moved = rehomed_copies(
-                demoted, self.store.lexical.duplicates_of(list(demoted)), {a.id for a in changed}
+                demoted, lexical.duplicates_of(list(demoted)), {a.id for a in changed}
             )
 
         chunks_by_article = {a.id: self.chunk(a) for a in to_embed}
         for article in to_embed:
             chunks = chunks_by_article[article.id]
             sources = _unique([article.source, *(c["source"] for c in copies.get(article.id, []))])
-            for chunk in chunks:
-                batch.ids.append(chunk.id)
-                batch.texts.append(chunk.text)
-                batch.embed_texts.append(chunk.embed_text)
-                batch.metadatas.append(
-                    chunk_metadata(article, chunk, len(chunks), sources, fingerprints[article.id])
-                )
+            fp = fingerprints[article.id]
+            batch.chunks += chunks
+            batch.metadatas += [
+                chunk_metadata(article, c, len(chunks), sources, fp) for c in chunks
+            ]
         # An update may leave fewer chunks; a story that became a copy of another keeps none.
         keep = {a.id: len(chunks_by_article[a.id]) for a in to_embed}
         keep.update({article.id: 0 for article, _ in duplicates})
@@ -529,7 +519,7 @@ class Ingestor:
                 report.updated += batch.updated
                 report.unchanged += batch.unchanged
                 report.duplicates += batch.duplicates
-                report.chunks += len(batch.ids)
+                report.chunks += len(batch.chunks)
                 done += batch.articles
                 report.seconds = time.perf_counter() - started
                 if progress:
@@ -541,8 +531,9 @@ class Ingestor:
         """Chunks first, then leftovers and outlets, then the log entry and the lexical index
         with the registry records (index/store.py): the crash-safe order."""
         with self._store_lock:
-            if batch.ids:
-                self.store.upsert_chunks(batch.ids, batch.texts, batch.vectors, batch.metadatas)
+            if batch.chunks:
+                ids, texts = [c.id for c in batch.chunks], [c.text for c in batch.chunks]
+                self.store.upsert_chunks(ids, texts, batch.vectors, batch.metadatas)
             removed = []
             for article_id, (kept, before) in batch.leftovers.items():
                 removed += [f"{article_id}#{position}" for position in range(kept, before)]
@@ -550,11 +541,9 @@ class Ingestor:
             # Chunks whose outlets changed are read back from Chroma; the others are at hand.
             changed = set(self._add_sources(batch.outlets))
             written = [
-                StoredChunk(chunk_id, text, metadata)
-                for chunk_id, text, metadata in zip(
-                    batch.ids, batch.texts, batch.metadatas, strict=True
-                )
-                if chunk_id not in changed
+                StoredChunk(chunk.id, chunk.text, metadata)
+                for chunk, metadata in zip(batch.chunks, batch.metadatas, strict=True)
+                if chunk.id not in changed
             ]
             self.store.commit(batch.records, written, changed=sorted(changed), removed=removed)
 
