@@ -191,35 +191,21 @@ class Bot:
     ) -> dict[str, int]:
         """Rebuild the vector index of each of the store's collections that Chroma cannot load
         (a process was stopped while Chroma saved it; docs/store.md), or whose rebuild was cut
-        short: the chunks' vectors are embedded again from their stored texts (the model's
-        identity is recorded anew), the log's are a constant. `progress(collection, records)`
-        follows it; `on_wait` is called if it waits for a running ingest. Returns the records
-        written again, by collection (empty: nothing damaged)."""
-        from index.errors import DamagedIndexError
+        short: the chunks' vectors are read back or embedded again from their stored texts (the
+        model loads only then; its identity is recorded anew), the log's are a constant.
+        `progress(collection, records)` follows it; `on_wait` is called if it waits for a
+        running ingest. Returns the records written again, by collection (empty: nothing
+        damaged)."""
+        from index.embed import load_embedder
         from index.repair import repair
 
-        with self.store.turn(on_wait):
+        def ingestor() -> Ingestor:
             if self._embedder is None:  # not checked: a repair may write every vector again
-                from index.embed import load_embedder
-
                 self._embedder = load_embedder(self.settings)
-            mine = self._embedder.identity
-            try:
-                stored, reindexing = self.store.identity, self.store.reindexing
-            except DamagedIndexError:  # the log's (the store reads it as it opens)
-                stored, reindexing = None, True
-            # Vectors read back from the damaged files are kept only if they are this model's:
-            # not after a re-embed cut short, nor with another model or precision configured.
-            read_back = (
-                stored is not None
-                and (stored.model, stored.dimension, stored.precision)
-                == (mine.model, mine.dimension, mine.precision)
-                and not reindexing
-            )
-            rebuilt = repair(self.store, self.ingestor.embed_stored, progress, read_back=read_back)
-            if self.store.name in rebuilt:
-                self.store.set_identity(mine, reindexing=False)
-            return rebuilt
+            return self.ingestor
+
+        with self.store.turn(on_wait):
+            return repair(self.store, ingestor, progress)
 
     def reindex(self, *, progress: Callable[[Progress], None] | None = None) -> int:
         """Re-embed every stored chunk with the configured model, backend and precision.

@@ -18,12 +18,24 @@ import sqlite3
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from index.errors import StoreError
-from index.store import _NO_VECTOR, REPAIRING, Store, StoredChunk, _stored, is_damage
+from index.store import (
+    _NO_VECTOR,
+    REPAIRING,
+    Store,
+    StoredChunk,
+    _identity,
+    _stored,
+    is_damage,
+    same_vectors,
+)
+
+if TYPE_CHECKING:
+    from index.ingest import Ingestor
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +104,28 @@ def _layout(index: Path) -> tuple[int, int, int, int]:
 
 def repair(
     store: Store,
-    embed: Callable[[Sequence[StoredChunk]], Any],
+    model: Callable[[], Ingestor],
     progress: Callable[[str, int], None] | None = None,
-    *,
-    read_back: bool = True,
 ) -> dict[str, int]:
     """Rebuild the vector index of each of the store's damaged collections (hold the store's
-    turn): the chunks' vectors from `embed` (of their stored texts), the log's a constant.
-    `read_back`: the chunks' vectors the damaged index still holds are `embed`'s own (same
-    model and precision, no re-embed cut short) and may be kept. Returns the records written
-    again, by collection."""
-
-    def constant(records: Sequence[StoredChunk]) -> list[list[float]]:
-        return [_NO_VECTOR] * len(records)
-
-    return {
-        name: rebuild(store, name, embed if name == store.name else constant, progress, read_back)
-        for name in damaged(store)
-    }
+    turn): the chunks' vectors embedded again from their stored texts by `model()`'s embedder
+    (called only then: it loads the model), which the collection records then; the log's are a
+    constant. Returns the records written again, by collection."""
+    rebuilt = {}
+    for name in damaged(store):
+        if name != store.name:
+            rebuilt[name] = rebuild(store, name, lambda got: [_NO_VECTOR] * len(got), progress)
+            continue
+        ingestor = model()
+        mine, meta = ingestor.embedder.identity, _named(store, name).metadata or {}
+        # Vectors read back from the damaged files are kept only if they are this model's:
+        # not after a re-embed cut short, nor with another model or precision configured.
+        read_back = same_vectors(_identity(meta), mine) and not meta.get("reindexing")
+        rebuilt[name] = rebuild(store, name, ingestor.embed_stored, progress, read_back)
+        recorded = {**mine.to_metadata(), "reindexing": False}
+        collection = _named(store, name)
+        collection.modify(metadata={**(collection.metadata or {}), **recorded})
+    return rebuilt
 
 
 def rebuild(

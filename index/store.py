@@ -646,17 +646,9 @@ class Store:
     def identity(self) -> EmbeddingIdentity | None:
         return _identity(self._collection_meta())
 
-    @property
-    def reindexing(self) -> bool:
-        """A re-embed of the chunks was cut short: their vectors are of two models."""
-        return bool(self._collection_meta().get("reindexing"))
-
     def check_identity(self, identity: EmbeddingIdentity) -> None:
-        """Refuse to mix vectors of different models or precisions in one collection.
-
-        The torch and ONNX fp32 backends give the same vectors (cosine 1.0000), so they may
-        share a collection; int8 vectors differ (cosine ~0.99) and may not.
-        """
+        """Refuse to mix vectors of different models or precisions (`same_vectors`) in one
+        collection."""
         meta = self._collection_meta()
         if meta.get(REPAIRING):
             raise DamagedIndexError(
@@ -677,11 +669,7 @@ class Store:
             if not self.holds_chunks():
                 self._set_meta(identity.to_metadata())
             return
-        if (stored.model, stored.dimension, stored.precision) != (
-            identity.model,
-            identity.dimension,
-            identity.precision,
-        ):
+        if not same_vectors(stored, identity):
             raise StoreError(
                 f"collection {self.name!r} at {self.where} holds {stored.model} "
                 f"({stored.precision}, {stored.dimension} dims) vectors, but the settings ask "
@@ -855,6 +843,16 @@ def _identity(meta: dict[str, Any]) -> EmbeddingIdentity | None:
         dimension=int(meta["embedding_dimension"]),
         backend=str(meta.get("embedding_backend", "torch")),
         precision=str(meta.get("embedding_precision", "fp32")),
+    )
+
+
+def same_vectors(stored: EmbeddingIdentity | None, configured: EmbeddingIdentity) -> bool:
+    """Whether vectors of `stored`'s identity are `configured`'s: the torch and ONNX fp32
+    backends give the same vectors (cosine 1.0000); int8 vectors differ (cosine ~0.99)."""
+    return stored is not None and (stored.model, stored.dimension, stored.precision) == (
+        configured.model,
+        configured.dimension,
+        configured.precision,
     )
 
 

@@ -247,5 +247,13 @@ def test_a_repair_keeps_no_vector_of_a_re_embed_cut_short(
     with caplog.at_level(logging.INFO, logger="index.repair"):
         assert bot.repair() == {"news": 4}
     assert not [record for record in caplog.records if "read back" in record.getMessage()]
-    assert not bot.store.reindexing
+    bot.store.check_identity(bot.embedder.identity)  # the re-embed's mark is cleared
     assert_whole(bot, articles=1)
+
+
+def test_a_repair_with_nothing_damaged_loads_no_model(one_article_store, tmp_path, make_bot):
+    data_dir = tmp_path / "data"
+    shutil.copytree(one_article_store[0], data_dir)
+    bot = make_bot(data_dir=data_dir)
+    assert bot.repair() == {}
+    assert bot._embedder is None  # `newsbot repair` with nothing to do pays no model load
