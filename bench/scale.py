@@ -101,21 +101,14 @@ def disk_mib(*paths: Path) -> float:
 
 def unsaved_records(chroma_dir: Path, collection: str = "news") -> int:
     """Records of the collection written since Chroma last saved its vector index: what a new
-    embedded process replays before its first answer (docs/store.md, "Chroma's replay"). Read
-    from Chroma's own tables (its queue after the vector segment's saved mark)."""
+    embedded process replays before its first answer (docs/store.md, "Chroma's replay")."""
     import sqlite3
+
+    from index.repair import vector_segment
 
     db = sqlite3.connect(f"file:{chroma_dir / 'chroma.sqlite3'}?mode=ro", uri=True)
     try:
-        segment, collection_id = db.execute(
-            "SELECT s.id, s.collection FROM segments s JOIN collections c ON c.id = s.collection"
-            " WHERE c.name = ? AND s.scope = 'VECTOR'",
-            (collection,),
-        ).fetchone()
-        saved = db.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,))
-        mark = (saved.fetchone() or (0,))[0]
-        query = "SELECT count(*) FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ?"
-        return int(db.execute(query, (f"%{collection_id}", mark)).fetchone()[0])
+        return len(vector_segment(db, collection)[1])
     finally:
         db.close()
 

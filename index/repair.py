@@ -73,13 +73,9 @@ def _half_written(store: Store, collection: Any) -> bool:
     try:
         db = sqlite3.connect(f"file:{folder / 'chroma.sqlite3'}?mode=ro", uri=True)
         try:
-            row = db.execute(
-                "SELECT id FROM segments WHERE collection = ? AND scope = 'VECTOR'",
-                (str(collection.id),),
-            ).fetchone()
+            index = folder / vector_segment(db, collection.name)[0]
         finally:
             db.close()
-        index = folder / str(row[0])
         count, stride, _, label_at = _layout(index)
         if count == 0:
             return False
@@ -89,6 +85,26 @@ def _half_written(store: Store, collection: Any) -> bool:
     except (sqlite3.Error, OSError, ValueError, TypeError, struct.error):
         return False  # no index yet, or not one this reads: left to Chroma
     return bool((rows[:, label_at:stride].copy().view("<u8") == 0).any())
+
+
+def vector_segment(db: sqlite3.Connection, collection: str) -> tuple[str, list[str]]:
+    """The id of collection `collection`'s vector index (its folder beside Chroma's SQLite `db`)
+    and the ids of the records written to the collection since that index was last saved, in
+    order: what a process that loads it replays. Read from Chroma's own (undocumented) tables;
+    ValueError if they do not hold it."""
+    row = db.execute(
+        "SELECT s.id, s.collection, m.seq_id FROM segments s JOIN collections c"
+        " ON c.id = s.collection LEFT JOIN max_seq_id m ON m.segment_id = s.id"
+        " WHERE c.name = ? AND s.scope = 'VECTOR'",
+        (collection,),
+    ).fetchone()
+    if row is None:
+        raise ValueError(f"no vector index of collection {collection!r}")
+    queued = db.execute(
+        "SELECT id FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ? ORDER BY seq_id",
+        (f"%{row[1]}", row[2] or 0),
+    )
+    return str(row[0]), [record_id for (record_id,) in queued]
 
 
 def _layout(index: Path) -> tuple[int, int, int, int]:
@@ -151,7 +167,7 @@ def rebuild(
     # Chroma's modify replaces the whole metadata (and cannot set it empty).
     collection.modify(metadata={**(collection.metadata or {}), REPAIRING: True})
     dimension = (collection.metadata or {}).get("embedding_dimension")
-    aside = _drop_index(store, folder, str(collection.id))
+    aside = _drop_index(store, folder, name)
     saved = _SavedVectors(aside, int(dimension)) if dimension and read_back else None
     log.info("rebuilding the vector index of collection %s in %s", name, folder)
     collection = _named(store, name)  # Chroma starts an empty index
@@ -234,7 +250,7 @@ def _named(store: Store, name: str) -> Any:
     return next(collection for collection in store.collections() if collection.name == name)
 
 
-def _drop_index(store: Store, folder: Path, collection_id: str) -> Path:
+def _drop_index(store: Store, folder: Path, name: str) -> Path:
     """Move the collection's HNSW files aside and delete Chroma's mark of the records saved in
     them, so that Chroma starts an empty index and applies the records still in its queue.
     Chroma has no call that does this (deleting or resetting a collection deletes its records
@@ -248,29 +264,16 @@ def _drop_index(store: Store, folder: Path, collection_id: str) -> Path:
         db = sqlite3.connect(database, timeout=30)
         try:
             with db:
-                row = db.execute(
-                    "SELECT id FROM segments WHERE collection = ? AND scope = 'VECTOR'",
-                    (collection_id,),
-                ).fetchone()
-                if row is None:
-                    raise StoreError(f"no vector index of collection {collection_id} in {database}")
-                segment = str(row[0])
-                mark = db.execute(
-                    "SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)
-                ).fetchone()
-                changed = db.execute(
-                    "SELECT DISTINCT id FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ?",
-                    (f"%{collection_id}", mark[0] if mark else 0),
-                ).fetchall()
+                segment, changed = vector_segment(db, name)
                 db.execute("DELETE FROM max_seq_id WHERE segment_id = ?", (segment,))
         finally:
             db.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError) as exc:
         raise StoreError(f"cannot rebuild a vector index in {database}: {exc}") from exc
     index, aside = folder / segment, folder / f"{segment}-damaged"
     if aside.exists():
         shutil.rmtree(index, ignore_errors=True)
     elif index.exists():
-        (index / CHANGED).write_text(json.dumps([i for (i,) in changed]), encoding="utf-8")
+        (index / CHANGED).write_text(json.dumps(sorted(set(changed))), encoding="utf-8")
         index.rename(aside)
     return aside

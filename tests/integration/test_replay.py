@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bench.scale import unsaved_records
+from index.repair import vector_segment
 from tests.integration.test_ingest import make_articles
 
 pytestmark = pytest.mark.slow
@@ -27,19 +28,6 @@ SENTENCES = [
     "Fishermen asked for a timetable for the repairs to the northern breakwater.",
     "The mayor said the work would start in spring and end before the summer.",
 ]
-
-
-def vector_segment(db: sqlite3.Connection, collection: str) -> tuple[str, str]:
-    """(segment id, collection id) of the collection's vector index in Chroma's own tables."""
-    return db.execute(
-        "SELECT s.id, s.collection FROM segments s JOIN collections c ON c.id = s.collection"
-        " WHERE c.name = ? AND s.scope = 'VECTOR'",
-        (collection,),
-    ).fetchone()
-
-
-def chroma_db(data_dir: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{data_dir / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True)
 
 
 def unsaved(data_dir: Path) -> int:
@@ -105,7 +93,7 @@ def killed_in_save(
 ) -> None:
     """Run `newsbot *command` and SIGKILL it at its `when`th write to file `name` of the
     collection's vector index (strace), i.e. inside Chroma's save of that index."""
-    db = chroma_db(data_dir)
+    db = sqlite3.connect(data_dir / "chroma" / "chroma.sqlite3")
     segment = vector_segment(db, collection)[0]
     db.close()
     target = data_dir / "chroma" / segment / name
