@@ -146,30 +146,20 @@ def stratified_subset(rows: Sequence[dict[str, Any]], limit: int, key: str) -> l
     return [rows[index] for index in chosen]
 
 
-def mix_passages(
-    positive: Sequence[str],
-    negative: Sequence[str],
-    noise_ratio: float,
-    rng: random.Random,
-    passages: int = RGB_PASSAGES,
-) -> list[tuple[str, bool]]:
-    """RGB's noise setting: shuffled (text, positive?) pairs, the noise_ratio share negative."""
-    negatives = min(round(noise_ratio * passages), len(negative))
-    positives = min(passages - round(noise_ratio * passages), len(positive))
-    mixed = [(text, True) for text in rng.sample(list(positive), positives)]
-    mixed += [(text, False) for text in rng.sample(list(negative), negatives)]
-    rng.shuffle(mixed)
-    return mixed
-
-
 def rgb_setting(
     question_id: object, setting: object, positive: Sequence[str], negative: Sequence[str],
     noise_ratio: float,
 ) -> list[tuple[str, bool]]:  # fmt: skip
-    """One RGB setting's passages, seeded by the question and the setting: the eval and the
-    refit (bench/fit_answer.py) mix alike."""
+    """RGB's noise setting: shuffled (text, positive?) pairs, the noise_ratio share negative,
+    seeded by the question and the setting: the eval and the refit (bench/fit_answer.py) mix
+    alike."""
     rng = random.Random(f"{RGB_SEED}:{question_id}:{setting}")
-    return mix_passages(positive, negative, noise_ratio, rng)
+    negatives = min(round(noise_ratio * RGB_PASSAGES), len(negative))
+    positives = min(RGB_PASSAGES - round(noise_ratio * RGB_PASSAGES), len(positive))
+    mixed = [(text, True) for text in rng.sample(list(positive), positives)]
+    mixed += [(text, False) for text in rng.sample(list(negative), negatives)]
+    rng.shuffle(mixed)
+    return mixed
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -466,21 +456,18 @@ def use_retriever(bot: Bot, mode: str) -> None:
         bot.retriever = Retriever(bot.store, bot.embedder, mode=mode, config=config)  # type: ignore[arg-type]
 
 
-def ranked_articles(bot: Bot, question: str, k: int) -> list[str]:
-    """The distinct articles of the k passages the retriever finds for a question, best first."""
-    query = bot.retriever.understand(question)
-    return distinct(passage.article_id for passage in bot.retriever.search(query, k))
-
-
 def _counted(
     rows: Sequence[dict[str, Any]], stage: str, progress: ProgressCallback | None
 ) -> Iterator[dict[str, Any]]:
+    tell = progress or _quiet
     for done, row in enumerate(rows):
-        if progress is not None:
-            progress(stage, done, len(rows))
+        tell(stage, done, len(rows))
         yield row
-    if progress is not None:
-        progress(stage, len(rows), len(rows))
+    tell(stage, len(rows), len(rows))
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    pass
 
 
 def run_eval(
@@ -520,7 +507,7 @@ def run_eval(
             hint="drop --retrieval-only, or pass a MultiHop questions file",
         )
     started = time.perf_counter()
-    tell = progress or (lambda stage, done, total: None)
+    tell = progress or _quiet
     if kind == "multihop" and limit:
         questions = stratified_subset(rows, limit, "question_type")
     else:
@@ -535,6 +522,7 @@ def run_eval(
     elif kind == "questions":
         corpus_name = str(corpus) if corpus else str(path.parent / "corpus.txt")
         articles = read_corpus(question_set_corpus(path, corpus), settings)
+    by_id = {a.id: a for a in articles}
     results: dict[str, Any] = {}
     with throwaway_bot(settings) as bot:
         # RGB and question sets measure the answerer: they run once, with the first retriever.
@@ -551,28 +539,14 @@ def run_eval(
                 )
         ingest_seconds = time.perf_counter() - ingest_started
         if kind == "multihop":
-            by_id = {a.id: a for a in articles}
             results["multihop"] = tuple(
-                evaluate_multihop(
-                    bot,
-                    questions,
-                    by_id,
-                    retriever=mode,
-                    llm_answerer=settings.llm is not None,
-                    progress=progress,
-                    answer=answer,
-                )
+                evaluate_multihop(bot, questions, by_id, mode, progress, answer=answer)
                 for mode in retrievers
             )
         elif kind == "questions":
-            bodies = {a.id: a.body for a in articles}
-            results["questions_by_kind"] = evaluate_question_set(
-                bot, questions, bodies, progress=progress
-            )
+            results["questions_by_kind"] = evaluate_question_set(bot, questions, by_id, progress)
         else:
-            results["rgb"] = evaluate_rgb(
-                bot, questions, retriever=retrievers[0], progress=progress
-            )
+            results["rgb"] = evaluate_rgb(bot, questions, retrievers[0], progress)
         embedding = dict(bot.embedder.identity.to_metadata())
         fallbacks = dict(bot.answerer.fallbacks)
     return EvalReport(
@@ -594,39 +568,33 @@ def evaluate_multihop(
     bot: Bot,
     questions: Sequence[dict[str, Any]],
     articles: dict[str, Article],
-    *,
     retriever: str,
-    llm_answerer: bool = False,
     progress: ProgressCallback | None = None,
+    *,
     answer: bool = True,
 ) -> MultiHopResult:
     """Score every question with the `retriever` mode over a store already holding `articles`."""
     use_retriever(bot, retriever)
     results = [
-        _ask_multihop(bot, row, articles, llm_answerer, answer=answer)
+        _ask_multihop(bot, row, articles, answer=answer)
         for row in _counted(questions, f"questions ({retriever})", progress)
     ]
     pairs = list(zip(questions, results, strict=True))
     by_type: dict[str, list[tuple[dict[str, Any], QuestionResult]]] = defaultdict(list)
     for row, result in pairs:
         by_type[result.question_type].append((row, result))
+    types = sorted(by_type.items())
     return MultiHopResult(
         retriever=retriever,
         retrieval=_retrieval_scores(pairs),
-        retrieval_by_type={
-            name: _retrieval_scores(items)
-            for name, items in sorted(by_type.items())
-            if name != NULL_TYPE
-        },
+        retrieval_by_type={name: _retrieval_scores(i) for name, i in types if name != NULL_TYPE},
         answers=_answer_scores(pairs) if answer else None,
-        answers_by_type={name: _answer_scores(items) for name, items in sorted(by_type.items())}
-        if answer
-        else {},
+        answers_by_type={name: _answer_scores(items) for name, items in types} if answer else {},
         questions=tuple(results),
     )
 
 
-def _gold_scored(row: dict[str, Any], articles: dict[str, Article], llm_answerer: bool) -> bool:
+def _gold_scored(row: dict[str, Any], articles: dict[str, Article], *, llm_answerer: bool) -> bool:
     """Whether the gold answer can be checked in the answer text: a phrase the evidence articles
     contain (an extractive answer can only quote them), or yes/no for an answerer that writes."""
     gold = str(row.get("answer") or "")
@@ -639,19 +607,15 @@ def _gold_scored(row: dict[str, Any], articles: dict[str, Article], llm_answerer
 
 
 def _ask_multihop(
-    bot: Bot,
-    row: dict[str, Any],
-    articles: dict[str, Article],
-    llm_answerer: bool,
-    *,
-    answer: bool = True,
+    bot: Bot, row: dict[str, Any], articles: dict[str, Article], *, answer: bool
 ) -> QuestionResult:
     question = str(row["question"])
+    query = bot.retriever.understand(question)
     asked = QuestionResult(
         id=str(row.get("id", "")),
         question_type=str(row.get("question_type") or "unknown"),
         ranked_at_k={  # MRR's cut-off is also a Hits one: one search each
-            k: tuple(ranked_articles(bot, question, k))
+            k: tuple(distinct(passage.article_id for passage in bot.retriever.search(query, k)))
             for k in dict.fromkeys((*HIT_CUTOFFS, MRR_CUTOFF))
         },
     )
@@ -661,7 +625,7 @@ def _ask_multihop(
     reply = bot.ask(question)
     seconds = time.perf_counter() - started
     correct: bool | None = None
-    if _gold_scored(row, articles, llm_answerer):
+    if _gold_scored(row, articles, llm_answerer=bot.settings.llm is not None):
         gold = str(row["answer"])
         matches = yes_no_matches if is_yes_no(gold) else contains_phrase
         correct = not reply.refused and matches(reply.text, gold)
@@ -672,15 +636,16 @@ def _ask_multihop(
         answer=reply.text,
         cited_articles=() if reply.refused else tuple(distinct(ids)),
         correct=correct,
-        verbatim=_verbatim(reply, {key: a.body for key, a in articles.items()}),
+        verbatim=_verbatim(reply, articles),
         sentences_cited=None if reply.refused else cited_sentence_share(reply.text),
         seconds=seconds,
     )
 
 
-def _verbatim(answer: Answer, bodies: dict[str, str]) -> tuple[bool, ...]:
+def _verbatim(answer: Answer, articles: dict[str, Article]) -> tuple[bool, ...]:
     return tuple(
-        quote_is_verbatim(bodies.get(c.article_id), c.start, c.end, c.quote)
+        c.article_id in articles
+        and quote_is_verbatim(articles[c.article_id].body, c.start, c.end, c.quote)
         for c in answer.citations
     )
 
@@ -737,8 +702,7 @@ def read_corpus(paths: Sequence[str], settings: Settings) -> list[Article]:
 def evaluate_question_set(
     bot: Bot,
     rows: Sequence[dict[str, Any]],
-    bodies: dict[str, str],
-    *,
+    articles: dict[str, Article],
     progress: ProgressCallback | None = None,
 ) -> QuestionSetResult:
     """Ask each question after its `history`: right if refused as it should be, or gold-phrased."""
@@ -765,7 +729,7 @@ def evaluate_question_set(
             correct=correct,
             answer=reply.text,
         )
-        asked.append((result, _verbatim(reply, bodies)))
+        asked.append((result, _verbatim(reply, articles)))
     groups: dict[str, list[tuple[OwnQuestion, tuple[bool, ...]]]] = {"all": asked}
     for item in asked:
         groups.setdefault(item[0].kind, []).append(item)
@@ -787,7 +751,6 @@ def evaluate_question_set(
 def evaluate_rgb(
     bot: Bot,
     questions: Sequence[dict[str, Any]],
-    *,
     retriever: str,
     progress: ProgressCallback | None = None,
 ) -> RgbResult:
@@ -801,37 +764,29 @@ def evaluate_rgb(
     still_correct: list[bool] = []
     verbatim: list[bool] = []
 
-    def ask(row: dict[str, Any], setting: object, positive: list[str], negative: list[str],
-            noise_ratio: float) -> Answer:  # fmt: skip
-        passages = rgb_setting(row["id"], setting, positive, negative, noise_ratio)
-        articles = [
-            Article(
-                id=f"{row['id']}-{'pos' if is_positive else 'neg'}-{index}",
-                title="",
-                body=text,
-                source="RGB",
-                origin=f"{row['id']} passage {index}",
-            )
-            for index, (text, is_positive) in enumerate(passages)
-            if text.strip()
-        ]
+    def ask(row: dict[str, Any], passages: list[tuple[str, bool]]) -> Answer:
+        key, articles = row["id"], []
+        for n, (text, good) in enumerate(passages):
+            if text.strip():
+                name = f"{key}-{'pos' if good else 'neg'}-{n}"
+                articles.append(Article(name, "", text, "RGB", origin=f"{key} passage {n}"))
         bot.reset()
         bot.ingest(articles)
         answer = bot.ask(str(row["query"]))
-        verbatim.extend(_verbatim(answer, {a.id: a.body for a in articles}))
+        verbatim.extend(_verbatim(answer, {a.id: a for a in articles}))
         return answer
 
     for row in _counted(questions, "RGB questions", progress):
-        gold = row["answer"]
+        key, gold = row["id"], row["answer"]
         positive, negative = list(row.get("positive") or []), list(row.get("negative") or [])
         for ratio in RGB_NOISE_RATIOS:
-            answer = ask(row, ratio, positive, negative, ratio)
+            answer = ask(row, rgb_setting(key, ratio, positive, negative, ratio))
             correct[ratio].append(not answer.refused and rgb_answer_matches(answer.text, gold))
         if negative:
-            rejected.append(ask(row, "noise-only", [], negative, 1.0).refused)
+            rejected.append(ask(row, rgb_setting(key, "noise-only", [], negative, 1.0)).refused)
         wrong = list(row.get("positive_wrong") or [])
         if wrong and row.get("fakeanswer"):
-            answer = ask(row, "counterfactual", wrong, [], 0.0)
+            answer = ask(row, rgb_setting(key, "counterfactual", wrong, [], 0.0))
             fake.append(not answer.refused and contains_phrase(answer.text, row["fakeanswer"]))
             still_correct.append(not answer.refused and rgb_answer_matches(answer.text, gold))
     bot.reset()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ from bot.evaluate import (
     hits_at_k,
     is_yes_no,
     mean,
-    mix_passages,
     quote_is_verbatim,
     read_jsonl,
     reciprocal_rank,
     rgb_answer_matches,
+    rgb_setting,
     stratified_subset,
     yes_no_matches,
 )
@@ -143,15 +142,15 @@ def test_stratified_subset_of_dev_questions_covers_every_type() -> None:
 def test_noise_mix_has_the_asked_share_of_negatives_and_is_seeded() -> None:
     positive = [f"p{i}" for i in range(6)]
     negative = [f"n{i}" for i in range(6)]
-    mixed = mix_passages(positive, negative, 0.4, random.Random(1))
+    mixed = rgb_setting("q1", 0.4, positive, negative, 0.4)
     assert len(mixed) == 5
     assert sum(not is_positive for _, is_positive in mixed) == 2
     assert all(text.startswith("p") == is_positive for text, is_positive in mixed)
-    assert mixed == mix_passages(positive, negative, 0.4, random.Random(1))
-    only_noise = mix_passages([], negative, 1.0, random.Random(2))
+    assert mixed == rgb_setting("q1", 0.4, positive, negative, 0.4)
+    only_noise = rgb_setting("q1", "noise-only", [], negative, 1.0)
     assert len(only_noise) == 5 and not any(flag for _, flag in only_noise)
     # A question with one positive passage gets one, not padding.
-    assert len(mix_passages(["p"], negative, 0.0, random.Random(3))) == 1
+    assert len(rgb_setting("q2", 0.0, ["p"], negative, 0.0)) == 1
 
 
 def test_formats_are_recognised_from_the_first_line(tmp_path: Path) -> None:
