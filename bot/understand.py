@@ -112,14 +112,6 @@ class DateMention:
     precision: Precision = "day"
     anchored: bool = False  # "the following day": relative to another date in the question
 
-    @property
-    def since(self) -> date | None:
-        return None if self.relation == "before" else self.first
-
-    @property
-    def until(self) -> date | None:
-        return None if self.relation == "after" else self.last
-
     def label(self) -> str:
         if self.relation == "after":
             return f"from {self.first.isoformat()}"
@@ -143,12 +135,6 @@ def _month_bounds(year: int, month: int, phase: str | None) -> tuple[date, date]
     days = {"early": (1, 10), "mid": (11, 20), "late": (21, last_day)}
     first, last = days.get(_phase(phase), (1, last_day))
     return date(year, month, first), date(year, month, last)
-
-
-def _year_bounds(year: int, phase: str | None) -> tuple[date, date]:
-    months = {"early": (1, 4), "mid": (5, 8), "late": (9, 12)}
-    first, last = months.get(_phase(phase), (1, 12))
-    return date(year, first, 1), _month_bounds(year, last, None)[1]
 
 
 def _infer_year(month: int, day: int, context: DateContext) -> int:
@@ -215,19 +201,12 @@ def _mention(
 
 
 def _month_of(match: re.Match[str]) -> int | None:
-    """The month a match names; None for an ambiguous word in lower case ("may", "march")."""
+    """The month a match names (a name, or a number in an ISO date); None for an ambiguous word
+    in lower case ("may", "march")."""
     word = match["m"].lower().rstrip(".")
     if word in _AMBIGUOUS_MONTHS and not _is_capitalised(match["m"]):
         return None
-    return _MONTHS[word]
-
-
-def _iso_day(match: re.Match[str], context: DateContext) -> DateMention | None:
-    try:
-        day = date(int(match["y"]), int(match["m"]), int(match["d"]))
-    except ValueError:
-        return None
-    return _mention(match, day, day, "day")
+    return _MONTHS[word] if word in _MONTHS else int(word)
 
 
 def _day_of_month(match: re.Match[str], context: DateContext) -> DateMention | None:
@@ -273,13 +252,12 @@ def _month_alone(match: re.Match[str], context: DateContext) -> DateMention | No
 
 
 def _year_alone(match: re.Match[str], context: DateContext) -> DateMention | None:
-    first, last = _year_bounds(int(match["y"]), match["phase"])
+    year = int(match["y"])
+    months = {"early": (1, 4), "mid": (5, 8), "late": (9, 12)}
+    first, last = months.get(_phase(match["phase"]), (1, 12))
     start = match.start("phase" if match["phase"] else "y")
-    return _mention(match, first, last, "year", start=start)
-
-
-def _relative_days(match: re.Match[str], context: DateContext) -> DateMention | None:
-    return _mention(match, *_relative(match, context.today))
+    end = _month_bounds(year, last, None)[1]
+    return _mention(match, date(year, first, 1), end, "year", start=start)
 
 
 def _weekday(match: re.Match[str], context: DateContext) -> DateMention | None:
@@ -313,21 +291,29 @@ def _anchored_days(match: re.Match[str], context: DateContext) -> DateMention | 
     elif match["week"]:
         step = timedelta(days=-7 if match["week"].lower() == "previous" else 7)
         first, last = anchor.first + step, anchor.last + step
-    else:
-        first = last = _anchored(match, anchor)
+    elif match["next"]:
+        first = last = anchor.last + timedelta(days=1)
+    elif match["prev"]:
+        first = last = anchor.first - timedelta(days=1)
+    else:  # "two days later", "a week before"
+        days = _count(match["count"]) * (7 if match["unit"].lower().startswith("week") else 1)
+        if match["dir"].lower() in ("earlier", "before"):
+            first = last = anchor.first - timedelta(days=days)
+        else:
+            first = last = anchor.last + timedelta(days=days)
     return _mention(match, first, last, "day" if first == last else "week", anchored=True)
 
 
 # Tried in order: a phrase an earlier rule took is not read again, so the longer forms come first
 # and anchored phrases last. Why this table and not dateparser: docs/understanding.md.
 DATE_RULES: tuple[DateRule, ...] = (
-    DateRule("iso day", _ISO, _iso_day),
+    DateRule("iso day", _ISO, _day_of_month),
     DateRule("day month [year]", _DAY_MONTH, _day_of_month),
     DateRule("month day [year]", _MONTH_DAY, _day_of_month),
     DateRule("month year", _MONTH_YEAR, _month_of_year),
     DateRule("month", _MONTH_ALONE, _month_alone),
     DateRule("year", _YEAR_ALONE, _year_alone),
-    DateRule("relative", _RELATIVE, _relative_days),
+    DateRule("relative", _RELATIVE, lambda match, c: _mention(match, *_relative(match, c.today))),
     DateRule("weekday", _WEEKDAY, _weekday),
     DateRule("anchored", _ANCHORED, _anchored_days),
 )
@@ -398,18 +384,6 @@ def _relative(match: re.Match[str], today: date) -> tuple[date, date, Precision]
 def _shift(day: date, amount: int, unit: str) -> date:
     """`day` moved by `amount` days, weeks, months or years (the 31st a month on: its last)."""
     return day + relativedelta(**{f"{unit}s": amount})
-
-
-def _anchored(match: re.Match[str], anchor: DateMention) -> date:
-    """The day "the next day", "the day before", "two days later" ... of `anchor` means."""
-    if match["next"]:
-        return anchor.last + timedelta(days=1)
-    if match["prev"]:
-        return anchor.first - timedelta(days=1)
-    amount = _count(match["count"]) * (7 if match["unit"].lower().startswith("week") else 1)
-    if match["dir"].lower() in ("earlier", "before"):
-        return anchor.first - timedelta(days=amount)
-    return anchor.last + timedelta(days=amount)
 
 
 def _apply_relations(question: str, mentions: list[DateMention]) -> list[DateMention]:
@@ -680,21 +654,6 @@ PUBLICATION_CUE_WORDS = 6
 _CUE_AFTER_DATE = re.compile(r"\W*(?:\w+\W+)?(?:" + _PUBLICATION_CUE.pattern + ")", re.IGNORECASE)
 
 
-def _is_publication_date(
-    question: str, mention: DateMention, outlets: Sequence[OutletMention], clause_start: int
-) -> bool:
-    words_before = list(_WORD.finditer(question[: mention.start]))[-PUBLICATION_CUE_WORDS:]
-    window_start = words_before[0].start() if words_before else mention.start
-    if mention.precision == "day" and _ANY_YEAR.search(mention.text):
-        window_start = min(window_start, clause_start)
-    if _PUBLICATION_CUE.search(question[window_start : mention.start]):
-        return True
-    # "the November 1, 2023, article", "Wired's 24 November report"
-    if _CUE_AFTER_DATE.match(question[mention.end :]):
-        return True
-    return any(window_start <= o.end <= mention.start for o in outlets)
-
-
 def understand_question(
     question: str,
     sources: Iterable[str],
@@ -722,8 +681,8 @@ def understand_question(
         for match in _LATEST.finditer(question)
     )
     named = tuple(dict.fromkeys(s for mention in outlets for s in mention.sources))
-    publication = _publication_flags(question, dates, outlets)
     clauses = _clauses(question)
+    publication = _publication_flags(question, dates, outlets, clauses)
 
     def clause_of(position: int) -> int:
         for number, (start, end) in enumerate(clauses):
@@ -755,10 +714,9 @@ def understand_question(
         else:
             loose_dates.append(mention)
 
-    hard = [m for m, flag in zip(dates, publication, strict=True) if flag]
-    soft = [m for m, flag in zip(dates, publication, strict=True) if not flag]
-    first, last = _combine(hard)
-    near_first, near_last = _combine(soft)
+    flagged = list(zip(dates, publication, strict=True))
+    first, last = _combine([mention for mention, hard in flagged if hard])
+    near_first, near_last = _combine([mention for mention, hard in flagged if not hard])
     anchors: list[tuple[int, tuple[str, ...], list[DateMention]]] = [
         (outlet.start, outlet.sources, dates_of[i]) for i, outlet in enumerate(outlets)
     ]
@@ -787,9 +745,8 @@ def understand_question(
             # Only dates tied to the report limit the part; "launching on November 16th" does not.
             pinned = [d for d in part_dates if publication[dates.index(d)]]
             part_first, part_last = _combine(pinned)
-            label_bits = [*part_sources[:1]]
-            if len(part_sources) > 1:
-                label_bits[0] += f" (+{len(part_sources) - 1})"
+            more = f" (+{len(part_sources) - 1})" if len(part_sources) > 1 else ""
+            label_bits = [source + more for source in part_sources[:1]]
             label_bits += [d.label() for d in pinned]
             if not part_sources and not pinned:
                 continue  # a date of an event, not of a report: nothing to search apart
@@ -800,20 +757,31 @@ def understand_question(
 
 
 def _publication_flags(
-    question: str, dates: Sequence[DateMention], outlets: Sequence[OutletMention]
+    question: str,
+    dates: Sequence[DateMention],
+    outlets: Sequence[OutletMention],
+    clauses: Sequence[tuple[int, int]],
 ) -> list[bool]:
-    """Which dates limit publication: relative ones ("yesterday") and ones tied to a report or
-    an outlet; the others name when something happened."""
+    """Which dates limit publication: relative ones ("yesterday"), ones tied to a report or an
+    outlet, and anchored ones as their anchor; the others name when something happened."""
     flags: list[bool] = []
-    clauses = _clauses(question)
     for mention in dates:
-        clause_start = max((start for start, _ in clauses if start <= mention.start), default=0)
-        relative = bool(_RELATIVE.fullmatch(mention.text) or _WEEKDAY.fullmatch(mention.text))
         if mention.anchored:
             anchor = [i for i, m in enumerate(dates) if m.end <= mention.start and not m.anchored]
             flags.append(flags[anchor[-1]] if anchor else False)
-        else:
-            flags.append(relative or _is_publication_date(question, mention, outlets, clause_start))
+            continue
+        words_before = list(_WORD.finditer(question[: mention.start]))[-PUBLICATION_CUE_WORDS:]
+        window_start = words_before[0].start() if words_before else mention.start
+        if mention.precision == "day" and _ANY_YEAR.search(mention.text):
+            clause_start = max((start for start, _ in clauses if start <= mention.start), default=0)
+            window_start = min(window_start, clause_start)
+        flags.append(
+            bool(_RELATIVE.fullmatch(mention.text) or _WEEKDAY.fullmatch(mention.text))
+            or _PUBLICATION_CUE.search(question[window_start : mention.start]) is not None
+            # "the November 1, 2023, article", "Wired's 24 November report"
+            or _CUE_AFTER_DATE.match(question[mention.end :]) is not None
+            or any(window_start <= o.end <= mention.start for o in outlets)
+        )
     return flags
 
 
@@ -821,8 +789,7 @@ def _combine(mentions: Sequence[DateMention]) -> tuple[date | None, date | None]
     """One inclusive range covering the mentions (None bounds stay open)."""
     if not mentions:
         return None, None
-    firsts = [m.since for m in mentions]
-    lasts = [m.until for m in mentions]
-    first = None if any(f is None for f in firsts) else min(f for f in firsts if f is not None)
-    last = None if any(u is None for u in lasts) else max(u for u in lasts if u is not None)
+    relations = {m.relation for m in mentions}  # "before" leaves the start open, "after" the end
+    first = None if "before" in relations else min(m.first for m in mentions)
+    last = None if "after" in relations else max(m.last for m in mentions)
     return first, last
