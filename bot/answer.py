@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.models import Citation
 from bot.speakers import attribute, is_statement, speaker_terms
@@ -371,12 +371,6 @@ class Linear:
         )
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Linear:
-        return cls(
-            tuple(data["features"]), tuple(float(w) for w in data["weights"]), float(data["bias"])
-        )
-
 
 @dataclass(frozen=True)
 class SentenceModel:
@@ -396,7 +390,10 @@ MODEL_FILE = Path(__file__).with_name("answer_model.json")
 @lru_cache(maxsize=1)
 def sentence_model() -> SentenceModel:
     data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
-    sentence, question = (Linear.from_dict(data[name]) for name in ("sentence", "question"))
+    sentence, question = (
+        Linear(tuple(d["features"]), tuple(map(float, d["weights"])), float(d["bias"]))
+        for d in (data["sentence"], data["question"])
+    )
     return SentenceModel(sentence, question, data["cut"])
 
 
@@ -546,26 +543,6 @@ class Draft:
     confidence: float
 
 
-def citation_for(n: int, sentence: Sentence, score: float) -> Citation:
-    """A citation quoting `sentence` verbatim (offsets into its article's body)."""
-    meta = sentence.passage.metadata
-    published = meta.get("published_at")
-    return Citation(
-        n=n,
-        article_id=sentence.passage.article_id,
-        title=str(meta.get("title", "")),
-        source=str(meta.get("source", "")),
-        url=str(meta.get("url", "")),
-        published_at=datetime.fromisoformat(published) if published else None,
-        quote=sentence.text,
-        start=sentence.start,
-        end=sentence.end,
-        score=round(score, 4),
-        passage=sentence.passage.text,
-        sources=tuple(meta.get("sources") or ()),
-    )
-
-
 def _ordered(sentences: Iterable[tuple[Sentence, float]]) -> list[tuple[Sentence, float]]:
     """Article order: articles by date (then id), sentences by position in the article."""
 
@@ -579,9 +556,29 @@ def _ordered(sentences: Iterable[tuple[Sentence, float]]) -> list[tuple[Sentence
 
 
 def cite(sentences: Iterable[tuple[Sentence, float]], *, first: int = 1) -> tuple[Citation, ...]:
-    """The citations of `sentences`, numbered in order from `first`: how every answer numbers
-    its citations."""
-    return tuple(citation_for(n, s, score) for n, (s, score) in enumerate(sentences, start=first))
+    """Citations quoting `sentences` verbatim (offsets into their articles' bodies), numbered in
+    order from `first`: how every answer numbers its citations."""
+    citations = []
+    for n, (sentence, score) in enumerate(sentences, start=first):
+        meta = sentence.passage.metadata
+        published = meta.get("published_at")
+        citations.append(
+            Citation(
+                n=n,
+                article_id=sentence.passage.article_id,
+                title=str(meta.get("title", "")),
+                source=str(meta.get("source", "")),
+                url=str(meta.get("url", "")),
+                published_at=datetime.fromisoformat(published) if published else None,
+                quote=sentence.text,
+                start=sentence.start,
+                end=sentence.end,
+                score=round(score, 4),
+                passage=sentence.passage.text,
+                sources=tuple(meta.get("sources") or ()),
+            )
+        )
+    return tuple(citations)
 
 
 def render(

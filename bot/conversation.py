@@ -71,12 +71,6 @@ _NOT_NAMES = frozenset(
 )
 
 
-def previous_question(history: Sequence[Turn]) -> str | None:
-    """The last standalone question of the conversation (what a follow-up follows)."""
-    asked = ((turn.standalone_question or turn.question).strip() for turn in reversed(history))
-    return next(filter(None, asked), None)
-
-
 def _entities(question: str) -> list[re.Match[str]]:
     """Names (capitalised runs) in a question, without its first word (capitalised because it
     starts the question)."""
@@ -214,7 +208,9 @@ def rewrite_follow_up(question: str, history: Sequence[Turn]) -> str:
     subject, speaker, topic or year over; a question that does not lean on the conversation is
     returned as it is."""
     question = question.strip()
-    previous = previous_question(history)
+    # The last standalone question of the conversation: what a follow-up follows.
+    asked = ((turn.standalone_question or turn.question).strip() for turn in reversed(history))
+    previous = next(filter(None, asked), None)
     if not previous or not is_follow_up(question):
         return question
     bare = _LEADING_AND.sub("", question)

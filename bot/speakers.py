@@ -126,7 +126,10 @@ def mention(text: str) -> Mention | None:
     """The speaker a statement names itself, if it does."""
     for match in _VERB_NAME.finditer(text):
         name = _clean_name(match.group("name"))
-        if name and not _looks_like_place_or_outlet(name, text, match.end()):
+        # "told Belgian television": one capitalised word before a lower-case one is not the
+        # speaker ("said Tuesday" is not a name either: `_clean_name`).
+        following = text[match.end() : match.end() + 20].lstrip()
+        if name and not (len(name.split()) == 1 and following[:1].islower()):
             return Mention("named", name)
     for match in _VERB_TITLED_NAME.finditer(text):
         return Mention("named", match.group("name"), match.group("title").strip())
@@ -162,12 +165,6 @@ def _is_name(text: str) -> bool:
     """Whether `text` is capitalised words only ("Dr. Abdourahmane Diallo")."""
     words = text.split()
     return bool(words) and all(w[:1].isupper() or w.lower() in _PARTICLE_WORDS for w in words)
-
-
-def _looks_like_place_or_outlet(name: str, text: str, end: int) -> bool:
-    """ "told Belgian television", "said Tuesday": a capitalised word that is not the speaker."""
-    following = text[end : end + 20].lstrip()
-    return name.split()[-1].lower() in _DAYS or following[:1].islower() and len(name.split()) == 1
 
 
 _DAYS = frozenset(
@@ -221,14 +218,11 @@ def descriptions(name: str, text: str) -> frozenset[str]:
     )
     if before:
         found.update(query_terms(before.group("desc")))
-    # A question may name an organisation by its initials ("European Space Agency" -> `esa`).
-    return frozenset(found | (_acronyms(text) if found else set()))
-
-
-def _acronyms(text: str) -> set[str]:
-    names = re.finditer(r"(?:[A-Z][a-z]+\s+(?:of\s+)?){1,5}[A-Z][a-z]+", text)
-    initials = ("".join(w[0] for w in name.group().split() if w[0].isupper()) for name in names)
-    return {letters.lower() for letters in initials if len(letters) >= 2}
+    if found:  # a question may name an organisation by its initials ("European Space Agency")
+        names = re.finditer(r"(?:[A-Z][a-z]+\s+(?:of\s+)?){1,5}[A-Z][a-z]+", text)
+        initials = ("".join(w[0] for w in name.group().split() if w[0].isupper()) for name in names)
+        found |= {letters.lower() for letters in initials if len(letters) >= 2}
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
@@ -326,8 +320,8 @@ def _antecedent(description: set[str], before: Sequence[str]) -> tuple[int, str]
     """The named speaker a description stands for: the latest name in the sentences before
     whose profile shares a word with it ("the head of US diplomacy" -> "U.S. Secretary of State
     Antony Blinken": `usa`), linked to the nearest sentence that names it ("Blinken ... spoke in
-    a similar vein"); for a bare organisation ("the armed group"), the sentence before's first
-    name."""
+    a similar vein"); for a bare organisation ("the armed group"), a name of the two sentences
+    before."""
     for offset in range(1, min(4, len(before)) + 1):
         sentence = before[-offset]
         for name in _named_in(sentence):
@@ -340,16 +334,11 @@ def _antecedent(description: set[str], before: Sequence[str]) -> tuple[int, str]
     if description & _ORGANISATIONS:
         for offset in range(1, min(2, len(before)) + 1):
             for name in _named_in(before[-offset]):
-                if _organisation_like(name):
+                # A name that can stand for "the group": several capitalised words ("Volta
+                # Motors"), an acronym or a short form in brackets; not "Egypt" or "Amman".
+                if len(name.split()) >= 2 or re.fullmatch(r"[A-Z]{2,6}", name):
                     return -offset, name
     return None
-
-
-def _organisation_like(name: str) -> bool:
-    """A name that can stand for "the group" / "the company": several capitalised words
-    ("Volta Motors"), an acronym or a short form in brackets; not a lone place or person word
-    ("Egypt", "Amman")."""
-    return len(name.split()) >= 2 or bool(re.fullmatch(r"[A-Z]{2,6}", name))
 
 
 def speaker_terms(text: str) -> frozenset[str]:
