@@ -1,9 +1,6 @@
-"""The `newsbot` command line: ingest, watch, ask, chat, stats, reset, reindex, repair, model,
-slack, eval.
-
-Heavy libraries are imported inside the commands that need them, so `--help` starts instantly.
-A NewsbotError becomes one red line (plus its hint) and exit code 1; `--debug` adds the traceback.
-"""
+"""The `newsbot` command line. Heavy libraries are imported inside the commands that need them,
+so `--help` starts instantly. A NewsbotError becomes one red line (plus its hint) and exit code 1;
+`--debug` adds the traceback."""
 
 from __future__ import annotations
 

@@ -45,9 +45,8 @@ class Settings(BaseSettings):
         default="news", min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]+$"
     )
     store_retries: int = Field(default=3, ge=0, le=10)
-    # Embedded store: Chroma saves the chunks' vector index once this many records were written
-    # since its last save. Every new process replays those not saved (~0.5 ms each at 10k chunks,
-    # ~1.4 ms at 100k); a save costs ~10 ms at 10k, ~60 ms at 100k, ~1.6 s at 1M (docs/store.md).
+    # Embedded store: Chroma saves the chunks' vector index every this many records written; a
+    # new process replays those not saved (what each side costs: docs/store.md).
     vector_save_every: int = Field(default=100, ge=1, le=100_000)
 
     # -- embedding -----------------------------------------------------------------------------
@@ -79,12 +78,8 @@ class Settings(BaseSettings):
     # -- answering -----------------------------------------------------------------------------
     k: int = Field(default=6, ge=1, le=100)  # passages retrieved per question
     llm: str | None = None  # provider:model, e.g. openai:gpt-4o-mini or ollama:llama3.1
-    # The model server: an OpenAI-compatible API (http://host:8080/v1) for openai:, the Ollama
-    # host (http://host:11434) for ollama:.
-    llm_base_url: str | None = None
-    # Else the provider's own variable (OPENAI_API_KEY, OLLAMA_API_KEY). A local server that
-    # checks no key needs none.
-    llm_api_key: SecretStr | None = None
+    llm_base_url: str | None = None  # openai: an OpenAI-compatible API; ollama: the Ollama host
+    llm_api_key: SecretStr | None = None  # else OPENAI_API_KEY, OLLAMA_API_KEY (or none)
     llm_temperature: float = Field(default=0.0, ge=0, le=2)
     # Seconds to connect, for each piece of the reply, and for the whole reply: past it the
     # question is answered extractively. A local model on a CPU may need more.

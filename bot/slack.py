@@ -160,8 +160,8 @@ class WorkerPool:
             return self._idle.wait_for(lambda: self.in_flight == 0, timeout=timeout)
 
     def shutdown(self, grace: float | None = None) -> bool:
-        """Take no more jobs and wait up to `grace` seconds (None: as long as it takes) for the
-        queued and running ones; True when they all finished."""
+        """Take no more jobs; wait up to `grace` seconds (None: no limit) for the queued and
+        running ones. True when they all finished."""
         with self._idle:
             self._closed = True
         finished = self.wait_idle(grace)
@@ -296,8 +296,8 @@ class SlackDoor:
     def _stream(
         self, client: WebClient, request: Request, placeholder: str, history: list[Turn]
     ) -> Answer:
-        """The Answer, the placeholder updated with the text so far at most every
-        `update_interval` seconds while it is written."""
+        """The Answer; while it is written, the placeholder shows the text so far (updated at most
+        every `update_interval` seconds)."""
         so_far: list[str] = []
         last_update = time.monotonic()
         for item in self.bot.stream(request.text, history=history or None):
@@ -349,9 +349,8 @@ class SlackDoor:
 
 
 def register(app: App, bot: Bot, settings: Settings, **options: Any) -> SlackDoor:
-    """Add newsbot's listeners to a Bolt app: mentions, direct messages, /newsbot, feedback.
-    They only acknowledge and queue; the SlackDoor returned (made with `options`: executor,
-    update_interval) answers in its worker pool."""
+    """Add newsbot's listeners to a Bolt app: mentions, direct messages, /newsbot, feedback. They
+    only acknowledge and queue; the SlackDoor returned (`options`: its keywords) does the work."""
     door = SlackDoor(bot, settings, **options)
 
     @app.event("app_mention")
@@ -407,12 +406,8 @@ def register(app: App, bot: Bot, settings: Settings, **options: Any) -> SlackDoo
     @app.error
     def on_error(error: Exception, body: dict) -> None:
         # one line, no traceback: the traceback could carry request data into the logs
-        log.error(
-            "Slack listener failed on %s: %s: %s",
-            (body or {}).get("event_id") or (body or {}).get("type"),
-            type(error).__name__,
-            error,
-        )
+        failed_on = (body or {}).get("event_id") or (body or {}).get("type")
+        log.error("Slack listener failed on %s: %s: %s", failed_on, type(error).__name__, error)
 
     return door
 
@@ -543,6 +538,7 @@ def serve(bot: Bot, *, socket: bool, port: int = 3000, host: str = "127.0.0.1") 
     `bot.warm()` first (`newsbot slack` does, under its spinner), or the first question waits
     for the model and the lexical index (about a minute at 100k chunks)."""
     settings = slack_settings(bot.settings, socket=socket)
+    grace = settings.slack_shutdown_grace
     app, door = build_app(bot, settings, socket=socket)
     with stop_signals() as stop:
         if socket:
@@ -561,10 +557,7 @@ def serve(bot: Bot, *, socket: bool, port: int = 3000, host: str = "127.0.0.1") 
             while thread.is_alive() and not stop.wait(0.5):
                 pass
             server.should_exit = True  # it stops taking requests and lets those in flight end
-            thread.join(settings.slack_shutdown_grace)
+            thread.join(grace)
         log.info("newsbot Slack app stopping; finishing the answers under way")
-        if not door.shutdown(settings.slack_shutdown_grace):
-            log.warning(
-                "answers still under way after %.0f s were abandoned",
-                settings.slack_shutdown_grace,
-            )
+        if not door.shutdown(grace):
+            log.warning("answers still under way after %.0f s were abandoned", grace)

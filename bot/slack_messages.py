@@ -170,10 +170,8 @@ def thread_history(
     bot_id: str | None,
 ) -> list[Turn]:
     """Question -> answer pairs of a thread, oldest first, from the messages before `before_ts`.
-
     A person's message followed by the bot's answer is one Turn; the bot's placeholder, apology
-    and busy notices are not answers, and people talking among themselves are not questions.
-    """
+    and busy notices are not answers, and people talking among themselves are not questions."""
     turns: list[Turn] = []
     pending: str | None = None
     for message in sorted(messages, key=lambda m: float(m.get("ts", "0"))):
@@ -237,8 +235,7 @@ class Request:
 
 
 def read_request(text: str, *, bot_user_id: str | None) -> tuple[Action, str]:
-    """What a message or /newsbot command asks: ("ask", question), ("ingest", link) or
-    ("help", "") for an empty one."""
+    """What a message or /newsbot asks: ("ask", question), ("ingest", link) or ("help", "")."""
     question = plain_text(text, bot_user_id=bot_user_id)
     ingest = _INGEST.match(question)
     if ingest:
