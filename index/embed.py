@@ -89,10 +89,9 @@ _embedders_lock = threading.Lock()
 
 def import_backend(settings: EmbeddingConfig) -> None:
     """Import what `load_embedder(settings)` runs on, before loading it on another thread
-    (Bot.warm): two threads importing numpy at once found it "partially initialized". Not
-    tokenizers: the tokenizer loads on first use, beside Chroma's first read (its import, 0.01-
-    0.03 s, holds the GIL). The torch backend is loaded here, whole: transformers imports more
-    as it builds the model."""
+    (Bot.warm): two threads importing numpy at once found it "partially initialized". Not the
+    tokenizer (OnnxEmbedder._tokenizer); the torch backend is loaded whole (transformers imports
+    more as it builds the model)."""
     if settings.embedding_backend == "torch":
         load_embedder(settings)
     else:

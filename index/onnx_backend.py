@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata
@@ -52,10 +52,9 @@ _CHECK_TEXTS = (
 # Folders of other runtimes' copies of the model, which do not change what torch loads.
 _SKIPPED_FOLDERS = {"onnx", "openvino", ".git", ".cache"}
 _SOURCE_SUFFIXES = {".json", ".txt", ".safetensors", ".bin", ".model", ".pt", ".pth"}
-_CHECKSUM_MEMO = "checksums.json"
+_CHECKSUMS = "checksums.json"  # the cache's memo (_ChecksumMemo); a runtime copy's manifest
 # The runtime copy of an export (see _runtime_session): the optimised graph, its weights beside it.
 _RUNTIME_FILES = ("model.onnx", "model.onnx.data")
-_RUNTIME_MANIFEST = "checksums.json"
 # Bump when the runtime copy's recipe changes (optimisation level, weights file settings).
 RUNTIME_FORMAT = 1
 # Tensors smaller than this stay in the graph: its 4-8 byte scalars and shapes, which onnxruntime
@@ -71,8 +70,6 @@ _RECORDED_PACKAGES = "torch transformers sentence-transformers onnx onnxruntime 
 
 
 # -- checksums ---------------------------------------------------------------------------------
-
-
 class _ChecksumMemo:
     """sha256 of files, remembered by (size, mtime_ns, inode): hashing the 90 MB weights and export
     costs ~0.15 s, a third of a question's start-up. With no path: always hash."""
@@ -128,8 +125,6 @@ def source_checksum(model_path: Path, memo: _ChecksumMemo) -> str:
 
 
 # -- the cache ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class _Entry:
     model: str
@@ -206,8 +201,6 @@ def _versions() -> dict[str, str]:
 
 
 # -- exporting (the only place torch is imported) ----------------------------------------------
-
-
 def _load_reference(model_path: Path) -> Any:
     """The sentence-transformers model, checked to be one this export reproduces."""
     try:
@@ -306,8 +299,12 @@ def _export_fp32(entry: _Entry, target: Path) -> None:
 def _quantize_int8(entry: _Entry, source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Per-channel signed int8 weights, unsigned int8 activations (optimum's avx512_vnni settings).
-    with _quiet_quantizer():
+    def keep(record: logging.LogRecord) -> bool:  # not its dozens of notes to the root logger
+        from_quantizer = f"onnxruntime{os.sep}quantization" in record.pathname
+        return not from_quantizer or record.levelno >= logging.ERROR
+
+    logging.getLogger().addFilter(keep)
+    try:  # per-channel signed int8 weights, unsigned int8 activations (optimum's avx512_vnni)
         quantize_dynamic(
             str(source),
             str(target),
@@ -315,23 +312,9 @@ def _quantize_int8(entry: _Entry, source: Path, target: Path) -> None:
             reduce_range=False,
             weight_type=QuantType.QInt8,
         )
-    _check_export(entry, target, _run_checks(entry, _open_session(source)), "int8")
-
-
-@contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
-    """Keep onnxruntime.quantization's dozens of notes (on the root logger) out of users' logs."""
-
-    def keep(record: logging.LogRecord) -> bool:
-        from_quantizer = f"onnxruntime{os.sep}quantization" in record.pathname
-        return not from_quantizer or record.levelno >= logging.ERROR
-
-    root = logging.getLogger()
-    root.addFilter(keep)
-    try:
-        yield
     finally:
-        root.removeFilter(keep)
+        logging.getLogger().removeFilter(keep)
+    _check_export(entry, target, _run_checks(entry, _open_session(source)), "int8")
 
 
 def _run_checks(entry: _Entry, session: InferenceSession) -> np.ndarray:
@@ -408,25 +391,25 @@ def _check_precision(precision: str) -> None:
 
 
 def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = False) -> Path:
-    """The ONNX export of `model` at `precision` (`newsbot model export`): a cached one is checked
-    byte by byte, unlike at start-up; `force` rebuilds it."""
+    """The ONNX export of `model` at `precision` (`newsbot model export`), and its runtime copy,
+    so that a cache built ahead (an image's) starts fast even if read-only: a cached export is
+    checked byte by byte, unlike at start-up; `force` rebuilds it."""
     _check_precision(precision)
     memo = _ChecksumMemo(None)
-    return _ensure(_entry(model, cache_dir, memo), precision, memo, force=force)
+    entry = _entry(model, cache_dir, memo)
+    path = _ensure(entry, precision, memo, force=force)
+    _runtime_session(entry, precision, memo)
+    return path
 
 
 # -- running (no torch) ------------------------------------------------------------------------
-
-
 def _open_session(
     path: Path, threads: int = 1, *, optimised: bool = False, save_to: Path | None = None
 ) -> InferenceSession:
-    """One thread: each call on the calling thread alone (`embed_tokens` runs batches side by
-    side instead). More: each call on `threads` (OnnxEmbedder's `questions`), whose idle ones
-    sleep instead of spinning (spinning took the core the asking thread and other processes
-    need: docs/benchmarks.md, "Scale"). An `optimised` graph (a runtime copy) is run as it is;
-    `save_to` saves the graph optimised, with its weights in a file beside it (see
-    _runtime_session)."""
+    """A CPU session running each call on `threads`, whose idle ones sleep instead of spinning
+    (spinning took the core the asking thread and other processes need: docs/benchmarks.md,
+    "Scale"). An `optimised` graph (a runtime copy) runs as it is; `save_to` saves the graph
+    optimised, its weights in a file beside it."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -463,16 +446,9 @@ def runtime_folder(export: Path, precision: str, memo: _ChecksumMemo | None = No
 def _runtime_session(
     entry: _Entry, precision: str, memo: _ChecksumMemo, threads: int = 1
 ) -> InferenceSession | None:
-    """A session on the export's runtime copy, derived first if missing; None (logged) when
-    there is none to be had: the export is then opened as it is.
-
-    The runtime copy is the export with its graph optimised once and saved, its weights in a
-    file of their own that onnxruntime maps instead of parsing and copying 90 MB: a session costs
-    0.05-0.07 s of CPU instead of 0.21-0.30 s (docs/benchmarks.md, "Cold start"). It is kept only
-    if it gives the export's vectors bit for bit, in a folder named for the export, the recipe,
-    onnxruntime's version and the machine, so that a change of any of them derives its own; its
-    files are checked against their checksums like the export's. A derivation that failed is
-    not tried again for that name: a marker file beside the folder holds why."""
+    """A session on the export's runtime copy (docs/ingesting.md: the graph optimised once,
+    its weights mapped from a file), derived first if missing and not marked as failed; None
+    (logged) when there is none to be had: the export is then opened as it is."""
     export = entry.onnx_path(precision)
     folder = runtime_folder(export, precision, memo)
     failed = folder.with_name(f"{folder.name}.failed")
@@ -488,7 +464,7 @@ def _runtime_session(
                     write_atomically(failed, str(exc).encode())
                 raise
         try:
-            recorded = json.loads((folder / _RUNTIME_MANIFEST).read_text())
+            recorded = json.loads((folder / _CHECKSUMS).read_text())
             whole = recorded == {file: memo.sha256(folder / file) for file in _RUNTIME_FILES}
         except (FileNotFoundError, ValueError):
             whole = False
@@ -519,7 +495,7 @@ def _derive_runtime_copy(entry: _Entry, export: Path, folder: Path) -> None:
         if not np.array_equal(_run_checks(entry, _open_session(model, optimised=True)), expected):
             raise EmbeddingError("its vectors differ from the export's")
         checksums = {file: _ChecksumMemo(None).sha256(scratch / file) for file in _RUNTIME_FILES}
-        write_atomically(scratch / _RUNTIME_MANIFEST, json.dumps(checksums).encode())
+        write_atomically(scratch / _CHECKSUMS, json.dumps(checksums).encode())
         os.chmod(scratch, 0o755)
         try:
             os.rename(scratch, folder)
@@ -555,12 +531,9 @@ def _run_batch(session: InferenceSession, rows: Sequence[Sequence[int]]) -> np.n
 
 class OnnxEmbedder:
     """The model's ONNX export on onnxruntime + tokenizers: sentence-transformers' vectors.
-
-    `questions` (a process that asks: Bot.warm): each call runs on two intra-op threads, which
-    sleep when idle; a question is one row (40 word pieces: 12.5 ms on one thread, 8.7 on two),
-    and batches run one after another. Otherwise each call runs on one thread and `embed_tokens`
-    runs batches side by side (run so, a two-thread session cost an ingest 20% more CPU:
-    docs/benchmarks.md, "Scale"). A process opens one session either way; same vectors."""
+    `questions` (a process that asks: Bot.warm): each call runs on `_QUESTION_THREADS`, batches in
+    turn; otherwise on one, `embed_tokens` running batches side by side (a two-thread session
+    cost an ingest 20% more CPU: docs/benchmarks.md, "Scale"). One session a process."""
 
     def __init__(
         self,
@@ -572,7 +545,7 @@ class OnnxEmbedder:
         questions: bool = False,
     ) -> None:
         _check_precision(precision)
-        memo = _ChecksumMemo(cache_dir / _CHECKSUM_MEMO)
+        memo = _ChecksumMemo(cache_dir / _CHECKSUMS)
         entry = _entry(model, cache_dir, memo)
         self.max_tokens = model_max_tokens(entry.model_path)
         self.batch_size = batch_size
@@ -636,8 +609,7 @@ class OnnxEmbedder:
             vectors[batch] = _run_batch(self._session, [rows[i] for i in batch])
 
         # Side by side, one single-threaded call per core, longest first: 5-8% less ingest time
-        # than intra-op threads, which wait for each other (docs/benchmarks.md, "Ingest"); a
-        # session on intra-op threads (`questions`) runs them in turn.
+        # than intra-op threads, which wait for each other (docs/benchmarks.md, "Ingest").
         try:
             if self._threads > 1 or min(self._cores, len(batches)) <= 1:
                 for batch in batches:

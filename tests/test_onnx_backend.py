@@ -296,6 +296,30 @@ def test_a_second_load_reuses_the_export(data_dir: Path, monkeypatch: pytest.Mon
     assert {path.name: file_state(path) for path in folder.glob("model-*")} == before
 
 
+@pytest.mark.slow
+def test_the_export_command_derives_the_runtime_copy(
+    private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image built with `newsbot model export` opens the runtime copy at its first start,
+    without deriving it (which a read-only cache would not allow)."""
+    import index.onnx_backend as backend
+
+    folder = entry_folder(private_cache)
+    for copy in folder.glob("runtime-*"):
+        shutil.rmtree(copy)
+    backend.export_model(DEFAULT_MODEL, "int8", private_cache)
+    (copy,) = folder.glob("runtime-int8-*")
+
+    def no_derive(*args: object) -> None:
+        raise AssertionError("the export's runtime copy was derived again")
+
+    monkeypatch.setattr(backend, "_derive_runtime_copy", no_derive)
+    before = file_state(copy / "model.onnx.data")
+    onnx = embedder("int8", private_cache)
+    assert onnx.embed(TEXTS[:3]).tolist() == plain_vectors(onnx, TEXTS[:3]).tolist()
+    assert file_state(copy / "model.onnx.data") == before
+
+
 def plain_vectors(onnx: Any, texts: list[str]) -> np.ndarray:
     """The vectors of the export itself, opened as it was before runtime copies (in the same
     batches: a row's float rounding depends on its batch)."""
