@@ -1,15 +1,10 @@
 """Retrieval: dense (Chroma) and lexical (BM25, index/lexical.py) search over the same chunks,
-fused by reciprocal rank fusion, within the outlets, dates and parts a question names.
-
-Stages (docs/retrieval.md has the why of each): understanding (bot/understand.py, pure);
-candidates from the stores (`Retriever.search`: each probe's nearest and BM25 chunks within its
-scope, only the first `pool` read from Chroma, and only those whose article the registry holds);
-fusion and selection, pure functions over candidate lists (`fuse`, `select`).
-"""
+fused by reciprocal rank fusion, within the outlets, dates and parts a question names. Stages
+(the why of each: docs/retrieval.md): understanding (bot/understand.py), candidates from the
+stores (`Retriever.search`), fusion and selection (`fuse`, `select`: pure functions)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
@@ -52,12 +47,9 @@ class RetrievalConfig:
     first_article_chunks: int = 3  # chunks the best article may give a one-part question
     dated_part_votes: int = 1  # articles of a part pinned to publication days that vote in fusion
     check_interval: float = 1.0  # seconds between checks for other processes' ingests
-    # A scoped dense search takes the store's nearest chunks that the scope admits, asking for
-    # `scope_margin` x the pool's share of the store, when that is at most `nearest_limit`
-    # chunks; a narrower scope is searched among its own chunks (see Retriever._plan). At 1.5
-    # an outlet with 1/20 of the store reads 900 nearest, expecting 45 of its own: fewer than
-    # the pool's 30 about once in 100 (2.0 read 1,200, 2 ms more at 100k). The limit goes with
-    # it: scopes under 3% of the store are searched among their own chunks, as before.
+    # A scope's dense search (Retriever._plan; docs/retrieval.md, "A scope's dense search"):
+    # the store's `scope_margin` x (pool / the scope's share) nearest chunks, at most
+    # `nearest_limit`; a narrower scope (under 3% of the store) is searched among its own chunks.
     scope_margin: float = 1.5
     nearest_limit: int = 1500
 
@@ -161,17 +153,15 @@ class Scope:
 
     def narrowed(self, sources: Sequence[str], first: date | None, last: date | None) -> Scope:
         """This scope further limited to outlets and days (intersecting day ranges)."""
-        new_first = max(d for d in (self.first, first) if d) if (self.first or first) else None
-        new_last = min(d for d in (self.last, last) if d) if (self.last or last) else None
+        first = max(filter(None, (self.first, first)), default=None)
+        last = min(filter(None, (self.last, last)), default=None)
         new_sources = tuple(sources) or self.sources
         if sources and self.sources:
             new_sources = tuple(s for s in sources if s in self.sources) or tuple(sources)
-        return replace(self, sources=new_sources, first=new_first, last=new_last)
+        return replace(self, sources=new_sources, first=first, last=last)
 
 
 # -- candidates ---------------------------------------------------------------------------------
-
-
 @dataclass
 class Candidate:
     """A chunk some probe found, with what the stores said about it."""
@@ -192,10 +182,9 @@ class Candidate:
         return frozenset([*terms(heading), *terms(self.text or "")])
 
     @cached_property
-    def text_hash(self) -> bytes:
-        """The same text up to case, spacing and punctuation (syndicated copies of one story)."""
-        normal = " ".join(re.findall(r"[^\W_]+", (self.text or "").lower()))
-        return hashlib.blake2b(normal.encode(), digest_size=8).digest()
+    def normal_text(self) -> str:
+        """The text up to case, spacing and punctuation (syndicated copies of one story)."""
+        return " ".join(re.findall(r"[^\W_]+", (self.text or "").lower()))
 
     @property
     def published_ts(self) -> float:
@@ -217,12 +206,8 @@ def _cosine(a: Any, b: Any) -> float:
 
 
 # -- fusion and selection (pure) ---------------------------------------------------------------
-
-
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    if not a or not b:
-        return 0.0
-    return len(a & b) / len(a | b)
+    return len(a & b) / (len(a | b) or 1)
 
 
 @dataclass
@@ -319,7 +304,7 @@ def select(
         candidate = candidates[chunk_id]
         for other in kept:
             if (
-                other.text_hash == candidate.text_hash
+                other.normal_text == candidate.normal_text
                 or jaccard(other.words, candidate.words) >= config.duplicate_overlap
             ):
                 merged_into[chunk_id] = other.chunk_id
@@ -328,12 +313,10 @@ def select(
                 return other.chunk_id
         return chunk_id
 
-    best_part: dict[str, tuple[int, int]] = {}  # chunk id -> (rank, part)
+    best_part: dict[str, tuple[float, int]] = {}  # chunk id -> (rank, part)
     for ranked in parts:
         for rank, chunk_id in enumerate(ranked.ids):
-            if ranked.part is not None and (
-                chunk_id not in best_part or rank < best_part[chunk_id][0]
-            ):
+            if ranked.part is not None and rank < best_part.get(chunk_id, (math.inf, 0))[0]:
                 best_part[chunk_id] = (rank, ranked.part)
     merged = whole
     if parts:
@@ -421,8 +404,6 @@ def by_coverage(
 
 
 # -- the retriever -----------------------------------------------------------------------------
-
-
 class Retriever:
     """Hybrid retrieval over one store. Thread-safe: Slack answers from a worker pool."""
 
@@ -444,7 +425,6 @@ class Retriever:
         """See other processes' ingests (at most one check per `check_interval`)."""
         self.store.refresh(self.config.check_interval)
 
-    # -- understanding -------------------------------------------------------------------------
     def understand(
         self,
         question: str,
@@ -462,9 +442,8 @@ class Retriever:
             today=today or date.today(),
             known_range=self.store.lexical.day_range(),
         )
-        dated = sorted((m.start, m.end) for m in understood.dates)
         lexical_text = question
-        for start, end in reversed(dated):
+        for start, end in sorted(((m.start, m.end) for m in understood.dates), reverse=True):
             lexical_text = lexical_text[:start] + " " + lexical_text[end:]
         query = Query(
             text=question,
@@ -475,7 +454,7 @@ class Retriever:
             lexical_text=lexical_text,
             embedding=(question, embedding) if embedding else None,
         )
-        filters: dict[str, Any] = {}
+        filters = query.filters
         if understood.sources:
             filters["sources"] = list(understood.sources)
         if not understood.parts:
@@ -497,10 +476,8 @@ class Retriever:
             filters["latest"] = True
         if understood.parts:
             filters["parts"] = [part.to_dict() for part in understood.parts]
-        query.filters = filters
         return query
 
-    # -- searching -----------------------------------------------------------------------------
     def search(self, query: Query, k: int) -> list[Passage]:
         """The k passages that best answer the query, every part represented, one chunk per
         article first."""
@@ -512,21 +489,16 @@ class Retriever:
         base = Scope(since=query.since, until=query.until)
         candidates: dict[str, Candidate] = {}
         lexical_text = query.lexical_text if query.lexical_text is not None else query.text
-        # The whole question's probes (within its outlets/days first: that narrower scope reads
-        # more of the store's nearest chunks, `_plan`, which the whole question's probe then
-        # takes its own from, without asking Chroma again), then each part's.
+        # The whole question's probes (its outlets/days first: the narrower scope reads more
+        # nearest chunks, which the whole question then takes its own from), then each part's.
         pinned = bool(query.sources or query.first or query.last)
         narrow = None
         if pinned:
             narrow = base.narrowed(query.sources, query.first, query.last)
         elif query.near_first or query.near_last:
             narrow = base.narrowed((), query.near_first, query.near_last)
-        # One embedding per question: a part searches densely with the question's vector within
-        # its own outlet/days, and lexically with its own clause. Embedding each clause as well
-        # costs 15-30 ms a part and found no more evidence on ../shared/eval. It runs on another
-        # thread (onnxruntime holds no GIL), started when the question was understood, while
-        # the lexical index answers what needs no vector: each probe's BM25 search and its
-        # scope's count and ids.
+        # One embedding per question, its parts' too (docs/retrieval.md, "One vector"), made on
+        # another thread while the lexical index answers what needs no vector.
         dense = self.mode != "lexical"
         started = query.embedding  # for the text understood; a caller may have changed it
         embedding = started[1] if started and started[0] == query.text else self._embed(query.text)
@@ -648,11 +620,9 @@ class Retriever:
     def _read(
         self, lists: list[Ranked], size: int, candidates: dict[str, Candidate], vector: Any
     ) -> list[Ranked]:
-        """The first `size` chunks of each list that may be shown, read (text, metadata, vector
-        of those only lexical search found; one Chroma read a round for all lists): those whose
-        article the registry holds, in the version the chunk was written for. Only these are
-        read: reading is what a chunk costs (0.1-0.2 ms each at 100k), and selection looks no
-        further than the pool."""
+        """The first `size` chunks of each list that may be shown, read (one Chroma read a round
+        for all lists): those whose article the registry holds, in the version the chunk was
+        written for. Only these are read: each costs 0.1-0.2 ms at 100k."""
         while True:
             ids = dict.fromkeys(c for ranked in lists for c in ranked.ids[:size])
             unread = [c for c in ids if candidates[c].visible is None]
