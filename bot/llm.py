@@ -1,7 +1,6 @@
 """The LLM answerer: prompts a chat model with numbered, delimited passages, streams its reply
 with every [n] checked and mapped to a verbatim sentence, and falls back to the extractive answer
-(bot/answer.py) when the reply cannot be used. Why each rule: docs/answering.md, "LLM answerers".
-"""
+(bot/answer.py) when the reply cannot be used. Why each rule: docs/answering.md, "LLM answerers"."""
 
 from __future__ import annotations
 
@@ -45,8 +44,6 @@ log = logging.getLogger(__name__)
 
 # -- LLM answers: checking what the model wrote ------------------------------------------------
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;–-]\s*\d+)*)\]")
-
-
 Embed = Callable[[Sequence[str]], np.ndarray]  # the bot's embedder: unit vectors, one a row
 # Sentences this close (cosine) to a claim's best one count as ties, told apart by shared names
 # (bench/citation_mapping.py).
@@ -68,10 +65,8 @@ _Readings = tuple[list[Sentence], np.ndarray, list[int], list[frozenset[str]]]
 
 @dataclass
 class SentenceMatcher:
-    """Maps a claim to the sentence of a passage that says what it says: by cosine similarity of
-    their embeddings, ties (within `tie`) broken by shared names; none below `min_similarity`;
-    no sentence that reads as an instruction to a model unless `allow_instructions`
-    (docs/answering.md, "Citations that support the claim")."""
+    """Maps a claim to the sentence of a passage that says what it says (the rules and their
+    why: docs/answering.md, "Citations that support the claim")."""
 
     embed: Embed
     min_similarity: float
@@ -106,8 +101,7 @@ class SentenceMatcher:
 
     def best(self, claim: str, passage: Passage) -> tuple[Sentence, float] | None:
         """The sentence of `passage` that supports `claim`, and how well; None when none does.
-        Support is the similarity, or the share of the claim's words the sentence holds when that
-        is higher (a terse claim is far in meaning from the long sentence it sums up)."""
+        Support: the similarity, or the share of the claim's words the sentence holds if higher."""
         sentences, vectors, owners, speakers = self._of(passage)
         if not sentences:
             return None
@@ -122,9 +116,8 @@ class SentenceMatcher:
         for owner, speaker, similarity in zip(
             owners, speakers, vectors @ self._claims[claim], strict=True
         ):
-            # A statement read with its speaker's introduction counts for a claim that reports
-            # what that speaker said; otherwise the introduction's own content would be
-            # credited to the statement.
+            # A statement read with its speaker's introduction counts only for a claim that
+            # reports what that speaker said.
             if not speaker or (reports and names & speaker):
                 similarities[owner] = max(similarities[owner], float(similarity))
         words = set(query_terms(claim))
@@ -161,7 +154,7 @@ class CitationChecker:
     sentence `SentenceMatcher` finds (numbered in order of first use), any other is dropped with
     the space before it, as is a number repeated in a run of markers ("[2][3][2]"). Nothing is
     shown before the first valid citation (an answer that will be replaced is never shown), then
-    all but a marker still arriving. The pieces `feed` and `finish` return add up to `text`."""
+    all but a marker still arriving: the pieces `feed` and `finish` return add up to `text`."""
 
     def __init__(self, passages: Sequence[Passage], matcher: SentenceMatcher) -> None:
         self.passages = list(passages)
@@ -433,9 +426,8 @@ def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
 
 def retry_wait(failure: Failure, made: int, settings: Settings, deadline: float) -> float:
     """Seconds to wait before trying a model request again after `made` tries; raises ModelFailed
-    when not to. Only a 429 or 5xx is retried, after the server's Retry-After (at most
-    llm_max_retry_wait) or a backoff, never past the deadline (time.monotonic()): a refused
-    connection or another 4xx would fail the same way, and a time-out has spent the budget."""
+    when not to: only a 429 or 5xx, never past the deadline (time.monotonic()) nor a Retry-After
+    over llm_max_retry_wait (why: docs/answering.md, "Failures never lose the answer")."""
     tries = f" after {made} tries" if made > 1 else ""
     if not failure.retryable or made > settings.llm_retries:
         raise ModelFailed(failure.reason + tries)
@@ -466,12 +458,9 @@ class Reply:
 
 
 class Answerer:
-    """Turns a question and its passages into a Reply: extractively, or with a chat model.
-
-    The chat model is `chat_model` when given (any LangChain chat model), else the one named by
-    settings.llm, else none. Prompts are loaded and checked here, so a broken prompt file fails
-    as a front door starts (Bot.warm) rather than at the first question.
-    """
+    """Turns a question and its passages into a Reply: extractively, or with `chat_model` (any
+    LangChain chat model), else the one settings.llm names. Prompts are loaded and checked here,
+    so a broken prompt file fails as a front door starts (Bot.warm), not at the first question."""
 
     def __init__(self, settings: Settings, chat_model: Any = None, *, embedder: Any) -> None:
         from bot.prompts import load_prompts
