@@ -128,17 +128,10 @@ def parse_prompt(name: str, text: str, origin: str = "") -> Prompt:
 
 
 @functools.cache
-def _parsed(name: str) -> Prompt:
-    return parse_prompt(name, *_read(name))
-
-
-clear_cache = _parsed.cache_clear
-
-
 def load_prompt(name: str) -> Prompt:
     """The prompt called `name`, checked against the variables the code passes to it."""
     expected = PROMPT_VARIABLES.get(name)
-    prompt = _parsed(name)
+    prompt = parse_prompt(name, *_read(name))
     if expected is not None and prompt.variables != expected:
         raise PromptError(
             f"prompt {prompt.origin} declares {_names(prompt.variables)} but newsbot passes "
@@ -146,6 +139,9 @@ def load_prompt(name: str) -> Prompt:
             hint="fix the prompt's variables (a newer or older prompt file?)",
         )
     return prompt
+
+
+clear_cache = load_prompt.cache_clear
 
 
 def load_prompts() -> dict[str, Prompt]:
