@@ -5,7 +5,6 @@ stores (`Retriever.search`), fusion and selection (`fuse`, `select`: pure functi
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -24,8 +23,6 @@ from index.text import query_terms, terms
 if TYPE_CHECKING:
     from index.embed import Embedder
     from index.store import Store
-
-log = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "dense", "lexical"]
 

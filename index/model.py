@@ -3,7 +3,7 @@ each imports this, neither the other."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,12 +25,7 @@ class EmbeddingIdentity:
     precision: str
 
     def to_metadata(self) -> dict[str, str | int]:
-        return {
-            "embedding_model": self.model,
-            "embedding_dimension": self.dimension,
-            "embedding_backend": self.backend,
-            "embedding_precision": self.precision,
-        }
+        return {f"embedding_{name}": value for name, value in asdict(self).items()}
 
 
 def resolve_model_path(model: str) -> Path:
