@@ -173,15 +173,8 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-class _Result:
-    """A frozen dataclass of results: to_dict() is its fields, nested ones too, floats rounded."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return _rounded(asdict(self))  # type: ignore[call-overload]
-
-
 @dataclass(frozen=True)
-class RetrievalScores(_Result):
+class RetrievalScores:
     """Article-level retrieval over the questions that have evidence (not null_query)."""
 
     questions: int
@@ -195,7 +188,7 @@ class RetrievalScores(_Result):
 
 
 @dataclass(frozen=True)
-class AnswerScores(_Result):
+class AnswerScores:
     answerable: int  # questions with evidence
     unanswerable: int  # null_query questions
     evidence_cited_any: float | None  # answers citing at least one evidence article
@@ -211,7 +204,7 @@ class AnswerScores(_Result):
 
 
 @dataclass(frozen=True)
-class QuestionResult(_Result):
+class QuestionResult:
     id: str
     question_type: str
     # k -> the distinct articles of the retriever's top k chunks when asked for k (a retriever
@@ -228,7 +221,7 @@ class QuestionResult(_Result):
 
 
 @dataclass(frozen=True)
-class MultiHopResult(_Result):
+class MultiHopResult:
     retriever: str
     retrieval: RetrievalScores
     retrieval_by_type: dict[str, RetrievalScores]
@@ -238,7 +231,7 @@ class MultiHopResult(_Result):
 
 
 @dataclass(frozen=True)
-class RgbResult(_Result):
+class RgbResult:
     retriever: str
     questions: int
     accuracy_by_noise: dict[str, float | None]  # noise ratio ("0.4") -> share answered right
@@ -250,7 +243,7 @@ class RgbResult(_Result):
 
 
 @dataclass(frozen=True)
-class KindScores(_Result):
+class KindScores:
     """A question set of our own (samples/questions), one kind of question."""
 
     questions: int
@@ -260,7 +253,7 @@ class KindScores(_Result):
 
 
 @dataclass(frozen=True)
-class OwnQuestion(_Result):
+class OwnQuestion:
     id: str
     kind: str
     question: str
@@ -271,13 +264,13 @@ class OwnQuestion(_Result):
 
 
 @dataclass(frozen=True)
-class QuestionSetResult(_Result):
+class QuestionSetResult:
     by_kind: dict[str, KindScores]  # "all" first, then each kind
     questions: tuple[OwnQuestion, ...] = ()
 
 
 @dataclass(frozen=True)
-class EvalReport(_Result):
+class EvalReport:
     dataset: str
     format: DatasetFormat
     corpus: str | None
@@ -295,14 +288,12 @@ class EvalReport(_Result):
     finished_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat())
 
     def result(self, retriever: str) -> MultiHopResult:
-        for item in self.multihop:
-            if item.retriever == retriever:
-                return item
-        raise KeyError(retriever)
+        return {item.retriever: item for item in reversed(self.multihop)}[retriever]
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields, nested results too, floats rounded."""
         rounded = {name: round(getattr(self, name), 2) for name in ("ingest_seconds", "seconds")}
-        return super().to_dict() | rounded
+        return _rounded(asdict(self)) | rounded
 
 
 # -- the summary tables the CLI prints ---------------------------------------------------------
@@ -457,13 +448,12 @@ def use_retriever(bot: Bot, mode: str) -> None:
 
 
 def _counted(
-    rows: Sequence[dict[str, Any]], stage: str, progress: ProgressCallback | None
+    rows: Sequence[dict[str, Any]], stage: str, progress: ProgressCallback
 ) -> Iterator[dict[str, Any]]:
-    tell = progress or _quiet
     for done, row in enumerate(rows):
-        tell(stage, done, len(rows))
+        progress(stage, done, len(rows))
         yield row
-    tell(stage, len(rows), len(rows))
+    progress(stage, len(rows), len(rows))
 
 
 def _quiet(stage: str, done: int, total: int) -> None:
@@ -507,7 +497,7 @@ def run_eval(
             hint="drop --retrieval-only, or pass a MultiHop questions file",
         )
     started = time.perf_counter()
-    tell = progress or _quiet
+    progress = progress or _quiet
     if kind == "multihop" and limit:
         questions = stratified_subset(rows, limit, "question_type")
     else:
@@ -529,9 +519,10 @@ def run_eval(
         use_retriever(bot, retrievers[0])
         ingest_started = time.perf_counter()
         if articles:
-            tell("ingest corpus", 0, len(articles))
+            stage, total = "ingest corpus", len(articles)
+            progress(stage, 0, total)
             report = bot.ingest(
-                articles, progress=lambda p: tell("ingest corpus", p.articles_done, len(articles))
+                articles, progress=lambda p: progress(stage, p.articles_done, total)
             )
             if report.failures:
                 raise NewsbotError(
@@ -569,7 +560,7 @@ def evaluate_multihop(
     questions: Sequence[dict[str, Any]],
     articles: dict[str, Article],
     retriever: str,
-    progress: ProgressCallback | None = None,
+    progress: ProgressCallback,
     *,
     answer: bool = True,
 ) -> MultiHopResult:
@@ -703,7 +694,7 @@ def evaluate_question_set(
     bot: Bot,
     rows: Sequence[dict[str, Any]],
     articles: dict[str, Article],
-    progress: ProgressCallback | None = None,
+    progress: ProgressCallback,
 ) -> QuestionSetResult:
     """Ask each question after its `history`: right if refused as it should be, or gold-phrased."""
     from bot.models import Turn
@@ -752,7 +743,7 @@ def evaluate_rgb(
     bot: Bot,
     questions: Sequence[dict[str, Any]],
     retriever: str,
-    progress: ProgressCallback | None = None,
+    progress: ProgressCallback,
 ) -> RgbResult:
     """Ask each RGB question over a store holding only the passages of one setting."""
     from index.article import Article
