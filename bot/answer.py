@@ -272,14 +272,6 @@ def read_asked(question: str, passages: Sequence[Passage], parts: Sequence[Part]
     return read_question(question, ignore=outlet_terms(passages), outlets=outlets)
 
 
-def idf_weights(question: Question, pool: Pool) -> dict[str, float]:
-    """IDF of each question word over the sentence pool (absent words weigh most)."""
-    total = len(pool.sentences)
-    wanted = set(question.words)
-    counts = Counter(w for sentence in pool.sentences for w in sentence.words & wanted)
-    return {w: math.log(1.0 + (total + 1) / (counts[w] + 0.5)) for w in question.words}
-
-
 # -- scoring -----------------------------------------------------------------------------------
 
 
@@ -402,7 +394,10 @@ def sentence_features(
 ) -> list[tuple[Sentence, dict[str, float], Speaker | None]]:
     """Every candidate sentence with its features (what bench/fit_answer.py fits on; each is
     described in docs/answering.md, "Features") and, for a statement, its speaker."""
-    weights = idf_weights(question, pool)
+    # IDF of each question word over the sentence pool (absent words weigh most).
+    asked, total = set(question.words), len(pool.sentences)
+    counts = Counter(w for sentence in pool.sentences for w in sentence.words & asked)
+    weights = {w: math.log(1.0 + (total + 1) / (counts[w] + 0.5)) for w in question.words}
     title_words: dict[str, frozenset[str]] = {}
     years = frozenset(_YEARS.findall(question.text))
     names = question.names - (question.speaker if question.kind == "say" else frozenset())
@@ -512,20 +507,15 @@ def score_sentences(
     """Every sentence of the pool with its probability of answering the question (score), best
     first; evidence is the probability that the question is answered at all, the same for all."""
     model = model or sentence_model()
-    ranked = []
-    for sentence, values, speaker in sentence_features(question, pool):
-        ranked.append((model.sentence.probability(values), values, sentence, speaker))
+    ranked = [
+        (model.sentence.probability(values), values, sentence, speaker)
+        for sentence, values, speaker in sentence_features(question, pool)
+    ]
     ranked.sort(key=lambda item: (-item[0], item[2].rank, item[2].start))
     answered = model.question.probability(question_features([(p, v) for p, v, _, _ in ranked]))
     return [
-        Scored(
-            sentence,
-            probability,
-            answered,
-            bool(values.get("statement")),
-            speaker.linked if speaker is not None else (),
-        )
-        for probability, values, sentence, speaker in ranked
+        Scored(s, p, answered, bool(v.get("statement")), speaker.linked if speaker else ())
+        for p, v, s, speaker in ranked
     ]
 
 
@@ -649,10 +639,8 @@ def extractive_answer(
     model = model or sentence_model()
     threshold = model.cut if threshold is None else threshold
     scored = score_sentences(read, pool, model)
-    if not scored:
-        return refusal([], 0.0)
-    confidence = max(s.evidence for s in scored)
-    if confidence < threshold:
+    confidence = max((s.evidence for s in scored), default=0.0)
+    if not scored or confidence < threshold:
         return refusal(scored, confidence)
     if len(parts) > 1:
         by_parts = parts_answer(

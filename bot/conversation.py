@@ -277,8 +277,7 @@ def format_history(history: Sequence[Turn]) -> str:
         answer = " ".join(turn.answer.split())
         if len(answer) > HISTORY_ANSWER_CHARS:
             answer = answer[:HISTORY_ANSWER_CHARS].rsplit(" ", 1)[0] + " ..."
-        lines.append(f"User: {turn.question.strip()}")
-        lines.append(f"Assistant: {answer}")
+        lines += [f"User: {turn.question.strip()}", f"Assistant: {answer}"]
     return "\n".join(lines)
 
 

@@ -105,9 +105,7 @@ def _clean_name(name: str) -> str | None:
     words = name.strip(" .,'’").split()
     while words and words[0].lower() in _NOT_NAMES:
         words = words[1:]
-    if not words or not any(w[:1].isupper() for w in words):
-        return None
-    if words[-1].lower().rstrip(".,") in _DAYS:
+    if not any(w[:1].isupper() for w in words) or words[-1].lower().rstrip(".,") in _DAYS:
         return None
     return " ".join(words)
 
@@ -274,10 +272,7 @@ def _named_in(text: str) -> list[str]:
 
 
 def attribute(
-    text: str,
-    before: Sequence[str] = (),
-    after: str | None = None,
-    elsewhere: Sequence[str] = (),
+    text: str, before: Sequence[str] = (), after: str | None = None, elsewhere: Sequence[str] = ()
 ) -> Attribution:
     """The speaker of the statement `text`, given the sentences right before it (nearest last),
     the one right after it, and other sentences of the article (where a name may be introduced

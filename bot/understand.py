@@ -156,10 +156,6 @@ def _count(value: str | None) -> int:
     return int(value) if value.isdigit() else _NUMBER_WORDS.get(value, 1)
 
 
-def _is_capitalised(text: str) -> bool:
-    return text[:1].isupper()
-
-
 @dataclass(frozen=True)
 class DateContext:
     """What a date rule may read besides its match: the question, today, and the dates found."""
@@ -170,10 +166,9 @@ class DateContext:
     found: tuple[DateMention, ...] = ()  # sorted by position; what anchored phrases refer to
 
     def year_near(self, position: int) -> int | None:
-        years = [
-            (abs(m.start() - position), int(m.group())) for m in _ANY_YEAR.finditer(self.question)
-        ]
-        return min(years, key=lambda pair: pair[0])[1] if years else None
+        years = _ANY_YEAR.finditer(self.question)
+        nearest = min(years, key=lambda year: abs(year.start() - position), default=None)
+        return int(nearest.group()) if nearest else None
 
 
 @dataclass(frozen=True)
@@ -204,7 +199,7 @@ def _month_of(match: re.Match[str]) -> int | None:
     """The month a match names (a name, or a number in an ISO date); None for an ambiguous word
     in lower case ("may", "march")."""
     word = match["m"].lower().rstrip(".")
-    if word in _AMBIGUOUS_MONTHS and not _is_capitalised(match["m"]):
+    if word in _AMBIGUOUS_MONTHS and not match["m"][:1].isupper():
         return None
     return _MONTHS[word] if word in _MONTHS else int(word)
 
@@ -238,7 +233,7 @@ def _month_alone(match: re.Match[str], context: DateContext) -> DateMention | No
     word = match["m"].lower().rstrip(".")
     if month is None or not (match["prep"] or match["phase"]):
         return None
-    if len(word) <= 4 and word != "may" and not _is_capitalised(match["m"]):
+    if len(word) <= 4 and word != "may" and not match["m"][:1].isupper():
         return None
     today = context.today
     year = context.year_near(match.start())
@@ -262,13 +257,13 @@ def _year_alone(match: re.Match[str], context: DateContext) -> DateMention | Non
 
 def _weekday(match: re.Match[str], context: DateContext) -> DateMention | None:
     question = match.string
-    if not match["which"] and not _is_capitalised(match["wd"]):
+    if not match["which"] and not match["wd"][:1].isupper():
         return None
     # "Black Friday", "Monday Night Football": part of a name, not a date.
     after_word = re.match(r"\W{0,2}(\w+)", question[match.end() :])
     before_word = re.search(r"(\w+)\W{0,2}$", question[: match.start("wd")])
-    if (after_word and _is_capitalised(after_word.group(1))) or (
-        not match["which"] and before_word and _is_capitalised(before_word.group(1))
+    if (after_word and after_word.group(1)[:1].isupper()) or (
+        not match["which"] and before_word and before_word.group(1)[:1].isupper()
     ):
         return None
     today = context.today
@@ -320,10 +315,7 @@ DATE_RULES: tuple[DateRule, ...] = (
 
 
 def parse_dates(
-    question: str,
-    *,
-    today: date,
-    known_range: tuple[date, date] | None = None,
+    question: str, *, today: date, known_range: tuple[date, date] | None = None
 ) -> list[DateMention]:
     """Every date or range the question names, in question order.
 
@@ -597,15 +589,9 @@ class Understanding:
 
 
 def _clauses(question: str) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
-    position = 0
-    for match in _CLAUSE_BREAK.finditer(question):
-        if match.start() > position:
-            spans.append((position, match.start()))
-        position = match.end()
-    if position < len(question):
-        spans.append((position, len(question)))
-    return spans or [(0, len(question))]
+    bounds = [0, *(end for match in _CLAUSE_BREAK.finditer(question) for end in match.span())]
+    spans = list(zip(bounds[::2], [*bounds[1::2], len(question)], strict=True))
+    return [(start, end) for start, end in spans if end > start] or [(0, len(question))]
 
 
 _FUNCTION_WORDS = frozenset(
