@@ -242,11 +242,8 @@ def interleave(lists: Sequence[Ranked]) -> list[str]:
 def pinned_first(pinned: Ranked, rest: Ranked) -> Ranked:
     """The chunks the question's own outlet/dates admit first, then the others."""
     ids = list(pinned.ids) + [chunk_id for chunk_id in rest.ids if chunk_id not in pinned.scores]
-    scores = dict(rest.scores)
     top = max(rest.scores.values(), default=0.0)
-    for chunk_id in pinned.ids:
-        scores[chunk_id] = top + pinned.scores[chunk_id]
-    return Ranked(ids, scores)
+    return Ranked(ids, rest.scores | {c: top + pinned.scores[c] for c in pinned.ids})
 
 
 def by_recency(

@@ -201,8 +201,8 @@ def _versions() -> dict[str, str]:
 
 
 # -- exporting (the only place torch is imported) ----------------------------------------------
-def _load_reference(model_path: Path) -> Any:
-    """The sentence-transformers model, checked to be one this export reproduces."""
+def _load_reference(model_path: Path) -> tuple[Any, Any]:
+    """The sentence-transformers model and its transformer, if this export reproduces them."""
     try:
         import torch  # noqa: F401
         from sentence_transformers import SentenceTransformer
@@ -232,15 +232,14 @@ def _load_reference(model_path: Path) -> Any:
             f"{' + '.join(modules)} on {type(transformer).__name__}",
             hint="set NEWSBOT_EMBEDDING_BACKEND=torch for this model",
         )
-    return reference
+    return reference, transformer
 
 
 def _export_fp32(entry: _Entry, target: Path) -> None:
     """Export the model's encoder, pooling and normalisation to `target`, and check it."""
     import torch
 
-    reference = _load_reference(entry.model_path)
-    transformer = getattr(reference[0], "auto_model", None) or reference[0].model
+    reference, transformer = _load_reference(entry.model_path)
     if hasattr(transformer, "set_attn_implementation"):
         # The eager path is plain matmul + softmax, which the TorchScript exporter traces exactly.
         with contextlib.suppress(Exception):
@@ -423,8 +422,7 @@ def _open_session(
         # against saving; the fusions of EXTENDED run with the CPU provider on any.
         options.graph_optimization_level = level.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(save_to)
-        weights = save_to.with_name(_RUNTIME_FILES[1])
-        config = {"file_name": weights.name, "min_size_in_bytes": str(_EXTERNAL_MIN_BYTES)}
+        config = {"file_name": _RUNTIME_FILES[1], "min_size_in_bytes": str(_EXTERNAL_MIN_BYTES)}
         for name, value in config.items():
             options.add_session_config_entry(
                 f"session.optimized_model_external_initializers_{name}", value
