@@ -1,7 +1,6 @@
 """The Bot as LangChain sees it (README, "In LangChain"): `bot.as_retriever()`, a BaseRetriever
 of cited passages, and `bot.as_chain()`, a Runnable that answers as `newsbot ask` does. Tracers
-see the chain's run and, as its children, the retrieval (a NewsRetriever run) and the chat model.
-"""
+see the chain's run and, as its children, the retrieval (a NewsRetriever run) and the chat model."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Prompts live in prompts/*.md, one per file, loaded by name and checked when loaded: a front
-matter declaring their variables, `## system` and `## user` sections, `{name}` variables and
-`{{`/`}}` literal braces (docs/answering.md, "Prompts"). A mistake fails at `Bot.open`, not at
-the first question."""
+"""Prompts live in prompts/*.md, one per file, loaded by name and checked when loaded (their
+format: docs/answering.md, "Prompts"): a mistake fails at `Bot.open`, not at the first question."""
 
 from __future__ import annotations
 
@@ -42,8 +40,7 @@ class Prompt:
     variables: frozenset[str]
 
     def render(self, **values: str) -> tuple[str, str]:
-        """(system, user) with the variables filled in; values are inserted as they are (braces
-        in an article are never read as placeholders)."""
+        """(system, user) with the variables filled in, as they are (no braces read in them)."""
         given = frozenset(values)
         if given != self.variables:
             raise PromptError(
