@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from datetime import UTC, date, datetime
@@ -62,10 +63,8 @@ def parse_date(value: object) -> datetime | None:
         parsed = _parse_date(value)
     except Exception:  # odd input must not cost the article, only its date
         return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        parsed = parsed.replace(tzinfo=UTC)
+    if parsed is not None and parsed.utcoffset() is None:
+        return parsed.replace(tzinfo=UTC)
     return parsed
 
 
@@ -87,14 +86,9 @@ def _parse_date(value: object) -> datetime | None:
         return None
     if re.fullmatch(r"\d{9,13}(?:\.\d+)?", text):
         return _from_epoch(float(text))
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        pass
+    for parse in (datetime.fromisoformat, parsedate_to_datetime):
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            return parse(text)
     # An incomplete date ("February 2024") is no date.
     first, second = _read_twice(text)
     return first if first.date() == second.date() else None

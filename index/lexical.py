@@ -59,15 +59,12 @@ class ChunkDoc(Protocol):
     def metadata(self) -> dict[str, Any]: ...
 
 
-def local_day(metadata: dict[str, Any]) -> int:
-    """Proleptic ordinal of the day the article was published, in its own time zone (-1: none)."""
-    value = metadata.get("published_at")
-    if not value:
-        return -1
+def _local_day(metadata: dict[str, Any]) -> int | None:
+    """Proleptic ordinal of the day the article was published, in its own time zone."""
     try:
-        return datetime.fromisoformat(str(value)).date().toordinal()
-    except ValueError:
-        return -1
+        return datetime.fromisoformat(str(metadata["published_at"])).date().toordinal()
+    except (KeyError, ValueError):  # no date
+        return None
 
 
 def _any_of(schema: Any, field: str, values: Sequence[Any]) -> Any:
@@ -80,6 +77,12 @@ def _any_of(schema: Any, field: str, values: Sequence[Any]) -> Any:
     should = tantivy.Occur.Should
     terms = [(should, tantivy.Query.term_query(schema, field, value)) for value in values]
     return tantivy.Query.const_score_query(tantivy.Query.boolean_query(terms), 1.0)
+
+
+def _all_of(queries: Iterable[Any]) -> Any:
+    import tantivy
+
+    return tantivy.Query.boolean_query([(tantivy.Occur.Must, query) for query in queries])
 
 
 def _schema() -> Any:
@@ -172,10 +175,7 @@ class LexicalIndex:
         )
         filters = self._filters(where or LexicalFilter())
         if filters:
-            must = tantivy.Occur.Must
-            query = tantivy.Query.boolean_query(
-                [(must, query), *((must, tantivy.Query.const_score_query(f, 0.0)) for f in filters)]
-            )
+            query = _all_of([query, *(tantivy.Query.const_score_query(f, 0.0) for f in filters)])
         searcher = self.index.searcher()
         # Past the n-th hit until the score falls below it (every tie is in); 2n at first, since
         # each search scores every match again (1M chunks: 10 ms for a word in all; top 60 = 31).
@@ -185,12 +185,9 @@ class LexicalIndex:
             if len(found) < limit or found[-1][0] < found[n - 1][0]:
                 break
             limit *= 2
-        hits = []
-        for score, address in found:
-            if len(found) > n and score < found[n - 1][0]:
-                break
-            document = searcher.doc(address)
-            hits.append((document.get_first("id"), document.get_first("article"), float(score)))
+        floor = found[n - 1][0] if len(found) > n else float("-inf")
+        docs = [(searcher.doc(address), score) for score, address in found if score >= floor]
+        hits = [(doc.get_first("id"), doc.get_first("article"), float(s)) for doc, s in docs]
         return sorted(hits, key=lambda hit: (-hit[2], hit[0]))[:n]
 
     def _chunks(self, where: LexicalFilter, among: Sequence[str] | None = None) -> Any:
@@ -200,7 +197,7 @@ class LexicalIndex:
         clauses = [tantivy.Query.term_query(schema, "kind", "chunk"), *self._filters(where)]
         if among is not None:
             clauses.append(_any_of(schema, "id", list(among)))
-        return tantivy.Query.boolean_query([(tantivy.Occur.Must, query) for query in clauses])
+        return _all_of(clauses)
 
     def chunk_ids(self, where: LexicalFilter, among: Sequence[str] | None = None) -> list[str]:
         """Ids of the chunks the filter admits (of those `among`, when given)."""
@@ -240,12 +237,10 @@ class LexicalIndex:
 
         searcher = self.index.searcher()
         chunks = self.chunk_count()
-        weights: dict[str, float] = {}
-        for term in dict.fromkeys(terms):
-            df = searcher.doc_freq("terms", term)
-            if df > 0:
-                weights[term] = math.log(1.0 + (chunks - df + 0.5) / (df + 0.5))
-        return weights
+        found = {term: searcher.doc_freq("terms", term) for term in dict.fromkeys(terms)}
+        return {
+            t: math.log(1.0 + (chunks - df + 0.5) / (df + 0.5)) for t, df in found.items() if df
+        }
 
     def _cached(self, name: str, compute: Callable[[Any], Any]) -> Any:
         """A figure of the index (outlets, days, counts: they cost a pass over a fast field or
@@ -313,11 +308,8 @@ class LexicalIndex:
         if not values:
             return []
         schema = self.index.schema
-        query = tantivy.Query.boolean_query(
-            [
-                (tantivy.Occur.Must, tantivy.Query.term_query(schema, "kind", kind)),
-                (tantivy.Occur.Must, _any_of(schema, field, values)),
-            ]
+        query = _all_of(
+            [tantivy.Query.term_query(schema, "kind", kind), _any_of(schema, field, values)]
         )
         searcher = self.index.searcher()
         # An id names one document of its kind: one search, without counting first.
@@ -375,7 +367,7 @@ class LexicalIndex:
             # files after its own commits, not when a writer opens.
             writer.garbage_collect_files()
             try:
-                yield _Writer(writer, self.index.schema, self._analyse)
+                yield _Writer(writer, self._analyse)
                 writer.commit()
             except BaseException:
                 writer.rollback()
@@ -388,9 +380,8 @@ class LexicalIndex:
 class _Writer:
     """Changes to the index, committed together (see LexicalIndex.writer)."""
 
-    def __init__(self, writer: Any, schema: Any, analyse: Analyse) -> None:
+    def __init__(self, writer: Any, analyse: Analyse) -> None:
         self._writer = writer
-        self._schema = schema
         self._analyse = analyse
 
     def _replacing(self, kind: str, doc_id: str) -> Any:
@@ -413,14 +404,12 @@ class _Writer:
             doc.add_text("article", str(meta.get("article_id", "")))
             heading = f"{meta.get('title', '')} {meta.get('source', '')}"
             doc.add_text("terms", " ".join([*self._analyse(heading), *self._analyse(chunk.text)]))
-            source = str(meta.get("source", ""))
-            for outlet in dict.fromkeys([source, *(meta.get("sources") or ())]):
+            for outlet in dict.fromkeys([meta.get("source"), *(meta.get("sources") or ())]):
                 if outlet:
                     doc.add_text("source", str(outlet))
             if meta.get("published_ts") is not None:
                 doc.add_integer("published_ts", int(meta["published_ts"]))
-            day = local_day(meta)
-            if day >= 0:
+            if (day := _local_day(meta)) is not None:
                 doc.add_integer("day", day)
             self._writer.add_document(doc)
 
