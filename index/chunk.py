@@ -34,10 +34,8 @@ _WORD = re.compile(r"\S+")
 
 
 def _blingfire() -> ctypes.CDLL:
-    """blingfire's C library, loaded as its wrapper loads it (the file for this platform in the
-    package's folder) but without importing the wrapper, whose import looks its own file up
-    among all loaded modules (inspect.getframeinfo): 0.02-0.03 s of every new process before
-    chromadb is imported, 0.045 after (docs/benchmarks.md, "Cold start")."""
+    """blingfire's C library, loaded as its wrapper loads it, without importing the wrapper
+    (docs/ingesting.md, "Sentences")."""
     spec = find_spec("blingfire")  # finds the package without running it
     if spec is not None and spec.origin is not None:
         names = {"win32": "blingfiretokdll.dll", "darwin": "libblingfiretokdll.dylib"}
@@ -49,10 +47,7 @@ def _blingfire() -> ctypes.CDLL:
     return blingfire.blingfire
 
 
-# blingfire's wrapper text_to_sentences_and_offsets maps the C library's UTF-8 offsets to str
-# offsets with a Python loop over every byte: 80% of the time to split a text. The same C call
-# (as the wrapper makes it), with the offsets mapped a sentence at a time by decoding, takes a
-# quarter of it (docs/benchmarks.md, "Scale"); spans identical (tests/test_chunk.py).
+# The C call of blingfire's text_to_sentences_and_offsets (docs/ingesting.md, "Sentences").
 _SENTENCES_WITH_OFFSETS = _blingfire().TextToSentencesWithOffsets
 
 
@@ -70,9 +65,8 @@ def split_sentences(text: str) -> list[Span]:
         piece = line.group()
         if not piece.strip():
             continue
-        offsets = _sentence_offsets(piece)
         merged: list[tuple[int, int]] = []
-        for start, end in offsets:
+        for start, end in _sentence_offsets(piece):
             if merged and _ENDS_WITH_HONORIFIC.search(piece, merged[-1][0], merged[-1][1]):
                 merged[-1] = (merged[-1][0], end)
             else:
@@ -101,15 +95,12 @@ def _sentence_offsets(piece: str) -> list[tuple[int, int]]:
         return []
     count = out.value.count(b"\n") + 1  # sentences, as the wrapper counts them
     # Each sentence's first byte, and the byte after its last (the wrapper's "end + 1").
-    bounds: list[int] = []
-    for start, end in zip(starts[:count], ends[:count], strict=True):
-        bounds += (start, end + 1)
+    bounds = [bound for i in range(count) for bound in (starts[i], ends[i] + 1)]
     # The wrapper maps bounds in order onto the bytes that start characters, and the last one,
     # if not met by then, to the end of the text.
     if bounds[0] < 0 or bounds[-2] >= len(data) or bounds != sorted(bounds):
         return _wrapper(piece)
-    if bounds[-1] > len(data):
-        bounds[-1] = len(data)
+    bounds[-1] = min(bounds[-1], len(data))
     if len(data) > len(piece):  # not ASCII: byte offsets to character offsets
         chars, at = 0, 0
         try:
@@ -198,8 +189,8 @@ def chunk_article(
         if cost <= budget:
             sentences.append((span, cost))
         else:
-            for piece in _split_long(body, span, budget, count_tokens):
-                sentences.append((piece, count_tokens(body[piece.start : piece.end])))
+            pieces = _split_long(body, span, budget, count_tokens)
+            sentences += [(piece, count_tokens(body[piece.start : piece.end])) for piece in pieces]
 
     groups: list[list[tuple[Span, int]]] = []
     current: list[tuple[Span, int]] = []

@@ -232,11 +232,9 @@ def _resolve(url: str, host: str, port: int, settings: FetchConfig) -> list[IPAd
 def forbidden_kind(address: IPAddress) -> str | None:
     """Why `address` must not be fetched by default ("loopback", "private", ...), or None."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address.teredo:
-            embedded = address.teredo[1]
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        teredo = address.teredo[1] if address.teredo else None
+        nat64 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None
+        embedded = address.ipv4_mapped or address.sixtofour or teredo or nat64
         if embedded is not None:
             return forbidden_kind(embedded)
     checks = (

@@ -35,18 +35,16 @@ def exclusive(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path))
     try:
-        lock.acquire(timeout=0)
+        held = lock.acquire(timeout=0)
     except Timeout:
         log.info("another ingest is writing to this store; waiting for it (%s)", path)
         if on_wait:
             on_wait()
         started = time.monotonic()
-        lock.acquire()
+        held = lock.acquire()
         log.info("lock acquired after %.1fs", time.monotonic() - started)
-    try:
+    with held:  # released at the end
         yield
-    finally:
-        lock.release()
 
 
 class LeaseLost(Exception):
