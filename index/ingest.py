@@ -249,14 +249,13 @@ class _Pipeline:
         self._released = threading.Condition()
 
     def hold(self, batch: _Batch) -> None:
-        if batch.keys:
-            with self._released:
-                self._held[id(batch)] = batch.keys
+        with self._released:
+            self._held[id(batch)] = batch.keys
 
     def release(self, batch: _Batch) -> None:
         with self._released:
-            if self._held.pop(id(batch), None) is not None:
-                self._released.notify_all()
+            self._held.pop(id(batch), None)
+            self._released.notify_all()
 
     def wait_for(self, keys: frozenset[tuple[str, str]]) -> None:
         """Return once no batch still to be written touches any of `keys`."""

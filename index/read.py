@@ -396,21 +396,18 @@ def _read_headers(text: str) -> tuple[dict[str, str], int]:
                 break
             position = line_end + 1
             continue
-        date_line = _DATE_LINE.match(line)
+        date_line, header = _DATE_LINE.match(line), _HEADER_LINE.fullmatch(line)
         if date_line:
             headers["date"] = date_line.group("date")
             if date_line.end() < len(line):  # body text goes on on the same line
                 position += date_line.end()
                 break
-            position = min(line_end + 1, len(text))
-            continue
-        header = _HEADER_LINE.fullmatch(line)
-        if header and header.group("value").strip():
+        elif header and header.group("value").strip():
             canonical = _HEADER_KEYS[header.group("key").lower()]
             headers.setdefault(canonical, header.group("value").strip())
-            position = min(line_end + 1, len(text))
-            continue
-        break
+        else:
+            break
+        position = min(line_end + 1, len(text))
     return headers, position
 
 
