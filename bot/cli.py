@@ -311,10 +311,8 @@ def watch(
     seconds = parse_every(every)
     watcher = Watcher.for_bot(_open_bot(settings, ingesting=True), feeds)
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # stops at once, even in the middle of an ingest
-
-    signal.signal(signal.SIGTERM, on_term)
+    # SIGTERM raises KeyboardInterrupt too: it stops at once, even in the middle of an ingest
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     feeds_watched = _plural(len(watcher.feeds), "feed")
     _say(f"watching {feeds_watched} every {every}; Ctrl-C stops", "dim", err=True)
     try:
@@ -636,9 +634,8 @@ def reset(
     figures = bot.stats()
     articles = _plural(figures["articles"], "article")
     chunks = _plural(figures["chunks"], "chunk")
-    if not yes and not typer.confirm(
-        f"Delete {articles} and {chunks} from {_where(bot)}?", default=False
-    ):
+    question = f"Delete {articles} and {chunks} from {_where(bot)}?"
+    if not yes and not typer.confirm(question, default=False):
         _say("Nothing deleted.", "yellow")
         raise typer.Exit(EXIT_FAILED)
     bot.reset(on_wait=_waiting)
@@ -694,9 +691,8 @@ def model_export(
     from index.onnx_backend import export_model
 
     chosen = precision or settings.embedding_precision
-    with Console(stderr=True).status(
-        Text(f"Exporting {settings.embedding_model} to ONNX ({chosen})...")
-    ):
+    exporting = f"Exporting {settings.embedding_model} to ONNX ({chosen})..."
+    with Console(stderr=True).status(Text(exporting)):
         path = export_model(settings.embedding_model, chosen, settings.model_cache_dir, force=force)
     typer.echo(str(path))
 
