@@ -20,8 +20,7 @@ def _read_twice(text: str) -> tuple[datetime, datetime]:
     never need it (5 ms)."""
     from dateutil import parser
 
-    first, second = (parser.parse(text, default=default) for default in _DEFAULTS)
-    return first, second
+    return parser.parse(text, default=_DEFAULTS[0]), parser.parse(text, default=_DEFAULTS[1])
 
 
 def to_datetime(

@@ -66,13 +66,8 @@ class ChromaLease:
 
     def _try(self) -> dict[str, Any] | None:
         """Take the lease if it is free or expired; None when taken, else the holder's record."""
-        self._collection.add(
-            ids=[LEASE_ID],
-            embeddings=[[1.0]],
-            metadatas=[
-                {"token": self.token, "owner": self.owner, "expires": time.time() + self.seconds}
-            ],
-        )
+        lease = {"token": self.token, "owner": self.owner, "expires": time.time() + self.seconds}
+        self._collection.add(ids=[LEASE_ID], embeddings=[[1.0]], metadatas=[lease])
         record = self._record()
         if record is not None and record.get("token") == self.token:
             return None
