@@ -668,10 +668,10 @@ def parts_answer(
     """
     ignore = outlet_terms(passages)  # as read_asked
     whole = read_question(question, ignore=ignore)
-    taken: set[tuple[str, int, int]] = set()
     citations: list[Citation] = []
     lines = []
     for number, part in enumerate(parts, start=1):
+        taken = {(c.article_id, c.start, c.end) for c in citations}  # Sentence.key of each
         own = [p for p in passages if p.part == number - 1]
         if not own and part.sources:
             own = [p for p in passages if p.source in part.sources]
@@ -692,9 +692,7 @@ def parts_answer(
         best = scored[0]
         chosen = [(best.sentence, best.score)]
         chosen += [(other, best.score) for other in best.linked if other.key not in taken]
-        shown = _ordered(chosen)[:SENTENCES_PER_PART]
-        taken.update(sentence.key for sentence, _ in shown)
-        text, cited = render(shown, first=len(citations) + 1)
+        text, cited = render(_ordered(chosen)[:SENTENCES_PER_PART], first=len(citations) + 1)
         citations += cited
         lines.append(f"{label}: {text}")
     return Draft("\n".join(lines), tuple(citations), False, 0.0) if citations else None

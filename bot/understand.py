@@ -336,9 +336,7 @@ def parse_dates(
 
 
 # Phrases that name one day, by how many days before today.
-_DAYS_BACK = dict.fromkeys(
-    ["today", "tonight", "this morning", "this afternoon", "this evening"], 0
-)
+_DAYS_BACK = {"today": 0, "tonight": 0, "this morning": 0, "this afternoon": 0, "this evening": 0}
 _DAYS_BACK |= {"yesterday": 1, "last night": 1, "the day before yesterday": 2}
 
 
@@ -348,9 +346,8 @@ def _relative(match: re.Match[str], today: date) -> tuple[date, date, Precision]
         day = today - timedelta(days=_DAYS_BACK[word])
         return day, day, "day"
     if word.endswith("weekend"):
+        # The latest Saturday: on a weekend, this one (for "last weekend" too)
         saturday = today - timedelta(days=(today.weekday() - 5) % 7)
-        if word.startswith("this") and today.weekday() >= 5:
-            saturday = today - timedelta(days=today.weekday() - 5)
         return saturday, saturday + timedelta(days=1), "day"
     if match["unit2"]:  # "three days ago"
         amount, unit = _count(match["count2"]), match["unit2"].lower().rstrip("s")
