@@ -93,12 +93,10 @@ class Passage:
 
 @dataclass
 class Query:
-    """A question as retrieval sees it, with what was understood from it.
-
-    `since`/`until` are the caller's hard limits. `sources`, `first`/`last` (publication days)
-    come from the question and rank matching articles first; `near_first`/`near_last` only boost.
-    A question about several reports has `parts`, each retrieved on its own.
-    """
+    """A question as retrieval sees it: `since`/`until` are the caller's hard limits; `sources`,
+    `first`/`last` (publication days) come from the question and rank matching articles first,
+    `near_first`/`near_last` only boost; a question about several reports has `parts`, each
+    retrieved on its own."""
 
     text: str
     since: datetime | None = None
@@ -314,10 +312,9 @@ def select(
                 best_part[chunk_id] = (rank, ranked.part)
     merged = whole
     if parts:
-        # The parts vote as one list, each chunk at its best rank in any part: two parts
-        # about the same outlet ("TechCrunch's first article ..., its second ...") must not
-        # vote twice for that outlet's articles and crowd out the other parts' and the whole
-        # question's.
+        # The parts vote as one list, each chunk at its best rank in any part: two parts about
+        # one outlet ("TechCrunch's first article ..., its second ...") must not vote twice for
+        # its articles and crowd out the other parts' and the whole question's.
         merged = fuse([interleave(parts), whole.ids], [config.part_weight, 1.0], config.rrf_k)
 
     chosen: list[tuple[str, float, int | None]] = []
