@@ -1,11 +1,8 @@
-"""The extractive answerer (the default: no LLM, nothing generated, nothing invented).
-
-It splits the retrieved passages into sentences, ranks them by a learned model over the features
-of `sentence_features` (bot/answer_model.json, fitted by bench/fit_answer.py) and answers with
-the few best, each followed by its [n], or refuses below `refusal_threshold` while still citing
-the closest sentences. How it works and what it was measured on: docs/answering.md. The LLM
-answerer is bot/llm.py; it falls back to this one.
-"""
+"""The extractive answerer (the default: no LLM, nothing generated, nothing invented): the
+retrieved passages' sentences ranked by a learned model (`sentence_features`, bot/answer_model.json
+fitted by bench/fit_answer.py); the few best answer, each with its [n], or below
+`refusal_threshold` it refuses, citing the closest. docs/answering.md; the LLM answerer
+(bot/llm.py) falls back to this one."""
 
 from __future__ import annotations
 
@@ -122,8 +119,7 @@ def _split(text: str) -> tuple[tuple[int, int, str, frozenset[str]], ...]:
 
 
 def sentence_pool(passages: Sequence[Passage]) -> Pool:
-    """Split the passages into sentences (offsets into the article body), each kept once, with
-    the passage that ranked best; overlapping chunks share sentences."""
+    """The passages' sentences (offsets into the article body), each once, with its best passage."""
     pool = Pool([])
     seen: dict[tuple[str, int, int], Sentence] = {}
     for rank, passage in enumerate(passages):
@@ -285,9 +281,8 @@ class Scored:
 
 
 def _coverage(weights: dict[str, float], wanted: Iterable[str]) -> Callable[[Set[str]], float]:
-    """The share of the weight of the `wanted` words that a sentence's words hold (0 when they
-    weigh nothing), for every sentence of a question: what depends on the question only is
-    worked out once."""
+    """The share of the `wanted` words' weight a sentence's words hold (0 when they weigh
+    nothing); what depends on the question only is worked out once."""
     kept = [w for w in wanted if w in weights]
     total = sum(weights[w] for w in kept)
     if total <= 0:
@@ -524,8 +519,7 @@ def score_sentences(
 
 @dataclass(frozen=True)
 class Draft:
-    """An answer before the core wraps it: text with [n] markers, citations, refusal, and the
-    confidence the refusal was decided on."""
+    """An answer before the core wraps it, with the confidence its refusal was decided on."""
 
     text: str
     citations: tuple[Citation, ...]
@@ -546,8 +540,7 @@ def _ordered(sentences: Iterable[tuple[Sentence, float]]) -> list[tuple[Sentence
 
 
 def cite(sentences: Iterable[tuple[Sentence, float]], *, first: int = 1) -> tuple[Citation, ...]:
-    """Citations quoting `sentences` verbatim (offsets into their articles' bodies), numbered in
-    order from `first`: how every answer numbers its citations."""
+    """Citations quoting `sentences` verbatim (with offsets), numbered from `first`."""
     citations = []
     for n, (sentence, score) in enumerate(sentences, start=first):
         meta = sentence.passage.metadata
@@ -629,11 +622,8 @@ def extractive_answer(
     parts: Sequence[Part] = (),
     model: SentenceModel | None = None,
 ) -> Draft:
-    """Answer with the sentences that answer the question, or refuse with the closest ones.
-
-    A question in several `parts` (one per report it names) is answered part by part, each from
-    its own passages, side by side; see `parts_answer`.
-    """
+    """Answer with the sentences that answer the question, or refuse with the closest ones; a
+    question in several `parts` is answered part by part, side by side (`parts_answer`)."""
     pool = sentence_pool(passages)
     read = read_asked(question, passages, parts)
     model = model or sentence_model()
@@ -660,12 +650,9 @@ def parts_answer(
     question: str,
     model: SentenceModel | None = None,
 ) -> Draft | None:
-    """One line per part of the question: the best statement of the part's own report, cited,
-    or that the articles don't say. None when no part has evidence of its own.
-
-    A part's sentences are scored against the part's clause and, `PART_WHOLE` times, the whole
-    `question`; a part counts as missing below `PART_THRESHOLD` of the threshold.
-    """
+    """One line per part: the best statement of its own report, cited, or that the articles don't
+    say; None when no part has evidence of its own. Scored against the part's clause and,
+    `PART_WHOLE` times, the whole `question`; missing below `PART_THRESHOLD` of the threshold."""
     ignore = outlet_terms(passages)  # as read_asked
     whole = read_question(question, ignore=ignore)
     citations: list[Citation] = []

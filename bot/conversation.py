@@ -72,8 +72,7 @@ _NOT_NAMES = frozenset(
 
 
 def _entities(question: str) -> list[re.Match[str]]:
-    """Names (capitalised runs) in a question, without its first word (capitalised because it
-    starts the question)."""
+    """Names (capitalised runs) in a question, but its first word (capitalised as the start)."""
     first = len(question) - len(question.lstrip())
     return [match for match in _ENTITY.finditer(question) if match.start() != first]
 
@@ -204,9 +203,8 @@ def is_follow_up(question: str) -> bool:
 
 
 def rewrite_follow_up(question: str, history: Sequence[Turn]) -> str:
-    """A standalone, grammatical version of `question`, by carrying the previous question's
-    subject, speaker, topic or year over; a question that does not lean on the conversation is
-    returned as it is."""
+    """`question` made standalone with the previous question's subject, speaker, topic or year;
+    as it is when it does not lean on the conversation."""
     question = question.strip()
     # The last standalone question of the conversation: what a follow-up follows.
     asked = ((turn.standalone_question or turn.question).strip() for turn in reversed(history))
@@ -289,11 +287,8 @@ def condense(
     prompt: Prompt | None = None,
     on_error: Callable[[Exception], object] | None = None,
 ) -> str:
-    """The standalone question: by the chat model when there is one, else by the rules.
-
-    A model that fails (`on_error` is told why) or answers with something that is not one
-    question falls back to the rules, so a flaky provider never loses the conversation.
-    """
+    """The standalone question, by the chat model if any, else (also when it fails, `on_error`
+    told why, or answers with not one question) by the rules: a flaky provider loses nothing."""
     question = question.strip()
     if not history:
         return question

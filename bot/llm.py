@@ -263,8 +263,7 @@ def is_refusal(text: str) -> bool:
 
 # -- the LLM prompt ----------------------------------------------------------------------------
 def neutralise(text: str) -> str:
-    """Article text made inert inside the prompt's <passage> blocks: no tag in it can close or
-    open a block, because no `<`, `>` or `&` survives as itself."""
+    """Article text that cannot close or open a <passage> block: no `<`, `>` or `&` survives."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -384,8 +383,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def retry_after(headers: Any) -> float | None:
-    """Seconds a response asks to wait: OpenAI's retry-after-ms, or Retry-After in seconds or
-    as an HTTP date."""
+    """Seconds a response asks to wait: retry-after-ms, or Retry-After (seconds or HTTP date)."""
     if not headers:
         return None
     for name, seconds in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -398,8 +396,7 @@ def retry_after(headers: Any) -> float | None:
 
 
 def failure_of(exc: BaseException, *, where: str, timeout: float) -> Failure:
-    """What went wrong, from LangChain's, the ollama client's or httpx's exceptions, whichever
-    the chain holds."""
+    """What went wrong, from the LangChain, ollama or httpx exceptions in the chain."""
     import httpx
     from langchain_core.exceptions import ModelConnectionError, ModelTimeoutError
 
@@ -447,8 +444,7 @@ def retry_wait(failure: Failure, made: int, settings: Settings, deadline: float)
 # -- the answerer ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Reply:
-    """What the Answerer produced: the draft, which answerer wrote it, and why the LLM's answer
-    was not used when it was not (`fallback_reason`, shown as a one-line note)."""
+    """What the Answerer produced; `fallback_reason` (a one-line note): why no LLM answer."""
 
     draft: Draft
     answerer: str  # "extractive", or "llm:" + settings.llm (e.g. "llm:openai:gpt-4o-mini")

@@ -366,9 +366,8 @@ def by_coverage(
     candidates: dict[str, Candidate],
     config: RetrievalConfig,
 ) -> Ranked:
-    """Reorder the fused list greedily so that each next article also covers words of the
-    question the articles already taken do not: a multi-hop question chains one fact per
-    report, and five reports of the same fact answer only part of it."""
+    """Greedily reordered: each next article covers question words the ones taken do not (a
+    multi-hop question chains one fact per report; five reports of one fact answer part of it)."""
     total = sum(question_terms.values()) or 1.0
     covered: set[str] = set()
     for chunk_id, _, _ in chosen:
@@ -496,8 +495,7 @@ class Retriever:
         Probe = tuple[Scope, list[str], tuple[int, list[str] | None]]
 
         def prepare(text: str, scope: Scope) -> Probe:
-            """A probe's BM25 hits (recorded in `candidates`) and dense plan (`_plan`), which
-            need no vector."""
+            """A probe's BM25 hits (into `candidates`) and dense plan (`_plan`): no vector."""
             found = []
             if self.mode != "dense":
                 found = self.store.lexical.search(query_terms(text), pool, scope.lexical_filter())
@@ -531,8 +529,7 @@ class Retriever:
         asked, found = 0, []
 
         def nearest(n: int) -> list[tuple[str, float]]:
-            """The store's n chunks nearest to the question: one Chroma query per question,
-            asked again only when a probe needs more."""
+            """The store's n nearest chunks: one Chroma query, again only if a probe needs more."""
             nonlocal asked, found
             if n > asked and vector is not None:
                 asked = max(n, most)

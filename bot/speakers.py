@@ -1,9 +1,7 @@
-"""Who said it: the speaker of a statement, named ("said al Thani"), described ("the armed group
-said") or pointed at ("she said"), and its *profile*: the words the article uses for it (titles,
-appositions, the organisation "its" stands for), which a question's way of naming the speaker is
-matched against. Pure functions of text; words are compared by `index.text`. The shapes and rules
-are listed in docs/answering.md ("Who said it").
-"""
+"""Who said it: a statement's speaker, named ("said al Thani"), described ("the armed group said")
+or pointed at ("she said"), and its *profile* (titles, appositions, the organisation "its" stands
+for), which a question's naming of the speaker is matched against. Pure; words compared by
+`index.text`. Shapes and rules: docs/answering.md ("Who said it")."""
 
 from __future__ import annotations
 
@@ -274,10 +272,9 @@ def _named_in(text: str) -> list[str]:
 def attribute(
     text: str, before: Sequence[str] = (), after: str | None = None, elsewhere: Sequence[str] = ()
 ) -> Attribution:
-    """The speaker of the statement `text`, given the sentences right before it (nearest last),
-    the one right after it, and other sentences of the article (where a name may be introduced
-    with its title). A statement that names nobody and has no neighbour to say whose it is gets
-    its own words, with low certainty."""
+    """The speaker of the statement `text`, from the sentences before it (nearest last), the one
+    after, and the article's others (where a name may come with its title); else, with low
+    certainty, its own words."""
     around = [*elsewhere, *before, text, *([after] if after else [])]
     said = mention(text)
     if said is not None and said.kind == "named":

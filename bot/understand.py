@@ -1,8 +1,5 @@
-"""Question understanding: the dates, outlets and parts a question names (docs/understanding.md).
-
-Pure functions: dates are read relative to an injected `today`, outlets are matched against the
-source names the caller passes in (the retriever collects them from its index).
-"""
+"""Question understanding, pure: the dates (relative to an injected `today`), outlets (of the
+source names the retriever passes in) and parts a question names (docs/understanding.md)."""
 
 from __future__ import annotations
 
@@ -96,12 +93,9 @@ _ANY_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 @dataclass(frozen=True)
 class DateMention:
-    """A date or range named in a question: days first..last (inclusive), local to the articles.
-
-    `relation` says how it limits articles: published on those days, after (from `first` on) or
-    before (up to `last`). Bounds are inclusive because questions often say "after 26 September"
-    of an article published that day.
-    """
+    """A date or range a question names: days first..last, local to the articles; `relation`:
+    published on them, after (from `first` on) or before (up to `last`). Bounds are inclusive:
+    questions often say "after 26 September" of an article published that day."""
 
     start: int
     end: int
@@ -317,11 +311,8 @@ DATE_RULES: tuple[DateRule, ...] = (
 def parse_dates(
     question: str, *, today: date, known_range: tuple[date, date] | None = None
 ) -> list[DateMention]:
-    """Every date or range the question names, in question order.
-
-    `known_range` (the first and last publication day in the store) decides the year of a date
-    named without one ("on October 18th") when today's year holds no articles.
-    """
+    """Every date or range the question names, in order; `known_range` (first and last publication
+    day in the store) gives the year of "on October 18th" when today's year holds no articles."""
     found: list[DateMention] = []
     for rule in DATE_RULES:
         for match in rule.pattern.finditer(question):
@@ -474,12 +465,10 @@ def _alias_table(sources: tuple[str, ...]) -> tuple[dict[str, set[str]], int]:
 
 
 def match_outlets(question: str, sources: Iterable[str]) -> list[OutletMention]:
-    """Outlets of `sources` named in the question, longest match first, in question order.
-
-    Fuzzy in spacing, case and form ("The Verge", "Verge", "TechCrunch's", "Tech Crunch",
-    "CBS Sports" for "CBSSports.com"), but a name spelt in lower case counts only next to a
-    cue such as "according to" or "'s report", so "the age of AI" is not The Age.
-    """
+    """Outlets of `sources` named in the question, longest match first, in question order. Fuzzy
+    in spacing, case and form ("Verge", "TechCrunch's", "Tech Crunch", "CBS Sports" for
+    "CBSSports.com"), but a lower-case name counts only next to a cue ("according to", "'s
+    report"), so "the age of AI" is not The Age."""
     table, longest = _alias_table(tuple(sorted(set(sources))))
     if not table:
         return []
@@ -568,12 +557,9 @@ class Part:
 @dataclass(frozen=True)
 class Understanding:
     """What a question names: outlets, dates, its parts, and whether it wants the latest.
-
-    `first`/`last` bound the publication dates of the whole question (dates the question ties to
-    a report, or relative ones like "yesterday"); `near_first`/`near_last` are dates it names
-    without saying they are publication dates ("launching on November 16th", "in 2021"): those
-    only boost articles published then.
-    """
+    `first`/`last` bound publication dates of the whole question (tied to a report, or relative:
+    "yesterday"); `near_first`/`near_last` are dates not said to be publication dates ("launching
+    on November 16th", "in 2021"): those only boost articles published then."""
 
     dates: list[DateMention] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)
@@ -644,13 +630,9 @@ def understand_question(
     today: date,
     known_range: tuple[date, date] | None = None,
 ) -> Understanding:
-    """Outlets, dates and parts of a question.
-
-    A question naming two or more reports (outlets or dates in separate places) gets one part per
-    report: the outlet mention with the dates next to it, asking with its own stretch of the
-    question. A question naming one report gets no parts; its outlet and dates apply to the
-    whole question.
-    """
+    """Outlets, dates and parts of a question: naming two or more reports (outlets or dates in
+    separate places), one part per report (an outlet mention, the dates next to it, its own
+    stretch of the question); naming one, no parts: its outlet and dates apply to the whole."""
     outlets = match_outlets(question, sources)
     dates = [
         mention
