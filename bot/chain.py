@@ -48,9 +48,8 @@ class Answering(Protocol):
 
 
 class NewsRetriever(BaseRetriever):
-    """newsbot's hybrid retrieval (outlets, dates, parts understood) as LangChain Documents:
-    `page_content` is verbatim article text, `metadata` its article, offsets and scores.
-    `search` is `Bot.search`."""
+    """newsbot's hybrid retrieval as LangChain Documents (`search` is `Bot.search`):
+    `page_content` is verbatim article text, `metadata` its article, offsets and scores."""
 
     search: Callable[..., list[Passage]]
     k: int = 6
@@ -81,9 +80,8 @@ def document(passage: Passage) -> Document:
 
 
 class AnswerChain(Runnable[ChainInput, str | Answer]):
-    """`Bot.ask` as a Runnable: invoke, batch and ainvoke return the Answer; stream yields the
-    answer text as it is produced (str pieces, as `Bot.stream` does), then the Answer: hence the
-    Runnable's output type, `str | Answer`."""
+    """`Bot.ask` as a Runnable: invoke, batch and ainvoke return the Answer; stream yields text
+    pieces (as `Bot.stream` does), then the Answer: hence the output type `str | Answer`."""
 
     def __init__(self, bot: Answering) -> None:
         self.bot = bot

@@ -1,7 +1,6 @@
 """Follow-up questions rewritten into standalone ones, so that retrieval sees what is asked: by
 a chat model with prompts/condense.md, else by `rewrite_follow_up`'s rules ("What about Egypt?"
--> "What did Egypt say about Hamas's response?"; docs/answering.md, "Follow-ups without an LLM").
-"""
+-> "What did Egypt say about Hamas's response?"; docs/answering.md, "Follow-ups without an LLM")."""
 
 from __future__ import annotations
 
@@ -264,7 +263,6 @@ def _lower_first(text: str) -> str:
 
 
 def _tidy(text: str) -> str:
-    """One space between words, one question mark, a capital first letter."""
     text = " ".join(text.split()).rstrip(" ?.!")
     return text[:1].upper() + text[1:] + "?"
 

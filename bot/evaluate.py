@@ -151,8 +151,7 @@ def rgb_setting(
     noise_ratio: float,
 ) -> list[tuple[str, bool]]:  # fmt: skip
     """RGB's noise setting: shuffled (text, positive?) pairs, the noise_ratio share negative,
-    seeded by the question and the setting: the eval and the refit (bench/fit_answer.py) mix
-    alike."""
+    seeded by question and setting, so the eval and the refit (bench/fit_answer.py) mix alike."""
     rng = random.Random(f"{RGB_SEED}:{question_id}:{setting}")
     negatives = min(round(noise_ratio * RGB_PASSAGES), len(negative))
     positives = min(RGB_PASSAGES - round(noise_ratio * RGB_PASSAGES), len(positive))
@@ -470,12 +469,9 @@ def run_eval(
     progress: ProgressCallback | None = None,
     answer: bool = True,
 ) -> EvalReport:
-    """Evaluate the bot (as `settings` configure it) on a MultiHop or RGB questions file.
-
-    Each retriever in `retrievers` ("dense", "lexical", "hybrid") is scored on the same store.
-    `limit` takes at most that many questions (MultiHop: stratified by question type).
-    `answer=False` scores retrieval only (MultiHop), which is quick: no answer is composed.
-    """
+    """Evaluate the bot (as `settings` configure it) on a MultiHop or RGB questions file: each of
+    `retrievers` ("dense", "lexical", "hybrid") on one store; `limit` questions at most (MultiHop:
+    stratified by type); `answer=False` scores retrieval only (MultiHop): quick, no answer made."""
     path = Path(dataset).expanduser()
     if path.is_dir():
         raise NewsbotError(

@@ -188,7 +188,6 @@ class Candidate:
 
 
 def _raise(candidate: Candidate, name: str, score: float) -> None:
-    """Keep the best score a candidate got from any probe."""
     current = getattr(candidate, name)
     if current is None or score > current:
         setattr(candidate, name, score)
@@ -584,7 +583,6 @@ class Retriever:
         return [self._passage(item, candidates) for item in chosen]
 
     def _embed(self, text: str) -> Future[np.ndarray] | None:
-        """The text's vector, embedding on another thread (None in lexical mode)."""
         if self.mode == "lexical":
             return None
         return self._embedding.submit(self.embedder.embed, [text])

@@ -21,7 +21,6 @@ from index.model import DEFAULT_MODEL
 
 
 def _home(variable: str, default: str) -> Path:
-    """newsbot's folder under an XDG base directory (`variable`, else ~/`default`)."""
     return Path(os.environ.get(variable) or Path.home() / default) / "newsbot"
 
 

@@ -160,8 +160,7 @@ class WorkerPool:
             return self._idle.wait_for(lambda: self.in_flight == 0, timeout=timeout)
 
     def shutdown(self, grace: float | None = None) -> bool:
-        """Take no more jobs; wait up to `grace` seconds (None: no limit) for the queued and
-        running ones. True when they all finished."""
+        """Take no more jobs; wait up to `grace` seconds (None: no limit); True if all finished."""
         with self._idle:
             self._closed = True
         finished = self.wait_idle(grace)
@@ -454,9 +453,8 @@ def build_app(
 
 
 def http_app(app: App) -> Starlette:
-    """The Events API endpoint as an ASGI app: POST /slack/events through slack-bolt's Starlette
-    adapter, GET /health for load balancers. Bodies over 1 MB are refused from their
-    Content-Length, before they are read."""
+    """The Events API as an ASGI app: POST /slack/events (slack-bolt's Starlette adapter), GET
+    /health for load balancers; bodies over 1 MB refused by their Content-Length, unread."""
     from slack_bolt.adapter.starlette import SlackRequestHandler
     from starlette.applications import Starlette
     from starlette.requests import Request as HttpRequest

@@ -1,7 +1,6 @@
 """Slack messages in and out, without the network (the listeners in bot/slack.py call these):
 which events newsbot answers, what a message asks, the thread as history, and an Answer as Block
-Kit within Slack's limits. docs/slack.md says what each rule is for.
-"""
+Kit within Slack's limits. docs/slack.md says what each rule is for."""
 
 from __future__ import annotations
 
@@ -51,7 +50,6 @@ _ASKED = re.compile(r"^<@[UW][A-Z0-9]+> asked: (.*)$", re.DOTALL)
 
 # -- rendering ------------------------------------------------------------------------------------
 def escape(text: str) -> str:
-    """Escape the three characters mrkdwn treats as markup (&, <, >)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

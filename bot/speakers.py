@@ -158,7 +158,6 @@ def mention(text: str) -> Mention | None:
 
 
 def _is_name(text: str) -> bool:
-    """Whether `text` is capitalised words only ("Dr. Abdourahmane Diallo")."""
     words = text.split()
     return bool(words) and all(w[:1].isupper() or w.lower() in _PARTICLE_WORDS for w in words)
 

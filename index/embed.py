@@ -101,9 +101,8 @@ def import_backend(settings: EmbeddingConfig) -> None:
 
 
 def load_embedder(settings: EmbeddingConfig, *, questions: bool = False) -> Embedder:
-    """The process's embedder for these settings, loaded once. `questions` (a process that
-    asks: Bot.warm with its index) loads an ONNX model for one row at a time (OnnxEmbedder); a
-    later call gets the embedder loaded first, whatever it was loaded for."""
+    """The process's embedder for these settings, loaded once (a later call gets it, whatever it
+    was loaded for); `questions` (Bot.warm with its index): ONNX for one row at a time."""
     key = (
         settings.embedding_model,
         settings.embedding_backend,
