@@ -44,9 +44,7 @@ class RetrievalConfig:
     first_article_chunks: int = 3  # chunks the best article may give a one-part question
     dated_part_votes: int = 1  # articles of a part pinned to publication days that vote in fusion
     check_interval: float = 1.0  # seconds between checks for other processes' ingests
-    # A scope's dense search (Retriever._plan; docs/retrieval.md, "A scope's dense search"):
-    # the store's `scope_margin` x (pool / the scope's share) nearest chunks, at most
-    # `nearest_limit`; a narrower scope (under 3% of the store) is searched among its own chunks.
+    # A scope's dense search (Retriever._plan): docs/retrieval.md, "A scope's dense search".
     scope_margin: float = 1.5
     nearest_limit: int = 1500
 
@@ -522,8 +520,7 @@ class Retriever:
                 scope = relax(number, part)  # its days hold nothing
             own.append(prepare(part.text, scope))
         vector = None if embedding is None else embedding.result()[0]
-        # As many nearest as the most any probe plans for, asked once (an HNSW query costs about
-        # its number of results: 2 ms for 30 at 100k, 13 for 1,200).
+        # As many nearest as the most any probe plans for, asked once (cost: docs/retrieval.md).
         most = max((wanted for *_, (wanted, among) in [*wholes, *own] if among is None), default=0)
         asked, found = 0, []
 

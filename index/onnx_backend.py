@@ -405,10 +405,9 @@ def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = F
 def _open_session(
     path: Path, threads: int = 1, *, optimised: bool = False, save_to: Path | None = None
 ) -> InferenceSession:
-    """A CPU session running each call on `threads`, whose idle ones sleep instead of spinning
-    (spinning took the core the asking thread and other processes need: docs/benchmarks.md,
-    "Scale"). An `optimised` graph (a runtime copy) runs as it is; `save_to` saves the graph
-    optimised, its weights in a file beside it."""
+    """A CPU session on `threads` that sleep when idle (spinning took the core others need:
+    docs/benchmarks.md, "Scale"). An `optimised` graph (a runtime copy) runs as it is; `save_to`
+    saves the graph optimised, its weights in a file beside it."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -577,9 +576,8 @@ class OnnxEmbedder:
 
     @functools.cached_property
     def _tokenizer(self) -> Tokenizer:
-        """Loaded on first use: its load holds the GIL (~0.035 s) where the session's does not,
-        so Bot.warm, which builds the session beside chromadb's import, has it load later,
-        beside Chroma's first read (docs/benchmarks.md, "Cold start")."""
+        """Loaded on first use: its load holds the GIL (~0.035 s), so Bot.warm has it load beside
+        Chroma's first read, not chromadb's import (docs/benchmarks.md, "Cold start")."""
         return load_tokenizer(self._model_path, self.max_tokens)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
