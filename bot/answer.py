@@ -168,8 +168,7 @@ class Speaker:
 
 
 def speaker_of(pool: Pool, sentence: Sentence) -> Speaker:
-    """The speaker of a statement: `bot.speakers.attribute` over the sentence, up to three
-    sentences before it, the one after it, and the rest of its article in the pool."""
+    """`bot.speakers.attribute` over it, three sentences before, one after, its article's others."""
     before: list[Sentence] = []
     cursor = pool.previous.get(sentence.key)
     while cursor is not None and len(before) < 3:
@@ -477,9 +476,8 @@ def sentence_features(
 def _evidence(values: dict[str, float]) -> float:
     """A sentence's evidence that the question is answered: its own words and, half, its
     context's, and the passage's similarity (for "what did X say", statements by X only); none
-    when it breaks the question's constraints (another year, another outlet, not the kind of
-    answer a who/when/where/how-many question needs), however many words it shares. (`shaped`
-    as a constraint refused 4 of the 6 "when" questions of samples/questions.)"""
+    when it breaks the question's constraints (another year or outlet, not the kind of answer a
+    who/when/where/how-many question needs). Why `shaped` is no constraint: docs/answering.md."""
     lexical = values["own"] + 0.5 * values["context"]
     dense = values["dense"]
     if "speaker" in values:

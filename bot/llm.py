@@ -150,11 +150,9 @@ def _numbers(group: str) -> list[int]:
 
 
 class CitationChecker:
-    """Checks an LLM answer's citations as it streams: a valid [n] becomes a citation of the
-    sentence `SentenceMatcher` finds (numbered in order of first use), any other is dropped with
-    the space before it, as is a number repeated in a run of markers ("[2][3][2]"). Nothing is
-    shown before the first valid citation (an answer that will be replaced is never shown), then
-    all but a marker still arriving: the pieces `feed` and `finish` return add up to `text`."""
+    """Checks an LLM answer's citations as it streams (docs/answering.md, "Citations that support
+    the claim", "Streaming"); a number repeated in a run of markers ("[2][3][2]") is dropped too.
+    The pieces `feed` and `finish` return add up to `text`."""
 
     def __init__(self, passages: Sequence[Passage], matcher: SentenceMatcher) -> None:
         self.passages = list(passages)
@@ -487,9 +485,8 @@ class Answerer:
         )
 
     def standalone(self, question: str, history: Sequence[Turn] | None) -> str:
-        """The follow-up as a standalone question (bot.conversation.condense: the model, else the
-        rules). A model that timed out rewriting it is not asked again for this question's
-        answer (`stream`, same thread): that would be a second time-out in a row."""
+        """The follow-up made standalone (bot.conversation.condense); a model that timed out on it
+        is not asked for this question's answer (`stream`, same thread): a second time-out."""
         self._local.timed_out = None
         if not history:  # nothing to condense: bot.conversation (its patterns) is not loaded
             return question.strip()

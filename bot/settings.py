@@ -44,8 +44,7 @@ class Settings(BaseSettings):
         default="news", min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]+$"
     )
     store_retries: int = Field(default=3, ge=0, le=10)
-    # Embedded store: Chroma saves the chunks' vector index every this many records written; a
-    # new process replays those not saved (what each side costs: docs/store.md).
+    # Records between saves of an embedded store's vector index (docs/store.md, "Chroma's replay").
     vector_save_every: int = Field(default=100, ge=1, le=100_000)
 
     # -- embedding -----------------------------------------------------------------------------

@@ -190,8 +190,7 @@ def _mention(
 
 
 def _month_of(match: re.Match[str]) -> int | None:
-    """The month a match names (a name, or a number in an ISO date); None for an ambiguous word
-    in lower case ("may", "march")."""
+    """The month a match names (a name or an ISO number); None for lower-case "may", "march"."""
     word = match["m"].lower().rstrip(".")
     if word in _AMBIGUOUS_MONTHS and not match["m"][:1].isupper():
         return None
