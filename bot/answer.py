@@ -489,8 +489,7 @@ def _evidence(values: dict[str, float]) -> float:
 
 
 def question_features(ranked: Sequence[tuple[float, dict[str, float]]]) -> dict[str, float]:
-    """What the refusal model reads: the best evidence of any candidate (`_evidence`); why no
-    more is in bench/fit_answer.py."""
+    """What the refusal model reads: the best `_evidence` (why no more: bench/fit_answer.py)."""
     return {"max_evidence": max(_evidence(values) for _, values in ranked)} if ranked else {}
 
 

@@ -466,8 +466,7 @@ class Retriever:
         return query
 
     def search(self, query: Query, k: int) -> list[Passage]:
-        """The k passages that best answer the query, every part represented, one chunk per
-        article first."""
+        """The k best passages for the query, every part represented, one per article first."""
         if k <= 0:
             return []
         self.refresh()

@@ -236,8 +236,7 @@ def _profile(name: str, texts: Sequence[str]) -> frozenset[str]:
 
 
 def _owner(text: str, before: Sequence[str]) -> set[str]:
-    """ "Its chief executive", "their spokesman": the organisation the sentence before speaks
-    for, or is about."""
+    """ "Its chief executive": the organisation the sentence before speaks for, or is about."""
     if not re.match(r"[\"“”'’\s]*(?i:its|their)\b", text) or not before:
         return set()
     said = mention(before[-1])
