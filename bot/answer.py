@@ -255,8 +255,7 @@ def read_question(
 
 
 def outlet_terms(passages: Sequence[Passage]) -> set[str]:
-    """Words of the outlets the passages come from: a question names them to pick a report,
-    not as evidence the sentence must contain."""
+    """Words of the passages' outlets: a question names them to pick a report, not as evidence."""
     return {term for passage in passages for o in passage.outlets for term in query_terms(str(o))}
 
 
@@ -360,10 +359,9 @@ class Linear:
 
 @dataclass(frozen=True)
 class SentenceModel:
-    """The learned scorer (bench/fit_answer.py; coefficients in bot/answer_model.json, read
-    once): `sentence` gives the probability that a sentence answers the question (ranking),
-    `question` the probability that the best one does, from the question's best evidence
-    (refusal, below `cut`, the cut chosen on the training folds)."""
+    """The learned scorer (bench/fit_answer.py; bot/answer_model.json, read once): `sentence` is
+    the probability a sentence answers (ranking), `question` that the best one does, from the
+    question's best evidence (refusal below `cut`, the cut chosen on the training folds)."""
 
     sentence: Linear
     question: Linear

@@ -116,9 +116,8 @@ _FUNCTION_WORDS = frozenset(
 
 
 def _person(turns: Sequence[Turn], previous: str) -> str | None:
-    """The person a "he"/"she" points at: the speaker of the previous "what did X say", else
-    the first full name in the previous answer that the question did not already name, else
-    one the question names."""
+    """Who "he"/"she" points at: the speaker of the previous "what did X say", else the previous
+    answer's first full name the question did not name, else one the question names."""
     speaker = _SPEAKER.match(previous)
     if speaker:
         return speaker.group("speaker")

@@ -521,9 +521,8 @@ class Answerer:
         query: Query | None = None,
         today: date | None = None,
     ) -> Iterator[str | Reply]:
-        """Text pieces as they are produced, then the Reply. The pieces add up to its text,
-        unless the model's stream broke off after some was shown (the Reply is then extractive;
-        front doors compare and show it in full)."""
+        """Text pieces as produced, then the Reply; the pieces add up to its text unless the stream
+        broke after some was shown (the Reply is then extractive: front doors show it in full)."""
         timed_out = getattr(self._local, "timed_out", None)
         self._local.timed_out = None
         draft = self.extractive(question, passages, query)

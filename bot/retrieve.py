@@ -92,9 +92,8 @@ class Passage:
 @dataclass
 class Query:
     """A question as retrieval sees it: `since`/`until` are the caller's hard limits; `sources`,
-    `first`/`last` (publication days) come from the question and rank matching articles first,
-    `near_first`/`near_last` only boost; a question about several reports has `parts`, each
-    retrieved on its own."""
+    `first`/`last` (publication days) from the question rank matching articles first, `near_*`
+    only boost; each of `parts` (a question about several reports) is retrieved on its own."""
 
     text: str
     since: datetime | None = None
@@ -584,9 +583,8 @@ class Retriever:
         return self._embedding.submit(self.embedder.embed, [text])
 
     def _plan(self, scope: Scope, pool: int) -> tuple[int, list[str] | None]:
-        """How a probe searches its scope densely (needs no vector): (n, None) to take the
-        scope's chunks among the store's n nearest, or (0, ids) to search among the scope's
-        own chunks (why: docs/retrieval.md)."""
+        """How a probe searches its scope densely (no vector needed): (n, None): its chunks among
+        the store's n nearest; (0, ids): among its own chunks (why: docs/retrieval.md)."""
         if scope.empty:
             return pool, None
         lexical, where = self.store.lexical, scope.lexical_filter()

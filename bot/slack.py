@@ -420,9 +420,8 @@ def build_app(
     executor: WorkerPool | None = None,
     socket: bool = False,
 ) -> tuple[App, SlackDoor]:
-    """A Bolt app with newsbot's listeners, and the SlackDoor they queue work in.
-    `process_before_response=True`: the listeners ack and queue (no network) in the request's
-    thread, so the ack never waits for a shared executor."""
+    """A Bolt app with newsbot's listeners and their SlackDoor; `process_before_response=True`:
+    they ack and queue (no network) in the request's thread, never waiting for an executor."""
     from slack_bolt import App
     from slack_bolt.error import BoltError
     from slack_sdk import WebClient
@@ -531,10 +530,9 @@ def stop_signals() -> Iterator[threading.Event]:
 
 
 def serve(bot: Bot, *, socket: bool, port: int = 3000, host: str = "127.0.0.1") -> None:
-    """Run the Slack bot, over Socket Mode or HTTP on host:port, until Ctrl-C or SIGTERM; then
-    the answers under way get settings.slack_shutdown_grace seconds to finish. Call
-    `bot.warm()` first (`newsbot slack` does, under its spinner), or the first question waits
-    for the model and the lexical index (about a minute at 100k chunks)."""
+    """Run the Slack bot (Socket Mode, or HTTP on host:port) until Ctrl-C or SIGTERM, then give
+    answers under way settings.slack_shutdown_grace seconds. Call `bot.warm()` first, or the first
+    question waits for the model and the lexical index (about a minute at 100k chunks)."""
     settings = slack_settings(bot.settings, socket=socket)
     grace = settings.slack_shutdown_grace
     app, door = build_app(bot, settings, socket=socket)

@@ -307,11 +307,10 @@ def attribute(
 
 
 def _antecedent(description: set[str], before: Sequence[str]) -> tuple[int, str] | None:
-    """The named speaker a description stands for: the latest name in the sentences before
-    whose profile shares a word with it ("the head of US diplomacy" -> "U.S. Secretary of State
-    Antony Blinken": `usa`), linked to the nearest sentence that names it ("Blinken ... spoke in
-    a similar vein"); for a bare organisation ("the armed group"), a name of the two sentences
-    before."""
+    """The named speaker a description stands for: the latest name before whose profile shares a
+    word with it ("the head of US diplomacy" -> "U.S. Secretary of State Antony Blinken": `usa`),
+    linked to the nearest sentence naming it ("Blinken ... spoke in a similar vein"); for a bare
+    organisation ("the armed group"), a name of the two sentences before."""
     for offset in range(1, min(4, len(before)) + 1):
         sentence = before[-offset]
         for name in _named_in(sentence):

@@ -88,10 +88,9 @@ _embedders_lock = threading.Lock()
 
 
 def import_backend(settings: EmbeddingConfig) -> None:
-    """Import what `load_embedder(settings)` runs on, before loading it on another thread
-    (Bot.warm): two threads importing numpy at once found it "partially initialized". Not the
-    tokenizer (OnnxEmbedder._tokenizer); the torch backend is loaded whole (transformers imports
-    more as it builds the model)."""
+    """Import what `load_embedder(settings)` runs on before loading it on another thread (Bot.warm):
+    two threads importing numpy at once found it "partially initialized". Not the tokenizer
+    (OnnxEmbedder._tokenizer); torch's backend loads whole (transformers imports as it builds)."""
     if settings.embedding_backend == "torch":
         load_embedder(settings)
     else:
