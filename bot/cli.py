@@ -33,8 +33,7 @@ if TYPE_CHECKING:
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-# Spinners are given Text, not a str: rich reads a str as markup, which loads its emoji table
-# (~4 ms of every `newsbot ask`).
+# Spinners get Text, not a str: rich reads a str as markup, loading its emoji table (~4 ms an ask).
 SPINNER_TEXT = "Looking through the articles..."
 _DEBUG_KEY = "newsbot.debug"
 

@@ -417,8 +417,7 @@ def _open_session(
     level = onnxruntime.GraphOptimizationLevel
     options.graph_optimization_level = level.ORT_DISABLE_ALL if optimised else level.ORT_ENABLE_ALL
     if save_to is not None:
-        # ORT_ENABLE_ALL adds layout changes for the CPU at hand, which onnxruntime warns
-        # against saving; the fusions of EXTENDED run with the CPU provider on any.
+        # Not ALL: its layouts for this CPU must not be saved (docs/benchmarks.md, "Cold start").
         options.graph_optimization_level = level.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(save_to)
         config = {"file_name": _RUNTIME_FILES[1], "min_size_in_bytes": str(_EXTERNAL_MIN_BYTES)}
