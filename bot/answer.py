@@ -40,12 +40,9 @@ SPLIT_CACHE = 4096
 # sentence answers. A runner-up joins the best sentence at this share of its probability.
 RUNNER_UP = 0.8
 SENTENCES_PER_PART = 2  # a part of a question gets its statement and who made it
-# A part's sentences are ranked by its clause plus this many times the whole question (the clause
-# often lacks the names asked about); measured on MultiHop dev before the scorer was learned
-# (docs/answering.md, "Questions about several reports").
+# A part's sentences: its clause plus PART_WHOLE x the whole question; its best must reach
+# PART_THRESHOLD of the refusal cut (why both: docs/understanding.md, "Parts: one per report").
 PART_WHOLE = 2.0
-# Share of the refusal cut a part's best sentence must reach (a clause is shorter than the
-# question, so its probability is lower); only asked after the whole question passed.
 PART_THRESHOLD = 0.65
 
 # -- sentences ---------------------------------------------------------------------------------

@@ -615,9 +615,8 @@ _PUBLICATION_CUE = re.compile(
     r"wrote|written|coverage|covered|piece|edition|review|guide)\b",
     re.IGNORECASE,
 )
-# How many words before a date a cue (or an outlet) makes it a publication date. A full date
-# (day, month and year) counts anywhere after a cue in its clause: "TechCrunch reported on the
-# push for an app store for AI on December 19, 2023".
+# Words before a date within which a cue (or an outlet) makes it a publication date; a full date
+# counts anywhere after a cue in its clause (docs/understanding.md, "Parts: one per report").
 PUBLICATION_CUE_WORDS = 6
 _CUE_AFTER_DATE = re.compile(r"\W*(?:\w+\W+)?(?:" + _PUBLICATION_CUE.pattern + ")", re.IGNORECASE)
 
@@ -654,9 +653,7 @@ def understand_question(
                 return number
         return len(clauses) - 1
 
-    # Attach each date to the nearest outlet mention in its clause (before or after it), or to
-    # the last outlet named in the clause before ("the report from The Roar on the All Blacks'
-    # mindset, published on October 26").
+    # Each date to the nearest outlet in its clause, else to the last of the clause before.
     dates_of: dict[int, list[DateMention]] = {i: [] for i in range(len(outlets))}
     loose_dates: list[DateMention] = []
     for mention in dates:
@@ -684,8 +681,7 @@ def understand_question(
     anchors: list[tuple[int, tuple[str, ...], list[DateMention]]] = [
         (outlet.start, outlet.sources, dates_of[i]) for i, outlet in enumerate(outlets)
     ]
-    # "TechCrunch reported A on November 6, and then B on December 15": with one outlet named,
-    # a date of its own is another report of that outlet.
+    # With one outlet named, a date of its own is another report of that outlet.
     only_outlet = {o.sources for o in outlets}
     loose_sources = next(iter(only_outlet)) if len(only_outlet) == 1 else ()
     anchors += [(mention.start, loose_sources, [mention]) for mention in loose_dates]
@@ -696,8 +692,7 @@ def understand_question(
         anchor_clauses = [clause_of(position) for position, _, _ in anchors]
         whole = _strip_spans(question, 0, names_and_dates)
         for index, (_, part_sources, part_dates) in enumerate(anchors):
-            # The part asks with its own stretch of the question: from its clause up to the
-            # clause of the next report named.
+            # The part asks with its own stretch: from its clause up to the next report's.
             first_clause = anchor_clauses[index]
             later = [c for c in anchor_clauses[index + 1 :] if c > first_clause]
             end_clause = later[0] if later else len(clauses)
