@@ -288,8 +288,7 @@ def format_passages(passages: Sequence[Passage]) -> str:
 
 
 # -- the chat model ----------------------------------------------------------------------------
-# A local OpenAI-compatible server (llama-server, vLLM, LM Studio) checks no key, but the openai
-# client refuses to start without one.
+# Local OpenAI-compatible servers (llama-server, vLLM, LM Studio) check no key; openai needs one.
 NO_KEY = "not-needed"
 # The providers newsbot documents and tests; each has a pip extra of its name (pyproject.toml).
 SERVERS = {"openai": "the OpenAI API", "ollama": "the Ollama server"}

@@ -1,7 +1,6 @@
-"""Retrieval: dense (Chroma) and lexical (BM25, index/lexical.py) search over the same chunks,
-fused by reciprocal rank fusion, within the outlets, dates and parts a question names. Stages
-(the why of each: docs/retrieval.md): understanding (bot/understand.py), candidates from the
-stores (`Retriever.search`), fusion and selection (`fuse`, `select`: pure functions)."""
+"""Retrieval (docs/retrieval.md): dense (Chroma) and lexical (BM25, index/lexical.py) search over
+the same chunks, fused by reciprocal rank, within the outlets, dates and parts a question names
+(bot/understand.py): candidates (`Retriever.search`), fusion and selection (`fuse`, `select`)."""
 
 from __future__ import annotations
 

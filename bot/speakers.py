@@ -62,9 +62,8 @@ _PRONOUN_VERB = re.compile(rf"\b(?P<pronoun>he|she|they|we|it)\s+(?:also\s+)?(?:
 _VERB_PRONOUN = re.compile(r"\b(?:said|says|added|told)\s+(?P<pronoun>he|she|they)\b", re.I)
 _SPEECH_WORDS = (*_VERBS.split("|"), "says", "say", "according to", "in a statement")
 _SPEECH = re.compile(rf"\b(?:{'|'.join(_SPEECH_WORDS)})\b|[\"“”]", re.I)
-# Without a quotation mark, ASCII text can match _SPEECH only with one of its words as a whole
-# \w+ run once lower-cased, or one of its phrases: looking for those first is 5x cheaper than
-# the search, which most sentences fail (docs/benchmarks.md, "Scale").
+# ASCII text without a quotation mark matches _SPEECH only with one of these lower-cased \w+ runs
+# or a phrase: checked first, 5x cheaper than the search most sentences fail (docs/benchmarks.md).
 _SPEECH_RUNS = frozenset(word for word in _SPEECH_WORDS if " " not in word)
 _SPEECH_PHRASES = tuple(word for word in _SPEECH_WORDS if " " in word)
 _RUN = re.compile(r"\w+")
