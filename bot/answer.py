@@ -227,9 +227,8 @@ class Question:
 def read_question(
     text: str, *, ignore: Iterable[str] = (), outlets: Iterable[str] = ()
 ) -> Question:
-    """The question's content words (without `ignore`, e.g. the outlets it names), its kind and,
-    for "what did X say about Y", the speaker X and topic Y; `outlets` are the outlets whose
-    reports it asks about (its parts' sources)."""
+    """The question's content words (less `ignore`, e.g. outlets it names), kind and, for "what did
+    X say about Y", speaker X and topic Y; `outlets`: those of the reports it asks about (parts)."""
     ignored = set(ignore)
     words = tuple(dict.fromkeys(t for t in query_terms(text) if t not in ignored))
     names = set()

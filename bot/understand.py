@@ -628,9 +628,7 @@ def understand_question(
     today: date,
     known_range: tuple[date, date] | None = None,
 ) -> Understanding:
-    """Outlets, dates and parts of a question: naming two or more reports (outlets or dates in
-    separate places), one part per report (an outlet mention, the dates next to it, its own
-    stretch of the question); naming one, no parts: its outlet and dates apply to the whole."""
+    """Outlets, dates and parts of a question (docs/understanding.md, "Parts: one per report")."""
     outlets = match_outlets(question, sources)
     dates = [
         mention

@@ -62,8 +62,7 @@ RUNTIME_FORMAT = 1
 _EXTERNAL_MIN_BYTES = 1024
 # A scratch folder older than this was left by a deriving process that was killed.
 _STALE_SCRATCH_SECONDS = 3600
-# Intra-op threads of a process that asks: 12.5 -> 8.7 ms for a 40-piece question on two
-# (docs/benchmarks.md, "Scale"); more were not measured: the machine measured on has two cores.
+# Intra-op threads of a process that asks: 12.5 -> 8.7 ms a 40-piece question (docs/benchmarks.md).
 _QUESTION_THREADS = 2
 # Versions a manifest records; all installed, as the export has just imported them.
 _RECORDED_PACKAGES = "torch transformers sentence-transformers onnx onnxruntime tokenizers".split()
