@@ -45,8 +45,7 @@ log = logging.getLogger(__name__)
 # -- LLM answers: checking what the model wrote ------------------------------------------------
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;–-]\s*\d+)*)\]")
 Embed = Callable[[Sequence[str]], np.ndarray]  # the bot's embedder: unit vectors, one a row
-# Sentences this close (cosine) to a claim's best one count as ties, told apart by shared names
-# (bench/citation_mapping.py).
+# Sentences this close (cosine) to a claim's best tie; names decide (bench/citation_mapping.py).
 NAME_TIE = 0.01
 # Capitalised words and numbers: what a claim names.
 _NAMED = re.compile(r"\b[A-Z][\w'’.-]*|\b\d[\d,.]*\b")

@@ -242,8 +242,7 @@ def read_request(text: str, *, bot_user_id: str | None) -> tuple[Action, str]:
 
 
 def web_link(url: str) -> bool:
-    """An http(s) address: only web pages may be added from Slack (bot.ingest also reads local
-    paths), and only they are linked."""
+    """An http(s) address: only web pages may be added from Slack (not local paths) or linked."""
     return urlsplit(url).scheme in ("http", "https")
 
 

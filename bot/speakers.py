@@ -48,8 +48,7 @@ _DESCRIBED_VERB = re.compile(
     rf"(?<![\w'’])(?P<description>(?i:the|its|his|her|their|a|an)\s+[\w'’-]+(?:\s+[\w'’-]+){{0,5}}?)"
     rf"(?:\s*,[^,]{{1,90}},)?\s+(?:{_VERBS})\b"
 )
-# "Hospital workers said", "Farmers told reporters": a sentence that opens with a bare plural or
-# a role and a verb of speech.
+# "Hospital workers said", "Farmers told reporters": a bare plural or role, then a speech verb.
 _PLAIN_SUBJECT_VERB = re.compile(
     rf"^[\"“”'’\s]*(?P<description>[A-Za-z][a-z'’-]+(?:\s+[a-z][a-z'’-]+){{0,2}})\s+(?:{_VERBS})\b"
 )

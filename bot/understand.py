@@ -220,8 +220,7 @@ def _month_of_year(match: re.Match[str], context: DateContext) -> DateMention | 
 
 
 def _month_alone(match: re.Match[str], context: DateContext) -> DateMention | None:
-    # A bare month word needs a preposition or a phase to count as a date ("in November"), and a
-    # short form other than "may" needs a capital ("in Nov", not "in nov").
+    # A bare month needs a preposition or a phase ("in November"), a short form a capital ("Nov").
     month = _month_of(match)
     word = match["m"].lower().rstrip(".")
     if month is None or not (match["prep"] or match["phase"]):
