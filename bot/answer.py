@@ -45,7 +45,6 @@ SENTENCES_PER_PART = 2  # a part of a question gets its statement and who made i
 PART_WHOLE = 2.0
 PART_THRESHOLD = 0.65
 
-# -- sentences ---------------------------------------------------------------------------------
 
 # Sentences written as orders to a reader or a model: never an answer to an unrelated question.
 _INSTRUCTION = re.compile(
@@ -185,8 +184,6 @@ def speaker_of(pool: Pool, sentence: Sentence) -> Speaker:
     return Speaker(found.words, linked, found.certainty)
 
 
-# -- questions ---------------------------------------------------------------------------------
-
 _SPEECH_FRAME = re.compile(
     r"^\s*(?:and\s+|so\s+)?(?:what|how)\s+(?:did|does|do|has|have|had|is|was|were|are|will|"
     r"would|could|might)\s+(?P<speaker>[^,;:]{1,60}?)\s+(?:say|said|saying|tell|told|think|thought|state|"
@@ -260,9 +257,6 @@ def read_asked(question: str, passages: Sequence[Passage], parts: Sequence[Part]
     this reading): their outlets' words ignored, its parts' outlets asked about."""
     outlets = (source for part in parts for source in part.sources)
     return read_question(question, ignore=outlet_terms(passages), outlets=outlets)
-
-
-# -- scoring -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -503,9 +497,6 @@ def score_sentences(
         Scored(s, p, answered, bool(v.get("statement")), speaker.linked if speaker else ())
         for p, v, s, speaker in ranked
     ]
-
-
-# -- the extractive answer ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,6 @@ def _configure_logging(debug: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.NOTSET)
 
 
-# -- options shared by the commands ------------------------------------------------------------
 # The settings a command can take as options (`_command(settings=...)`): name -> help.
 _SETTING_HELP = {
     "data_dir": "Folder for the store and models [env NEWSBOT_DATA_DIR].",
@@ -209,7 +208,6 @@ def _open_bot(
     return bot
 
 
-# -- ingest ------------------------------------------------------------------------------------
 @_command(
     "newsbot ingest samples/articles",
     "newsbot ingest 'news/*.jsonl' https://example.com/feed.xml --json",
@@ -283,7 +281,6 @@ def _progress_bar(
         yield update
 
 
-# -- watch -------------------------------------------------------------------------------------
 EveryOption = Annotated[
     str, typer.Option(metavar="DURATION", help="Time between rounds: 30s, 15m, 1h, 1h30m.")
 ]
@@ -326,7 +323,6 @@ def _show_round(result: Any) -> None:
     _say(f"{datetime.now():%H:%M:%S} {result.line()}")
 
 
-# -- ask ---------------------------------------------------------------------------------------
 def _parse_day(value: str | None, *, end_of_day: bool = False) -> datetime | None:
     from index.dates import to_datetime
 
@@ -456,7 +452,6 @@ def render_passages(console: Console, answer: Answer | None) -> None:
         console.print()
 
 
-# -- chat --------------------------------------------------------------------------------------
 CHAT_HELP = """Ask a question; follow-ups ("What about Egypt?") use the conversation so far.
   /sources   the full passages behind the last answer
   /reset     forget the conversation
@@ -593,7 +588,6 @@ def chat(settings: Settings) -> None:
             break
 
 
-# -- stats, reset ------------------------------------------------------------------------------
 @_command("newsbot stats", "newsbot stats --json")
 def stats(settings: Settings, as_json: JsonOption = False) -> None:
     """Show the store: location, collection, articles, chunks, embedding model."""
@@ -641,7 +635,6 @@ def reset(
     _say(f"Deleted {articles} from {_where(bot)}.")
 
 
-# -- reindex, model ----------------------------------------------------------------------------
 @_command("NEWSBOT_EMBEDDING_BACKEND=onnx newsbot reindex")
 def reindex(settings: Settings) -> None:
     """Re-embed every stored chunk with the current embedding settings (no re-reading)."""
@@ -696,7 +689,6 @@ def model_export(
     typer.echo(str(path))
 
 
-# -- slack, eval -------------------------------------------------------------------------------
 @_command(
     "NEWSBOT_SLACK_BOT_TOKEN=xoxb-... NEWSBOT_SLACK_APP_TOKEN=xapp-... newsbot slack",
     "NEWSBOT_SLACK_SIGNING_SECRET=... newsbot slack --http --port 3000",

@@ -39,7 +39,6 @@ ProgressCallback = Callable[[str, int, int], None]  # progress(stage, done, tota
 DatasetFormat = Literal["multihop", "rgb", "questions"]
 
 
-# -- pure metrics ------------------------------------------------------------------------------
 def distinct(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
@@ -161,7 +160,6 @@ def rgb_setting(
     return mixed
 
 
-# -- results -----------------------------------------------------------------------------------
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 4)
@@ -295,7 +293,6 @@ class EvalReport:
         return _rounded(asdict(self)) | rounded
 
 
-# -- the summary tables the CLI prints ---------------------------------------------------------
 _RETRIEVAL_HEAD = ["Hits@1", "Hits@4", "Hits@10", "any@4", "any@10", "MRR@10"]
 _RETRIEVAL_FIELDS = "hits_at_1 hits_at_4 hits_at_10 any_at_4 any_at_10 mrr_at_10".split()
 _ANSWER_HEAD = ["cites evidence", "evidence share", "accuracy", "accuracy n"]
@@ -355,7 +352,6 @@ def rich_tables(report: EvalReport) -> list[Any]:
     return tables
 
 
-# -- datasets ----------------------------------------------------------------------------------
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     try:
@@ -425,7 +421,6 @@ def find_corpus(questions: Path, corpus: str | Path | None) -> Path:
     return path
 
 
-# -- running -----------------------------------------------------------------------------------
 @contextmanager
 def throwaway_bot(settings: Settings) -> Iterator[Bot]:
     from bot.core import Bot

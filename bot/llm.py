@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# -- LLM answers: checking what the model wrote ------------------------------------------------
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;–-]\s*\d+)*)\]")
 Embed = Callable[[Sequence[str]], np.ndarray]  # the bot's embedder: unit vectors, one a row
 # Sentences this close (cosine) to a claim's best tie; names decide (bench/citation_mapping.py).
@@ -258,7 +257,6 @@ def is_refusal(text: str) -> bool:
     return normal.startswith(NOT_FOUND.lower().rstrip(".")) or normal in ("", "i don't know.")
 
 
-# -- the LLM prompt ----------------------------------------------------------------------------
 def neutralise(text: str) -> str:
     """Article text that cannot close or open a <passage> block: no `<`, `>` or `&` survives."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -286,7 +284,6 @@ def format_passages(passages: Sequence[Passage]) -> str:
     return "\n".join(blocks)
 
 
-# -- the chat model ----------------------------------------------------------------------------
 # Local OpenAI-compatible servers (llama-server, vLLM, LM Studio) check no key; openai needs one.
 NO_KEY = "not-needed"
 # The providers newsbot documents and tests; each has a pip extra of its name (pyproject.toml).
@@ -354,7 +351,6 @@ def load_chat_model(spec: str, settings: Settings) -> Any:
         ) from exc
 
 
-# -- failures ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Failure:
     """Why a request to the model failed, in words for the user, and whether to try again."""
@@ -437,7 +433,6 @@ def retry_wait(failure: Failure, made: int, settings: Settings, deadline: float)
     return wait
 
 
-# -- the answerer ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Reply:
     """What the Answerer produced; `fallback_reason` (a one-line note): why no LLM answer."""

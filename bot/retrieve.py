@@ -152,7 +152,6 @@ class Scope:
         return replace(self, sources=new_sources, first=first, last=last)
 
 
-# -- candidates ---------------------------------------------------------------------------------
 @dataclass
 class Candidate:
     """A chunk some probe found, with what the stores said about it."""
@@ -388,7 +387,6 @@ def by_coverage(
     return Ranked(order, merged.scores)
 
 
-# -- the retriever -----------------------------------------------------------------------------
 class Retriever:
     """Hybrid retrieval over one store. Thread-safe: Slack answers from a worker pool."""
 

@@ -37,7 +37,6 @@ class Settings(BaseSettings):
         env_prefix="NEWSBOT_", extra="forbid", validate_default=True, frozen=True
     )
 
-    # -- store ---------------------------------------------------------------------------------
     data_dir: Path = Field(default_factory=lambda: _home("XDG_DATA_HOME", ".local/share"))
     chroma_url: str | None = None  # a Chroma server (http://host:port); unset: embedded store
     collection: str = Field(
@@ -47,7 +46,6 @@ class Settings(BaseSettings):
     # Records between saves of an embedded store's vector index (docs/store.md, "Chroma's replay").
     vector_save_every: int = Field(default=100, ge=1, le=100_000)
 
-    # -- embedding -----------------------------------------------------------------------------
     embedding_model: str = DEFAULT_MODEL  # a model name or folder (sentence-transformers)
     # ONNX Runtime runs the same model without importing torch: same vectors (cosine 1.0000),
     # a new process answers in under a second instead of ~7 s (docs/benchmarks.md).
@@ -59,11 +57,9 @@ class Settings(BaseSettings):
         default_factory=lambda: _home("XDG_CACHE_HOME", ".cache") / "models"
     )
 
-    # -- chunking ------------------------------------------------------------------------------
     chunk_tokens: int = Field(default=200, ge=32, le=4096)  # word pieces of text in a chunk
     chunk_overlap: int = Field(default=1, ge=0, le=5)  # sentences neighbours share
 
-    # -- reading -------------------------------------------------------------------------------
     # Text, HTML, feed files and JSON documents up to this size are read whole; JSON Lines files,
     # and JSON documents over it, are read record by record, whatever their size.
     max_file_bytes: int = Field(default=20_000_000, ge=1)
@@ -73,7 +69,6 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False  # fetch from loopback, private and link-local addresses
     fetch_full_articles: bool = True  # a feed entry with only a summary: fetch the linked page
 
-    # -- answering -----------------------------------------------------------------------------
     k: int = Field(default=6, ge=1, le=100)  # passages retrieved per question
     llm: str | None = None  # provider:model, e.g. openai:gpt-4o-mini or ollama:llama3.1
     llm_base_url: str | None = None  # openai: an OpenAI-compatible API; ollama: the Ollama host
@@ -95,7 +90,6 @@ class Settings(BaseSettings):
     # (0-1) that the best sentence answers the question, below which the bot refuses.
     refusal_threshold: float | None = Field(default=None, ge=0, le=1)
 
-    # -- slack ---------------------------------------------------------------------------------
     slack_api_url: str = "https://slack.com/api/"
     slack_bot_token: str | None = None
     slack_app_token: str | None = None

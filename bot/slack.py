@@ -93,7 +93,6 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-# -- settings -------------------------------------------------------------------------------------
 def slack_settings(settings: Settings, *, socket: bool) -> Settings:
     """Fill the Slack secrets from Slack's conventional env vars when NEWSBOT_SLACK_* are unset,
     and check that the ones this transport needs are there."""
@@ -119,7 +118,6 @@ def slack_settings(settings: Settings, *, socket: bool) -> Settings:
     return settings
 
 
-# -- bounded concurrency --------------------------------------------------------------------------
 class WorkerPool:
     """Threads with a bounded queue: `try_submit` returns False instead of queueing more than
     `workers + queue` jobs, so a burst of questions cannot exhaust memory or block acks. The
@@ -169,7 +167,6 @@ class WorkerPool:
         return finished
 
 
-# -- the listeners --------------------------------------------------------------------------------
 class SlackDoor:
     """What the listeners do: turn requests into Bot calls and post what it says. One per app;
     `register` makes it. Answers and ingests run in `pool`; short notices in `notices`."""
@@ -411,7 +408,6 @@ def register(app: App, bot: Bot, settings: Settings, **options: Any) -> SlackDoo
     return door
 
 
-# -- the app and its transports -------------------------------------------------------------------
 def build_app(
     bot: Bot,
     settings: Settings,

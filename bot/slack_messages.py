@@ -48,7 +48,6 @@ _INGEST = re.compile(r"^\s*ingest\s+(\S+)\s*$", re.IGNORECASE)
 _ASKED = re.compile(r"^<@[UW][A-Z0-9]+> asked: (.*)$", re.DOTALL)
 
 
-# -- rendering ------------------------------------------------------------------------------------
 def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -145,7 +144,6 @@ def answer_blocks(answer: Answer) -> list[dict[str, Any]]:
     return [*blocks, {"type": "actions", "block_id": "newsbot_feedback", "elements": buttons}]
 
 
-# -- reading Slack messages -----------------------------------------------------------------------
 def plain_text(text: str, *, bot_user_id: str | None = None) -> str:
     """A Slack message as the words a person typed: the bot's mention removed, links, channel and
     user references made readable, and &amp; &lt; &gt; unescaped."""
@@ -213,7 +211,6 @@ def shown_answer(message: dict[str, Any], button_value: str | None) -> dict[str,
     }
 
 
-# -- what a message asks, and whether to answer it ------------------------------------------------
 Action = Literal["ask", "ingest", "help"]
 
 

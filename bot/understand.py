@@ -16,7 +16,6 @@ from dateutil.relativedelta import relativedelta
 Relation = Literal["on", "after", "before"]
 Precision = Literal["day", "week", "month", "year"]
 
-# -- dates -------------------------------------------------------------------------------------
 
 _MONTH_NAMES = """january february march april may june july august september october november
     december""".split()
@@ -394,8 +393,6 @@ def _apply_relations(question: str, mentions: list[DateMention]) -> list[DateMen
     return result
 
 
-# -- outlets -----------------------------------------------------------------------------------
-
 _WORD = re.compile(r"[^\W_]+")
 _SEPARATORS = re.compile(r"\s+[|\-–—:]\s+|:\s+")
 # Words that, alone, are ordinary English: an alias made only of them is not an outlet name.
@@ -510,8 +507,6 @@ def _credible(question: str, span: Sequence[str], start: int, end: int) -> bool:
 # Single-word outlet names that are also common words.
 _COMMON_SINGLE = frozenset({"fortune", "wired", "time", "vice", "axios", "polygon", "guardian"})
 
-
-# -- parts -------------------------------------------------------------------------------------
 
 # Where a question moves from one report to another.
 _CLAUSE_BREAK = re.compile(

@@ -55,7 +55,6 @@ def read_feed_list(path: Path) -> list[str]:
     return feeds
 
 
-# -- what a round did --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FeedRound:
     """One feed in one round: what was ingested, or why nothing could be."""
@@ -107,7 +106,6 @@ class Round:
         )
 
 
-# -- what is remembered per feed ---------------------------------------------------------------
 class FeedState(BaseModel):
     """What the last successful round learnt of a feed (its file's JSON)."""
 
@@ -144,7 +142,6 @@ class FeedStates:
         write_atomically(self.path(state.feed), state.model_dump_json(indent=1).encode("utf-8"))
 
 
-# -- polling -----------------------------------------------------------------------------------
 class Watcher:
     """Polls `feeds` and ingests what is new with `ingest` (Bot.ingest, or a test's stand-in)."""
 

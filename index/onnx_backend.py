@@ -68,7 +68,6 @@ _QUESTION_THREADS = 2
 _RECORDED_PACKAGES = "torch transformers sentence-transformers onnx onnxruntime tokenizers".split()
 
 
-# -- checksums ---------------------------------------------------------------------------------
 class _ChecksumMemo:
     """sha256 of files, remembered by (size, mtime_ns, inode): hashing the 90 MB weights and export
     costs ~0.15 s, a third of a question's start-up. With no path: always hash."""
@@ -123,7 +122,6 @@ def source_checksum(model_path: Path, memo: _ChecksumMemo) -> str:
     return digest.hexdigest()
 
 
-# -- the cache ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Entry:
     model: str
