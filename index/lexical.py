@@ -29,9 +29,8 @@ MAX_OUTLETS = 10_000
 CACHED = 1000
 # A scope of fewer days than this filters by its days as terms, a longer one by a range.
 DAYS_AS_TERMS = 64
-# Values (outlets, days, ids) up to this many are looked up one term query each: tantivy's term set
-# query costs ~0.3 ms whatever it holds (at 10k chunks as at 100k) where a term query costs
-# 0.01-0.06 ms; from ~400 ids the set costs less (docs/benchmarks.md, "Scale").
+# Values (outlets, days, ids) up to this many are looked up one term query each, more by a term
+# set query: the cheaper way for each count (docs/store.md, "Querying and writing tantivy").
 TERMS_ONE_BY_ONE = 256
 
 
@@ -139,9 +138,8 @@ class LexicalIndex:
                 shutil.rmtree(self.path, ignore_errors=True)
                 self.path.mkdir(parents=True, exist_ok=True)
                 index = tantivy.Index(_schema(), path=str(self.path), reuse=False)
-        # Searches see another process's commit only at `reload()`, not ~0.5 s after it (tantivy's
-        # default): the store's catch-up reloads Chroma's vector index first, else a search could
-        # find chunks that the vector index this process loaded lacks (docs/store.md).
+        # Other processes' commits are seen at `reload()` only, which the store's catch-up calls
+        # after it marks Chroma for reload (docs/store.md, "A long-running reader").
         index.config_reader(reload_policy="Manual")
         return index
 
@@ -285,9 +283,8 @@ class LexicalIndex:
         return self._cached("days", compute)  # type: ignore[no-any-return]
 
     def chunk_count(self, where: LexicalFilter | None = None) -> int:
-        """Chunks in the index (that the filter admits): kept until the next commit, as the
-        index's own figures are (outlets and days recur from question to question; counting an
-        outlet walks its postings: 0.5 ms at 100k chunks, 2.5 at 1M)."""
+        """Chunks in the index (that the filter admits), kept until the next commit as the
+        index's own figures are (docs/store.md, "Querying and writing tantivy")."""
 
         def count(searcher: Any) -> int:
             return int(searcher.search(self._chunks(where or LexicalFilter()), 1).count)
@@ -361,10 +358,8 @@ class LexicalIndex:
         with self._locked():
             self.reload()  # another process may have committed while this one waited
             writer = self.index.writer(WRITER_HEAP, 1)
-            # A writer killed inside its commit leaves files its meta.json never named (e.g. a
-            # segment's deletes, `<segment>.<opstamp>.del`): the next commit, at the same
-            # opstamp, would fail to create them ("FileAlreadyExists"). tantivy collects such
-            # files after its own commits, not when a writer opens.
+            # What a writer killed inside its commit left would fail the next commit
+            # (docs/store.md, "Querying and writing tantivy").
             writer.garbage_collect_files()
             try:
                 yield _Writer(writer, self._analyse)
