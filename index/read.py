@@ -516,12 +516,11 @@ def html_fragment_text(fragment: str) -> str:
         root = lxml.html.fragment_fromstring(fragment, create_parent="div")
     except (etree.ParserError, ValueError):
         return fragment.strip()
-    blocks = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr"}
+    blocks = ("p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr")
     for element in root.iter("script", "style"):
         element.drop_tree()
-    for element in root.iter():
-        if isinstance(element.tag, str) and element.tag.lower() in blocks:
-            element.tail = "\n\n" + (element.tail or "")
+    for element in root.iter(*blocks):  # the HTML parser lower-cases tag names
+        element.tail = "\n\n" + (element.tail or "")
     text = root.text_content()
     lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
