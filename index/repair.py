@@ -47,8 +47,11 @@ def damaged(store: Store) -> list[str]:
     """The store's collections (chunks, log) whose vector index Chroma cannot load, or whose
     rebuild was cut short."""
     found = []
+    folder = store.embedded_folder
     for collection in store.collections():
-        if (collection.metadata or {}).get(REPAIRING) or _half_written(store, collection):
+        if (collection.metadata or {}).get(REPAIRING) or (
+            folder and half_written(folder, [collection.name], every_row=True)
+        ):
             found.append(collection.name)
             continue
         try:
@@ -62,29 +65,39 @@ def damaged(store: Store) -> list[str]:
     return found
 
 
-def _half_written(store: Store, collection: Any) -> bool:
-    """Whether the collection's index files hold rows a save never wrote: a kill between the
-    writes of `data_level0.bin` leaves its header counting rows still blank (label 0, which
-    Chroma never gives) or missing. Chroma loads such an index, and a search that reaches one
-    of them fails ("Error finding id") in every process. Read before Chroma loads it here."""
-    folder = store.embedded_folder
-    if folder is None:
-        return False
+def half_written(folder: Path, names: Sequence[str], *, every_row: bool = False) -> list[str]:
+    """Those of the named collections whose index files hold rows a save never wrote (read
+    before Chroma loads them). A kill between the writes of `data_level0.bin` leaves its header
+    counting rows still blank (label 0, which Chroma never gives) or missing; Chroma loads such
+    an index, a search reaching one of them fails ("Error finding id") in every process, and
+    the next save of a process that wrote onto it grew `link_lists.bin` without bound. A save
+    writes the rows in order, the new ones last: the last row tells (`every_row`: each row's
+    label is read, for an index an earlier newsbot saved over such rows)."""
+    found: list[str] = []
     try:
         db = sqlite3.connect(f"file:{folder / 'chroma.sqlite3'}?mode=ro", uri=True)
-        try:
-            index = folder / vector_segment(db, collection.name)[0]
-        finally:
-            db.close()
-        count, stride, _, label_at = _layout(index)
-        if count == 0:
-            return False
-        if (index / "data_level0.bin").stat().st_size < count * stride:
-            return True
-        rows = np.memmap(index / "data_level0.bin", np.uint8, "r", shape=(count, stride))
-    except (sqlite3.Error, OSError, ValueError, TypeError, struct.error):
-        return False  # no index yet, or not one this reads: left to Chroma
-    return bool((rows[:, label_at:stride].copy().view("<u8") == 0).any())
+    except sqlite3.Error:
+        return found
+    try:
+        for name in names:
+            try:
+                index = folder / vector_segment(db, name)[0]
+                count, stride, _, label_at = _layout(index)
+                if not count:
+                    continue
+                first = 0 if every_row else count - 1
+                data = index / "data_level0.bin"
+                if data.stat().st_size < count * stride:
+                    found.append(name)
+                    continue
+                rows = np.memmap(data, np.uint8, "r", first * stride, (count - first, stride))
+            except (sqlite3.Error, OSError, ValueError, TypeError, struct.error):
+                continue  # no index yet, or not one this reads: left to Chroma
+            if (rows[:, label_at:stride].copy().view("<u8") == 0).any():
+                found.append(name)
+    finally:
+        db.close()
+    return found
 
 
 def vector_segment(db: sqlite3.Connection, collection: str) -> tuple[str, list[str]]:

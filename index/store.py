@@ -54,6 +54,8 @@ _NO_VECTOR = [1.0]
 # store, and the log's entries are 5.6 MB of JSON at 100k chunks. The chunks' threshold is the
 # settings' `vector_save_every` in an embedded store (docs/store.md, "Chroma's replay").
 _SMALL_INDEX = {"hnsw": {"sync_threshold": 1}}
+# Chroma's save of a 1M-chunk index takes ~1.6 s (docs/store.md, "Chroma's replay").
+SAVE_TIME = 3.0
 # A collection's metadata while its index is being rebuilt: a repair cut short leaves the index
 # without the vectors it had not written back yet, which readers must not take for the whole store.
 REPAIRING = "repairing_index"
@@ -315,14 +317,14 @@ class Store:
                     name = f"{self.name}-log"
                 else:
                     name = getattr(view, on).name if on else _damaged_name(view)
-                raise DamagedIndexError(
-                    f"the vector index of collection {name!r} at {self.where} "
-                    "is damaged (a process was stopped while Chroma saved it)",
-                    # A rerun ingest repairs an index Chroma cannot load, not one that loads
-                    # and fails searches (it does not search).
-                    hint="rebuild it with `newsbot repair`"
-                    + ("" if "finding id" in str(exc).lower() else " (a rerun ingest does it too)"),
-                ) from exc.__cause__
+                raise self._damaged(name) from exc.__cause__
+
+    def _damaged(self, name: str) -> DamagedIndexError:
+        return DamagedIndexError(
+            f"the vector index of collection {name!r} at {self.where} "
+            "is damaged (a process was stopped while Chroma saved it)",
+            hint="rebuild it with `newsbot repair` (a rerun ingest does it too)",
+        )
 
     @property
     def embedded_folder(self) -> Path | None:
@@ -350,6 +352,16 @@ class Store:
 
     def _open(self, client: Any, *, replace: bool = False) -> View:
         chunks, log_collection = self._collections(client)
+        if self.embedded_folder is not None:  # before Chroma loads an index (docs/store.md)
+            from index.repair import half_written
+
+            found = half_written(self.embedded_folder, [chunks.name, log_collection.name])
+            waited = time.monotonic() + SAVE_TIME  # another process's save looks so meanwhile
+            while found and time.monotonic() < waited:
+                time.sleep(0.1)
+                found = half_written(self.embedded_folder, found)
+            if found:
+                raise self._damaged(found[0])
         self._chroma.loaded(log_collection.name, log_collection, replace=replace)
         return View(client, chunks, log_collection)
 

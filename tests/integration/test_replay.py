@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -197,23 +198,39 @@ def test_newsbot_repair_rebuilds_a_damaged_index_and_finishes_one_cut_short(
 
 
 @needs_strace
-def test_an_index_killed_between_its_rows_writes_is_found_and_rebuilt_by_newsbot_repair(
-    one_article_store, tmp_path, make_bot
+@pytest.mark.parametrize("repair_first", [True, False])
+def test_an_index_killed_between_its_rows_writes_is_rebuilt_before_a_rerun_ingest_writes(
+    one_article_store, tmp_path, make_bot, repair_first
 ) -> None:
     """Killed after the first of the rows Chroma writes into `data_level0.bin`, the header
     counts rows never written: Chroma loads that index, and searches reaching them fail
-    ("Error finding id") in every process. `newsbot repair` finds those rows (before Chroma
-    loads the index) and rebuilds it; the rerun ingest then ends clean."""
-    import numpy as np
-
+    ("Error finding id") in every process. `newsbot repair`, and the rerun ingest before
+    Chroma loads the index, find those rows and rebuild it; the rerun ingest then ends clean.
+    Before, the rerun ingest wrote onto it, and the save after grew `link_lists.bin` without
+    bound (1 GB here, at the file size limit below; 7 and 13 GB filled the disk once)."""
     data_dir, more = tmp_path / "data", one_article_store[1]
     shutil.copytree(one_article_store[0], data_dir)
     killed_in_save(data_dir, "news", "data_level0.bin", "ingest", *more, when=2)
-    done = subprocess.run(
-        [NEWSBOT, "repair", "--data-dir", str(data_dir)], capture_output=True, text=True
+    if repair_first:
+        done = subprocess.run(
+            [NEWSBOT, "repair", "--data-dir", str(data_dir)], capture_output=True, text=True
+        )
+        assert "Rebuilt the vector index of news (4 records)" in done.stdout, done.stderr
+    limit = (2**28, 2**28)  # a file past 256 MB stops the ingest (SIGXFSZ), not the disk
+    rerun = subprocess.run(
+        [NEWSBOT, "ingest", *more, "--data-dir", str(data_dir)],
+        env={**os.environ, "NEWSBOT_VECTOR_SAVE_EVERY": "1"},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, limit),
+        capture_output=True,
+        text=True,
     )
-    assert "Rebuilt the vector index of news (4 records)" in done.stdout, done.stderr
-    newsbot("ingest", *more, data_dir=data_dir, save_every=1)
+    assert rerun.returncode == 0, rerun.stderr
+    asked = subprocess.run(
+        [NEWSBOT, "ask", "What did the council approve?", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert asked.returncode == 0 and "budget" in asked.stdout, asked.stderr
     bot = make_bot(data_dir=data_dir)
     assert_whole(bot, articles=4)
     for vector in np.random.default_rng(7).normal(size=(40, 384)):
