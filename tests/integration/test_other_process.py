@@ -145,26 +145,10 @@ def test_readers_on_several_threads_while_other_processes_ingest(
     assert answer.citations and "storms" in answer.citations[0].quote
 
 
-def test_a_long_running_writer_keeps_what_other_processes_wrote(make_bot, tmp_path) -> None:
-    """A process whose vector index lacks another process's records would save that index over
-    the one on disk with its own next records: every later process would lack them."""
-    data_dir, articles = tmp_path / "data", tmp_path / "articles"
-    write_article(articles / "first", "cairo", "Talks in Cairo", CAIRO)
-    bot = make_bot(data_dir=data_dir, vector_save_every=1)  # saves at each write
-    bot.ingest([str(articles / "first")])
-    bot.warm()
-    write_article(articles / "second", "ferry", "Ferry delayed", FERRY)
-    newsbot("ingest", str(articles / "second"), data_dir=data_dir, vector_save_every="1")
-    write_article(articles / "third", "doha", "Talks in Doha", CAIRO.replace("Cairo", "Doha"))
-    bot.ingest([str(articles / "third")])
-
-    # A new process loads the index the long-running one saved: the ferry's vectors are in it.
-    assert "storms" in newsbot("ask", "Why was the ferry to Zanzibar delayed?", data_dir=data_dir)
-
-
-def test_a_reindex_after_another_process_ingest_keeps_its_articles(make_bot, tmp_path) -> None:
-    """A reindex catches up first, as an ingest does: its stale index is not saved over the
-    newer one."""
+@pytest.fixture
+def warm_writer(make_bot, tmp_path):
+    """A warm bot that saves its index at each write, and an article another process ingested
+    since (with the same setting) in its data folder."""
     data_dir, articles = tmp_path / "data", tmp_path / "articles"
     write_article(articles / "first", "cairo", "Talks in Cairo", CAIRO)
     bot = make_bot(data_dir=data_dir, vector_save_every=1)
@@ -172,5 +156,23 @@ def test_a_reindex_after_another_process_ingest_keeps_its_articles(make_bot, tmp
     bot.warm()
     write_article(articles / "second", "ferry", "Ferry delayed", FERRY)
     newsbot("ingest", str(articles / "second"), data_dir=data_dir, vector_save_every="1")
-    assert bot.reindex() == 2
+    return bot
+
+
+def test_a_long_running_writer_keeps_what_other_processes_wrote(warm_writer, tmp_path) -> None:
+    """A process whose vector index lacks another process's records would save that index over
+    the one on disk with its own next records: every later process would lack them."""
+    bot, data_dir, articles = warm_writer, tmp_path / "data", tmp_path / "articles"
+    write_article(articles / "third", "doha", "Talks in Doha", CAIRO.replace("Cairo", "Doha"))
+    bot.ingest([str(articles / "third")])
+
+    # A new process loads the index the long-running one saved: the ferry's vectors are in it.
     assert "storms" in newsbot("ask", "Why was the ferry to Zanzibar delayed?", data_dir=data_dir)
+
+
+def test_a_reindex_after_another_process_ingest_keeps_its_articles(warm_writer, tmp_path) -> None:
+    """A reindex catches up first, as an ingest does: its stale index is not saved over the
+    newer one."""
+    assert warm_writer.reindex() == 2
+    answer = newsbot("ask", "Why was the ferry to Zanzibar delayed?", data_dir=tmp_path / "data")
+    assert "storms" in answer
