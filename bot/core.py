@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import cached_property
 from threading import Lock
 from typing import TYPE_CHECKING, cast
 
@@ -76,10 +77,7 @@ class Bot:
         self.store = store
         self._embedder = embedder
         self._check_identity = check_identity
-        self._retriever: Retriever | None = None
-        self._ingestor: Ingestor | None = None
         self._chat_model = chat_model
-        self._answerer: Answerer | None = None
         self._loading = Lock()
 
     @property
@@ -95,44 +93,33 @@ class Bot:
                 self._embedder = embedder
             return self._embedder
 
-    @property
+    @cached_property
     def answerer(self) -> Answerer:
         """Extractive unless settings.llm names a chat model or one was passed in."""
-        if self._answerer is None:
-            from bot.llm import Answerer
+        from bot.llm import Answerer
 
-            self._answerer = Answerer(self.settings, self._chat_model, embedder=self.embedder)
-        return self._answerer
+        return Answerer(self.settings, self._chat_model, embedder=self.embedder)
 
-    @property
+    @cached_property
     def retriever(self) -> Retriever:
-        if self._retriever is None:
-            from bot.retrieve import Retriever
+        from bot.retrieve import Retriever
 
-            self._retriever = Retriever(self.store, self.embedder)
-        return self._retriever
+        return Retriever(self.store, self.embedder)
 
-    @retriever.setter
-    def retriever(self, retriever: Retriever) -> None:
-        self._retriever = retriever
-
-    @property
+    @cached_property
     def ingestor(self) -> Ingestor:
         """The Ingestor, made on first use: a process that only asks needs no token counter."""
-        if self._ingestor is None:
-            from index.embed import TokenCounter
-            from index.ingest import ChunkingConfig, Ingestor
+        from index.embed import TokenCounter
+        from index.ingest import ChunkingConfig, Ingestor
 
-            settings = self.settings
-            config = ChunkingConfig(
-                chunk_tokens=settings.chunk_tokens,
-                overlap_sentences=settings.chunk_overlap,
-                max_model_tokens=self.embedder.max_tokens,
-                model=settings.embedding_model,
-            )
-            counter = TokenCounter(settings.embedding_model)
-            self._ingestor = Ingestor(self.store, self.embedder, counter, config)
-        return self._ingestor
+        config = ChunkingConfig(
+            chunk_tokens=self.settings.chunk_tokens,
+            overlap_sentences=self.settings.chunk_overlap,
+            max_model_tokens=self.embedder.max_tokens,
+            model=self.settings.embedding_model,
+        )
+        counter = TokenCounter(self.settings.embedding_model)
+        return Ingestor(self.store, self.embedder, counter, config)
 
     @classmethod
     def open(
@@ -189,13 +176,11 @@ class Bot:
         progress: Callable[[str, int], None] | None = None,
         on_wait: Callable[[], None] | None = None,
     ) -> dict[str, int]:
-        """Rebuild the vector index of each of the store's collections that Chroma cannot load
-        (a process was stopped while Chroma saved it; docs/store.md), or whose rebuild was cut
-        short: the chunks' vectors are read back or embedded again from their stored texts (the
-        model loads only then; its identity is recorded anew), the log's are a constant.
-        `progress(collection, records)` follows it; `on_wait` is called if it waits for a
-        running ingest. Returns the records written again, by collection (empty: nothing
-        damaged)."""
+        """Rebuild the vector index of each of the store's collections that a process stopped
+        in Chroma's save left damaged, or whose rebuild was cut short (docs/store.md). The model
+        loads only if the chunks' is. `progress(collection, records)` follows it; `on_wait` is
+        called if it waits for a running ingest. Returns the records written again, by
+        collection (empty: nothing damaged)."""
         from index.embed import load_embedder
         from index.repair import repair
 

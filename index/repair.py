@@ -1,12 +1,6 @@
-"""Rebuilding a vector index Chroma left half-saved (docs/store.md, "A damaged vector index").
-
-Chroma 1.5.9 saves a collection's HNSW index in place: a process killed in the middle of a save
-leaves files no later process can load, and every read of that collection fails, documents and
-metadata included. What the index held survives elsewhere: each record's document and metadata in
-Chroma's SQLite (its metadata segment), so the chunks' vectors can be embedded again from their
-texts, and the log's are a constant. A repair drops the index, lets Chroma start an empty one, and
-writes every record's vector again.
-"""
+"""Rebuilding a vector index Chroma left half-saved (docs/store.md, "A damaged vector index"):
+drop the index, let Chroma start an empty one, and write every record's vector again (read back
+from the damaged files, or embedded again from the text Chroma's SQLite keeps)."""
 
 from __future__ import annotations
 
@@ -41,6 +35,8 @@ log = logging.getLogger(__name__)
 
 PAGE = 512  # records read, embedded and written back at a time
 CHANGED = "newsbot-changed.json"  # beside a damaged index: the records queued since its last save
+# Chroma documents none of its files: what does not read as expected is left to it, or embedded.
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, struct.error, pickle.PickleError)
 
 
 def damaged(store: Store) -> list[str]:
@@ -66,13 +62,10 @@ def damaged(store: Store) -> list[str]:
 
 
 def half_written(folder: Path, names: Sequence[str], *, every_row: bool = False) -> list[str]:
-    """Those of the named collections whose index files hold rows a save never wrote (read
-    before Chroma loads them). A kill between the writes of `data_level0.bin` leaves its header
-    counting rows still blank (label 0, which Chroma never gives) or missing; Chroma loads such
-    an index, a search reaching one of them fails ("Error finding id") in every process, and
-    the next save of a process that wrote onto it grew `link_lists.bin` without bound. A save
-    writes the rows in order, the new ones last: the last row tells (`every_row`: each row's
-    label is read, for an index an earlier newsbot saved over such rows)."""
+    """Those of the named collections whose index files hold rows a save cut short never wrote
+    (label 0, which Chroma never gives, or missing), which Chroma loads: read before it does. A
+    save writes the rows in order, the new ones last, so the last row tells; `every_row` reads
+    every label (docs/store.md, "A damaged vector index")."""
     found: list[str] = []
     try:
         db = sqlite3.connect(f"file:{folder / 'chroma.sqlite3'}?mode=ro", uri=True)
@@ -91,7 +84,7 @@ def half_written(folder: Path, names: Sequence[str], *, every_row: bool = False)
                     found.append(name)
                     continue
                 rows = np.memmap(data, np.uint8, "r", first * stride, (count - first, stride))
-            except (sqlite3.Error, OSError, ValueError, TypeError, struct.error):
+            except (sqlite3.Error, *UNREADABLE):
                 continue  # no index yet, or not one this reads: left to Chroma
             if (rows[:, label_at:stride].copy().view("<u8") == 0).any():
                 found.append(name)
@@ -132,9 +125,7 @@ def _layout(index: Path) -> tuple[int, int, int, int]:
 
 
 def repair(
-    store: Store,
-    model: Callable[[], Ingestor],
-    progress: Callable[[str, int], None] | None = None,
+    store: Store, model: Callable[[], Ingestor], progress: Callable[[str, int], None] | None = None
 ) -> dict[str, int]:
     """Rebuild the vector index of each of the store's damaged collections (hold the store's
     turn): the chunks' vectors embedded again from their stored texts by `model()`'s embedder
@@ -151,9 +142,7 @@ def repair(
         # not after a re-embed cut short, nor with another model or precision configured.
         read_back = same_vectors(_identity(meta), mine) and not meta.get("reindexing")
         rebuilt[name] = rebuild(store, name, ingestor.embed_stored, progress, read_back)
-        recorded = {**mine.to_metadata(), "reindexing": False}
-        collection = _named(store, name)
-        collection.modify(metadata={**(collection.metadata or {}), **recorded})
+        _mark(store, name, {**mine.to_metadata(), "reindexing": False})
     return rebuilt
 
 
@@ -164,10 +153,9 @@ def rebuild(
     progress: Callable[[str, int], None] | None = None,
     read_back: bool = True,
 ) -> int:
-    """Drop collection `name`'s vector index and write every record's vector again, computed by
-    `vectors_of` from the records (their texts and metadata) unless `read_back` finds it in the
-    dropped index. A rebuild cut short is marked (REPAIRING) until one ends. Returns the number
-    of records."""
+    """Drop collection `name`'s vector index and write every record's vector again: read back
+    from the dropped index if `read_back`, else computed by `vectors_of` from the records. A
+    rebuild cut short is marked (REPAIRING) until one ends. Returns the number of records."""
     folder = store.embedded_folder
     if folder is None:
         raise StoreError(
@@ -176,10 +164,7 @@ def rebuild(
             hint="stop the server, then run `newsbot repair --data-dir DIR` on its folder "
             "(DIR/chroma)",
         )
-    collection = _named(store, name)
-    # Chroma's modify replaces the whole metadata (and cannot set it empty).
-    collection.modify(metadata={**(collection.metadata or {}), REPAIRING: True})
-    dimension = (collection.metadata or {}).get("embedding_dimension")
+    dimension = _mark(store, name, {REPAIRING: True}).metadata.get("embedding_dimension")
     aside = _drop_index(store, folder, name)
     saved = _SavedVectors(aside, int(dimension)) if dimension and read_back else None
     log.info("rebuilding the vector index of collection %s in %s", name, folder)
@@ -206,19 +191,16 @@ def rebuild(
     if saved is not None:
         log.info("%s: %d vectors read back from the damaged index", name, saved.used)
     shutil.rmtree(aside, ignore_errors=True)  # before the mark: a rebuild may still need it
-    collection.modify(metadata={**(collection.metadata or {}), REPAIRING: False})
+    _mark(store, name, {REPAIRING: False})
     return len(ids)
 
 
 class _SavedVectors:
-    """The vectors a damaged index still holds, by record id: those its id map names (as saved
-    whole before the save that was cut: the map is written last, into a new file only when
-    that save got that far, in which case it is the map that is cut short and nothing is read),
-    read from its vectors' file in hnswlib's layout (`header.bin`, then one row a vector in
-    `data_level0.bin`: its links, the vector, its label), except the records changed since
-    that save (their vectors there may be stale). Chroma documents none of this: anything that
-    does not read as expected (another layout, a vector not of unit length) is embedded again.
-    The id map is a pickle Chroma wrote into this store's own folder."""
+    """The vectors a damaged index still holds, by record id: those its id map names (written
+    last: cut short, nothing is read) but the records changed since its last save, read from
+    `data_level0.bin` in hnswlib's layout. What does not read as expected (another layout, a
+    vector not of unit length) is embedded again. The id map is a pickle Chroma wrote into this
+    store's own folder."""
 
     def __init__(self, aside: Path, dimension: int) -> None:
         self.used = 0
@@ -234,11 +216,8 @@ class _SavedVectors:
             ):
                 raise ValueError("rows of another size, or missing")
             self._data = np.memmap(aside / "data_level0.bin", np.uint8, "r", shape=(count, stride))
-        except (OSError, ValueError, KeyError, TypeError, struct.error, pickle.PickleError) as exc:
+        except UNREADABLE as exc:  # EOFError: the id map cut short
             log.info("no vectors read back from %s: %s", aside, exc)
-            return
-        except EOFError:  # the id map cut short
-            log.info("no vectors read back from %s: its id map is cut short", aside)
             return
         labels = self._data[:, label_at:stride].copy().view("<u8").ravel()
         self._rows = {
@@ -263,14 +242,18 @@ def _named(store: Store, name: str) -> Any:
     return next(collection for collection in store.collections() if collection.name == name)
 
 
+def _mark(store: Store, name: str, updates: dict[str, Any]) -> Any:
+    collection = _named(store, name)
+    # Chroma's modify replaces the whole metadata (and cannot set it empty).
+    collection.modify(metadata={**(collection.metadata or {}), **updates})
+    return collection
+
+
 def _drop_index(store: Store, folder: Path, name: str) -> Path:
-    """Move the collection's HNSW files aside and delete Chroma's mark of the records saved in
-    them, so that Chroma starts an empty index and applies the records still in its queue.
-    Chroma has no call that does this (deleting or resetting a collection deletes its records
-    too), so it is done on its files, with this process's Chroma closed: it holds the files open
-    and caches the index. The files moved aside (`<segment>-damaged`, with the ids of the
-    records queued since that mark) stay until the rebuild ends; a rebuild cut short keeps them,
-    and deletes the index it was making. Returns that folder."""
+    """Move the collection's index files aside (`<segment>-damaged`, with the ids of the records
+    queued since their last save; kept until a rebuild ends) and delete Chroma's mark of that
+    save, with this process's Chroma closed: Chroma starts an empty index and applies its queue
+    (no Chroma call does so: docs/store.md). Returns that folder."""
     store.close()
     database = folder / "chroma.sqlite3"
     try:

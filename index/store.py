@@ -45,14 +45,10 @@ LOG_PAGE = 50
 CONNECTION_WORDS = ("connect", "timeout", "timed out", "unavailable", "refused", "reset")
 # Records that are not chunks need a vector; one constant dimension keeps Chroma's index happy.
 _NO_VECTOR = [1.0]
-# Chroma keeps the records written to a collection since its vector index was last saved in its
-# own queue, and every new process replays them all (~0.5 ms a record at 10k chunks, ~1.4 ms at
-# 100k). A process saves the index once the records it has applied since its last save, those it
-# replayed included, reach the collection's `sync_threshold` (1000 by default), and a process
-# loads that threshold with the index. The log's and the lease's index (one dimension, one record
-# a commit) is saved at every write: saving an index this small costs nothing that grows with the
-# store, and the log's entries are 5.6 MB of JSON at 100k chunks. The chunks' threshold is the
-# settings' `vector_save_every` in an embedded store (docs/store.md, "Chroma's replay").
+# Every new process replays the records written since an index was last saved (docs/store.md,
+# "Chroma's replay"). The log's and the lease's index (one small record a commit) is saved at
+# every write, which costs nothing that grows with the store; the chunks' every
+# `vector_save_every` records in an embedded store.
 _SMALL_INDEX = {"hnsw": {"sync_threshold": 1}}
 # Chroma's save of a 1M-chunk index takes ~1.6 s (docs/store.md, "Chroma's replay").
 SAVE_TIME = 3.0
@@ -63,9 +59,9 @@ REPAIRING = "repairing_index"
 
 def is_damage(exc: BaseException) -> bool:
     """Whether Chroma failed on a collection's vector index left damaged by a save cut short:
-    "Failed to apply logs to the hnsw segment writer" (native files cut short), "Error
-    constructing hnsw segment reader: ... EOF while parsing" (its id map cut short), or a search
-    reaching a row the save never wrote ("Error finding id"; index/repair.py)."""
+    "Failed to apply logs to the hnsw segment writer", "Error constructing hnsw segment reader:
+    ... EOF while parsing" (its id map), or a search reaching a row never written ("Error
+    finding id")."""
     text = str(exc).lower()
     return ("hnsw segment" in text and "dimensionality" not in text) or "error finding id" in text
 
@@ -85,10 +81,7 @@ def make_client(settings: StoreConfig) -> Any:
     chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=True)
     if settings.chroma_url:
         url = urlparse(settings.chroma_url)
-        if url.scheme != "https":
-            # Plain http has no certificate to check; left unset, httpx loads certifi's CA
-            # bundle into an SSL context for each of the client's two HTTP sessions (0.03-0.06 s
-            # of every new process: docs/benchmarks.md, "Cold start").
+        if url.scheme != "https":  # else httpx loads a CA bundle (docs/benchmarks.md, "Cold start")
             chroma_settings.chroma_server_ssl_verify = False
         return _with_retries(
             lambda: chromadb.HttpClient(
@@ -143,15 +136,12 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
 
 
 class SharedClient:
-    """A Chroma client, shared by this process's Stores of one embedded store folder (Chroma
-    shares one System, with its vector indexes, per folder and process anyway), and which log
-    entries its vector indexes hold. An embedded Chroma loads a collection's index on its first
-    read and never applies what other processes write after that: when a Store's catch-up finds
-    entries this process neither loaded nor wrote (`saw`), the next call waits for the calls in
-    flight, closes the client (Chroma then releases its indexes) and makes a new one, whose
-    first reads load them again (docs/store.md, "A long-running reader"). A Chroma server
-    applies every write itself: its client is only asked to open the collections again after
-    a reset elsewhere (`reconnects` False)."""
+    """A Chroma client shared by this process's Stores of one embedded store folder, and which
+    log entries its vector indexes hold: when a catch-up finds entries this process neither
+    loaded nor wrote (`saw`), the next call waits for the calls in flight, closes the client and
+    makes a new one, whose first reads load the indexes again (docs/store.md, "A long-running
+    reader"). A Chroma server's client (`reconnects` False) only opens the collections again
+    after a reset elsewhere."""
 
     def __init__(
         self,
@@ -210,8 +200,7 @@ class SharedClient:
         self._stale = False
 
     def close(self) -> None:
-        """Close the client now, once the calls in flight are done (Chroma lets go of the
-        folder's files and indexes); the next call makes a new one."""
+        """Close the client once the calls in flight are done; the next call makes a new one."""
         with self._changing:
             while self._users or self._reopening:
                 self._changing.wait()
@@ -242,21 +231,9 @@ class SharedClient:
                 self._holds[name] = (log_id, entry)
 
 
-# Chroma shares one System per folder and process (chromadb's SharedSystemClient): the Stores of
-# an embedded folder share its client, and reload it together.
+# Chroma shares one System per folder and process: the Stores of a folder share its client.
 _SHARED: dict[str, SharedClient] = {}
 _SHARING = threading.Lock()
-
-
-def shared_client(
-    folder: str,
-    connect: Callable[[], Any],
-    opening: Callable[[], contextlib.AbstractContextManager[Any]],
-) -> SharedClient:
-    with _SHARING:
-        if folder not in _SHARED:
-            _SHARED[folder] = SharedClient(connect, opening=opening)
-        return _SHARED[folder]
 
 
 class View(NamedTuple):
@@ -298,8 +275,8 @@ class Store:
         self._committing = 0  # the log entry this Store is adding, until its client holds it
 
     def _call(self, use: Callable[[View], T], on: str = "") -> T:
-        """Call Chroma: `use` gets the client and collections, which a reload (SharedClient)
-        replaces between calls, never during one; `on` names the collection it reads, if one."""
+        """Call Chroma: `use` gets the client and collections (a reload replaces them between
+        calls, never during one); `on` names the collection it reads, if one."""
         with self._chroma.using() as (client, generation):
             view = None
             try:
@@ -332,8 +309,8 @@ class Store:
         return Path(self.where) if self._turn_lock is not None else None
 
     def collections(self) -> tuple[Any, Any]:
-        """The store's Chroma collections, the chunks' and the log's, opened without reading
-        either (`_call` reads the log first: a repair's way in)."""
+        """The chunks' and the log's Chroma collections, opened without reading either nor
+        looking at their indexes (`_call` does both: a repair's way in)."""
         with self._chroma.using() as (client, _):
             return self._collections(client)
 
@@ -411,14 +388,17 @@ class Store:
 
         turn_lock = lock_path(settings.data_dir, f"{where}|{settings.collection}")
         connect = lambda: make_client(settings)  # noqa: E731
+        if server:
+            chroma = SharedClient(connect, reconnects=False)
+        else:
+            with _SHARING:
+                chroma = _SHARED.setdefault(where, SharedClient(connect, opening=opening))
         return cls(
             settings.collection,
             lexical=lexical,
             where=where,
             retries=settings.store_retries if server else 0,
-            chroma=SharedClient(connect, reconnects=False)
-            if server
-            else shared_client(where, connect, opening),
+            chroma=chroma,
             turn_lock=None if server else turn_lock,
             # A server is one long process: it replays once, when it starts.
             save_every=None if server else settings.vector_save_every,
@@ -427,9 +407,8 @@ class Store:
     # -- taking turns --------------------------------------------------------------------------
     @contextlib.contextmanager
     def turn(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-        """This process's turn to write (index/lock.py): a file lock for an embedded store, a
-        lease in the server for a Chroma server. Waits for the current writer, calling
-        `on_wait` first. Taken again while held (by this Store), it is held already."""
+        """This process's turn to write (index/lock.py): a file lock, or a lease in a Chroma
+        server. Waits for the current writer, calling `on_wait` first. Reentrant."""
         from index.lock import ChromaLease, exclusive
 
         if self._holding:
@@ -454,8 +433,7 @@ class Store:
     # -- keeping the lexical index in step -----------------------------------------------------
     def refresh(self, max_age: float = 0.0) -> None:
         """Apply the log entries the lexical index lacks (written by other processes or hosts),
-        unless this was checked less than `max_age` seconds ago. Costs one small Chroma read
-        when there is nothing new."""
+        unless checked less than `max_age` seconds ago (one small Chroma read if none)."""
         if time.monotonic() - self._checked_at < max_age:
             return
         with self._refreshing:
@@ -511,8 +489,7 @@ class Store:
 
     def _keep_thresholds(self) -> None:
         """Give a store made before _SMALL_INDEX, or with another `vector_save_every`, the save
-        thresholds above. A process keeps the threshold it loaded an index with: a writer sets
-        them when it first catches up in its turn (Bot.ingest does before writing anything)."""
+        thresholds above (a writer, in its turn: docs/store.md, "Chroma's replay")."""
 
         def keep(view: View) -> None:
             for collection, every in ((view.log, 1), (view.chunks, self._save_every)):
@@ -654,10 +631,6 @@ class Store:
             self._call(lambda view: view.client.delete_collection(name))
 
     # -- identity ------------------------------------------------------------------------------
-    @property
-    def identity(self) -> EmbeddingIdentity | None:
-        return _identity(self._collection_meta())
-
     def check_identity(self, identity: EmbeddingIdentity) -> None:
         """Refuse to mix vectors of different models or precisions (`same_vectors`) in one
         collection."""
@@ -710,11 +683,7 @@ class Store:
 
     # -- chunks --------------------------------------------------------------------------------
     def upsert_chunks(
-        self,
-        ids: list[str],
-        texts: list[str],
-        vectors: np.ndarray,
-        metadatas: list[dict[str, Any]],
+        self, ids: list[str], texts: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]]
     ) -> None:
         self._write("upsert", ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
@@ -799,9 +768,8 @@ class Store:
         return int(self._on("chunks", "count"))
 
     def holds_chunks(self) -> bool:
-        """Whether the store holds a chunk. Chroma's first read of the chunks loads their vector
-        index (0.1-0.4 s at 10k-100k chunks); this one lets other threads run meanwhile, where
-        `count` holds the GIL throughout (docs/benchmarks.md, "Cold start")."""
+        """Whether the store holds a chunk: as the first read (it loads the vector index), it
+        lets other threads run, where `count` holds the GIL (docs/benchmarks.md, "Cold start")."""
         return bool(self._on("chunks", "get", limit=1, include=[])["ids"])
 
     def article_count(self) -> int:
@@ -809,7 +777,7 @@ class Store:
         return self.lexical.article_count()
 
     def stats(self) -> dict[str, Any]:
-        identity = self.identity
+        identity = _identity(self._collection_meta())
         return {
             "store": self.where,
             "collection": self.name,
