@@ -215,14 +215,16 @@ class SharedClient:
             if replace or name not in self._holds:
                 self._holds[name] = (str(log_collection.id), int(log_collection.count()))
 
-    def saw(self, name: str, log_id: str, last: int) -> None:
+    def saw(self, name: str, log_id: str, last: int) -> bool:
         """The log `name` (id `log_id`) holds entries up to `last`: reload before the next call
         if the indexes may lack some (or the log was replaced: the store was reset). None held:
-        not opened since the last reload, its indexes load later and hold them."""
+        not opened since the last reload, its indexes load later and hold them. Returns whether
+        a reload is due."""
         with self._changing:
             held = self._holds.get(name)
             if held is not None and (held[0] != log_id or (self._reconnects and held[1] < last)):
                 self._stale = True
+            return self._stale
 
     def wrote(self, name: str, log_id: str, entry: int) -> None:
         """This process committed `entry` of the log through this client."""
@@ -277,6 +279,18 @@ class Store:
     def _call(self, use: Callable[[View], T], on: str = "") -> T:
         """Call Chroma: `use` gets the client and collections (a reload replaces them between
         calls, never during one); `on` names the collection it reads, if one."""
+        try:
+            return self._call_once(use, on)
+        except DamagedIndexError as exc:
+            # The lexical index shows another process's commit a moment before a catch-up marks
+            # Chroma for reload (docs/store.md, "A long-running reader"): reload, call again.
+            if "finding id" not in str(exc.__cause__).lower() or not self._saw(
+                *self._call_once(self._log_length)
+            ):
+                raise
+            return self._call_once(use, on)
+
+    def _call_once(self, use: Callable[[View], T], on: str = "") -> T:
         with self._chroma.using() as (client, generation):
             view = None
             try:
@@ -442,14 +456,14 @@ class Store:
             self._catch_up()
             self._checked_at = time.monotonic()
 
-    def _catch_up(self) -> None:
-        def current(view: View) -> tuple[str, int]:
-            log_collection = self._log_collection(view.client)
-            if str(log_collection.id) != str(view.log.id):  # the store was reset elsewhere
-                self._view = None  # open the new ones
-            return str(log_collection.id), int(log_collection.count())
+    def _log_length(self, view: View) -> tuple[str, int]:
+        log_collection = self._log_collection(view.client)
+        if str(log_collection.id) != str(view.log.id):  # the store was reset elsewhere
+            self._view = None  # open the new ones
+        return str(log_collection.id), int(log_collection.count())
 
-        log_id, last = self._call(current)
+    def _catch_up(self) -> None:
+        log_id, last = self._call(self._log_length)
         # Entries other processes committed since this process's Chroma loaded its indexes: they
         # reload before the next Chroma call, which comes after the lexical index shows them
         # (it moves only at reload(): a search never finds chunks the vector index lacks).
@@ -464,10 +478,10 @@ class Store:
             applied = self._apply_log(log_id)
         self._saw(log_id, applied)  # committed since `last` was read, if any
 
-    def _saw(self, log_id: str, last: int) -> None:
+    def _saw(self, log_id: str, last: int) -> bool:
         if last and last == self._committing:  # this Store's own entry: its client holds it
             last -= 1
-        self._chroma.saw(f"{self.name}-log", log_id, last)
+        return self._chroma.saw(f"{self.name}-log", log_id, last)
 
     def _apply_log(self, log_id: str) -> int:
         """Apply the log's entries the lexical index lacks; returns the last one."""

@@ -176,3 +176,25 @@ def test_a_reindex_after_another_process_ingest_keeps_its_articles(warm_writer, 
     assert warm_writer.reindex() == 2
     answer = newsbot("ask", "Why was the ferry to Zanzibar delayed?", data_dir=tmp_path / "data")
     assert "storms" in answer
+
+
+def test_chunks_the_lexical_index_shows_before_the_reload_is_marked_are_read(
+    make_bot, tmp_path
+) -> None:
+    """The lexical index on disk is every process's: it shows another process's commit (its
+    writer applies it) a moment before this process's catch-up marks Chroma for a reload. A
+    read of those chunks' vectors then reloads, instead of failing ("Error finding id") and
+    calling the store damaged."""
+    from index.text import terms
+
+    data_dir, articles = tmp_path / "data", tmp_path / "articles"
+    write_article(articles / "first", "cairo", "Talks in Cairo", CAIRO)
+    bot = make_bot(data_dir=data_dir)
+    bot.ingest([str(articles / "first")])
+    bot.warm()
+    write_article(articles / "second", "ferry", "Ferry delayed", FERRY)
+    newsbot("ingest", str(articles / "second"), data_dir=data_dir)
+    bot.store.lexical.reload()  # as a catch-up does, the moment before it marks the reload
+    found = [chunk for chunk, _, _ in bot.store.lexical.search(terms("Zanzibar ferry"), 5)]
+    question = bot.embedder.embed(["boat crossing postponed by bad weather"])[0].tolist()
+    assert found and bot.store.nearest(question, 1, among=found)[0][0] in found
