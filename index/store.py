@@ -564,7 +564,6 @@ class Store:
             "removed": list(removed),
         }
         token = uuid.uuid4().hex
-        entry_id = f"{seq:012d}"
         if self._lease is not None:
             from index.lock import LeaseLost
 
@@ -579,15 +578,7 @@ class Store:
         # would otherwise reload Chroma's indexes, which hold it already (_saw).
         self._committing = seq
         try:
-            self._on(
-                "log",
-                "add",
-                ids=[entry_id],
-                embeddings=[_NO_VECTOR],
-                metadatas=[{"seq": seq, "token": token}],
-                documents=[json.dumps(entry)],
-            )
-            stored = self._on("log", "get", ids=[entry_id], include=["metadatas"])
+            stored = self._add_entry(seq, token, entry)
             if not stored["ids"] or (stored["metadatas"][0] or {}).get("token") != token:
                 raise StoreError(
                     f"another process committed a write to {self.where} (collection "
@@ -603,6 +594,19 @@ class Store:
                 writer.set_state(log_id, seq)
         self._checked_at = time.monotonic()
         return seq
+
+    def _add_entry(self, seq: int, token: str, entry: dict[str, Any]) -> Any:
+        """Add log entry `seq`; returns its metadata as stored (another writer's if it won)."""
+        entry_id = f"{seq:012d}"
+        self._on(
+            "log",
+            "add",
+            ids=[entry_id],
+            embeddings=[_NO_VECTOR],
+            documents=[json.dumps(entry)],
+            metadatas=[{"seq": seq, "token": token}],
+        )
+        return self._on("log", "get", ids=[entry_id], include=["metadatas"])
 
     def _migrate(self) -> None:
         """A store written by an earlier newsbot keeps its registry in `<name>-articles` and has
@@ -633,13 +637,8 @@ class Store:
                 }
                 chunks = [f"{i}#{n}" for i, r in records.items() for n in range(int(r["n_chunks"]))]
                 seq += 1
-                self._on(
-                    "log",
-                    "add",
-                    ids=[f"{seq:012d}"],
-                    embeddings=[_NO_VECTOR],
-                    metadatas=[{"seq": seq, "token": "migrated"}],
-                    documents=[json.dumps({"records": records, "chunks": chunks, "removed": []})],
+                self._add_entry(
+                    seq, "migrated", {"records": records, "chunks": chunks, "removed": []}
                 )
                 offset += len(batch["ids"])
             self._call(lambda view: view.client.delete_collection(name))
