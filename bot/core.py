@@ -232,10 +232,8 @@ class Bot:
             import_backend(self.settings)
         pool = ThreadPoolExecutor(2, thread_name_prefix="newsbot-warm")
         try:
-            # With the index, this process asks: the model runs each question (one row) on two
-            # intra-op threads (OnnxEmbedder `questions`); ingests made by this process too
-            # (`slack --watch`, the Python API) then embed their batches in turn, not side by
-            # side as an ingesting process does (~6% slower, docs/benchmarks.md "Ingest").
+            # With the index, this process asks: each question on two intra-op threads
+            # (OnnxEmbedder `questions`; its own ingests ~6% slower, docs/benchmarks.md "Ingest").
             model = pool.submit(
                 lambda: load_embedder(self.settings, questions=index) if loading else None
             )

@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import struct
 from collections.abc import Callable, Sequence
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,11 +68,8 @@ def half_written(folder: Path, names: Sequence[str], *, every_row: bool = False)
     save writes the rows in order, the new ones last, so the last row tells; `every_row` reads
     every label (docs/store.md, "A damaged vector index")."""
     found: list[str] = []
-    try:
-        db = sqlite3.connect(f"file:{folder / 'chroma.sqlite3'}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return found
-    try:
+    database = f"file:{folder / 'chroma.sqlite3'}?mode=ro"
+    with suppress(sqlite3.Error), closing(sqlite3.connect(database, uri=True)) as db:
         for name in names:
             try:
                 index = folder / vector_segment(db, name)[0]
@@ -88,8 +86,6 @@ def half_written(folder: Path, names: Sequence[str], *, every_row: bool = False)
                 continue  # no index yet, or not one this reads: left to Chroma
             if (rows[:, label_at:stride].copy().view("<u8") == 0).any():
                 found.append(name)
-    finally:
-        db.close()
     return found
 
 
@@ -257,13 +253,9 @@ def _drop_index(store: Store, folder: Path, name: str) -> Path:
     store.close()
     database = folder / "chroma.sqlite3"
     try:
-        db = sqlite3.connect(database, timeout=30)
-        try:
-            with db:
-                segment, changed = vector_segment(db, name)
-                db.execute("DELETE FROM max_seq_id WHERE segment_id = ?", (segment,))
-        finally:
-            db.close()
+        with closing(sqlite3.connect(database, timeout=30)) as db, db:
+            segment, changed = vector_segment(db, name)
+            db.execute("DELETE FROM max_seq_id WHERE segment_id = ?", (segment,))
     except (sqlite3.Error, ValueError) as exc:
         raise StoreError(f"cannot rebuild a vector index in {database}: {exc}") from exc
     index, aside = folder / segment, folder / f"{segment}-damaged"
