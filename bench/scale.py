@@ -104,7 +104,7 @@ def unsaved_records(chroma_dir: Path, collection: str = "news") -> int:
     embedded process replays before its first answer (docs/store.md, "Chroma's replay")."""
     import sqlite3
 
-    from index.repair import vector_segment
+    from index.store import vector_segment
 
     db = sqlite3.connect(f"file:{chroma_dir / 'chroma.sqlite3'}?mode=ro", uri=True)
     try:

@@ -10,10 +10,13 @@ import contextlib
 import hashlib
 import json
 import logging
+import sqlite3
+import struct
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -344,8 +347,6 @@ class Store:
     def _open(self, client: Any, *, replace: bool = False) -> View:
         chunks, log_collection = self._collections(client)
         if self.embedded_folder is not None:  # before Chroma loads an index (docs/store.md)
-            from index.repair import half_written
-
             found = half_written(self.embedded_folder, [chunks.name, log_collection.name])
             waited = time.monotonic() + SAVE_TIME  # another process's save looks so meanwhile
             while found and time.monotonic() < waited:
@@ -825,6 +826,66 @@ def _damaged_name(view: View) -> str:
             if is_damage(exc):
                 return str(collection.name)
     return str(view.chunks.name)
+
+
+def half_written(folder: Path, names: Sequence[str], *, every_row: bool = False) -> list[str]:
+    """Those of the named collections whose index files hold rows a save cut short never wrote
+    (label 0, which Chroma never gives, or missing), which Chroma loads: read before it does. A
+    save writes the rows in order, the new ones last, so the last row tells; `every_row` reads
+    every label (docs/store.md, "A damaged vector index")."""
+    import numpy as np
+
+    found: list[str] = []
+    database = f"file:{folder / 'chroma.sqlite3'}?mode=ro"
+    with suppress(sqlite3.Error), closing(sqlite3.connect(database, uri=True)) as db:
+        for name in names:
+            try:
+                index = folder / vector_segment(db, name)[0]
+                count, stride, _, label_at = _layout(index)
+                if not count:
+                    continue
+                first = 0 if every_row else count - 1
+                data = index / "data_level0.bin"
+                if data.stat().st_size < count * stride:
+                    found.append(name)
+                    continue
+                rows = np.memmap(data, np.uint8, "r", first * stride, (count - first, stride))
+            except (sqlite3.Error, OSError, ValueError, TypeError, struct.error):
+                continue  # no index yet, or not one this reads: left to Chroma
+            if (rows[:, label_at:stride].copy().view("<u8") == 0).any():
+                found.append(name)
+    return found
+
+
+def vector_segment(db: sqlite3.Connection, collection: str) -> tuple[str, list[str]]:
+    """The id of collection `collection`'s vector index (its folder beside Chroma's SQLite `db`)
+    and the ids of the records written to the collection since that index was last saved, in
+    order: what a process that loads it replays. Read from Chroma's own (undocumented) tables;
+    ValueError if they do not hold it."""
+    row = db.execute(
+        "SELECT s.id, s.collection, m.seq_id FROM segments s JOIN collections c"
+        " ON c.id = s.collection LEFT JOIN max_seq_id m ON m.segment_id = s.id"
+        " WHERE c.name = ? AND s.scope = 'VECTOR'",
+        (collection,),
+    ).fetchone()
+    if row is None:
+        raise ValueError(f"no vector index of collection {collection!r}")
+    queued = db.execute(
+        "SELECT id FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ? ORDER BY seq_id",
+        (f"%{row[1]}", row[2] or 0),
+    )
+    return str(row[0]), [record_id for (record_id,) in queued]
+
+
+def _layout(index: Path) -> tuple[int, int, int, int]:
+    """(rows, a row's size, where its vector starts, where its label starts) of an index, as
+    its `header.bin` gives them in hnswlib's layout; ValueError if it does not read as that."""
+    version, level0, _, count, stride, label_at, vector_at = struct.unpack_from(
+        "<iQQQQQQ", (index / "header.bin").read_bytes()
+    )
+    if version != 1 or level0 != 0 or stride != label_at + 8 or label_at <= vector_at:
+        raise ValueError(f"{index / 'header.bin'} is not in hnswlib's layout")
+    return count, stride, vector_at, label_at
 
 
 def _identity(meta: dict[str, Any]) -> EmbeddingIdentity | None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.scale import unsaved_records
-from index.repair import vector_segment
+from index.store import vector_segment
 from tests.integration.test_ingest import make_articles
 
 pytestmark = pytest.mark.slow
