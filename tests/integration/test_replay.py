@@ -207,7 +207,8 @@ def test_an_index_killed_between_its_rows_writes_is_rebuilt_before_a_rerun_inges
     ("Error finding id") in every process. `newsbot repair`, and the rerun ingest before
     Chroma loads the index, find those rows and rebuild it; the rerun ingest then ends clean.
     Before, the rerun ingest wrote onto it, and the save after grew `link_lists.bin` without
-    bound (1 GB here, at the file size limit below; 7 and 13 GB filled the disk once)."""
+    bound (to a 1 GB file size limit in a manual run; 7 and 13 GB filled the disk once): the
+    limit below stops such a run instead of the disk."""
     data_dir, more = tmp_path / "data", one_article_store[1]
     shutil.copytree(one_article_store[0], data_dir)
     killed_in_save(data_dir, "news", "data_level0.bin", "ingest", *more, when=2)
