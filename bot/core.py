@@ -144,7 +144,6 @@ class Bot:
         store = open_store(settings)
         return cls(settings, store, chat_model=chat_model, check_identity=check_identity)
 
-    # -- ingesting -----------------------------------------------------------------------------
     def ingest(
         self,
         sources: Iterable[str | Article] | str,
@@ -268,7 +267,6 @@ class Bot:
         with self.store.turn(on_wait):
             self.store.reset()
 
-    # -- answering -----------------------------------------------------------------------------
     def search(
         self, question: str, *, k: int | None = None, since: DateLike = None, until: DateLike = None
     ) -> list[Passage]:

@@ -419,7 +419,6 @@ class Store:
             save_every=None if server else settings.vector_save_every,
         )
 
-    # -- taking turns --------------------------------------------------------------------------
     @contextlib.contextmanager
     def turn(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """This process's turn to write (index/lock.py): a file lock, or a lease in a Chroma
@@ -445,7 +444,6 @@ class Store:
             finally:
                 self._lease, self._holding = None, False
 
-    # -- keeping the lexical index in step -----------------------------------------------------
     def refresh(self, max_age: float = 0.0) -> None:
         """Apply the log entries the lexical index lacks (written by other processes or hosts),
         unless checked less than `max_age` seconds ago (one small Chroma read if none)."""
@@ -644,7 +642,6 @@ class Store:
                 offset += len(batch["ids"])
             self._call(lambda view: view.client.delete_collection(name))
 
-    # -- identity ------------------------------------------------------------------------------
     def check_identity(self, identity: EmbeddingIdentity) -> None:
         """Refuse to mix vectors of different models or precisions (`same_vectors`) in one
         collection."""
@@ -695,7 +692,6 @@ class Store:
             meta.update(identity.to_metadata())
         self._set_meta(meta)
 
-    # -- chunks --------------------------------------------------------------------------------
     def upsert_chunks(
         self, ids: list[str], texts: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]]
     ) -> None:
