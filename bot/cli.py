@@ -622,12 +622,16 @@ def reset(
 ) -> None:
     """Delete every article and chunk of the collection."""
     from bot.core import Bot
+    from index.errors import DamagedIndexError
 
     bot = Bot.open(settings)  # deleting needs no model
-    figures = bot.stats()
-    articles = _plural(figures["articles"], "article")
-    chunks = _plural(figures["chunks"], "chunk")
-    question = f"Delete {articles} and {chunks} from {_where(bot)}?"
+    try:
+        figures = bot.stats()
+        articles = _plural(figures["articles"], "article")
+        what = f"{articles} and {_plural(figures['chunks'], 'chunk')}"
+    except DamagedIndexError:  # not counted, but may be deleted
+        articles = what = "every article and chunk"
+    question = f"Delete {what} from {_where(bot)}?"
     if not yes and not typer.confirm(question, default=False):
         _say("Nothing deleted.", "yellow")
         raise typer.Exit(EXIT_FAILED)

@@ -177,9 +177,9 @@ class Bot:
     ) -> dict[str, int]:
         """Rebuild the vector index of each of the store's collections that a process stopped
         in Chroma's save left damaged, or whose rebuild was cut short (docs/store.md). The model
-        loads only if the chunks' is. `progress(collection, records)` follows it; `on_wait` is
-        called if it waits for a running ingest. Returns the records written again, by
-        collection (empty: nothing damaged)."""
+        loads only if the chunks' index is damaged. `progress(collection, records)` follows it;
+        `on_wait` is called if it waits for a running ingest. Returns the records written
+        again, by collection (empty: nothing damaged)."""
         from index.embed import load_embedder
         from index.repair import repair
 

@@ -66,10 +66,12 @@ def damaged(store: Store) -> list[str]:
 
 
 def repair(
-    store: Store, model: Callable[[], Ingestor], progress: Callable[[str, int], None] | None = None
+    store: Store,
+    ingestor_of: Callable[[], Ingestor],
+    progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, int]:
     """Rebuild the vector index of each of the store's damaged collections (hold the store's
-    turn): the chunks' vectors embedded again from their stored texts by `model()`'s embedder
+    turn): the chunks' vectors embedded again from their stored texts by `ingestor_of()`'s embedder
     (called only then: it loads the model), which the collection records then; the log's are a
     constant. Returns the records written again, by collection."""
     rebuilt = {}
@@ -77,13 +79,13 @@ def repair(
         if name != store.name:
             rebuilt[name] = rebuild(store, name, lambda got: [_NO_VECTOR] * len(got), progress)
             continue
-        ingestor = model()
+        ingestor = ingestor_of()
         mine, meta = ingestor.embedder.identity, _named(store, name).metadata or {}
         # Vectors read back from the damaged files are kept only if they are this model's:
         # not after a re-embed cut short, nor with another model or precision configured.
         read_back = same_vectors(_identity(meta), mine) and not meta.get("reindexing")
-        rebuilt[name] = rebuild(store, name, ingestor.embed_stored, progress, read_back)
-        _mark(store, name, {**mine.to_metadata(), "reindexing": False})
+        recorded = {**mine.to_metadata(), "reindexing": False}
+        rebuilt[name] = rebuild(store, name, ingestor.embed_stored, progress, read_back, recorded)
     return rebuilt
 
 
@@ -93,10 +95,12 @@ def rebuild(
     vectors_of: Callable[[Sequence[StoredChunk]], Any],
     progress: Callable[[str, int], None] | None = None,
     read_back: bool = True,
+    recorded: dict[str, Any] | None = None,
 ) -> int:
     """Drop collection `name`'s vector index and write every record's vector again: read back
     from the dropped index if `read_back`, else computed by `vectors_of` from the records. A
-    rebuild cut short is marked (REPAIRING) until one ends. Returns the number of records."""
+    rebuild cut short is marked (REPAIRING) until one ends, which also records `recorded` in
+    the collection's metadata. Returns the number of records."""
     folder = store.embedded_folder
     if folder is None:
         raise StoreError(
@@ -119,11 +123,14 @@ def rebuild(
             vectors=False,
         )
         vectors = [saved.get(record.id) if saved is not None else None for record in records]
-        missing = [record for record, found in zip(records, vectors, strict=True) if not found]
+        missing = [record for record, found in zip(records, vectors, strict=True) if found is None]
         computed = iter(vectors_of(missing) if missing else [])
         collection.upsert(
             ids=[record.id for record in records],
-            embeddings=[next(computed) if vector is None else vector for vector in vectors],
+            # one array: Chroma refuses a list that mixes lists and arrays
+            embeddings=np.asarray(
+                [next(computed) if vector is None else vector for vector in vectors], np.float32
+            ),
             documents=[record.text for record in records],
             metadatas=[record.metadata or None for record in records],
         )
@@ -132,7 +139,7 @@ def rebuild(
     if saved is not None:
         log.info("%s: %d vectors read back from the damaged index", name, saved.used)
     shutil.rmtree(aside, ignore_errors=True)  # before the mark: a rebuild may still need it
-    _mark(store, name, {REPAIRING: False})
+    _mark(store, name, {REPAIRING: False, **(recorded or {})})
     return len(ids)
 
 
@@ -168,7 +175,7 @@ class _SavedVectors:
         }
         self._vector = slice(vector_at, label_at)
 
-    def get(self, record_id: str) -> list[float] | None:
+    def get(self, record_id: str) -> np.ndarray | None:
         row = self._rows.get(record_id)
         if row is None:
             return None
@@ -176,7 +183,7 @@ class _SavedVectors:
         if not np.isfinite(vector).all() or abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
             return None
         self.used += 1
-        return [float(value) for value in vector]
+        return vector
 
 
 def _named(store: Store, name: str) -> Any:

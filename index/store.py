@@ -311,13 +311,18 @@ class Store:
                     name = f"{self.name}-log"
                 else:
                     name = getattr(view, on).name if on else _damaged_name(view)
-                raise self._damaged(name) from exc.__cause__
+                raise self._damaged(
+                    name, searched="finding id" in str(exc).lower()
+                ) from exc.__cause__
 
-    def _damaged(self, name: str) -> DamagedIndexError:
+    def _damaged(self, name: str, searched: bool = False) -> DamagedIndexError:
+        """`searched`: found by a search, not at loading: a rerun ingest, which checks only the
+        last row (`half_written`), may not repair it."""
         return DamagedIndexError(
             f"the vector index of collection {name!r} at {self.where} "
             "is damaged (a process was stopped while Chroma saved it)",
-            hint="rebuild it with `newsbot repair` (a rerun ingest does it too)",
+            hint="rebuild it with `newsbot repair`"
+            + ("" if searched else " (a rerun ingest does it too)"),
         )
 
     @property
@@ -797,16 +802,15 @@ class Store:
         }
 
     def reset(self) -> None:
-        """Delete every chunk and article of this collection (hold the store's turn)."""
-
-        def recreate(view: View) -> View:
+        """Delete every chunk and article of this collection (hold the store's turn), whether
+        or not Chroma can load its indexes (a damaged store may be reset)."""
+        with self._chroma.using() as (client, generation):
             for name in (self.name, f"{self.name}-log", f"{self.name}-articles"):
                 # -articles: only in stores of earlier versions
                 with contextlib.suppress(Exception):
-                    view.client.delete_collection(name)
-            return self._open(view.client, replace=True)
-
-        self._view = self._call(recreate)
+                    client.delete_collection(name)
+            self._view = self._retrying(lambda: self._open(client, replace=True))
+            self._generation = generation
         with self.lexical.writer() as writer:
             writer.clear()
             writer.set_state(str(self._view.log.id), 0)

@@ -263,3 +263,39 @@ def test_a_repair_with_nothing_damaged_loads_no_model(one_article_store, tmp_pat
     bot = make_bot(data_dir=data_dir)
     assert bot.repair() == {}
     assert bot._embedder is None  # `newsbot repair` with nothing to do pays no model load
+
+
+def damage_a_row(data_dir: Path) -> None:
+    """Zero the label of the chunks' index's last saved row, as a save cut short between its
+    rows' writes leaves one (Chroma never gives label 0)."""
+    from index.store import _layout
+
+    db = sqlite3.connect(data_dir / "chroma" / "chroma.sqlite3")
+    index = data_dir / "chroma" / vector_segment(db, "news")[0]
+    db.close()
+    count, stride, _, label_at = _layout(index)
+    with (index / "data_level0.bin").open("r+b") as rows:
+        rows.seek((count - 1) * stride + label_at)
+        rows.write(bytes(8))
+
+
+def test_a_damaged_store_is_repaired_with_vectors_read_back_and_embedded_again(
+    one_article_store, tmp_path, make_bot
+) -> None:
+    """A repair that reads most vectors back and embeds the others writes both (Chroma refused
+    the mixed page before); `newsbot reset` empties a damaged store too."""
+    for command, articles in ((["repair"], 1), (["reset", "--yes"], 0)):
+        data_dir = tmp_path / command[0] / "data"
+        shutil.copytree(one_article_store[0], data_dir)
+        damage_a_row(data_dir)
+        done = subprocess.run(
+            [NEWSBOT, *command, "--data-dir", str(data_dir)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        bot = make_bot(data_dir=data_dir)
+        if articles:
+            assert_whole(bot, articles=articles)
+        assert (bot.stats()["articles"], bot.stats()["chunks"]) == (
+            articles,
+            articles,
+        )  # one chunk each
