@@ -27,6 +27,8 @@ class DamagedIndexError(StoreError):
     """Chroma cannot load a collection's vector index (a process was stopped while Chroma saved
     it): `newsbot repair`, or the next ingest, rebuilds it (index/repair.py)."""
 
+    searched = False  # found by a search reaching a row never written, not when Chroma loaded it
+
 
 class EmbeddingError(NewsbotError):
     """The embedding model could not be loaded or exported."""

@@ -287,9 +287,7 @@ class Store:
         except DamagedIndexError as exc:
             # The lexical index shows another process's commit a moment before a catch-up marks
             # Chroma for reload (docs/store.md, "A long-running reader"): reload, call again.
-            if "finding id" not in str(exc.__cause__).lower() or not self._saw(
-                *self._call_once(self._log_length)
-            ):
+            if not exc.searched or not self._saw(*self._call_once(self._log_length)):
                 raise
             return self._call_once(use, on)
 
@@ -318,12 +316,14 @@ class Store:
     def _damaged(self, name: str, searched: bool = False) -> DamagedIndexError:
         """`searched`: found by a search, not at loading: a rerun ingest, which checks only the
         last row (`half_written`), may not repair it."""
-        return DamagedIndexError(
+        error = DamagedIndexError(
             f"the vector index of collection {name!r} at {self.where} "
             "is damaged (a process was stopped while Chroma saved it)",
             hint="rebuild it with `newsbot repair`"
             + ("" if searched else " (a rerun ingest does it too)"),
         )
+        error.searched = searched
+        return error
 
     @property
     def embedded_folder(self) -> Path | None:
