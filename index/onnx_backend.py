@@ -389,12 +389,13 @@ def _check_precision(precision: str) -> None:
 def export_model(model: str, precision: str, cache_dir: Path, *, force: bool = False) -> Path:
     """The ONNX export of `model` at `precision` (`newsbot model export`), and its runtime copy,
     so that a cache built ahead (an image's) starts fast even if read-only: a cached export is
-    checked byte by byte, unlike at start-up; `force` rebuilds it."""
+    checked byte by byte, unlike at start-up; `force` rebuilds it. A runtime copy that failed
+    before is tried again (a start-up does not: a marker says it failed)."""
     _check_precision(precision)
     memo = _ChecksumMemo(None)
     entry = _entry(model, cache_dir, memo)
     path = _ensure(entry, precision, memo, force=force)
-    _runtime_session(entry, precision, memo)
+    _runtime_session(entry, precision, memo, retry=True)
     return path
 
 
@@ -437,17 +438,17 @@ def runtime_folder(export: Path, precision: str, memo: _ChecksumMemo | None = No
 
 
 def _runtime_session(
-    entry: _Entry, precision: str, memo: _ChecksumMemo, threads: int = 1
+    entry: _Entry, precision: str, memo: _ChecksumMemo, threads: int = 1, *, retry: bool = False
 ) -> InferenceSession | None:
     """A session on the export's runtime copy (docs/ingesting.md: the graph optimised once,
-    its weights mapped from a file), derived first if missing and not marked as failed; None
-    (logged) when there is none to be had: the export is then opened as it is."""
+    its weights mapped from a file), derived first if missing and not marked as failed (or
+    `retry`); None (logged) when there is none to be had: the export is then opened as it is."""
     export = entry.onnx_path(precision)
     folder = runtime_folder(export, precision, memo)
     failed = folder.with_name(f"{folder.name}.failed")
     try:
         if not folder.is_dir():
-            if failed.is_file():
+            if failed.is_file() and not retry:
                 log.info("no runtime copy of %s: %s (%s)", export.name, failed.read_text(), failed)
                 return None
             try:
