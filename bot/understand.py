@@ -334,8 +334,11 @@ def _relative(match: re.Match[str], today: date) -> tuple[date, date, Precision]
         day = today - timedelta(days=_DAYS_BACK[word])
         return day, day, "day"
     if word.endswith("weekend"):
-        # The latest Saturday: on a weekend, this one (for "last weekend" too)
+        # The latest Saturday (on a weekend, this one), but "last weekend" asked on a weekend
+        # is the one before, as "last week" is the calendar week before this one
         saturday = today - timedelta(days=(today.weekday() - 5) % 7)
+        if word.startswith("last") and today.weekday() >= 5:
+            saturday -= timedelta(days=7)
         return saturday, saturday + timedelta(days=1), "day"
     if match["unit2"]:  # "three days ago"
         amount, unit = _count(match["count2"]), match["unit2"].lower().rstrip("s")

@@ -70,6 +70,27 @@ def test_dates_are_read_relative_to_today(question: str, expected: list) -> None
     assert days(question) == expected
 
 
+@pytest.mark.parametrize(
+    ("today", "this_weekend", "last_weekend"),
+    [
+        (date(2024, 2, 14), "2024-02-10", "2024-02-10"),  # a Wednesday: both the one just past
+        (date(2024, 2, 12), "2024-02-10", "2024-02-10"),  # a Monday
+        (date(2024, 2, 10), "2024-02-10", "2024-02-03"),  # a Saturday: last is the one before
+        (date(2024, 2, 11), "2024-02-10", "2024-02-03"),  # a Sunday
+    ],
+)
+def test_last_weekend_asked_on_a_weekend_is_the_one_before(
+    today: date, this_weekend: str, last_weekend: str
+) -> None:
+    def saturday(phrase: str) -> str:
+        ((first, last, _),) = days(f"What happened {phrase}?", today)
+        assert (date.fromisoformat(last) - date.fromisoformat(first)).days == 1
+        return first
+
+    assert saturday("this weekend") == this_weekend
+    assert saturday("last weekend") == last_weekend
+
+
 def test_a_date_without_a_year_falls_in_the_stored_articles_or_before_today() -> None:
     # The store holds autumn 2023; "October 18th" asked in February 2024 is October 2023.
     assert days("the Sorcerer guide on October 18th") == [("2023-10-18", "2023-10-18", "on")]
