@@ -257,12 +257,19 @@ def test_a_repair_keeps_no_vector_of_a_re_embed_cut_short(
     assert_whole(bot, articles=1)
 
 
-def test_a_repair_with_nothing_damaged_loads_no_model(one_article_store, tmp_path, make_bot):
+def test_a_repair_with_nothing_damaged_loads_no_model(
+    one_article_store, tmp_path, make_bot, monkeypatch
+):
+    """`newsbot repair` with nothing to do pays no model load (seconds on a first run)."""
     data_dir = tmp_path / "data"
     shutil.copytree(one_article_store[0], data_dir)
     bot = make_bot(data_dir=data_dir)
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("repair loaded the embedding model")
+
+    monkeypatch.setattr("index.embed.load_embedder", no_model)
     assert bot.repair() == {}
-    assert bot._embedder is None  # `newsbot repair` with nothing to do pays no model load
 
 
 def damage_a_row(data_dir: Path) -> None:
