@@ -207,6 +207,9 @@ class Ranked:
     scores: dict[str, float]
     part: int | None = None
     votes: int | None = None  # how many of the first ids count when lists are fused (None: all)
+    # Ids after `ids` not yet read (a voting list is read only as far as its votes): `select`
+    # reads them, through its `more`, if it walks there.
+    unread: list[str] = field(default_factory=list)
 
 
 def fuse(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int) -> Ranked:
@@ -276,9 +279,12 @@ def select(
     candidates: dict[str, Candidate],
     config: RetrievalConfig,
     question_terms: dict[str, float] | None = None,
+    more: Callable[[Ranked, str | None], Ranked] | None = None,
 ) -> list[Chosen]:
     """Take turns between the parts and the whole question, one chunk per article first,
-    collapsing near-identical chunks. Returns (chunk id, score, part, duplicate articles)."""
+    collapsing near-identical chunks. Returns (chunk id, score, part, duplicate articles).
+    `more(part, through)`: the part's list with its `unread` ids read (those that may be shown),
+    through the given one or all (None)."""
     kept: list[Candidate] = []
     duplicates: dict[str, list[str]] = {}
     merged_into: dict[str, str] = {}
@@ -299,11 +305,23 @@ def select(
                 return other.chunk_id
         return chunk_id
 
-    best_part: dict[str, tuple[float, int]] = {}  # chunk id -> (rank, part)
-    for ranked in parts:
-        for rank, chunk_id in enumerate(ranked.ids):
-            if ranked.part is not None and rank < best_part.get(chunk_id, (math.inf, 0))[0]:
-                best_part[chunk_id] = (rank, ranked.part)
+    parts = list(parts)
+
+    def read(number: int, through: str | None = None) -> Ranked:
+        if parts[number].unread and more is not None:
+            parts[number] = more(parts[number], through)
+        return parts[number]
+
+    def best_part(chunk_id: str) -> int | None:
+        """The part whose list ranks the chunk best (the first of equals)."""
+        best: tuple[float, int | None] = (math.inf, None)
+        for number, ranked in enumerate(parts):
+            if chunk_id in ranked.unread:  # its rank counts the chunks before it that may be shown
+                ranked = read(number, chunk_id)
+            if ranked.part is not None and chunk_id in ranked.ids:
+                best = min(best, (ranked.ids.index(chunk_id), ranked.part), key=lambda b: b[0])
+        return best[1]
+
     merged = whole
     if parts:
         # The parts vote as one list, each chunk at its best rank in any part: two parts about
@@ -330,17 +348,17 @@ def select(
             per_article[article] = per_article.get(article, 0) + 1
             kept.append(candidates[chunk_id])
             taken_chunks.add(chunk_id)
-            if part is None and chunk_id in best_part:
-                part = best_part[chunk_id][1]
+            if part is None:
+                part = best_part(chunk_id)
             chosen.append((chunk_id, merged.scores.get(chunk_id, 0.0), part))
             return True
         return False
 
     # Every part gets its best article first; then the best of all lists fused.
     for _ in range(config.part_rounds):
-        for ranked in parts:
-            if len(chosen) < k:
-                take(ranked, True, ranked.part)
+        for number, ranked in enumerate(parts):
+            if len(chosen) < k and not take(ranked, True, ranked.part) and ranked.unread:
+                take(read(number), True, ranked.part)  # its best article is further down
     if config.coverage_weight > 0 and question_terms and len(chosen) < k:
         merged = by_coverage(merged, chosen, k, question_terms, candidates, config)
     for distinct in (True, False):
@@ -570,8 +588,16 @@ class Retriever:
         if query.latest:
             whole = by_recency(whole, candidates, config, dense=vector is not None)
 
+        def more(part: Ranked, through: str | None) -> Ranked:
+            """A part's list read on, through the chunk `through` (None: as far as the others)."""
+            stop = len(part.unread) if through is None else part.unread.index(through) + 1
+            longer = replace(part, ids=part.ids + part.unread[:stop], unread=[], votes=None)
+            (read,) = self._read([longer], pool, candidates, vector)
+            rest = part.unread[stop:] if len(read.ids) < pool else []
+            return replace(read, votes=part.votes, unread=rest)
+
         question_terms = self.store.lexical.term_weights(query_terms(lexical_text))
-        chosen = select(parts, whole, k, candidates, config, question_terms)
+        chosen = select(parts, whole, k, candidates, config, question_terms, more)
         return [self._passage(item, candidates) for item in chosen]
 
     def _embed(self, text: str) -> Future[np.ndarray] | None:
@@ -599,12 +625,22 @@ class Retriever:
     ) -> list[Ranked]:
         """The first `size` chunks of each list that may be shown, read (one Chroma read a round
         for all lists): those whose article the registry holds, in the version the chunk was
-        written for. Only these are read: each costs 0.1-0.2 ms at 100k."""
+        written for. A list that votes with its first `votes` chunks only (a dated part) is read
+        that far, the rest left `unread` for `select` to read if it walks there. Only these are
+        read: each costs 0.1-0.3 ms at 100k."""
+
+        def first(ranked: Ranked) -> int:
+            return size if ranked.votes is None else min(ranked.votes, size)
+
+        def done(ranked: Ranked) -> Ranked:
+            n = first(ranked)
+            return replace(ranked, ids=ranked.ids[:n], unread=ranked.ids[n:] if n < size else [])
+
         while True:
-            ids = dict.fromkeys(c for ranked in lists for c in ranked.ids[:size])
+            ids = dict.fromkeys(c for ranked in lists for c in ranked.ids[: first(ranked)])
             unread = [c for c in ids if candidates[c].visible is None]
             if not unread:
-                return [replace(ranked, ids=ranked.ids[:size]) for ranked in lists]
+                return [done(ranked) for ranked in lists]
             for chunk in self.store.get_chunks(unread, vectors=vector is not None):
                 candidate = candidates[chunk.id]
                 candidate.text, candidate.metadata = chunk.text, chunk.metadata

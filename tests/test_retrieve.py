@@ -378,6 +378,43 @@ def test_selection_takes_one_chunk_per_article_first_and_collapses_copies() -> N
     assert chosen[0][3] == ("b",)  # b's identical chunk is collapsed into a's
 
 
+def test_a_dated_parts_list_is_read_on_only_where_selection_walks() -> None:
+    """A dated part votes with its best chunk, so only that is read first; selection reads on
+    when the part's best article is taken already, and through a chunk it takes from the fused
+    list, to give it the part whose list ranks it (x#0 is gone from the store: not shown)."""
+    texts = {
+        "a#0": "Qatar said the talks were positive.",
+        "a#1": "Qatar also said a deal was near.",
+        "b#0": "Egypt will host the next round in Cairo.",
+        "c#0": "Mediators flew to Doha on Monday.",
+        "d#0": "Rain fell over the capital.",
+    }
+    candidates = {
+        chunk_id: Candidate(chunk_id, chunk_id.split("#")[0], text, {"source": "Wire"})
+        for chunk_id, text in texts.items()
+    }
+    first = Ranked(["a#0"], {}, part=0, votes=1, unread=["x#0", "c#0"])
+    second = Ranked(["a#1"], {}, part=1, votes=1, unread=["b#0"])
+    whole = Ranked(["d#0", "c#0"], {"d#0": 2.0, "c#0": 1.0})
+    reads = []
+
+    def more(part: Ranked, through: str | None) -> Ranked:
+        reads.append((part.part, through))
+        stop = len(part.unread) if through is None else part.unread.index(through) + 1
+        shown = [chunk_id for chunk_id in part.unread[:stop] if chunk_id in candidates]
+        return replace(part, ids=part.ids + shown, unread=part.unread[stop:])
+
+    config = RetrievalConfig(coverage_weight=0)
+    chosen = select([first, second], whole, 4, candidates, config, more=more)
+    assert [(chunk_id, part) for chunk_id, _, part, _ in chosen] == [
+        ("a#0", 0),
+        ("b#0", 1),  # a#1's article is taken: the second part's next article
+        ("d#0", None),
+        ("c#0", 0),
+    ]
+    assert reads == [(1, None), (0, "c#0")]
+
+
 def test_coverage_takes_the_report_of_another_question_word_then_keeps_score_order() -> None:
     texts = {
         "a#0": "Qatar hosted the talks.",
