@@ -78,11 +78,12 @@ class StoredChunk:
 
 
 def make_client(settings: StoreConfig) -> Any:
-    """A Chroma client: embedded in settings.store_dir, or a server when chroma_url is set."""
-    import chromadb
-
-    chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=True)
+    """A Chroma client: embedded in settings.store_dir (Chroma's engine without the chromadb
+    package: index/embedded.py), or a server's chromadb.HttpClient when chroma_url is set."""
     if settings.chroma_url:
+        import chromadb
+
+        chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=True)
         url = urlparse(settings.chroma_url)
         if url.scheme != "https":  # else httpx loads a CA bundle (docs/benchmarks.md, "Cold start")
             chroma_settings.chroma_server_ssl_verify = False
@@ -96,9 +97,11 @@ def make_client(settings: StoreConfig) -> Any:
             where=settings.chroma_url,
             retries=settings.store_retries,
         )
+    from index.embedded import EmbeddedClient
+
     try:
         settings.store_dir.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+        return EmbeddedClient(settings.store_dir)
     except OSError as exc:
         raise StoreError(
             f"cannot use {settings.store_dir} as the store: {exc.strerror or exc}",
@@ -193,7 +196,7 @@ class SharedClient:
     def _reopen(self) -> None:
         if self.client is not None and self._reconnects:
             log.info("reloading Chroma's vector indexes: other processes wrote to the store")
-            self.client.close()  # the folder's last client: Chroma stops its System
+            self.client.close()  # drops Chroma's engine: its files and loaded indexes
             self.client = None
         if self.client is None:
             with self.opening():
@@ -236,7 +239,8 @@ class SharedClient:
                 self._holds[name] = (log_id, entry)
 
 
-# Chroma shares one System per folder and process: the Stores of a folder share its client.
+# One Chroma engine per folder and process (two would hold two indexes, each saved over the
+# other's): the Stores of a folder share its client.
 _SHARED: dict[str, SharedClient] = {}
 _SHARING = threading.Lock()
 
@@ -619,10 +623,9 @@ class Store:
 
         def registry(offset: int) -> Any:
             def read(view: View) -> Any:
-                try:
-                    old = view.client.get_collection(name)
-                except Exception:  # none: a store of this version
+                if name not in _names(view.client):  # a store of this version
                     return {"ids": []}
+                old = view.client.get_collection(name)
                 return old.get(include=["metadatas"], limit=500, offset=offset)
 
             return self._call(read)
@@ -805,15 +808,21 @@ class Store:
         """Delete every chunk and article of this collection (hold the store's turn), whether
         or not Chroma can load its indexes (a damaged store may be reset)."""
         with self._chroma.using() as (client, generation):
-            for name in (self.name, f"{self.name}-log", f"{self.name}-articles"):
-                # -articles: only in stores of earlier versions
-                with contextlib.suppress(Exception):
+            # -articles: only in stores of earlier versions
+            for name in {self.name, f"{self.name}-log", f"{self.name}-articles"} & _names(client):
+                with contextlib.suppress(Exception):  # deleted elsewhere meanwhile
                     client.delete_collection(name)
             self._view = self._retrying(lambda: self._open(client, replace=True))
             self._generation = generation
         with self.lexical.writer() as writer:
             writer.clear()
             writer.set_state(str(self._view.log.id), 0)
+
+
+def _names(client: Any) -> set[str]:
+    """The names of the store's collections: looked up here where one may be missing, as
+    Chroma's error for a missing one is chromadb's (index/embedded.py)."""
+    return {str(collection.name) for collection in client.list_collections()}
 
 
 def _damaged_name(view: View) -> str:

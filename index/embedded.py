@@ -1,0 +1,229 @@
+"""An embedded store's Chroma without the chromadb package: Chroma's own engine, the compiled
+`chromadb_rust_bindings` module that chromadb.PersistentClient wraps (chromadb/api/rust.py),
+called as that wrapper calls it. Importing chromadb costs every process 0.5-1.0 s and ~60 MB
+(OpenTelemetry, gRPC, pydantic models: docs/benchmarks.md, "Scale"); the bindings load in
+~25 ms. The stores are the same files: either opens what the other wrote (tests/integration/
+test_embedded.py).
+
+The bindings are not a documented API: pyproject.toml pins chromadb to the versions whose call
+signatures the tests exercise, so an upgrade goes through them first. Arguments are passed by
+name, so that a renamed one fails loudly. Errors the bindings raise are chromadb.errors classes:
+raising one imports chromadb (error paths only; a collection's existence is looked up in
+`list_collections` where a miss is expected).
+
+`EmbeddedClient` and `EmbeddedCollection` give the subset of chromadb's Client and Collection
+that index/store.py, index/repair.py and the tests use, so that the store takes either them or a
+Chroma server's chromadb.HttpClient. Results are dicts as chromadb's; vectors come back as lists.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+TENANT, DATABASE = "default_tenant", "default_database"
+SCOPE = {"tenant": TENANT, "database": DATABASE}
+# Each loaded index holds four data files and a metadata file open: chromadb sizes the cache of
+# loaded indexes so (chromadb/api/rust.py).
+HNSW_CACHE_SIZE = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 5
+
+
+def _configuration(configuration: dict[str, Any] | None, *, create: bool) -> str | None:
+    """The JSON chromadb makes of a collection's configuration (collection_configuration.py's
+    `create_`/`update_collection_configuration_to_json_str`) for a collection without an
+    embedding function, the only kind newsbot makes: chromadb passes none when there is none."""
+    if not configuration:
+        return None
+    return json.dumps(
+        {
+            "hnsw": configuration.get("hnsw"),
+            "spann": None,
+            "embedding_function": {"type": "legacy"} if create else None,
+        }
+    )
+
+
+class EmbeddedClient:
+    """Chroma's engine on the store in `folder`, created (with chromadb's default migrations)
+    if missing. One per folder and process: index/store.py's SharedClient shares it. `close`
+    drops the engine, which closes its files and loaded indexes."""
+
+    def __init__(self, folder: Path) -> None:
+        import chromadb_rust_bindings as rust
+
+        database = rust.SqliteDBConfig(
+            url=str(folder / "chroma.sqlite3"),
+            hash_type=rust.MigrationHash.MD5,
+            migration_mode=rust.MigrationMode.Apply,
+        )
+        self._bindings: Any = rust.Bindings(
+            allow_reset=False,
+            sqlite_db_config=database,
+            persist_path=str(folder),
+            hnsw_cache_size=HNSW_CACHE_SIZE,
+        )
+
+    @property
+    def bindings(self) -> Any:
+        if self._bindings is None:
+            raise RuntimeError("this Chroma client is closed")
+        return self._bindings
+
+    def close(self) -> None:
+        self._bindings = None
+
+    def get_collection(self, name: str) -> EmbeddedCollection:
+        return EmbeddedCollection(self, self.bindings.get_collection(name=name, **SCOPE))
+
+    def get_or_create_collection(
+        self,
+        name: str,
+        *,
+        configuration: dict[str, Any] | None = None,
+        embedding_function: None = None,  # chromadb's argument: newsbot embeds its own vectors
+    ) -> EmbeddedCollection:
+        model = self.bindings.create_collection(
+            name=name,
+            configuration_json_str=_configuration(configuration, create=True),
+            schema_str=None,
+            metadata=None,
+            get_or_create=True,
+            **SCOPE,
+        )
+        return EmbeddedCollection(self, model)
+
+    def list_collections(self) -> list[EmbeddedCollection]:
+        found = self.bindings.list_collections(limit=None, offset=0, **SCOPE)
+        return [EmbeddedCollection(self, model) for model in found]
+
+    def delete_collection(self, name: str) -> None:
+        self.bindings.delete_collection(name=name, **SCOPE)
+
+
+class EmbeddedCollection:
+    """One collection: its name, id, metadata and configuration as read when it was opened (or
+    last modified through it), and the record calls."""
+
+    def __init__(self, client: EmbeddedClient, model: Any) -> None:
+        self._client = client  # not the engine: a closed client's collections hold no files
+        self.id = model.id
+        self.name: str = model.name
+        self.metadata: dict[str, Any] | None = model.metadata
+        self.configuration_json: dict[str, Any] = model.configuration
+
+    def _call(self, method: str, **arguments: Any) -> Any:
+        return getattr(self._client.bindings, method)(collection_id=str(self.id), **arguments)
+
+    def count(self) -> int:
+        return int(self._call("count", **SCOPE))
+
+    def get(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        where: dict[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        include: Sequence[str] = ("metadatas", "documents"),
+    ) -> dict[str, Any]:
+        got = self._call(
+            "get",
+            ids=list(ids) if ids is not None else None,
+            where=json.dumps(where) if where else None,
+            limit=limit,
+            offset=offset or 0,
+            where_document=None,
+            include=list(include),
+            **SCOPE,
+        )
+        return {
+            "ids": got.ids,
+            "embeddings": got.embeddings,
+            "documents": got.documents,
+            "metadatas": got.metadatas,
+        }
+
+    def query(
+        self,
+        query_embeddings: Any,
+        n_results: int = 10,
+        *,
+        ids: Sequence[str] | None = None,
+        where: dict[str, Any] | None = None,
+        include: Sequence[str] = ("metadatas", "documents", "distances"),
+    ) -> dict[str, Any]:
+        found = self._call(
+            "query",
+            ids=list(ids) if ids is not None else None,
+            query_embeddings=query_embeddings,
+            n_results=n_results,
+            where=json.dumps(where) if where else None,
+            where_document=None,
+            include=list(include),
+            **SCOPE,
+        )
+        return {
+            "ids": found.ids,
+            "distances": found.distances,
+            "documents": found.documents,
+            "metadatas": found.metadatas,
+            "embeddings": found.embeddings,
+        }
+
+    def add(self, ids: list[str], embeddings: Any, **columns: Any) -> None:
+        self._write("add", ids, embeddings, **columns)
+
+    def upsert(self, ids: list[str], embeddings: Any, **columns: Any) -> None:
+        self._write("upsert", ids, embeddings, **columns)
+
+    def update(self, ids: list[str], embeddings: Any = None, **columns: Any) -> None:
+        self._write("update", ids, embeddings, **columns)
+
+    def _write(
+        self,
+        method: str,
+        ids: list[str],
+        embeddings: Any,
+        documents: list[str] | None = None,
+        metadatas: list[dict[str, Any] | None] | None = None,
+    ) -> None:
+        self._call(
+            method,
+            ids=list(ids),
+            embeddings=embeddings,
+            metadatas=metadatas,
+            documents=documents,
+            uris=None,
+            **SCOPE,
+        )
+
+    def delete(
+        self, ids: Sequence[str] | None = None, *, where: dict[str, Any] | None = None
+    ) -> None:
+        self._call(
+            "delete",
+            ids=list(ids) if ids is not None else None,
+            where=json.dumps(where) if where else None,
+            where_document=None,
+            limit=None,
+            **SCOPE,
+        )
+
+    def modify(
+        self,
+        *,
+        metadata: dict[str, Any] | None = None,
+        configuration: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace the metadata (chromadb cannot set it empty) and/or update the configuration."""
+        self._client.bindings.update_collection(
+            collection_id=str(self.id),
+            new_name=None,
+            new_metadata=metadata,
+            new_configuration_json_str=_configuration(configuration, create=False),
+        )
+        model = self._client.bindings.get_collection_by_id(collection_id=str(self.id), **SCOPE)
+        self.metadata, self.configuration_json = model.metadata, model.configuration
