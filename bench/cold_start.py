@@ -113,8 +113,8 @@ def wrap(owner, attribute, name):
 wrap(bot.core.Bot, "warm", "warm")
 wrap(index.embed, "import_backend", "backend imports")
 wrap(index.embed, "load_embedder", "model")
-wrap(index.store, "make_client", "chromadb")
-wrap(index.store.Store, "_open_collections", "collections")
+wrap(index.store, "make_client", "client")
+wrap(index.store.Store, "_open", "collections")
 wrap(bot.cli, "main", "main")
 sys.argv = ["newsbot", *sys.argv[1:]]
 getattr(bot.cli, "console_script", bot.cli.main)()
@@ -123,8 +123,8 @@ getattr(bot.cli, "console_script", bot.cli.main)()
 PIECES = [
     ("interpreter, import bot.cli (typer, rich, pydantic, numpy)", "spawn", "bot.cli imported"),
     ("settings, Bot.open", "bot.cli imported", "warm <"),
-    ("onnxruntime, index.onnx_backend imported", "warm <", "chromadb <"),
-    ("import chromadb, client, collections", "chromadb <", "collections >"),
+    ("onnxruntime, index.onnx_backend imported", "warm <", "client <"),
+    ("Chroma's engine (or a server's client), collections", "client <", "collections >"),
     ("model (second thread: onnxruntime session)", "model <", "model >"),
     (
         "Chroma's first read (beside: answering side, identity, tokenizers), lexical catch-up",
@@ -137,15 +137,18 @@ PIECES = [
 ]
 
 
-# The floor a new `newsbot ask` stands on: its libraries alone, nothing of newsbot's. The
-# interpreter, onnxruntime's session (on the export's runtime copy, as newsbot opens it, when
-# there is one: index/onnx_backend.py) and the tokenizer, `import chromadb`, a client and the
-# collection, one embedding and the question's Chroma query (its first read: Chroma loads its
-# vector index), the top hit printed, the exit without teardown as `newsbot` does. Arranged as
-# well as they go: the session is built on a second thread while chromadb is imported.
+# The floor a new `newsbot ask` stands on: the libraries it uses, alone, nothing of newsbot's.
+# The interpreter, onnxruntime's session (on the export's runtime copy, as newsbot opens it, when
+# there is one: index/onnx_backend.py) and the tokenizer, numpy, pydantic-settings (newsbot's
+# settings), tantivy opening the lexical index and searching it for the question's words,
+# Chroma's engine (chromadb_rust_bindings, as index/embedded.py opens it; a server's
+# chromadb.HttpClient) and the collection, one embedding and the question's Chroma query (its
+# first read: Chroma loads its vector index), the top hit printed, the exit without teardown as
+# `newsbot` does. Arranged as well as they go: the session is built on a second thread meanwhile.
+# (Until 2026-12-07 newsbot, and this floor, imported the chromadb package: 0.5-1.0 s more.)
 FLOOR = """
-import os, sys, threading
-where, model_path, tokenizer_path = sys.argv[1:4]
+import os, re, resource, sys, threading
+where, lexical, model_path, tokenizer_path, question = sys.argv[1:6]
 import onnxruntime
 from tokenizers import Tokenizer
 loaded = {}
@@ -160,21 +163,44 @@ def load_model():
     loaded["tokenizer"] = Tokenizer.from_file(tokenizer_path)
 model = threading.Thread(target=load_model)
 model.start()
-import chromadb
 import numpy as np
-settings = chromadb.Settings(anonymized_telemetry=False)
+import pydantic_settings
+import tantivy
+words = tantivy.Index.open(lexical)
+words_found = words.searcher().search(
+    words.parse_query(" ".join(re.findall(r"\\w+", question.lower())), ["terms"]), 30
+).hits
 if where.startswith("http://"):
+    import chromadb
     host, port = where.removeprefix("http://").split(":")
+    settings = chromadb.Settings(anonymized_telemetry=False)
     client = chromadb.HttpClient(host=host, port=int(port), settings=settings)
+    collection = client.get_collection("news")
+    def nearest(vector):
+        found = collection.query(query_embeddings=[vector], n_results=6, include=["documents"])
+        return found["ids"][0]
 else:
-    client = chromadb.PersistentClient(path=where, settings=settings)
-collection = client.get_collection("news")
+    import chromadb_rust_bindings as rust
+    scope = {"tenant": "default_tenant", "database": "default_database"}
+    database = rust.SqliteDBConfig(
+        url=where + "/chroma.sqlite3", hash_type=rust.MigrationHash.MD5,
+        migration_mode=rust.MigrationMode.Apply,
+    )
+    engine = rust.Bindings(
+        allow_reset=False, sqlite_db_config=database, persist_path=where,
+        hnsw_cache_size=resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 5,
+    )
+    collection = engine.get_collection(name="news", **scope)
+    def nearest(vector):
+        return engine.query(
+            collection_id=str(collection.id), ids=None, query_embeddings=[vector], n_results=6,
+            where=None, where_document=None, include=["documents"], **scope,
+        ).ids[0]
 model.join()
-ids = loaded["tokenizer"].encode(sys.argv[4]).ids
+ids = loaded["tokenizer"].encode(question).ids
 inputs = {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
 (vector,) = loaded["session"].run(["sentence_embedding"], inputs)
-hits = collection.query(query_embeddings=[vector[0].tolist()], n_results=6, include=["documents"])
-print(hits["ids"][0][0], hits["documents"][0][0][:80], flush=True)
+print(nearest(vector[0].tolist())[0], len(words_found), flush=True)
 os._exit(0)
 """
 
@@ -315,6 +341,7 @@ def floor_command(
     from index.embed import load_embedder
     from index.model import resolve_model_path
     from index.onnx_backend import runtime_folder
+    from index.store import lexical_folder
 
     settings = load_settings(
         data_dir=data_dir,
@@ -327,7 +354,8 @@ def floor_command(
     model = copy if copy.is_file() else export  # the copy `newsbot ask` opens, if it has one
     tokenizer = resolve_model_path(settings.embedding_model) / "tokenizer.json"
     where = settings.chroma_url or str(settings.store_dir)
-    return [sys.executable, "-c", FLOOR, where, str(model), str(tokenizer), question]
+    words = lexical_folder(settings.data_dir, where, settings.collection)
+    return [sys.executable, "-c", FLOOR, where, str(words), str(model), str(tokenizer), question]
 
 
 def floor(data_dir: Path, repeats: int) -> None:

@@ -21,9 +21,11 @@ Per size and mode, every process a new one:
   store's `vector_save_every`, docs/store.md); a server replayed them when it started. Beside
   each ask, right before it: `python -c pass`, `newsbot --help` (0.03 s and 0.27 s on a quiet
   host) and the libraries alone on the same store (bench/cold_start.py's FLOOR: the
-  interpreter, onnxruntime's session, `import chromadb`, a client, one embedding and the
-  question's Chroma query); their medians are printed beside the ask's, since a VM's
-  neighbours move the ask by more than the goals' margin (docs/benchmarks.md, "Cold start");
+  interpreter, onnxruntime's session and the tokenizer, numpy, pydantic-settings, tantivy's
+  search, Chroma's engine (chromadb_rust_bindings; a server's chromadb.HttpClient), one
+  embedding and the question's Chroma query); their medians are printed beside the ask's,
+  since a VM's neighbours move the ask by more than the goals' margin (docs/benchmarks.md,
+  "Cold start");
 - `newsbot ingest one.txt` adding one new article (~1,000 characters), after each ask: wall and
   peak RSS;
 - disk: the Chroma folder and the lexical index.

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cached_property
 from threading import Lock
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.errors import NewsbotError
 from bot.models import Answer, DateLike, StoreStats, Turn
@@ -215,10 +215,11 @@ class Bot:
         """Load what the first question would otherwise wait for (and fail now if it cannot):
         the embedding model, Chroma (its first read loads its vector index), the prompts and,
         with `index`, the lexical index caught up with the store's log; with `require_articles`,
-        an empty store is the error, without waiting for the model. What holds the GIL (imports,
-        chromadb's above all) runs on this thread, the model's session beside chromadb's import,
-        Chroma's first read beside the rest (`newsbot ask`: docs/benchmarks.md, "Cold start")."""
-        from concurrent.futures import ThreadPoolExecutor
+        an empty store is the error, without waiting for the model. The model's session and
+        Chroma's first read load on two threads; what holds the GIL (the answering side's imports)
+        runs on this one beside the first read, once the model is ready (`newsbot ask`: 0.15 s
+        less at 100k, docs/benchmarks.md "Scale", 2026-12-07 06:00)."""
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
         from index.embed import import_backend, load_embedder
 
@@ -236,12 +237,13 @@ class Bot:
             model = pool.submit(
                 lambda: load_embedder(self.settings, questions=index) if loading else None
             )
-            _ = self.store.client  # imports chromadb and opens the collections
-            holds_chunks = pool.submit(self.store.holds_chunks)
+            holds_chunks = pool.submit(self.store.holds_chunks)  # opens Chroma, loads its index
         finally:
             pool.shutdown(wait=False)  # what was submitted runs on; an error waits for none of it
-        # Usually the model is ready by now (its session was built during chromadb's import);
-        # if it is still loading (a first run exports it), an empty store is told before it.
+        # The model is usually ready first; if it is still loading (a first run exports it), an
+        # empty store is told before it.
+        loads: list[Future[Any]] = [model, holds_chunks]
+        wait(loads, return_when=FIRST_COMPLETED)
         ready = model.done() and model.exception() is None
         if ready:
             answering()

@@ -574,7 +574,7 @@ class OnnxEmbedder:
     @functools.cached_property
     def _tokenizer(self) -> Tokenizer:
         """Loaded on first use: its load holds the GIL (~0.035 s), so Bot.warm has it load beside
-        Chroma's first read, not chromadb's import (docs/benchmarks.md, "Cold start")."""
+        Chroma's first read (docs/benchmarks.md, "Cold start")."""
         return load_tokenizer(self._model_path, self.max_tokens)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
