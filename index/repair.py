@@ -24,11 +24,11 @@ from index.store import (
     Store,
     StoredChunk,
     _identity,
-    _layout,
     _stored,
     half_written,
     is_damage,
     same_vectors,
+    saved_rows,
     vector_segment,
 )
 
@@ -154,26 +154,21 @@ class _SavedVectors:
         self.used = 0
         self._rows: dict[str, int] = {}
         try:
-            count, stride, vector_at, label_at = _layout(aside)
             with (aside / "index_metadata.pickle").open("rb") as file:
                 label_to_id = pickle.load(file)["label_to_id"]  # noqa: S301 (see above)
             changed = set(json.loads((aside / CHANGED).read_text(encoding="utf-8")))
-            if (
-                label_at - vector_at != 4 * dimension
-                or (aside / "data_level0.bin").stat().st_size < count * stride
-            ):
+            rows = saved_rows(aside)
+            if rows is None or rows.vector.stop - rows.vector.start != 4 * dimension:
                 raise ValueError("rows of another size, or missing")
-            self._data = np.memmap(aside / "data_level0.bin", np.uint8, "r", shape=(count, stride))
         except UNREADABLE as exc:  # EOFError: the id map cut short
             log.info("no vectors read back from %s: %s", aside, exc)
             return
-        labels = self._data[:, label_at:stride].copy().view("<u8").ravel()
+        self._data, self._vector = rows.data, rows.vector
         self._rows = {
             record_id: row
-            for row, label in enumerate(labels.tolist())
+            for row, label in enumerate(rows.labels.tolist())
             if (record_id := label_to_id.get(label)) is not None and record_id not in changed
         }
-        self._vector = slice(vector_at, label_at)
 
     def get(self, record_id: str) -> np.ndarray | None:
         row = self._rows.get(record_id)

@@ -842,28 +842,47 @@ def half_written(folder: Path, names: Sequence[str], *, every_row: bool = False)
     (label 0, which Chroma never gives, or missing), which Chroma loads: read before it does. A
     save writes the rows in order, the new ones last, so the last row tells; `every_row` reads
     every label (docs/store.md, "A damaged vector index")."""
-    import numpy as np
-
     found: list[str] = []
     database = f"file:{folder / 'chroma.sqlite3'}?mode=ro"
     with suppress(sqlite3.Error), closing(sqlite3.connect(database, uri=True)) as db:
         for name in names:
             try:
-                index = folder / vector_segment(db, name)[0]
-                count, stride, _, label_at = _layout(index)
-                if not count:
-                    continue
-                first = 0 if every_row else count - 1
-                data = index / "data_level0.bin"
-                if data.stat().st_size < count * stride:
-                    found.append(name)
-                    continue
-                rows = np.memmap(data, np.uint8, "r", first * stride, (count - first, stride))
+                rows = saved_rows(folder / vector_segment(db, name)[0], last_only=not every_row)
             except (sqlite3.Error, OSError, ValueError, TypeError, struct.error):
                 continue  # no index yet, or not one this reads: left to Chroma
-            if (rows[:, label_at:stride].copy().view("<u8") == 0).any():
+            if rows is None or (rows.labels == 0).any():
                 found.append(name)
     return found
+
+
+class SavedRows(NamedTuple):
+    data: Any  # the rows' bytes, mapped: one row of `stride` bytes each
+    labels: Any  # each row's label: Chroma's record of the vector (0: never written)
+    vector: slice  # where a row's vector lies in it
+
+
+def saved_rows(index: Path, *, last_only: bool = False) -> SavedRows | None:
+    """The rows an index's `data_level0.bin` holds (`last_only`: its last), in hnswlib's layout
+    as its `header.bin` gives it; None when the file is shorter than the header says (a save cut
+    short), ValueError when it does not read as that layout."""
+    import numpy as np
+
+    version, level0, _, count, stride, label_at, vector_at = struct.unpack_from(
+        "<iQQQQQQ", (index / "header.bin").read_bytes()
+    )
+    if version != 1 or level0 != 0 or stride != label_at + 8 or label_at <= vector_at:
+        raise ValueError(f"{index / 'header.bin'} is not in hnswlib's layout")
+    path = index / "data_level0.bin"
+    if path.stat().st_size < count * stride:
+        return None
+    first = max(count - 1, 0) if last_only else 0
+    data = (
+        np.memmap(path, np.uint8, "r", first * stride, (count - first, stride))
+        if count
+        else np.zeros((0, stride), np.uint8)
+    )
+    labels = data[:, label_at:stride].copy().view("<u8").ravel()
+    return SavedRows(data, labels, slice(vector_at, label_at))
 
 
 def vector_segment(db: sqlite3.Connection, collection: str) -> tuple[str, list[str]]:
@@ -884,17 +903,6 @@ def vector_segment(db: sqlite3.Connection, collection: str) -> tuple[str, list[s
         (f"%{row[1]}", row[2] or 0),
     )
     return str(row[0]), [record_id for (record_id,) in queued]
-
-
-def _layout(index: Path) -> tuple[int, int, int, int]:
-    """(rows, a row's size, where its vector starts, where its label starts) of an index, as
-    its `header.bin` gives them in hnswlib's layout; ValueError if it does not read as that."""
-    version, level0, _, count, stride, label_at, vector_at = struct.unpack_from(
-        "<iQQQQQQ", (index / "header.bin").read_bytes()
-    )
-    if version != 1 or level0 != 0 or stride != label_at + 8 or label_at <= vector_at:
-        raise ValueError(f"{index / 'header.bin'} is not in hnswlib's layout")
-    return count, stride, vector_at, label_at
 
 
 def _identity(meta: dict[str, Any]) -> EmbeddingIdentity | None:

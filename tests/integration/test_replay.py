@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.scale import unsaved_records
-from index.store import vector_segment
+from index.store import saved_rows, vector_segment
 from tests.integration.test_ingest import make_articles
 
 pytestmark = pytest.mark.slow
@@ -275,14 +275,15 @@ def test_a_repair_with_nothing_damaged_loads_no_model(
 def damage_a_row(data_dir: Path) -> None:
     """Zero the label of the chunks' index's last saved row, as a save cut short between its
     rows' writes leaves one (Chroma never gives label 0)."""
-    from index.store import _layout
-
     db = sqlite3.connect(data_dir / "chroma" / "chroma.sqlite3")
     index = data_dir / "chroma" / vector_segment(db, "news")[0]
     db.close()
-    count, stride, _, label_at = _layout(index)
+    last = saved_rows(index, last_only=True)
+    assert last is not None
+    label = last.data.offset + last.vector.stop  # the label follows the vector
+    del last  # unmapped before the write
     with (index / "data_level0.bin").open("r+b") as rows:
-        rows.seek((count - 1) * stride + label_at)
+        rows.seek(label)
         rows.write(bytes(8))
 
 
