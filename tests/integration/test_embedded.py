@@ -96,6 +96,8 @@ def test_a_store_this_newsbot_wrote_reads_in_chromadb_as_one_chromadb_wrote(stor
     chromadb.PersistentClient; this process's engine closed first (one per folder)."""
     import chromadb
 
+    from index.embedded import EmbeddedClient
+
     def read(folder: Path) -> dict:
         with chromadb.PersistentClient(
             path=str(folder / "chroma"), settings=chromadb.Settings(anonymized_telemetry=False)
@@ -117,7 +119,16 @@ def test_a_store_this_newsbot_wrote_reads_in_chromadb_as_one_chromadb_wrote(stor
                     else [got["metadatas"][i] for i in order],
                     "vectors": np.asarray(got["embeddings"])[order],
                 }
-            return found
+        ours = EmbeddedClient(folder / "chroma")  # and as this newsbot reads them
+        try:
+            for collection in ours.list_collections():
+                read_back = found[collection.name]
+                assert collection.configuration_json == read_back["configuration"]
+                assert collection.metadata == read_back["metadata"]
+                assert collection.count() == read_back["count"]
+        finally:
+            ours.close()
+        return found
 
     new_store, old_store = read(stores["new"]), read(stores["old"])
     assert sorted(new_store) == sorted(old_store) == ["news", "news-log"]
