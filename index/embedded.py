@@ -46,6 +46,15 @@ def _configuration(configuration: dict[str, Any] | None, *, create: bool) -> str
     )
 
 
+def _selected(ids: Sequence[str] | None, where: dict[str, Any] | None) -> dict[str, Any]:
+    """The records a call selects, as the bindings take them (a filter as JSON text)."""
+    return {
+        "ids": list(ids) if ids is not None else None,
+        "where": json.dumps(where) if where else None,
+        "where_document": None,
+    }
+
+
 class EmbeddedClient:
     """Chroma's engine on the store in `folder`, created (with chromadb's default migrations)
     if missing. One per folder and process: index/store.py's SharedClient shares it. `close`
@@ -115,10 +124,11 @@ class EmbeddedCollection:
         self.configuration_json: dict[str, Any] = model.configuration
 
     def _call(self, method: str, **arguments: Any) -> Any:
-        return getattr(self._client.bindings, method)(collection_id=str(self.id), **arguments)
+        call = getattr(self._client.bindings, method)
+        return call(collection_id=str(self.id), **arguments, **SCOPE)
 
     def count(self) -> int:
-        return int(self._call("count", **SCOPE))
+        return int(self._call("count"))
 
     def get(
         self,
@@ -130,14 +140,7 @@ class EmbeddedCollection:
         include: Sequence[str] = ("metadatas", "documents"),
     ) -> dict[str, Any]:
         got = self._call(
-            "get",
-            ids=list(ids) if ids is not None else None,
-            where=json.dumps(where) if where else None,
-            limit=limit,
-            offset=offset or 0,
-            where_document=None,
-            include=list(include),
-            **SCOPE,
+            "get", **_selected(ids, where), limit=limit, offset=offset or 0, include=list(include)
         )
         return {
             "ids": got.ids,
@@ -157,13 +160,10 @@ class EmbeddedCollection:
     ) -> dict[str, Any]:
         found = self._call(
             "query",
-            ids=list(ids) if ids is not None else None,
+            **_selected(ids, where),
             query_embeddings=query_embeddings,
             n_results=n_results,
-            where=json.dumps(where) if where else None,
-            where_document=None,
             include=list(include),
-            **SCOPE,
         )
         return {
             "ids": found.ids,
@@ -197,20 +197,12 @@ class EmbeddedCollection:
             metadatas=metadatas,
             documents=documents,
             uris=None,
-            **SCOPE,
         )
 
     def delete(
         self, ids: Sequence[str] | None = None, *, where: dict[str, Any] | None = None
     ) -> None:
-        self._call(
-            "delete",
-            ids=list(ids) if ids is not None else None,
-            where=json.dumps(where) if where else None,
-            where_document=None,
-            limit=None,
-            **SCOPE,
-        )
+        self._call("delete", **_selected(ids, where), limit=None)
 
     def modify(
         self,
