@@ -50,7 +50,8 @@ PROBE = """
 import sys
 from bot.cli import main
 data_dir, source, question = sys.argv[1:4]
-for command in (["ingest", source], ["ask", question], ["stats"]):
+commands = (["ingest", source], ["ask", question], ["stats"], ["repair"], ["reset", "--yes"])
+for command in commands:
     sys.argv = ["newsbot", *command, "--data-dir", data_dir]
     try:
         main()
@@ -139,7 +140,9 @@ def test_a_store_this_newsbot_wrote_reads_in_chromadb_as_one_chromadb_wrote(stor
         assert new == old, name
 
 
-def test_a_process_that_ingests_and_asks_never_imports_chromadb(stores, tmp_path) -> None:
+def test_a_process_that_ingests_asks_repairs_and_resets_never_imports_chromadb(
+    stores, tmp_path
+) -> None:
     """Importing chromadb would cost each such process 0.5-1 s and ~60 MB (docs/benchmarks.md)."""
     result = subprocess.run(
         [sys.executable, "-c", PROBE, str(tmp_path), str(stores["source"]), QUESTIONS[0]],
