@@ -302,17 +302,22 @@ def timeline(data_dir: Path, repeats: int) -> dict[str, dict[str, float]]:
         os.close(write)
         with os.fdopen(read) as lines:
             marks: dict[str, tuple[float, float, float]] = {}
+            threads: dict[str, str] = {}
             for line in lines:
-                name, _thread, wall, thread_cpu, process_cpu = json.loads(line)
+                name, thread_name, wall, thread_cpu, process_cpu = json.loads(line)
                 marks.setdefault(name, (wall, thread_cpu, process_cpu))
+                threads.setdefault(name, thread_name)
         _, status, usage = os.wait4(process.pid, 0)
         if status:
             raise SystemExit(f"newsbot ask --data-dir {data_dir} failed ({status})")
         marks["spawn"] = (started, 0.0, 0.0)
         marks["exited"] = (time.perf_counter(), 0.0, usage.ru_utime + usage.ru_stime)
+        threads["spawn"] = threads["exited"] = "MainThread"
         for name, first, last in PIECES:
             (wall0, thread0, process0), (wall1, thread1, process1) = marks[first], marks[last]
             thread = process1 - process0 if name in ("exit", "total") else thread1 - thread0
+            if threads.get(first, "") != threads.get(last, ""):  # spans threads: no one thread's
+                thread = float("nan")
             found[name].append((wall1 - wall0, thread, process1 - process0))
     return {
         name: {
