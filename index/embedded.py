@@ -14,6 +14,8 @@ raising one imports chromadb (error paths only; a collection's existence is look
 `EmbeddedClient` and `EmbeddedCollection` give the subset of chromadb's Client and Collection
 that index/store.py, index/repair.py and the tests use, so that the store takes either them or a
 Chroma server's chromadb.HttpClient. Results are dicts as chromadb's; vectors come back as lists.
+Of chromadb's checks of what is written, only one is kept here: an id given twice is refused (the
+engine would keep the last row); newsbot writes records of its own making otherwise.
 """
 
 from __future__ import annotations
@@ -124,8 +126,12 @@ class EmbeddedCollection:
         self.configuration_json: dict[str, Any] = model.configuration
 
     def _call(self, method: str, **arguments: Any) -> Any:
-        call = getattr(self._client.bindings, method)
-        return call(collection_id=str(self.id), **arguments, **SCOPE)
+        # No local holds the engine: an error's traceback keeps this frame's locals, and a
+        # held error would keep a closed engine's files and indexes (a retry or a repair runs
+        # inside the `except` that caught it).
+        return getattr(self._client.bindings, method)(
+            collection_id=str(self.id), **arguments, **SCOPE
+        )
 
     def count(self) -> int:
         return int(self._call("count"))
@@ -190,6 +196,8 @@ class EmbeddedCollection:
         documents: list[str] | None = None,
         metadatas: list[dict[str, Any] | None] | None = None,
     ) -> None:
+        if len(set(ids)) < len(ids):  # chromadb refuses them; the engine keeps the last
+            raise ValueError(f"{method} of {self.name}: an id given twice")
         self._call(
             method,
             ids=list(ids),

@@ -808,10 +808,13 @@ class Store:
         """Delete every chunk and article of this collection (hold the store's turn), whether
         or not Chroma can load its indexes (a damaged store may be reset)."""
         with self._chroma.using() as (client, generation):
-            # -articles: only in stores of earlier versions
-            for name in {self.name, f"{self.name}-log", f"{self.name}-articles"} & _names(client):
-                with contextlib.suppress(Exception):  # deleted elsewhere meanwhile
-                    client.delete_collection(name)
+            existing = _names(client)
+            # The chunks first, then the log: one order, whatever the process (a set's order
+            # is its hash seed's); -articles: only in stores of earlier versions
+            for name in (self.name, f"{self.name}-log", f"{self.name}-articles"):
+                if name in existing:
+                    with contextlib.suppress(Exception):  # deleted elsewhere meanwhile
+                        client.delete_collection(name)
             self._view = self._retrying(lambda: self._open(client, replace=True))
             self._generation = generation
         with self.lexical.writer() as writer:

@@ -33,9 +33,9 @@ def committed_batches(data_dir: Path) -> int:
     process would."""
     import chromadb
 
-    # The same client settings as index.store.make_client: Chroma allows one per path. Closed:
-    # a client left open would keep Chroma's System of the folder, and its vector indexes, as
-    # they are when this process's Bots reload them (index/store.py SharedClient).
+    # chromadb's own client, an engine of its own beside any this process's Stores hold (they
+    # are closed here: only the subprocess under test has the folder open). Closed after the
+    # read, so that it holds no files or indexes of the folder.
     with chromadb.PersistentClient(
         path=str(data_dir / "chroma"),
         settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=True),

@@ -158,10 +158,13 @@ def test_a_process_that_ingests_asks_repairs_and_resets_never_imports_chromadb(
 
 def test_a_closed_store_holds_none_of_chromas_files(make_bot, tmp_path) -> None:
     """What a reload (other processes' commits) and a repair (moving an index aside) rely on:
-    closing drops the engine, which closes its files."""
+    closing drops the engine, which closes its files, even while an error Chroma raised is
+    still held (a retry and a repair run inside the `except` that caught one)."""
     bot = make_bot()
     bot.ingest(make_articles(3))
     assert bot.ask(QUESTIONS[0]).citations
+    with pytest.raises(Exception) as caught:  # a vector of the wrong dimension
+        bot.store.nearest([1.0, 0.0], 1)
 
     def open_files() -> list[str]:
         found = []
@@ -178,4 +181,16 @@ def test_a_closed_store_holds_none_of_chromas_files(make_bot, tmp_path) -> None:
     while open_files() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not open_files()
+    del caught
     assert bot.ask(QUESTIONS[0]).citations  # opened again
+
+
+def test_an_id_written_twice_in_one_call_is_refused(tmp_path) -> None:
+    """As chromadb refused it: the engine alone would keep the last of the two rows."""
+    from index.embedded import EmbeddedClient
+
+    collection = EmbeddedClient(tmp_path).get_or_create_collection("news")
+    vectors = np.eye(2, 3, dtype=np.float32)
+    with pytest.raises(ValueError, match="an id given twice"):
+        collection.upsert(ids=["a#0", "a#0"], embeddings=vectors, documents=["x", "y"])
+    assert collection.count() == 0
