@@ -359,7 +359,7 @@ def floor_command(
     model = copy if copy.is_file() else export  # the copy `newsbot ask` opens, if it has one
     tokenizer = resolve_model_path(settings.embedding_model) / "tokenizer.json"
     where = settings.chroma_url or str(settings.store_dir)
-    words = lexical_folder(settings.data_dir, where, settings.collection)
+    words = lexical_folder(settings.data_dir, settings.chroma_url, settings.collection)
     return [sys.executable, "-c", FLOOR, where, str(words), str(model), str(tokenizer), question]
 
 

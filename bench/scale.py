@@ -269,7 +269,7 @@ def copy_host_index(embedded: Path, host: Path, url: str) -> None:
 
     target = lexical_folder(host, url, "news")
     if not target.exists():
-        shutil.copytree(lexical_folder(embedded, str(embedded / "chroma"), "news"), target)
+        shutil.copytree(lexical_folder(embedded, None, "news"), target)
 
 
 def measure(

@@ -163,8 +163,10 @@ class Watcher:
     @classmethod
     def for_bot(cls, bot: Bot, feeds: Sequence[str]) -> Watcher:
         settings = bot.settings
-        store_key = f"{settings.chroma_url or settings.store_dir}|{settings.collection}"
-        states = FeedStates(settings.data_dir / STATE_FOLDER, store_key)
+        from index.store import store_key
+
+        key = store_key(settings.chroma_url, settings.collection)
+        states = FeedStates(settings.data_dir / STATE_FOLDER, key)
         return cls(feeds, settings, lambda articles: bot.ingest(articles), states)
 
     def run(

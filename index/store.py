@@ -109,13 +109,23 @@ def make_client(settings: StoreConfig) -> Any:
         ) from exc
 
 
-def lexical_folder(data_dir: Path, where: str, collection: str) -> Path:
-    """Where a host keeps its lexical index of the collection at `where` (a Chroma folder or
-    server URL). The index holds analysed terms: another analyser (index/text.py) gets a new
-    index, built from the log."""
-    identity = f"{where}|{collection}|analyser {ANALYSER_VERSION}"
-    key = hashlib.sha1(identity.encode()).hexdigest()[:12]
-    return data_dir / "lexical" / f"{safe_name(collection)}-{key}"
+def store_key(chroma_url: str | None, collection: str) -> str:
+    """What names a collection in what its `data_dir` keeps of it (the lexical index, the ingest
+    lock, feed states): a server's by its URL, an embedded store's without the path of the
+    data_dir it lies in, so that a relative and an absolute path, or a moved data_dir, name one
+    store."""
+    return f"{chroma_url or 'embedded'}|{collection}"
+
+
+def lexical_folder(data_dir: Path, chroma_url: str | None, collection: str) -> Path:
+    """Where a host keeps its lexical index of the collection. The index holds analysed terms:
+    another analyser (index/text.py) gets a new index, built from the log."""
+    return _lexical_folder(data_dir, store_key(chroma_url, collection), collection)
+
+
+def _lexical_folder(data_dir: Path, key: str, collection: str) -> Path:
+    digest = hashlib.sha1(f"{key}|analyser {ANALYSER_VERSION}".encode()).hexdigest()[:12]
+    return data_dir / "lexical" / f"{safe_name(collection)}-{digest}"
 
 
 def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
@@ -391,17 +401,26 @@ class Store:
         opened yet: the client is made on first use."""
         from index.lock import exclusive, lock_path
 
-        where = settings.chroma_url or str(settings.store_dir)
+        where = settings.chroma_url or str(settings.store_dir.resolve())
+        key = store_key(settings.chroma_url, settings.collection)
         server = bool(settings.chroma_url)  # a server's writers take turns by lease, not by file
-        lexical = LexicalIndex(
-            lexical_folder(settings.data_dir, where, settings.collection), analyse
-        )
+        folder = lexical_folder(settings.data_dir, settings.chroma_url, settings.collection)
+        if not server and not folder.exists():
+            # Kept under the path of the store until 2026-12: renamed, not built again.
+            old = _lexical_folder(
+                settings.data_dir,
+                f"{settings.store_dir}|{settings.collection}",
+                settings.collection,
+            )
+            with suppress(OSError):
+                old.rename(folder)
+        lexical = LexicalIndex(folder, analyse)
 
         def opening() -> contextlib.AbstractContextManager[Any]:
             # Two processes creating one embedded store at once race in Chroma's schema set-up
             # ("table collections already exists"); they take turns here.
             try:
-                lock = lock_path(settings.data_dir, f"open|{where}")
+                lock = lock_path(settings.data_dir, f"open|{key}")
                 lock.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(
@@ -410,7 +429,7 @@ class Store:
                 ) from exc
             return exclusive(lock)
 
-        turn_lock = lock_path(settings.data_dir, f"{where}|{settings.collection}")
+        turn_lock = lock_path(settings.data_dir, key)
         connect = lambda: make_client(settings)  # noqa: E731
         if server:
             chroma = SharedClient(connect, reconnects=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -194,3 +195,42 @@ def test_an_id_written_twice_in_one_call_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="an id given twice"):
         collection.upsert(ids=["a#0", "a#0"], embeddings=vectors, documents=["x", "y"])
     assert collection.count() == 0
+
+
+def test_a_moved_data_dir_keeps_its_lexical_index(make_bot, tmp_path, monkeypatch) -> None:
+    """The lexical index belongs to the data_dir it lies in, not to the path that named it: a
+    relative and an absolute path, or the folder moved, find the same index (no rebuild from
+    the store, minutes at a million chunks, and no second copy left behind)."""
+    bot = make_bot()
+    bot.ingest(make_articles(3))
+    bot.store.close()
+    (index,) = [path for path in (tmp_path / "data" / "lexical").iterdir() if path.is_dir()]
+    locks = sorted(path.name for path in (tmp_path / "data" / "locks").iterdir())
+    moved = tmp_path / "moved"
+    (tmp_path / "data").rename(moved)
+    monkeypatch.chdir(tmp_path)
+    for data_dir in (moved, Path("moved")):
+        assert make_bot(data_dir=data_dir).ask(QUESTIONS[0]).citations
+    assert [path.name for path in (moved / "lexical").iterdir() if path.is_dir()] == [index.name]
+    # and the same locks: ingests through either path take turns
+    assert sorted(path.name for path in (moved / "locks").iterdir()) == locks
+
+
+def test_a_lexical_index_kept_under_the_stores_path_is_taken_over(
+    make_bot, tmp_path, caplog
+) -> None:
+    """Until 2026-12 the index was named by the store's path: an upgrade renames it, rather
+    than building it again from the store."""
+    from index.store import _lexical_folder, lexical_folder
+
+    data_dir = tmp_path / "data"
+    bot = make_bot()
+    bot.ingest(make_articles(3))
+    bot.store.close()
+    folder = lexical_folder(data_dir, None, "news")
+    old = _lexical_folder(data_dir, f"{data_dir / 'chroma'}|news", "news")
+    folder.rename(old)
+    with caplog.at_level(logging.INFO, logger="index.store"):
+        assert make_bot().ask(QUESTIONS[0]).citations
+    assert folder.is_dir() and not old.exists()
+    assert "building the lexical index" not in caplog.text
