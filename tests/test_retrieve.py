@@ -359,6 +359,14 @@ def test_as_retriever_is_a_base_retriever(deals_bot) -> None:
     assert documents[0].page_content in BLACK_FRIDAY[1].body
 
 
+def wire_candidates(texts: dict[str, str]) -> dict[str, Candidate]:
+    """Candidates of one outlet, their article the chunk id's part before '#'."""
+    return {
+        chunk_id: Candidate(chunk_id, chunk_id.split("#")[0], text, {"source": "Wire"})
+        for chunk_id, text in texts.items()
+    }
+
+
 def test_selection_takes_one_chunk_per_article_first_and_collapses_copies() -> None:
     """Selection is a pure function of candidate lists: no store, no model."""
     texts = {
@@ -367,10 +375,7 @@ def test_selection_takes_one_chunk_per_article_first_and_collapses_copies() -> N
         "b#0": "Qatar said the talks were positive.",  # a copy of a#0 in another article
         "c#0": "Egypt will host the next round in Cairo.",
     }
-    candidates = {
-        chunk_id: Candidate(chunk_id, chunk_id.split("#")[0], text, {"source": "Wire"})
-        for chunk_id, text in texts.items()
-    }
+    candidates = wire_candidates(texts)
     whole = Ranked(["a#0", "a#1", "b#0", "c#0"], {"a#0": 4, "a#1": 3, "b#0": 2, "c#0": 1})
     config = RetrievalConfig(first_article_chunks=1, coverage_weight=0)
     chosen = select([], whole, 3, candidates, config)
@@ -389,10 +394,7 @@ def test_a_dated_parts_list_is_read_on_only_where_selection_walks() -> None:
         "c#0": "Mediators flew to Doha on Monday.",
         "d#0": "Rain fell over the capital.",
     }
-    candidates = {
-        chunk_id: Candidate(chunk_id, chunk_id.split("#")[0], text, {"source": "Wire"})
-        for chunk_id, text in texts.items()
-    }
+    candidates = wire_candidates(texts)
     first = Ranked(["a#0"], {}, part=0, votes=1, unread=["x#0", "c#0"])
     second = Ranked(["a#1"], {}, part=1, votes=1, unread=["b#0"])
     whole = Ranked(["d#0", "c#0"], {"d#0": 2.0, "c#0": 1.0})
@@ -424,10 +426,7 @@ def test_coverage_takes_the_report_of_another_question_word_then_keeps_score_ord
         "e#0": "Snow fell.",
         "f#0": "Qatar rested.",
     }
-    candidates = {
-        chunk_id: Candidate(chunk_id, chunk_id.split("#")[0], text, {"source": "Wire"})
-        for chunk_id, text in texts.items()
-    }
+    candidates = wire_candidates(texts)
     scores = {"a#0": 5.0, "b#0": 4.0, "c#0": 3.0, "d#0": 2.0, "e#0": 2.0, "f#0": 1.0}
     merged = Ranked(list(scores), scores)
     question_terms = {term: 1.0 for term in terms("Qatar Egypt")}
