@@ -1,21 +1,11 @@
 """An embedded store's Chroma without the chromadb package: Chroma's own engine, the compiled
 `chromadb_rust_bindings` module that chromadb.PersistentClient wraps (chromadb/api/rust.py),
-called as that wrapper calls it. Importing chromadb costs every process 0.5-1.0 s and ~60 MB
-(OpenTelemetry, gRPC, pydantic models: docs/benchmarks.md, "Scale"); the bindings load in
-~25 ms. The stores are the same files: either opens what the other wrote (tests/integration/
-test_embedded.py).
-
-The bindings are not a documented API: pyproject.toml pins chromadb to the versions whose call
-signatures the tests exercise, so an upgrade goes through them first. Arguments are passed by
-name, so that a renamed one fails loudly. Errors the bindings raise are chromadb.errors classes:
-raising one imports chromadb (error paths only; a collection's existence is looked up in
-`list_collections` where a miss is expected).
-
-`EmbeddedClient` and `EmbeddedCollection` give the subset of chromadb's Client and Collection
-that index/store.py, index/repair.py and the tests use, so that the store takes either them or a
-Chroma server's chromadb.HttpClient. Results are dicts as chromadb's; vectors come back as lists.
-Of chromadb's checks of what is written, only one is kept here: an id given twice is refused (the
-engine would keep the last row); newsbot writes records of its own making otherwise.
+called as that wrapper calls it, through the subset of chromadb's Client and Collection that
+index/store.py, index/repair.py and the tests use. Why, what it costs, what is kept of chromadb
+(the pin, arguments by name, errors): docs/store.md, "Chroma without the chromadb package".
+Results are dicts as chromadb's; vectors come back as lists. Of chromadb's checks of what is
+written, only one is kept (newsbot writes records of its own making): an id given twice is
+refused, where the engine would keep the last row.
 """
 
 from __future__ import annotations
@@ -23,6 +13,7 @@ from __future__ import annotations
 import json
 import resource
 from collections.abc import Sequence
+from functools import partialmethod
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +140,7 @@ class EmbeddedCollection:
             "get", **_selected(ids, where), limit=limit, offset=offset or 0, include=list(include)
         )
         return {
-            "ids": got.ids,
-            "embeddings": got.embeddings,
-            "documents": got.documents,
-            "metadatas": got.metadatas,
+            name: getattr(got, name) for name in ("ids", "embeddings", "documents", "metadatas")
         }
 
     def query(
@@ -171,28 +159,14 @@ class EmbeddedCollection:
             n_results=n_results,
             include=list(include),
         )
-        return {
-            "ids": found.ids,
-            "distances": found.distances,
-            "documents": found.documents,
-            "metadatas": found.metadatas,
-            "embeddings": found.embeddings,
-        }
-
-    def add(self, ids: list[str], embeddings: Any, **columns: Any) -> None:
-        self._write("add", ids, embeddings, **columns)
-
-    def upsert(self, ids: list[str], embeddings: Any, **columns: Any) -> None:
-        self._write("upsert", ids, embeddings, **columns)
-
-    def update(self, ids: list[str], embeddings: Any = None, **columns: Any) -> None:
-        self._write("update", ids, embeddings, **columns)
+        names = ("ids", "distances", "documents", "metadatas", "embeddings")
+        return {name: getattr(found, name) for name in names}
 
     def _write(
         self,
         method: str,
         ids: list[str],
-        embeddings: Any,
+        embeddings: Any = None,
         documents: list[str] | None = None,
         metadatas: list[dict[str, Any] | None] | None = None,
     ) -> None:
@@ -206,6 +180,10 @@ class EmbeddedCollection:
             documents=documents,
             uris=None,
         )
+
+    add = partialmethod(_write, "add")
+    upsert = partialmethod(_write, "upsert")
+    update = partialmethod(_write, "update")
 
     def delete(
         self, ids: Sequence[str] | None = None, *, where: dict[str, Any] | None = None
