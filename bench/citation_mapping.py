@@ -95,7 +95,7 @@ THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 
 def main() -> None:
-    from bot.llm import NAME_TIE, SentenceMatcher
+    from bot.llm import SentenceMatcher
     from bot.retrieve import Passage
     from bot.settings import load_settings
     from index.embed import load_embedder
@@ -118,9 +118,7 @@ def main() -> None:
         return max(pool, key=lambda s: (len(s.words & words), -s.start)).text
 
     for name, claims in (("dev", DEV), ("held_out", HELD_OUT)):
-        matcher = SentenceMatcher(
-            embedder.embed, min_similarity=-1.0, tie=NAME_TIE, allow_instructions=False
-        )
+        matcher = SentenceMatcher(embedder.embed, min_similarity=-1.0, allow_instructions=False)
         supported = [(c, p, passage_of(a)) for a, c, p in claims if p]
         unsupported = [(c, passage_of(a)) for a, c, p in claims if not p]
         started = time.perf_counter()

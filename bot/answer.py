@@ -315,9 +315,7 @@ _SHAPE: dict[str, tuple[re.Pattern[str], Asked]] = {
 
 
 def _holds(table: dict[str, tuple[re.Pattern[str], Asked]], question: Question, text: str) -> bool:
-    """Whether `text` holds what the question's kind asks for, by `_TYPE` or `_SHAPE`."""
-    if question.kind not in table:
-        return False
+    """Whether `text` holds what the question's kind (one of their keys) asks for."""
     pattern, counts = table[question.kind]
     asked = set(question.words)
     return any(counts(set(query_terms(m.group())), asked) for m in pattern.finditer(text))
@@ -481,12 +479,9 @@ def question_features(ranked: Sequence[tuple[float, dict[str, float]]]) -> dict[
     return {"max_evidence": max(_evidence(values) for _, values in ranked)} if ranked else {}
 
 
-def score_sentences(
-    question: Question, pool: Pool, model: SentenceModel | None = None
-) -> list[Scored]:
+def score_sentences(question: Question, pool: Pool, model: SentenceModel) -> list[Scored]:
     """Every sentence of the pool with its probability of answering the question (score), best
     first; evidence is the probability that the question is answered at all, the same for all."""
-    model = model or sentence_model()
     ranked = [
         (model.sentence.probability(values), values, sentence, speaker)
         for sentence, values, speaker in sentence_features(question, pool)
@@ -554,16 +549,15 @@ def render(
     return " ".join(f"{citation.quote} [{citation.n}]" for citation in citations), citations
 
 
-def refusal(scored: Sequence[Scored], confidence: float) -> Draft:
-    citations = cite((s.sentence, s.score) for s in scored[:CLOSEST_CITATIONS])
-    return Draft(NOT_FOUND + (CLOSEST_NOTE if citations else ""), citations, True, confidence)
+def refusal(citations: Sequence[Citation], confidence: float) -> Draft:
+    """That the articles don't say, citing the closest of `citations`."""
+    closest = tuple(citations[:CLOSEST_CITATIONS])
+    return Draft(NOT_FOUND + (CLOSEST_NOTE if closest else ""), closest, True, confidence)
 
 
 def select(scored: Sequence[Scored], max_sentences: int) -> list[tuple[Sentence, float]]:
     """The best sentence; who said it, when a neighbour says that; what the same speaker says
     next; then runners-up that add evidence of their own."""
-    if not scored:
-        return []
     best = scored[0]
     chosen: list[tuple[Sentence, float]] = []
     taken: set[tuple[str, int, int]] = set()
@@ -613,11 +607,9 @@ def extractive_answer(
     scored = score_sentences(read, pool, model)
     confidence = max((s.evidence for s in scored), default=0.0)
     if not scored or confidence < threshold:
-        return refusal(scored, confidence)
+        return refusal(cite((s.sentence, s.score) for s in scored[:CLOSEST_CITATIONS]), confidence)
     if len(parts) > 1:
-        by_parts = parts_answer(
-            parts, passages, threshold=threshold, question=question, model=model
-        )
+        by_parts = parts_answer(parts, passages, threshold, question, model)
         if by_parts is not None:
             return replace(by_parts, confidence=confidence)
     text, citations = render(select(scored, max_sentences))
@@ -627,10 +619,9 @@ def extractive_answer(
 def parts_answer(
     parts: Sequence[Part],
     passages: Sequence[Passage],
-    *,
     threshold: float,
     question: str,
-    model: SentenceModel | None = None,
+    model: SentenceModel,
 ) -> Draft | None:
     """One line per part: the best statement of its own report, cited, or that the articles don't
     say; None when no part has evidence of its own. Scored against the part's clause and,

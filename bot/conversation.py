@@ -280,8 +280,8 @@ def condense(
     question: str,
     history: Sequence[Turn] | None,
     *,
-    chat_model: Any = None,
-    prompt: Prompt | None = None,
+    chat_model: Any,
+    prompt: Prompt,
     on_error: Callable[[Exception], object] | None = None,
 ) -> str:
     """The standalone question, by the chat model if any, else (also when it fails, `on_error`
@@ -289,7 +289,7 @@ def condense(
     question = question.strip()
     if not history:
         return question
-    if chat_model is None or prompt is None:
+    if chat_model is None:
         return rewrite_follow_up(question, history)
     messages = prompt.messages(history=format_history(history), question=question)
     try:

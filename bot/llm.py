@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bot.answer import (
-    CLOSEST_CITATIONS,
-    CLOSEST_NOTE,
     NOT_FOUND,
     Draft,
     Sentence,
@@ -30,6 +28,7 @@ from bot.answer import (
     is_statement,
     looks_like_instruction,
     read_question,
+    refusal,
     sentence_pool,
     speaker_of,
 )
@@ -46,13 +45,8 @@ _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;–-]\s*\d+)*)\]")
 Embed = Callable[[Sequence[str]], np.ndarray]  # the bot's embedder: unit vectors, one a row
 # Sentences this close (cosine) to a claim's best tie; names decide (bench/citation_mapping.py).
 NAME_TIE = 0.01
-# Capitalised words and numbers: what a claim names.
+# Capitalised words and numbers: what a claim names ("al Thani's" -> {thani}).
 _NAMED = re.compile(r"\b[A-Z][\w'’.-]*|\b\d[\d,.]*\b")
-
-
-def named(text: str) -> frozenset[str]:
-    """The terms of the names and numbers in `text` ("al Thani's" -> {thani})."""
-    return frozenset(query_terms(" ".join(_NAMED.findall(text))))
 
 
 # A passage's sentences; the vectors of its readings (each sentence, then each statement read
@@ -68,7 +62,6 @@ class SentenceMatcher:
 
     embed: Embed
     min_similarity: float
-    tie: float
     allow_instructions: bool
     _readings: dict[str, _Readings] = field(default_factory=dict, init=False, repr=False)
     _claims: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
@@ -106,7 +99,7 @@ class SentenceMatcher:
         claim = claim.strip()
         if claim[-1:].isalnum():
             claim += "."  # the marker came before the full stop; embed the sentence as written
-        names = named(claim)
+        names = frozenset(query_terms(" ".join(_NAMED.findall(claim))))
         reports = is_statement(claim)
         if claim not in self._claims:  # a claim citing several passages is embedded once
             self._claims[claim] = self.embed([claim])[0]
@@ -129,7 +122,7 @@ class SentenceMatcher:
         index = max(
             (len(names & sentences[index].words), value, -sentences[index].start, index)
             for index, value in enumerate(support)
-            if value >= top - self.tie
+            if value >= top - NAME_TIE
         )[3]
         return sentences[index], support[index]
 
@@ -242,9 +235,7 @@ class CitationChecker:
 
 def _last_sentence(text: str) -> str:
     """The claim a marker follows: the last sentence before it (two when the last is short)."""
-    pieces = [p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p]
-    if not pieces:
-        return text
+    pieces = [p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p]  # text holds a word
     claim = pieces[-1]
     if len(claim) < 20 and len(pieces) > 1:
         claim = " ".join(pieces[-2:])
@@ -473,7 +464,6 @@ class Answerer:
         return SentenceMatcher(
             self.embedder.embed,
             min_similarity=self.settings.citation_min_similarity,
-            tie=NAME_TIE,
             allow_instructions=read_question(question).about_instructions,
         )
 
@@ -512,7 +502,6 @@ class Answerer:
         passages: Sequence[Passage],
         *,
         query: Query | None = None,
-        today: date | None = None,
     ) -> Iterator[str | Reply]:
         """Text pieces as produced, then the Reply; the pieces add up to its text unless the stream
         broke after some was shown (the Reply is then extractive: front doors show it in full)."""
@@ -528,7 +517,7 @@ class Answerer:
             messages = self.prompts["answer"].messages(
                 question=question,
                 passages=format_passages(passages),
-                today=(today or date.today()).isoformat(),
+                today=date.today().isoformat(),
             )
             checker = CitationChecker(passages, self.matcher(question))
             try:
@@ -543,9 +532,7 @@ class Answerer:
                     answerer = self.name
                     draft = Draft(checker.text, checker.citations(), False, draft.confidence)
                 elif is_refusal(checker.raw):
-                    answerer, closest = self.name, draft.citations[:CLOSEST_CITATIONS]
-                    text = NOT_FOUND + (CLOSEST_NOTE if closest else "")
-                    draft = Draft(text, closest, True, draft.confidence)
+                    answerer, draft = self.name, refusal(draft.citations, draft.confidence)
                 else:
                     log.info("the LLM answer had no valid citation; answering extractively")
                     reason = NO_CITATION
