@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from functools import partial, wraps
@@ -461,7 +461,7 @@ CHAT_HELP = """Ask a question; follow-ups ("What about Egypt?") use the conversa
 
 def show_answer(
     console: Console,
-    stream: Iterator[str | Answer],
+    stream: Generator[str | Answer, None, None],
     spinner: Console,
     streaming: bool,
     *,
@@ -485,11 +485,8 @@ def show_answer(
                     # out(), not print(): a piece is part of a line; don't wrap it alone.
                     console.out(item, end="", highlight=False)
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()  # Ctrl-C: let the answerer clean up (e.g. an LLM request)
-    if result is None:
-        raise NewsbotError("the answerer returned no answer", hint="run again with --debug")
+        stream.close()  # Ctrl-C: let the answerer clean up (e.g. an LLM request)
+    assert result is not None  # Bot.stream ends with the Answer, or raises
     whole = bool(shown) and "".join(shown).strip() == result.text.strip()
     if shown:  # end the streamed line; one cut short by a failure says so (the answer follows)
         console.print("" if whole else Text(" [cut off]", style="dim"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cached_property
 from threading import Lock
@@ -293,20 +293,10 @@ class Bot:
 
         return AnswerChain(self)
 
-    def ask(
-        self,
-        question: str,
-        *,
-        history: Sequence[Turn] | None = None,
-        since: DateLike = None,
-        until: DateLike = None,
-        k: int | None = None,
-        retrieve: Retrieve | None = None,
-    ) -> Answer:
-        """Answer from the stored articles, citing each claim; refuse when they don't say."""
-        *_, answer = self.stream(
-            question, history=history, since=since, until=until, k=k, retrieve=retrieve
-        )
+    def ask(self, question: str, **options: Any) -> Answer:
+        """Answer from the stored articles, citing each claim; refuse when they don't say.
+        `options`: those of `stream` (history, since, until, k, retrieve)."""
+        *_, answer = self.stream(question, **options)
         assert isinstance(answer, Answer)  # the stream's last item; before it, str pieces
         return answer
 
@@ -319,7 +309,7 @@ class Bot:
         until: DateLike = None,
         k: int | None = None,
         retrieve: Retrieve | None = None,
-    ) -> Iterator[str | Answer]:
+    ) -> Generator[str | Answer, None, None]:
         """Yield the answer text as it is produced (str pieces), then the final Answer.
 
         A follow-up is first rewritten into a standalone question from `history`; with a chat

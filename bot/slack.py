@@ -18,18 +18,19 @@ from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import NewsbotError, SettingsError
-from bot.feedback import FEEDBACK_FILE, FeedbackLog
 from bot.models import Answer, Turn
 from bot.settings import Settings
 from bot.slack_messages import (
     APOLOGY,
     BUSY,
     CANNOT_POST,
+    FEEDBACK_FILE,
     HELP,
     MAX_TEXT,
     NOT_ADMIN,
     PLACEHOLDER,
     EventGate,
+    FeedbackLog,
     Request,
     _cut,
     answer_blocks,
@@ -42,7 +43,6 @@ from bot.slack_messages import (
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, BoltContext, Respond
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk import WebClient
     from starlette.applications import Starlette
     from uvicorn import Server
@@ -412,7 +412,6 @@ def build_app(
     bot: Bot,
     settings: Settings,
     *,
-    client: WebClient | None = None,
     executor: WorkerPool | None = None,
     socket: bool = False,
 ) -> tuple[App, SlackDoor]:
@@ -424,9 +423,8 @@ def build_app(
     from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
     settings = slack_settings(settings, socket=socket)
-    if client is None:
-        client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-        client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     try:
         app = App(
             client=client,
@@ -493,13 +491,6 @@ def http_server(
     return uvicorn.Server(config), listening
 
 
-def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
-    """Socket Mode: Slack pushes events over a WebSocket; nothing needs to be reachable."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    return SocketModeHandler(app, slack_settings(settings, socket=True).slack_app_token)
-
-
 @contextmanager
 def stop_signals() -> Iterator[threading.Event]:
     """An event set by the first Ctrl-C or SIGTERM (main thread only). The default handlers
@@ -533,8 +524,10 @@ def serve(bot: Bot, *, socket: bool, port: int = 3000, host: str = "127.0.0.1") 
     grace = settings.slack_shutdown_grace
     app, door = build_app(bot, settings, socket=socket)
     with stop_signals() as stop:
-        if socket:
-            handler = socket_mode_handler(app, settings)
+        if socket:  # Slack pushes events over a WebSocket; nothing needs to be reachable
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            handler = SocketModeHandler(app, settings.slack_app_token)
             log.info("newsbot Slack app connecting over Socket Mode to %s", settings.slack_api_url)
             handler.connect()
             stop.wait()

@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.errors import SettingsError, StoreError
-from bot.feedback import FeedbackLog
 from bot.models import Answer, Citation, Turn
 from bot.settings import load_settings
 from bot.slack import RedactSecrets, SlackDoor, WorkerPool, build_app, register, slack_settings
@@ -32,6 +31,7 @@ from bot.slack_messages import (
     NOT_ADMIN,
     PLACEHOLDER,
     EventGate,
+    FeedbackLog,
     RecentKeys,
     answer_blocks,
     plain_text,

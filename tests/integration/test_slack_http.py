@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from bot.errors import SettingsError
-from bot.slack import SlackDoor, WorkerPool, build_app, http_server, serve, socket_mode_handler
+from bot.slack import SlackDoor, WorkerPool, build_app, http_server, serve
 from bot.slack_messages import PLACEHOLDER
 from tests.conftest import (
     QATAR_QUESTION,
@@ -171,7 +171,9 @@ def test_socket_mode_acks_each_envelope_and_answers_once(
 ) -> None:
     settings = slack_config()
     app, door = build_app(sample_bot, settings, socket=True, executor=WorkerPool(2, 10))
-    handler = socket_mode_handler(app, settings)
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(app, settings.slack_app_token)
     handler.connect()
     try:
         fake_slack.wait_for(lambda: fake_slack.socket_connections)
