@@ -450,10 +450,6 @@ def _counted(
     progress(stage, len(rows), len(rows))
 
 
-def _quiet(stage: str, done: int, total: int) -> None:
-    pass
-
-
 def run_eval(
     dataset: str | Path,
     *,
@@ -488,7 +484,7 @@ def run_eval(
             hint="drop --retrieval-only, or pass a MultiHop questions file",
         )
     started = time.perf_counter()
-    progress = progress or _quiet
+    progress = progress or (lambda stage, done, total: None)
     if kind == "multihop" and limit:
         questions = stratified_subset(rows, limit, "question_type")
     else:

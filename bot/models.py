@@ -69,9 +69,8 @@ class Answer:
     @property
     def note(self) -> str:
         """One line for the front doors when the language model did not answer, else ""."""
-        if not self.fallback_reason:
-            return ""
-        return f"Quoted from the articles, without the language model: {self.fallback_reason}."
+        reason = self.fallback_reason
+        return f"Quoted from the articles, without the language model: {reason}." if reason else ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"citations": [citation.to_dict() for citation in self.citations]}

@@ -57,8 +57,7 @@ class Prompt:
 
 
 def _names(names: Iterable[str]) -> str:
-    listed = ", ".join("{" + name + "}" for name in sorted(names))
-    return listed or "no variables"
+    return ", ".join("{" + name + "}" for name in sorted(names)) or "no variables"
 
 
 def _read(name: str) -> tuple[str, str]:
@@ -136,9 +135,6 @@ def load_prompt(name: str) -> Prompt:
             hint="fix the prompt's variables (a newer or older prompt file?)",
         )
     return prompt
-
-
-clear_cache = load_prompt.cache_clear
 
 
 def load_prompts() -> dict[str, Prompt]:

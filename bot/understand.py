@@ -47,7 +47,6 @@ def _re(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
-# Tried in order; a span already taken by an earlier pattern is skipped.
 _ISO = _re(r"\b(?P<y>(?:19|20)\d\d)[-/](?P<m>[01]?\d)[-/](?P<d>[0-3]?\d)\b")
 _DAY_MONTH = _re(rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+{_YEAR})?\b")
 _MONTH_DAY = _re(rf"\b{_MONTH}\s+(?:the\s+)?{_DAY}(?!\d)(?:,?\s+{_YEAR})?\b")
@@ -627,26 +626,21 @@ def understand_question(
 ) -> Understanding:
     """Outlets, dates and parts of a question (docs/understanding.md, "Parts: one per report")."""
     outlets = match_outlets(question, sources)
-    dates = [
-        mention
-        for mention in parse_dates(question, today=today, known_range=known_range)
-        # "Business Today" is an outlet, not a date.
-        if not any(o.start < mention.end and mention.start < o.end for o in outlets)
-    ]
+
+    def in_outlet(start: int, end: int) -> bool:  # "Business Today" is an outlet, not a date
+        return any(o.start < end and start < o.end for o in outlets)
+
+    found = parse_dates(question, today=today, known_range=known_range)
+    dates = [mention for mention in found if not in_outlet(mention.start, mention.end)]
     # "Business Today | Latest Stock Market ..." names an outlet, not a wish for the newest.
-    latest = any(
-        not any(o.start < match.end() and match.start() < o.end for o in outlets)
-        for match in _LATEST.finditer(question)
-    )
+    latest = any(not in_outlet(*match.span()) for match in _LATEST.finditer(question))
     named = tuple(dict.fromkeys(s for mention in outlets for s in mention.sources))
     clauses = _clauses(question)
     publication = _publication_flags(question, dates, outlets, clauses)
 
     def clause_of(position: int) -> int:
-        for number, (start, end) in enumerate(clauses):
-            if start <= position < end:
-                return number
-        return len(clauses) - 1
+        inside = (number for number, (start, end) in enumerate(clauses) if start <= position < end)
+        return next(inside, len(clauses) - 1)
 
     # Each date to the nearest outlet in its clause, else to the last of the clause before.
     dates_of: dict[int, list[DateMention]] = {i: [] for i in range(len(outlets))}

@@ -32,9 +32,9 @@ def prompt_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty prompts folder in place of the checkout's (and no installed package)."""
     monkeypatch.setattr(prompts, "CHECKOUT_DIR", tmp_path)
     monkeypatch.setattr(prompts, "PACKAGE", "newsbot_no_such_package")
-    prompts.clear_cache()
+    prompts.load_prompt.cache_clear()
     yield tmp_path
-    prompts.clear_cache()
+    prompts.load_prompt.cache_clear()
 
 
 def test_the_shipped_prompts_load_and_match_the_code() -> None:
@@ -138,12 +138,12 @@ def test_prompts_are_found_in_the_installed_package(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(prompts, "CHECKOUT_DIR", tmp_path / "nowhere")
     monkeypatch.setattr(prompts, "PACKAGE", "fake_prompts_pkg")
-    prompts.clear_cache()
+    prompts.load_prompt.cache_clear()
     try:
         assert importlib.util.find_spec("fake_prompts_pkg") is not None
         prompt = load_prompt("condense")
         assert prompt.origin == "fake_prompts_pkg/condense.md"
         assert prompt.render(history="H", question="Q") == ("", "H / Q\n")
     finally:
-        prompts.clear_cache()
+        prompts.load_prompt.cache_clear()
         sys.modules.pop("fake_prompts_pkg", None)
