@@ -56,6 +56,16 @@ class ReadFailure:
 
 
 @dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as the store holds it; the lexical index analyses its text and metadata."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    vector: Any = None  # the stored embedding, when asked for (iter_chunks/get_chunks vectors=True)
+
+
+@dataclass(frozen=True)
 class Chunk:
     """A span of an article's body: `article.body[start:end] == text`; the model reads `header`
     before it (chunk.context_header: title and source, none on the first chunk)."""

@@ -17,10 +17,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from index.article import Article, Chunk, ReadFailure, embed_text
+from index.article import Article, Chunk, ReadFailure, StoredChunk, embed_text
 from index.chunk import HEADER_FORMAT, chunk_article
 from index.embed import Embedder, TokenCounter, TokenEmbedder
-from index.store import Store, StoredChunk
+from index.store import Store
 
 if TYPE_CHECKING:
     import numpy as np

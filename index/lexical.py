@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from index.article import StoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +46,6 @@ class LexicalFilter:
     last_day: int | None = None
     since_ts: int | None = None
     until_ts: int | None = None
-
-
-class ChunkDoc(Protocol):
-    """What the index needs of a chunk: its id, its text (analysed, not stored) and metadata
-    (index/store.StoredChunk has them)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def metadata(self) -> dict[str, Any]: ...
 
 
 def _local_day(metadata: dict[str, Any]) -> int | None:
@@ -391,7 +381,7 @@ class _Writer:
         doc.add_text("id", doc_id)
         return doc
 
-    def put_chunks(self, chunks: Iterable[ChunkDoc]) -> None:
+    def put_chunks(self, chunks: Iterable[StoredChunk]) -> None:
         """Index chunks, replacing earlier versions with the same ids."""
         for chunk in chunks:
             meta = chunk.metadata

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from index.article import StoredChunk
 from index.errors import StoreError
 from index.store import (
     _NO_VECTOR,
     REPAIRING,
     Store,
-    StoredChunk,
     _identity,
     _stored,
     half_written,

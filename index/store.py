@@ -17,14 +17,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlparse
 
+from index.article import StoredChunk
 from index.errors import DamagedIndexError, StoreError
 from index.files import safe_name
-from index.lexical import Analyse, ChunkDoc, LexicalIndex
+from index.lexical import Analyse, LexicalIndex
 from index.model import EmbeddingIdentity
 from index.text import ANALYSER_VERSION
 
@@ -67,14 +67,6 @@ def is_damage(exc: BaseException) -> bool:
     finding id")."""
     text = str(exc).lower()
     return ("hnsw segment" in text and "dimensionality" not in text) or "error finding id" in text
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    id: str
-    text: str
-    metadata: dict[str, Any]
-    vector: Any = None  # the stored embedding, when asked for (iter_chunks/get_chunks vectors=True)
 
 
 def make_client(settings: StoreConfig) -> Any:
@@ -560,7 +552,9 @@ class Store:
             entries.append((after, found[after]))
         return entries
 
-    def _apply(self, writer: Any, entry: dict[str, Any], chunks: Sequence[ChunkDoc] = ()) -> None:
+    def _apply(
+        self, writer: Any, entry: dict[str, Any], chunks: Sequence[StoredChunk] = ()
+    ) -> None:
         """Apply one log entry to the lexical index; its chunks' texts come from Chroma unless
         given (the writer that just wrote them has them)."""
         known = {chunk.id for chunk in chunks}
@@ -574,7 +568,7 @@ class Store:
     def commit(
         self,
         records: dict[str, dict[str, Any]],
-        chunks: Sequence[ChunkDoc] = (),
+        chunks: Sequence[StoredChunk] = (),
         changed: Sequence[str] = (),
         removed: Sequence[str] = (),
     ) -> int:
