@@ -174,13 +174,11 @@ class SharedClient:
         """The client and its generation, current (made again first if stale), not closed
         before the caller is done with it."""
         with self._changing:
-            while self._reopening:
-                self._changing.wait()
+            self._changing.wait_for(lambda: not self._reopening)
             if self.client is None or self._stale:
                 self._reopening = True
                 try:
-                    while self._users:
-                        self._changing.wait()
+                    self._changing.wait_for(lambda: not self._users)
                     self._reopen()
                 finally:
                     self._reopening = False
@@ -210,8 +208,7 @@ class SharedClient:
     def close(self) -> None:
         """Close the client once the calls in flight are done; the next call makes a new one."""
         with self._changing:
-            while self._users or self._reopening:
-                self._changing.wait()
+            self._changing.wait_for(lambda: not (self._users or self._reopening))
             if self.client is not None:
                 self.client.close()
                 self.client = None
@@ -376,11 +373,12 @@ class Store:
             chunks = client.get_or_create_collection(
                 self.name, embedding_function=None, configuration={"hnsw": hnsw}
             )
-            return chunks, self._log_collection(client)
+            return chunks, self._small_collection(client, "log")
 
-    def _log_collection(self, client: Any) -> Any:
+    def _small_collection(self, client: Any, kind: str) -> Any:
+        """The store's log or lease collection (`kind`)."""
         return client.get_or_create_collection(
-            f"{self.name}-log", embedding_function=None, configuration=_SMALL_INDEX
+            f"{self.name}-{kind}", embedding_function=None, configuration=_SMALL_INDEX
         )
 
     @property
@@ -421,7 +419,6 @@ class Store:
                 ) from exc
             return exclusive(lock)
 
-        turn_lock = lock_path(settings.data_dir, key)
         connect = lambda: make_client(settings)  # noqa: E731
         if server:
             chroma = SharedClient(connect, reconnects=False)
@@ -434,7 +431,7 @@ class Store:
             where=where,
             retries=settings.store_retries if server else 0,
             chroma=chroma,
-            turn_lock=None if server else turn_lock,
+            turn_lock=None if server else lock_path(settings.data_dir, key),
             # A server is one long process: it replays once, when it starts.
             save_every=None if server else settings.vector_save_every,
         )
@@ -451,11 +448,7 @@ class Store:
         if self._turn_lock is not None:
             turn: contextlib.AbstractContextManager[Any] = exclusive(self._turn_lock, on_wait)
         else:
-            leases = self._call(
-                lambda view: view.client.get_or_create_collection(
-                    f"{self.name}-lease", embedding_function=None, configuration=_SMALL_INDEX
-                )
-            )
+            leases = self._call(lambda view: self._small_collection(view.client, "lease"))
             turn = ChromaLease(leases).held(on_wait)
         with turn as lease:
             self._lease, self._holding = lease, True
@@ -476,7 +469,7 @@ class Store:
             self._checked_at = time.monotonic()
 
     def _log_length(self, view: View) -> tuple[str, int]:
-        log_collection = self._log_collection(view.client)
+        log_collection = self._small_collection(view.client, "log")
         if str(log_collection.id) != str(view.log.id):  # the store was reset elsewhere
             self._view = None  # open the new ones
         return str(log_collection.id), int(log_collection.count())
