@@ -105,7 +105,6 @@ class LexicalIndex:
         self._cache: dict[str, Any] = {}  # per searcher generation: outlets, day range, counts
         self._cache_generation: Any = None
 
-    # -- opening -------------------------------------------------------------------------------
     @property
     def index(self) -> Any:
         if self._index is None:
@@ -145,7 +144,6 @@ class LexicalIndex:
         with FileLock(str(self.path) + ".lock"):
             yield
 
-    # -- searching -----------------------------------------------------------------------------
     def search(
         self, terms: Sequence[str], n: int, where: LexicalFilter | None = None
     ) -> list[tuple[str, str, float]]:
@@ -287,7 +285,6 @@ class LexicalIndex:
         query = tantivy.Query.term_query(self.index.schema, "kind", "article")
         return int(self._cached("count:articles", lambda s: s.search(query, 1).count))
 
-    # -- the registry --------------------------------------------------------------------------
     def _records(self, field: str, values: Sequence[str], kind: str = "article") -> list[Any]:
         import tantivy
 
@@ -339,7 +336,6 @@ class LexicalIndex:
         state = json.loads(docs[0].get_first("record"))
         return str(state["log"]), int(state["seq"])
 
-    # -- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
     def writer(self) -> Iterator[_Writer]:
         """Exclusive writing: yields a _Writer; its changes are committed together at the end

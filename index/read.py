@@ -133,9 +133,6 @@ class _Where:
         return stable_id("url", url) if url else self.item_id()
 
 
-# -- entry point -------------------------------------------------------------------------------
-
-
 def iter_articles(sources: Iterable[str], settings: ReadConfig) -> Iterator[Article | ReadFailure]:
     """Read every source and yield its articles, or a ReadFailure per item that failed.
 
@@ -244,9 +241,6 @@ def _failure(location: str, exc: Exception, item: str = "") -> ReadFailure:
     return ReadFailure(location, f"{item}cannot read: {reason}")
 
 
-# -- dispatch by content -----------------------------------------------------------------------
-
-
 def _sniff(data: bytes) -> str:
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith(b"<"):
@@ -274,9 +268,6 @@ def _read_content(
     else:
         feed = _parse_feed(data, where)
         yield from feed_articles(feed, feed.entries, settings)
-
-
-# -- bytes to text -----------------------------------------------------------------------------
 
 
 def _check_text(data: bytes, where: _Where) -> None:
@@ -331,9 +322,6 @@ def _detect_non_latin(data: bytes) -> str | None:
 
 def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-# -- plain text and markdown -------------------------------------------------------------------
 
 
 def read_text(text: str, origin: str) -> Article:
@@ -468,9 +456,6 @@ def _title_from_body(body: str) -> str:
     return cut + "…"
 
 
-# -- HTML --------------------------------------------------------------------------------------
-
-
 def _article_from_html(data: bytes | str, where: _Where) -> Article:
     import trafilatura
 
@@ -525,8 +510,6 @@ def html_fragment_text(fragment: str) -> str:
     lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
-
-# -- JSON and JSON Lines -----------------------------------------------------------------------
 
 # A record's field names as `_key` spells them, each list in order of preference.
 _ID_KEYS = ("id", "articleid")
@@ -605,8 +588,6 @@ def _invalid_json(exc: Exception) -> str:
         return f"not valid JSON: {exc.msg} (column {exc.colno})"
     return f"not valid JSON: {_describe(exc)}"
 
-
-# -- exports larger than memory ----------------------------------------------------------------
 
 # Bytes looked at first, for the checks a whole file gets (empty, binary, BOM).
 STREAM_HEAD_BYTES = 65536
@@ -823,9 +804,6 @@ def _json_type(value: Any) -> str:
     return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
     )
-
-
-# -- RSS and Atom ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
