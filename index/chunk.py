@@ -80,9 +80,8 @@ def split_sentences(text: str) -> list[Span]:
 
 
 def _sentence_offsets(piece: str) -> list[tuple[int, int]]:
-    """blingfire.text_to_sentences_and_offsets(piece)[1], computed the same way; the wrapper
-    itself (imported then) for offsets its loop treats in its own way (out of order, inside a
-    character)."""
+    """blingfire.text_to_sentences_and_offsets(piece)[1], computed the same way (docs/ingesting.md,
+    "Sentences"), or by the wrapper itself for offsets its loop treats in its own way."""
     data = piece.encode("utf-8")
     capacity = len(data) * 2  # what the wrapper allows the output, and tells the library
     # Buffers in power-of-two sizes: a ctypes array type of a new length costs ~11 us to make,

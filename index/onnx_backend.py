@@ -476,9 +476,8 @@ def _runtime_session(
 
 
 def _derive_runtime_copy(entry: _Entry, export: Path, folder: Path) -> None:
-    """Write the runtime copy of `export` to `folder`, whole (a renamed scratch folder) or not
-    at all; a copy another process has just written is kept. Then remove the entry's other
-    copies (and failure markers) of this precision and scratch folders of killed processes."""
+    """Write the runtime copy of `export` to `folder`, whole or not at all, then remove what it
+    replaces (docs/ingesting.md, "The ONNX backend and its export cache")."""
     import numpy as np
 
     scratch = Path(tempfile.mkdtemp(prefix=".runtime-", dir=entry.folder))

@@ -144,11 +144,8 @@ def rebuild(
 
 
 class _SavedVectors:
-    """The vectors a damaged index still holds, by record id: those its id map names (written
-    last: cut short, nothing is read) but the records changed since its last save, read from
-    `data_level0.bin` in hnswlib's layout. What does not read as expected (another layout, a
-    vector not of unit length) is embedded again. The id map is a pickle Chroma wrote into this
-    store's own folder."""
+    """The vectors a damaged index still holds, by record id (which: docs/store.md, "A damaged
+    vector index"). The id map is a pickle Chroma wrote into this store's own folder."""
 
     def __init__(self, aside: Path, dimension: int) -> None:
         self.used = 0
@@ -194,9 +191,8 @@ def _mark(store: Store, name: str, updates: dict[str, Any]) -> Any:
 
 def _drop_index(store: Store, folder: Path, name: str) -> Path:
     """Move the collection's index files aside (`<segment>-damaged`, with the ids of the records
-    queued since their last save; kept until a rebuild ends) and delete Chroma's mark of that
-    save, with this process's Chroma closed: Chroma starts an empty index and applies its queue
-    (no Chroma call does so: docs/store.md). Returns that folder."""
+    queued since their last save) and delete Chroma's mark of that save, Chroma closed: it starts
+    an empty index (no Chroma call does so: docs/store.md). Returns that folder."""
     store.close()
     database = folder / "chroma.sqlite3"
     try:

@@ -48,10 +48,8 @@ LOG_PAGE = 50
 CONNECTION_WORDS = ("connect", "timeout", "timed out", "unavailable", "refused", "reset")
 # Records that are not chunks need a vector; one constant dimension keeps Chroma's index happy.
 _NO_VECTOR = [1.0]
-# Every new process replays the records written since an index was last saved (docs/store.md,
-# "Chroma's replay"). The log's and the lease's index (one small record a commit) is saved at
-# every write, which costs nothing that grows with the store; the chunks' every
-# `vector_save_every` records in an embedded store.
+# The log's and the lease's index (one small record a commit) saved at every write: a new process
+# replays nothing that grows with the store (docs/store.md, "Chroma's replay").
 _SMALL_INDEX = {"hnsw": {"sync_threshold": 1}}
 # Chroma's save of a 1M-chunk index takes ~1.6 s (docs/store.md, "Chroma's replay").
 SAVE_TIME = 3.0
@@ -144,12 +142,9 @@ def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
 
 
 class SharedClient:
-    """A Chroma client shared by this process's Stores of one embedded store folder, and which
-    log entries its vector indexes hold: when a catch-up finds entries this process neither
-    loaded nor wrote (`saw`), the next call waits for the calls in flight, closes the client and
-    makes a new one, whose first reads load the indexes again (docs/store.md, "A long-running
-    reader"). A Chroma server's client (`reconnects` False) only opens the collections again
-    after a reset elsewhere."""
+    """The Chroma client of this process's Stores of one embedded store folder, made again when
+    other processes wrote (`saw`): docs/store.md, "A long-running reader". A Chroma server's
+    client (`reconnects` False) is kept: its Stores open the collections again after a reset."""
 
     def __init__(
         self,
@@ -847,10 +842,8 @@ def _damaged_name(view: View) -> str:
 
 
 def half_written(folder: Path, names: Sequence[str], *, every_row: bool = False) -> list[str]:
-    """Those of the named collections whose index files hold rows a save cut short never wrote
-    (label 0, which Chroma never gives, or missing), which Chroma loads: read before it does. A
-    save writes the rows in order, the new ones last, so the last row tells; `every_row` reads
-    every label (docs/store.md, "A damaged vector index")."""
+    """Those of the named collections whose index files hold rows a save cut short never wrote,
+    told by the last row (`every_row`: by every label): docs/store.md, "A damaged vector index"."""
     found: list[str] = []
     database = f"file:{folder / 'chroma.sqlite3'}?mode=ro"
     with suppress(sqlite3.Error), closing(sqlite3.connect(database, uri=True)) as db:
