@@ -129,8 +129,9 @@ class _Where:
         key = f"{self.id_key}#{suffix}" if suffix else self.id_key
         return stable_id("url" if self.url else "file", key)
 
-    def article_id(self, url: str) -> str:
-        return stable_id("url", url) if url else self.item_id()
+    def article_id(self, url: str, suffix: str = "") -> str:
+        """The id of an article at `url`, else of the part `suffix` (see item_id)."""
+        return stable_id("url", url) if url else self.item_id(suffix)
 
 
 def iter_articles(sources: Iterable[str], settings: ReadConfig) -> Iterator[Article | ReadFailure]:
@@ -735,10 +736,8 @@ def _article_from_record(
     raw_id = first(_ID_KEYS)
     if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id).strip():
         article_id = str(raw_id).strip()
-    elif url or suffix is None:
-        article_id = where.article_id(url)
     else:
-        article_id = where.item_id(suffix)
+        article_id = where.article_id(url, suffix or "")
     return Article(
         id=article_id,
         title=_plain(first(_TITLE_KEYS)) or _title_from_body(body),
@@ -973,13 +972,9 @@ def _article_from_entry(
         published_at = published_at or page.published_at
     if not body:
         raise ReadError("no text: the entry has no content or summary, and no page was read")
-    if item.link:
-        article_id = stable_id("url", item.link)
-    else:
-        article_id = where.item_id(item.guid or str(item.number))
     source = feed_title or (page.source if page else "") or urlsplit(item.link).hostname or ""
     return Article(
-        id=article_id,
+        id=where.article_id(item.link, item.guid or str(item.number)),
         title=item.title or (page.title if page else "") or _title_from_body(body),
         body=body,
         source=source,
