@@ -368,12 +368,9 @@ def _shift(day: date, amount: int, unit: str) -> date:
 def _apply_relations(question: str, mentions: list[DateMention]) -> list[DateMention]:
     """after/before/between cues; a date the question excludes ("other than ...") is dropped."""
     result: list[DateMention] = []
-    index = 0
-    while index < len(mentions):
-        mention = mentions[index]
+    pairs = zip(mentions, [*mentions[1:], None], strict=False)  # each mention and the next
+    for mention, following in pairs:
         before_text = question[max(0, mention.start - 30) : mention.start]
-        following = mentions[index + 1] if index + 1 < len(mentions) else None
-        index += 1
         if _NEGATED_CUE.search(before_text):
             continue
         if (
@@ -386,7 +383,7 @@ def _apply_relations(question: str, mentions: list[DateMention]) -> list[DateMen
             mention = replace(
                 mention, end=following.end, text=text, first=first, last=last, anchored=False
             )
-            index += 1
+            next(pairs)  # the range's end is read
         elif _AFTER_CUE.search(before_text):
             mention = replace(mention, relation="after")
         elif _BEFORE_CUE.search(before_text):
