@@ -21,7 +21,7 @@ from index.text import query_terms, terms
 
 if TYPE_CHECKING:
     from index.embed import Embedder
-    from index.store import Store
+    from index.store import Ranking, Store
 
 Mode = Literal["hybrid", "dense", "lexical"]
 
@@ -502,7 +502,7 @@ class Retriever:
         dense = self.mode != "lexical"
         started = query.embedding  # for the text understood; a caller may have changed it
         embedding = started[1] if started and started[0] == query.text else self._embed(query.text)
-        Probe = tuple[Scope, list[str], tuple[int, list[str] | None]]
+        Probe = tuple[Scope, list[str], tuple[int, "Future[Ranking] | None"]]
 
         def prepare(text: str, scope: Scope) -> Probe:
             """A probe's BM25 hits (into `candidates`) and dense plan (`_plan`): no vector."""
@@ -550,7 +550,7 @@ class Retriever:
             scope, lexical, (wanted, among) = prepared
             hits: list[tuple[str, float]] = []
             if vector is not None and among is not None:
-                hits = self.store.nearest(vector.tolist(), pool, among=among)
+                hits = among.result()(vector.tolist(), pool)
             elif vector is not None:
                 hits = nearest(wanted)
                 if hits and not scope.empty:  # the hits the scope admits
@@ -605,9 +605,10 @@ class Retriever:
             return None
         return self._embedding.submit(self.embedder.embed, [text])
 
-    def _plan(self, scope: Scope, pool: int) -> tuple[int, list[str] | None]:
+    def _plan(self, scope: Scope, pool: int) -> tuple[int, Future[Ranking] | None]:
         """How a probe searches its scope densely (no vector needed): (n, None): its chunks among
-        the store's n nearest; (0, ids): among its own chunks (why: docs/retrieval.md)."""
+        the store's n nearest; (0, ranking): among its own chunks, their vectors read on another
+        thread beside the question's embedding (why: docs/retrieval.md)."""
         if scope.empty:
             return pool, None
         lexical, where = self.store.lexical, scope.lexical_filter()
@@ -617,7 +618,7 @@ class Retriever:
         total = lexical.chunk_count()
         wanted = math.ceil(self.config.scope_margin * pool * total / admitted)
         if wanted > self.config.nearest_limit:
-            return 0, lexical.chunk_ids(where)
+            return 0, self._embedding.submit(self.store.ranking, lexical.chunk_ids(where))
         return min(wanted, total), None
 
     def _read(

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A scope's dense ranking, its vectors read: (the question's vector, k) -> (chunk id, cosine)
+Ranking = Callable[[Sequence[float], int], list[tuple[str, float]]]
 # Chroma caps one write at its max batch size (5,461 on SQLite); stay well below it.
 WRITE_BATCH = 1000
 # Up to this many ids, or this share of the store, Store.nearest ranks exactly (docs/store.md).
@@ -736,25 +738,8 @@ class Store:
         the whole store or among the given ids; ids and scores only (docs/store.md)."""
         if k <= 0 or (among is not None and not among):
             return []
-        if among is not None and len(among) <= max(
-            EXACT_AMONG, EXACT_SHARE * self.lexical.chunk_count()
-        ):
-            import numpy as np
-
-            query = np.asarray(vector, dtype=np.float32)
-            query_norm = float(np.linalg.norm(query)) or 1.0
-            scored: list[tuple[float, str]] = []
-            ids = list(among)
-            for start in range(0, len(ids), EXACT_PAGE):  # memory bounded by a page, not the scope
-                page = ids[start : start + EXACT_PAGE]
-                result = self._on("chunks", "get", ids=page, include=["embeddings"])
-                if not result["ids"]:
-                    continue
-                matrix = np.asarray(result["embeddings"], dtype=np.float32)
-                norms = np.linalg.norm(matrix, axis=1) * query_norm
-                scores = matrix @ query / np.where(norms > 0, norms, 1.0)
-                scored += zip((-float(s) for s in scores), result["ids"], strict=True)
-            return [(chunk_id, -score) for score, chunk_id in sorted(scored)[:k]]
+        if among is not None and self._exact(among):
+            return self.ranking(among)(vector, k)
         result = self._on(
             "chunks",
             "query",
@@ -765,6 +750,38 @@ class Store:
         )
         distances = (result["distances"] or [[]])[0]
         return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], distances, strict=False)]
+
+    def _exact(self, among: Sequence[str]) -> bool:
+        return len(among) <= max(EXACT_AMONG, EXACT_SHARE * self.lexical.chunk_count())
+
+    def ranking(self, among: Sequence[str]) -> Ranking:
+        """`nearest(vector, k, among=among)` as a function of the vector. A Chroma server's
+        vectors of a scope ranked exactly are read here: a caller reads them while the question's
+        is being made (docs/retrieval.md); an embedded store reads them when ranking."""
+        if not self._exact(among):
+            return lambda vector, k: self.nearest(vector, k, among=among)
+        import numpy as np
+
+        def read() -> Iterator[tuple[list[str], Any]]:
+            for start in range(0, len(among), EXACT_PAGE):  # chromadb's lists a page at a time
+                page = list(among[start : start + EXACT_PAGE])
+                result = self._on("chunks", "get", ids=page, include=["embeddings"])
+                if result["ids"]:
+                    yield result["ids"], np.asarray(result["embeddings"], dtype=np.float32)
+
+        pages = list(read()) if self.embedded_folder is None else None  # 1.5 kB a vector
+
+        def rank(vector: Sequence[float], k: int) -> list[tuple[str, float]]:
+            query = np.asarray(vector, dtype=np.float32)
+            query_norm = float(np.linalg.norm(query)) or 1.0
+            scored: list[tuple[float, str]] = []
+            for found, matrix in read() if pages is None else pages:
+                norms = np.linalg.norm(matrix, axis=1) * query_norm
+                scores = matrix @ query / np.where(norms > 0, norms, 1.0)
+                scored += zip((-float(s) for s in scores), found, strict=True)
+            return [(chunk_id, -score) for score, chunk_id in sorted(scored)[:k]]
+
+        return rank
 
     def iter_chunks(self, page: int = 5000, *, vectors: bool = False) -> Iterable[StoredChunk]:
         """Every chunk (text and metadata; with its vector if asked), page by page."""

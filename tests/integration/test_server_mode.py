@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StoreError
+from bot.retrieve import RetrievalConfig
 from index.lock import ChromaLease
 from tests.integration.test_ingest import make_articles, snapshot
 
@@ -53,6 +54,25 @@ def test_a_host_sees_what_another_host_ingested_without_a_restart(
     first.reset()
     assert second.stats()["articles"] == 0
     assert second.retriever.search(second.retriever.understand("Story number 7"), 6) == []
+
+
+def test_a_server_ranks_a_scope_among_its_own_chunks_as_an_embedded_store_does(
+    make_bot, chroma_server: str, tmp_path: Path
+) -> None:
+    # A server's scope vectors are read while the question is embedded (Store.ranking), an
+    # embedded store's after: the same passages, the same scores (a server's HNSW distances come
+    # as JSON's shortest float32 text, an embedded store's as the float32 itself).
+    articles = make_articles(12)
+    found = []
+    for overrides in ({"chroma_url": chroma_server, "collection": fresh_collection()}, {}):
+        bot = make_bot(data_dir=tmp_path / str(len(found)), **overrides)
+        bot.ingest(articles)
+        bot.retriever.config = RetrievalConfig(nearest_limit=0)  # every scope among its own
+        passages = bot.search("What did Reuters report on 2024-02-08 about the ceasefire?")
+        found.append([(passage.chunk_id, passage.dense_score) for passage in passages])
+    assert [chunk_id for chunk_id, _ in found[0]] == [chunk_id for chunk_id, _ in found[1]]
+    assert [score for _, score in found[0]] == pytest.approx([s for _, s in found[1]], abs=1e-6)
+    assert found[0][0][0] == "story-7#0"  # Reuters' report that day
 
 
 def test_ingests_from_two_hosts_into_one_server_take_turns(
