@@ -57,12 +57,7 @@ def open_store(settings: Settings) -> Store:
 
 
 class Bot:
-    """Question answering over the articles in one store.
-
-    >>> bot = Bot.open(data_dir="/tmp/newsbot")          # doctest: +SKIP
-    >>> bot.ingest(["samples/articles"])                    # doctest: +SKIP
-    >>> print(bot.ask("What did Qatar say about Hamas's response?").to_markdown())  # doctest: +SKIP
-    """
+    """Question answering over the articles in one store (used as bot/__init__.py shows)."""
 
     def __init__(
         self,
