@@ -505,7 +505,9 @@ class Retriever:
         Probe = tuple[Scope, list[str], tuple[int, "Future[Ranking] | None"]]
 
         def prepare(text: str, scope: Scope) -> Probe:
-            """A probe's BM25 hits (into `candidates`) and dense plan (`_plan`): no vector."""
+            """A probe's dense plan (`_plan`: first, as it may start a read) and BM25 hits (into
+            `candidates`): no vector."""
+            plan = self._plan(scope, pool) if dense else (0, None)
             found = []
             if self.mode != "dense":
                 found = self.store.lexical.search(query_terms(text), pool, scope.lexical_filter())
@@ -513,7 +515,6 @@ class Retriever:
                 candidate = candidates.setdefault(chunk_id, Candidate(chunk_id))
                 candidate.article_id = article_id
                 _raise(candidate, "lexical_score", score)
-            plan = self._plan(scope, pool) if dense else (0, None)
             return scope, [chunk_id for chunk_id, _, _ in found], plan
 
         wholes = [prepare(lexical_text, scope) for scope in (narrow, base) if scope is not None]
