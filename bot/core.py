@@ -288,10 +288,20 @@ class Bot:
 
         return AnswerChain(self)
 
-    def ask(self, question: str, **options: Any) -> Answer:
-        """Answer from the stored articles, citing each claim; refuse when they don't say.
-        `options`: those of `stream` (history, since, until, k, retrieve)."""
-        *_, answer = self.stream(question, **options)
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] | None = None,
+        since: DateLike = None,
+        until: DateLike = None,
+        k: int | None = None,
+        retrieve: Retrieve | None = None,
+    ) -> Answer:
+        """Answer from the stored articles, citing each claim; refuse when they don't say."""
+        *_, answer = self.stream(
+            question, history=history, since=since, until=until, k=k, retrieve=retrieve
+        )
         assert isinstance(answer, Answer)  # the stream's last item; before it, str pieces
         return answer
 

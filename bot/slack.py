@@ -412,6 +412,7 @@ def build_app(
     bot: Bot,
     settings: Settings,
     *,
+    client: WebClient | None = None,
     executor: WorkerPool | None = None,
     socket: bool = False,
 ) -> tuple[App, SlackDoor]:
@@ -423,8 +424,9 @@ def build_app(
     from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
     settings = slack_settings(settings, socket=socket)
-    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    if client is None:
+        client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+        client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     try:
         app = App(
             client=client,

@@ -8,6 +8,7 @@ import pytest
 
 from bot import Answer, Bot, Citation, NewsbotError, StoreError
 from bot.core import as_datetime
+from tests.conftest import QATAR_QUESTION
 
 
 def test_dates_are_accepted_as_datetimes_days_or_iso_strings() -> None:
@@ -52,3 +53,10 @@ def test_a_data_dir_that_is_a_file_is_a_clear_store_error(tmp_path) -> None:
     with pytest.raises(StoreError, match="afile") as caught:
         Bot.open(data_dir=not_a_folder).stats()
     assert "NEWSBOT_DATA_DIR" in (caught.value.hint or "")
+
+
+def test_a_misspelt_option_of_ask_is_named_against_ask(fake_bot) -> None:
+    """`Bot.ask` spells out its options (help(), an editor's hints, mypy), so a typo is caught
+    as Bot.ask's, not as a method the caller never called."""
+    with pytest.raises(TypeError, match=r"Bot\.ask\(\) got an unexpected keyword argument 'sinse'"):
+        fake_bot.ask(QATAR_QUESTION, sinse="2024-02-01")  # type: ignore[call-arg]

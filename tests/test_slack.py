@@ -384,6 +384,26 @@ def test_a_mention_gets_a_threaded_answer_with_citation_blocks(harness) -> None:
     assert {call.token for call in h.slack.calls} == {TOKEN}
 
 
+def test_the_app_posts_through_the_web_client_it_is_given(fake_bot, fake_slack, slack_config):
+    """The outside world is injected (STYLE.md): a caller's WebClient, not one built from the
+    settings, carries the answer."""
+    from slack_sdk import WebClient
+
+    client = WebClient(token=TOKEN, base_url=fake_slack.api_url)
+    nowhere = "http://127.0.0.1:9/api/"  # nothing listens there
+    settings = slack_config().model_copy(update={"slack_api_url": nowhere})
+    pool = WorkerPool(2, 10)
+    try:
+        app, door = build_app(SpyBot(fake_bot), settings, client=client, executor=pool)  # type: ignore[arg-type]
+        h = Harness(app, door, fake_slack, SpyBot(fake_bot))
+        body = event_body(f"<@UBOT> {QATAR_QUESTION}")
+        assert h.send(body).status == 200
+        h.settle()
+        assert h.slack.answers("C0GENERAL", body["event"]["ts"])
+    finally:
+        pool.shutdown()
+
+
 def test_direct_messages_are_answered_and_channel_chatter_is_not(harness) -> None:
     h = harness()
     dm = event_body(QATAR_QUESTION, event_type="message", channel="D0ALICE", channel_type="im")
