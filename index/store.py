@@ -466,13 +466,9 @@ class Store:
             self._checked_at = time.monotonic()
 
     def _log_length(self, view: View) -> tuple[str, int]:
-        try:  # one call (a server's round trip): the log opened, unless the store was reset
-            return str(view.log.id), int(view.log.count())
-        except Exception as exc:  # deleted by a reset elsewhere: chromadb's NotFoundError
-            if type(exc).__name__ != "NotFoundError":
-                raise
-        self._view = None  # open the new ones
         log_collection = self._small_collection(view.client, "log")
+        if str(log_collection.id) != str(view.log.id):  # the store was reset elsewhere
+            self._view = None  # open the new ones
         return str(log_collection.id), int(log_collection.count())
 
     def _catch_up(self) -> None:

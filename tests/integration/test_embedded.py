@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -59,6 +60,19 @@ for command in commands:
     except SystemExit as exit:
         assert not exit.code, (command, exit.code)
 print("CHROMADB:", sorted(name for name in sys.modules if name.split(".")[0] == "chromadb"))
+"""
+# A long-running reader (a Slack bot): a question a line on stdin; whether it answered, and which
+# of the chromadb package's modules it has imported, a line on stdout.
+READER = """
+import sys
+from bot import Bot
+from bot.retrieve import RetrievalConfig
+bot = Bot.open(data_dir=sys.argv[1])
+bot.retriever.config = RetrievalConfig(check_interval=0)  # sees other processes' commits at once
+for question in sys.stdin:
+    answer = bot.ask(question.strip())
+    chromadb = sorted(name for name in sys.modules if name.split(".")[0] == "chromadb")
+    print("ANSWERED:", bool(answer.citations), "CHROMADB:", chromadb, flush=True)
 """
 
 
@@ -155,6 +169,37 @@ def test_a_process_that_ingests_asks_repairs_and_resets_never_imports_chromadb(
     assert result.returncode == 0, result.stderr
     assert "al Thani" in result.stdout  # it answered
     assert "CHROMADB: []" in result.stdout
+
+
+def test_a_reader_follows_a_reset_and_ingest_elsewhere_without_importing_chromadb(
+    stores, make_bot, tmp_path
+) -> None:
+    """A reset elsewhere deletes the log the reader opened: it looks the log up by name
+    (docs/store.md), as asking the deleted one raises an error whose class imports chromadb."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(stores["new"], data_dir)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        assert reader.stdin and reader.stdout
+        reader.stdin.write(QUESTIONS[0] + "\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline() == "ANSWERED: True CHROMADB: []\n"
+        elsewhere = make_bot(data_dir=data_dir)
+        elsewhere.reset()
+        elsewhere.ingest([str(stores["source"])])
+        elsewhere.store.close()
+        out, err = reader.communicate(QUESTIONS[0] + "\n", timeout=120)
+    finally:
+        reader.kill()
+    assert out == "ANSWERED: True CHROMADB: []\n", err[-3000:]
 
 
 def test_a_closed_store_holds_none_of_chromas_files(make_bot, tmp_path) -> None:
