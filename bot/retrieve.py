@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from index.store import Ranking, Store
 
 Mode = Literal["hybrid", "dense", "lexical"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -405,6 +407,23 @@ def by_coverage(
     return Ranked(order, merged.scores)
 
 
+def _background(call: Callable[..., T], *args: Any) -> Future[T]:
+    """`call(*args)` on a daemon thread of its own. A read from a Chroma server that stopped
+    answering waits forever (chromadb's client has no time-out): on a pool's thread, which
+    Python joins at exit, it would keep `newsbot slack` from exiting after a stop, where the
+    Slack worker that asked (a daemon thread) is let go after its grace (docs/slack.md)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call(*args))
+        except BaseException as exc:  # noqa: BLE001 - raised again by future.result()
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="newsbot-scope", daemon=True).start()
+    return future
+
+
 class Retriever:
     """Hybrid retrieval over one store. Thread-safe: Slack answers from a worker pool."""
 
@@ -619,7 +638,7 @@ class Retriever:
         total = lexical.chunk_count()
         wanted = math.ceil(self.config.scope_margin * pool * total / admitted)
         if wanted > self.config.nearest_limit:
-            return 0, self._embedding.submit(self.store.ranking, lexical.chunk_ids(where))
+            return 0, _background(self.store.ranking, lexical.chunk_ids(where))
         return min(wanted, total), None
 
     def _read(

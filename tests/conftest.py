@@ -152,8 +152,17 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float = 
 
 
 @pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `chroma run` server on 127.0.0.1; yields its URL and stops it afterwards."""
+def chroma_server(chroma_process: tuple[str, subprocess.Popen]) -> str:
+    """A real `chroma run` server's URL (`chroma_process`)."""
+    return chroma_process[0]
+
+
+@pytest.fixture(scope="session")
+def chroma_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real `chroma run` server on 127.0.0.1; yields its URL and process, and stops it
+    afterwards."""
     chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
     assert chroma, "the chroma command (from the chromadb package) is not installed"
     port = free_port()
@@ -166,7 +175,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     try:
         wait_until_listening(process, port, path / "server.log")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         stop(process)
         log.close()

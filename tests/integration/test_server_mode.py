@@ -6,7 +6,9 @@ local can make two of them take turns: only the server can."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,11 +20,34 @@ import pytest
 from bot.errors import StoreError
 from bot.retrieve import RetrievalConfig
 from index.lock import ChromaLease
+from tests.conftest import REPO
 from tests.integration.test_ingest import make_articles, snapshot
 
 pytestmark = pytest.mark.slow
 
 NEWSBOT = shutil.which("newsbot", path=str(Path(sys.executable).parent)) or "newsbot"
+# A question on a daemon thread (as Slack's workers ask) whose scope's vectors are read from a
+# server that stopped answering just then (SIGSTOP: a hung host; chromadb's client waits without
+# a time-out), and a main thread that returns (as `newsbot slack` does after its shutdown grace).
+HUNG_ASK = """
+import os, signal, sys, threading
+from bot import Bot
+from bot.retrieve import RetrievalConfig
+from index.store import Store
+data_dir, url, collection, server = sys.argv[1:5]
+bot = Bot.open(data_dir=data_dir, chroma_url=url, collection=collection)
+bot.retriever.config = RetrievalConfig(nearest_limit=0)  # every scope ranked among its own
+stopped, on = threading.Event(), Store._on
+def stop_before_the_scope_read(self, collection, method, /, **arguments):
+    if arguments.get("include") == ["embeddings"]:
+        os.kill(int(server), signal.SIGSTOP)
+        stopped.set()
+    return on(self, collection, method, **arguments)
+Store._on = stop_before_the_scope_read
+question = "What did Reuters report on 2024-02-08 about the ceasefire?"
+threading.Thread(target=bot.ask, args=(question,), daemon=True).start()
+assert stopped.wait(60), "no scope read"
+"""
 
 
 def fresh_collection() -> str:
@@ -73,6 +98,42 @@ def test_a_server_ranks_a_scope_among_its_own_chunks_as_an_embedded_store_does(
     assert [chunk_id for chunk_id, _ in found[0]] == [chunk_id for chunk_id, _ in found[1]]
     assert [score for _, score in found[0]] == pytest.approx([s for _, s in found[1]], abs=1e-6)
     assert found[0][0][0] == "story-7#0"  # Reuters' report that day
+
+
+def test_a_question_waiting_on_a_hung_server_does_not_keep_the_process_from_exiting(
+    make_bot, chroma_process: tuple[str, subprocess.Popen], tmp_path: Path
+) -> None:
+    # docs/slack.md: after a stop, answers under way get their grace, then newsbot exits.
+    url, server = chroma_process
+    collection = fresh_collection()
+    make_bot(data_dir=tmp_path / "host-a", chroma_url=url, collection=collection).ingest(
+        make_articles(12)
+    )
+    asker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HUNG_ASK,
+            str(tmp_path / "host-b"),
+            url,
+            collection,
+            str(server.pid),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        _, err = asker.communicate(timeout=60)  # a hang check, not a speed figure
+    except subprocess.TimeoutExpired:
+        asker.kill()
+        _, err = asker.communicate()
+        pytest.fail(f"did not exit within 60 s: {err[-3000:]}")
+    finally:
+        server.send_signal(signal.SIGCONT)
+    assert asker.returncode == 0, err[-3000:]
 
 
 def test_ingests_from_two_hosts_into_one_server_take_turns(
