@@ -7,6 +7,7 @@ never sees half an article: docs/store.md.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -277,6 +278,7 @@ class Store:
         self._generation = -1  # of the shared client that self._view was opened with
         self._checked_at = float("-inf")
         self._refreshing = threading.Lock()
+        self._refresh_failed: tuple[float, StoreError | None] = (0.0, None)
         self._committing = 0  # the log entry this Store is adding, until its client holds it
 
     def _call(self, use: Callable[[View], T], on: str = "") -> T:
@@ -457,12 +459,22 @@ class Store:
     def refresh(self, max_age: float = 0.0) -> None:
         """Apply the log entries the lexical index lacks (written by other processes or hosts),
         unless checked less than `max_age` seconds ago (one small Chroma read if none)."""
-        if time.monotonic() - self._checked_at < max_age:
+        asked = time.monotonic()
+        if asked - self._checked_at < max_age:
             return
         with self._refreshing:
             if time.monotonic() - self._checked_at < max_age:
                 return
-            self._catch_up()
+            failed_at, failure = self._refresh_failed
+            if failure is not None and failed_at >= asked:
+                # It failed while this one waited: the same answer now, not one more round of
+                # retries each in turn (a Slack bot's askers, a server down: 38 waited 54 s).
+                raise copy.copy(failure) from failure
+            try:
+                self._catch_up()
+            except StoreError as exc:
+                self._refresh_failed = (time.monotonic(), exc)
+                raise
             self._checked_at = time.monotonic()
 
     def _log_length(self, view: View) -> tuple[str, int]:

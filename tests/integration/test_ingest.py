@@ -230,6 +230,52 @@ def test_an_unreachable_chroma_server_is_a_clear_error(make_bot) -> None:
     assert "chroma run" in (caught.value.hint or "")
 
 
+def test_askers_waiting_on_a_server_that_went_down_share_one_round_of_retries(
+    make_bot, tmp_path, caplog
+) -> None:
+    """A Slack bot's askers when its Chroma server dies: the first retries and fails; those
+    that waited meanwhile get its error, instead of one more round of retries each in turn."""
+    import shutil
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from tests.conftest import free_port, stop, wait_until_listening
+
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
+    port = free_port()
+    with open(tmp_path / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [str(chroma), "run", "--path", str(tmp_path / "db"), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until_listening(server, port, tmp_path / "server.log")
+            bot = make_bot(chroma_url=f"http://127.0.0.1:{port}", store_retries=3)
+            bot.ingest(make_articles(2))
+        finally:
+            stop(server)
+    start, failures = threading.Barrier(6), []
+
+    def ask() -> None:
+        start.wait()
+        try:
+            bot.store.refresh()  # what every question does first
+        except StoreError as exc:
+            failures.append(exc)
+
+    askers = [threading.Thread(target=ask) for _ in range(6)]
+    with caplog.at_level("WARNING", logger="index.store"):
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join()
+    assert len(failures) == 6 and all("cannot reach" in str(exc) for exc in failures)
+    assert caplog.text.count("unreachable, retrying") == 3  # one asker's three retries
+
+
 def test_a_store_of_an_earlier_version_moves_its_registry_into_the_log(make_bot) -> None:
     """Earlier versions kept the registry in a `<name>-articles` collection and had no log or
     lexical index: the first process to open such a store moves the registry into the log."""
