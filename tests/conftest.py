@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,12 +162,19 @@ def chroma_server(chroma_process: tuple[str, subprocess.Popen]) -> str:
 def chroma_process(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A real `chroma run` server on 127.0.0.1; yields its URL and process, and stops it
-    afterwards."""
+    """A real `chroma run` server for the session (`running_chroma`)."""
+    with running_chroma(tmp_path_factory.mktemp("chroma-server")) as running:
+        yield running
+
+
+@contextmanager
+def running_chroma(path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real `chroma run` server on 127.0.0.1 over `path`; yields its URL and process, and
+    stops it afterwards."""
     chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
     assert chroma, "the chroma command (from the chromadb package) is not installed"
     port = free_port()
-    path = tmp_path_factory.mktemp("chroma-server")
+    path.mkdir(parents=True, exist_ok=True)
     log = open(path / "server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [chroma, "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
@@ -179,3 +187,16 @@ def chroma_process(
     finally:
         stop(process)
         log.close()
+
+
+def python_child(code: str, *args: str) -> subprocess.Popen:
+    """A Python process running `code` with `args` in the repo, offline, its text I/O piped."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, python_child
 from tests.integration.test_crash_safety import write_jsonl
 from tests.integration.test_ingest import make_articles
 
@@ -178,15 +178,7 @@ def test_a_reader_follows_a_reset_and_ingest_elsewhere_without_importing_chromad
     (docs/store.md), as asking the deleted one raises an error whose class imports chromadb."""
     data_dir = tmp_path / "data"
     shutil.copytree(stores["new"], data_dir)
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(data_dir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    reader = python_child(READER, str(data_dir))
     try:
         assert reader.stdin and reader.stdout
         reader.stdin.write(QUESTIONS[0] + "\n")

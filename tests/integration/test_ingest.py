@@ -235,28 +235,13 @@ def test_askers_waiting_on_a_server_that_went_down_share_one_round_of_retries(
 ) -> None:
     """A Slack bot's askers when its Chroma server dies: the first retries and fails; those
     that waited meanwhile get its error, instead of one more round of retries each in turn."""
-    import shutil
-    import subprocess
-    import sys
     import threading
-    from pathlib import Path
 
-    from tests.conftest import free_port, stop, wait_until_listening
+    from tests.conftest import running_chroma
 
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
-    port = free_port()
-    with open(tmp_path / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [str(chroma), "run", "--path", str(tmp_path / "db"), "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until_listening(server, port, tmp_path / "server.log")
-            bot = make_bot(chroma_url=f"http://127.0.0.1:{port}", store_retries=3)
-            bot.ingest(make_articles(2))
-        finally:
-            stop(server)
+    with running_chroma(tmp_path / "chroma") as (url, _):
+        bot = make_bot(chroma_url=url, store_retries=3)
+        bot.ingest(make_articles(2))
     start, failures = threading.Barrier(6), []
 
     def ask() -> None:

@@ -6,7 +6,6 @@ local can make two of them take turns: only the server can."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 from bot.errors import StoreError
 from bot.retrieve import RetrievalConfig
 from index.lock import ChromaLease
-from tests.conftest import REPO
+from tests.conftest import python_child
 from tests.integration.test_ingest import make_articles, snapshot
 
 pytestmark = pytest.mark.slow
@@ -109,22 +108,7 @@ def test_a_question_waiting_on_a_hung_server_does_not_keep_the_process_from_exit
     make_bot(data_dir=tmp_path / "host-a", chroma_url=url, collection=collection).ingest(
         make_articles(12)
     )
-    asker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            HUNG_ASK,
-            str(tmp_path / "host-b"),
-            url,
-            collection,
-            str(server.pid),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    asker = python_child(HUNG_ASK, str(tmp_path / "host-b"), url, collection, str(server.pid))
     try:
         _, err = asker.communicate(timeout=60)  # a hang check, not a speed figure
     except subprocess.TimeoutExpired:
