@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from index.store import Ranking, Store
 
 Mode = Literal["hybrid", "dense", "lexical"]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -407,23 +405,6 @@ def by_coverage(
     return Ranked(order, merged.scores)
 
 
-def _background(call: Callable[..., T], *args: Any) -> Future[T]:
-    """`call(*args)` on a daemon thread of its own. A read from a Chroma server that stopped
-    answering waits forever (chromadb's client has no time-out): on a pool's thread, which
-    Python joins at exit, it would keep `newsbot slack` from exiting after a stop, where the
-    Slack worker that asked (a daemon thread) is let go after its grace (docs/slack.md)."""
-    future: Future[T] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(call(*args))
-        except BaseException as exc:  # noqa: BLE001 - raised again by future.result()
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="newsbot-scope", daemon=True).start()
-    return future
-
-
 class Retriever:
     """Hybrid retrieval over one store. Thread-safe: Slack answers from a worker pool."""
 
@@ -521,7 +502,7 @@ class Retriever:
         dense = self.mode != "lexical"
         started = query.embedding  # for the text understood; a caller may have changed it
         embedding = started[1] if started and started[0] == query.text else self._embed(query.text)
-        Probe = tuple[Scope, list[str], tuple[int, "Future[Ranking] | None"]]
+        Probe = tuple[Scope, list[str], tuple[int, "Ranking | None"]]
 
         def prepare(text: str, scope: Scope) -> Probe:
             """A probe's dense plan (`_plan`: first, as it may start a read) and BM25 hits (into
@@ -570,7 +551,7 @@ class Retriever:
             scope, lexical, (wanted, among) = prepared
             hits: list[tuple[str, float]] = []
             if vector is not None and among is not None:
-                hits = among.result()(vector.tolist(), pool)
+                hits = among(vector.tolist(), pool)
             elif vector is not None:
                 hits = nearest(wanted)
                 if hits and not scope.empty:  # the hits the scope admits
@@ -625,10 +606,10 @@ class Retriever:
             return None
         return self._embedding.submit(self.embedder.embed, [text])
 
-    def _plan(self, scope: Scope, pool: int) -> tuple[int, Future[Ranking] | None]:
+    def _plan(self, scope: Scope, pool: int) -> tuple[int, Ranking | None]:
         """How a probe searches its scope densely (no vector needed): (n, None): its chunks among
-        the store's n nearest; (0, ranking): among its own chunks, their vectors read on another
-        thread beside the question's embedding (why: docs/retrieval.md)."""
+        the store's n nearest; (0, ranking): among its own chunks, a server's vectors read beside
+        the question's embedding (`Store.ranking`; why: docs/retrieval.md)."""
         if scope.empty:
             return pool, None
         lexical, where = self.store.lexical, scope.lexical_filter()
@@ -638,7 +619,7 @@ class Retriever:
         total = lexical.chunk_count()
         wanted = math.ceil(self.config.scope_margin * pool * total / admitted)
         if wanted > self.config.nearest_limit:
-            return 0, _background(self.store.ranking, lexical.chunk_ids(where))
+            return 0, self.store.ranking(lexical.chunk_ids(where))
         return min(wanted, total), None
 
     def _read(

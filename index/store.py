@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import closing, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -119,6 +120,23 @@ def lexical_folder(data_dir: Path, chroma_url: str | None, collection: str) -> P
 def _lexical_folder(data_dir: Path, key: str, collection: str) -> Path:
     digest = hashlib.sha1(f"{key}|analyser {ANALYSER_VERSION}".encode()).hexdigest()[:12]
     return data_dir / "lexical" / f"{safe_name(collection)}-{digest}"
+
+
+def _in_background(call: Callable[[], T]) -> Future[T]:
+    """`call()` on a daemon thread of its own. A read from a Chroma server that stopped
+    answering waits forever (chromadb's client has no time-out): on a pool's thread, which
+    Python joins at exit, it would keep `newsbot slack` from exiting after a stop, where the
+    Slack worker that asked (a daemon thread) is let go after its grace (docs/slack.md)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # noqa: BLE001 - raised again by future.result()
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="newsbot-scope", daemon=True).start()
+    return future
 
 
 def _with_retries(call: Callable[[], T], *, where: str, retries: int) -> T:
@@ -768,8 +786,9 @@ class Store:
 
     def ranking(self, among: Sequence[str]) -> Ranking:
         """`nearest(vector, k, among=among)` as a function of the vector. A Chroma server's
-        vectors of a scope ranked exactly are read here: a caller reads them while the question's
-        is being made (docs/retrieval.md); an embedded store reads them when ranking."""
+        vectors of a scope ranked exactly start being read now, on another thread, while the
+        caller makes the question's (docs/retrieval.md); an embedded store reads them when
+        ranking (read early, they held the GIL and gained nothing)."""
         if not self._exact(among):
             return lambda vector, k: self.nearest(vector, k, among=among)
         import numpy as np
@@ -781,13 +800,15 @@ class Store:
                 if result["ids"]:
                     yield result["ids"], np.asarray(result["embeddings"], dtype=np.float32)
 
-        pages = list(read()) if self.embedded_folder is None else None  # 1.5 kB a vector
+        pages: Callable[[], Iterable[tuple[list[str], Any]]] = read
+        if self.embedded_folder is None:  # 1.5 kB a vector, held until ranked
+            pages = _in_background(lambda: list(read())).result
 
         def rank(vector: Sequence[float], k: int) -> list[tuple[str, float]]:
             query = np.asarray(vector, dtype=np.float32)
             query_norm = float(np.linalg.norm(query)) or 1.0
             scored: list[tuple[float, str]] = []
-            for found, matrix in read() if pages is None else pages:
+            for found, matrix in pages():
                 norms = np.linalg.norm(matrix, axis=1) * query_norm
                 scores = matrix @ query / np.where(norms > 0, norms, 1.0)
                 scored += zip((-float(s) for s in scores), found, strict=True)
